@@ -1,0 +1,555 @@
+//! DynamoDB: users and notes in the single table `{stage}-data-table`, connections in
+//! `{stage}-websocket-connections`. Item layout is the original's (see `spec/API.md`), plus:
+//! - `notified` on a note item: its `note-saved` went out (idempotent save, required fix 4);
+//! - `pk CONNECTIONS`, `sk CONNECTION#{id}`: the registry's index of live connections, so a public
+//!   broadcast is a Query, never a Scan (required fix 6).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+
+use super::store_error;
+use crate::domain::cursor::{Page, PageRequest};
+use crate::domain::note::{Note, NoteId};
+use crate::domain::user::UserRecord;
+use crate::ports::{
+    Connection, ConnectionRegistry, Created, NoteStore, Saved, StoreError, UserStore,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+pub const PUBLIC_PK: &str = "PUBLIC#NOTES";
+pub const CONNECTIONS_INDEX_PK: &str = "CONNECTIONS";
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    connections_table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn malformed(operation: &'static str, what: &str) -> StoreError {
+    StoreError::new(operation, format!("stored item is malformed: {what}"))
+}
+
+fn user_pk(username: &str) -> String {
+    format!("USER#{username}")
+}
+
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn note_item(pk: String, note: &Note) -> Item {
+    let mut item = key(pk, note.note_id.sort_key());
+    item.insert("noteId".into(), s(note.note_id.as_str()));
+    item.insert("username".into(), s(&note.username));
+    item.insert("content".into(), s(&note.content));
+    item.insert("isPublic".into(), AttributeValue::Bool(note.is_public));
+    item.insert("status".into(), s(&note.status));
+    item.insert("createdAt".into(), s(&note.created_at));
+    item.insert("savedAt".into(), s(&note.saved_at));
+    if let Some(u) = &note.updated_at {
+        item.insert("updatedAt".into(), s(u));
+    }
+    item.insert("notified".into(), AttributeValue::Bool(false));
+    item
+}
+
+fn note_from_item(operation: &'static str, item: &Item) -> Result<Note, StoreError> {
+    let field = |name: &str| get_s(item, name).ok_or_else(|| malformed(operation, name));
+    let note_id = NoteId::parse(&field("noteId")?).map_err(|_| malformed(operation, "noteId"))?;
+    let username = match get_s(item, "username") {
+        Some(u) => u,
+        None => field("pk")?.trim_start_matches("USER#").to_owned(),
+    };
+    Ok(Note {
+        note_id,
+        username,
+        content: field("content")?,
+        is_public: item
+            .get("isPublic")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        status: get_s(item, "status").unwrap_or_else(|| "saved".to_owned()),
+        created_at: field("createdAt")?,
+        saved_at: get_s(item, "savedAt").unwrap_or_default(),
+        updated_at: get_s(item, "updatedAt"),
+    })
+}
+
+fn connection_item(pk: String, sk: String, c: &Connection) -> Item {
+    let mut item = key(pk, sk);
+    item.insert("connectionId".into(), s(&c.connection_id));
+    item.insert("username".into(), s(&c.username));
+    item.insert("connectedAt".into(), s(&c.connected_at));
+    item.insert("ttl".into(), AttributeValue::N(c.ttl.to_string()));
+    item
+}
+
+fn connection_from_item(operation: &'static str, item: &Item) -> Result<Connection, StoreError> {
+    Ok(Connection {
+        connection_id: get_s(item, "connectionId")
+            .ok_or_else(|| malformed(operation, "connectionId"))?,
+        username: get_s(item, "username").ok_or_else(|| malformed(operation, "username"))?,
+        connected_at: get_s(item, "connectedAt").unwrap_or_default(),
+        ttl: item
+            .get("ttl")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+/// The three rows of a connection: META, under its user, and in the registry index.
+fn connection_keys(c: &Connection) -> [(String, String); 3] {
+    let sk = format!("CONNECTION#{}", c.connection_id);
+    [
+        (format!("CONNECTION#{}", c.connection_id), "META".to_owned()),
+        (user_pk(&c.username), sk.clone()),
+        (CONNECTIONS_INDEX_PK.to_owned(), sk),
+    ]
+}
+
+fn build<T, E: std::fmt::Display>(
+    operation: &'static str,
+    r: Result<T, E>,
+) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::new(operation, e.to_string()))
+}
+
+impl DynamoStore {
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        connections_table: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            connections_table: connections_table.into(),
+        }
+    }
+
+    async fn get_item(
+        &self,
+        operation: &'static str,
+        table: &str,
+        key: Item,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(operation, e))?;
+        Ok(out.item)
+    }
+
+    async fn transact(
+        &self,
+        operation: &'static str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<bool, StoreError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let cancelled_by_condition = e
+                    .as_service_error()
+                    .map(|se| match se {
+                        TransactWriteItemsError::TransactionCanceledException(tc) => tc
+                            .cancellation_reasons()
+                            .iter()
+                            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+                        _ => false,
+                    })
+                    .unwrap_or(false);
+                if cancelled_by_condition {
+                    Ok(false)
+                } else {
+                    Err(store_error(operation, e))
+                }
+            }
+        }
+    }
+
+    async fn query_page(
+        &self,
+        operation: &'static str,
+        table: &str,
+        pk: String,
+        sk_prefix: &str,
+        start_after: Option<String>,
+        limit: Option<usize>,
+        newest_first: bool,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let start = start_after.map(|sk| key(pk.clone(), sk));
+        let out = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(sk_prefix))
+            .scan_index_forward(!newest_first)
+            .set_limit(limit.map(|l| l as i32))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error(operation, e))?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+
+    async fn list_notes(
+        &self,
+        operation: &'static str,
+        pk: String,
+        page: &PageRequest,
+    ) -> Result<Page<Note>, StoreError> {
+        let (items, last) = self
+            .query_page(
+                operation,
+                &self.table,
+                pk,
+                "NOTE#",
+                page.after.clone(),
+                Some(page.limit),
+                true,
+            )
+            .await?;
+        let items = items
+            .iter()
+            .map(|i| note_from_item(operation, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = last.and_then(|k| get_s(&k, "sk"));
+        Ok(Page { items, next })
+    }
+
+    async fn query_all_connections(
+        &self,
+        operation: &'static str,
+        pk: String,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let (items, last) = self
+                .query_page(
+                    operation,
+                    &self.connections_table,
+                    pk.clone(),
+                    "CONNECTION#",
+                    after,
+                    None,
+                    false,
+                )
+                .await?;
+            for item in &items {
+                out.push(connection_from_item(operation, item)?);
+            }
+            match last.and_then(|k| get_s(&k, "sk")) {
+                Some(sk) => after = Some(sk),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl UserStore for DynamoStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<Created, StoreError> {
+        const OP: &str = "creating a user";
+        let mut item = key(user_pk(&user.username), "PROFILE");
+        item.insert("username".into(), s(&user.username));
+        item.insert("passwordHash".into(), s(&user.password_hash));
+        item.insert("createdAt".into(), s(&user.created_at));
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Created::Created),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Created::AlreadyExists)
+            }
+            Err(e) => Err(store_error(OP, e)),
+        }
+    }
+
+    async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        const OP: &str = "reading a user";
+        let Some(item) = self
+            .get_item(OP, &self.table, key(user_pk(username), "PROFILE"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(UserRecord {
+            username: get_s(&item, "username").ok_or_else(|| malformed(OP, "username"))?,
+            password_hash: get_s(&item, "passwordHash")
+                .ok_or_else(|| malformed(OP, "passwordHash"))?,
+            created_at: get_s(&item, "createdAt").unwrap_or_default(),
+        }))
+    }
+}
+
+#[async_trait]
+impl NoteStore for DynamoStore {
+    async fn save_if_absent(&self, note: &Note) -> Result<Saved, StoreError> {
+        const OP: &str = "saving a note";
+        let mut puts = vec![note_item(user_pk(&note.username), note)];
+        if note.is_public {
+            puts.push(note_item(PUBLIC_PK.to_owned(), note));
+        }
+        let items = puts
+            .into_iter()
+            .map(|item| {
+                let put = build(
+                    OP,
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build(),
+                )?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if self.transact(OP, items).await? {
+            return Ok(Saved::Created);
+        }
+        let existing = self
+            .get_item(
+                OP,
+                &self.table,
+                key(user_pk(&note.username), note.note_id.sort_key()),
+            )
+            .await?;
+        let notified = existing
+            .as_ref()
+            .and_then(|i| i.get("notified"))
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(true);
+        Ok(Saved::AlreadyExists { notified })
+    }
+
+    async fn mark_notified(&self, username: &str, note_id: &NoteId) -> Result<(), StoreError> {
+        const OP: &str = "marking a note notified";
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(username), note_id.sort_key())))
+            .update_expression("SET notified = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Deleted by its owner in the meantime: nothing left to mark.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(store_error(OP, e)),
+        }
+    }
+
+    async fn get_note(&self, username: &str, note_id: &NoteId) -> Result<Option<Note>, StoreError> {
+        const OP: &str = "reading a note";
+        self.get_item(OP, &self.table, key(user_pk(username), note_id.sort_key()))
+            .await?
+            .map(|i| note_from_item(OP, &i))
+            .transpose()
+    }
+
+    async fn update_content(
+        &self,
+        username: &str,
+        note_id: &NoteId,
+        content: &str,
+        updated_at: &str,
+    ) -> Result<Option<Note>, StoreError> {
+        const OP: &str = "updating a note";
+        let Some(mut note) = self.get_note(username, note_id).await? else {
+            return Ok(None);
+        };
+        let mut pks = vec![user_pk(username)];
+        if note.is_public {
+            pks.push(PUBLIC_PK.to_owned());
+        }
+        let items = pks
+            .into_iter()
+            .map(|pk| {
+                let update = build(
+                    OP,
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(pk, note_id.sort_key())))
+                        .update_expression("SET content = :c, updatedAt = :u")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_values(":c", s(content))
+                        .expression_attribute_values(":u", s(updated_at))
+                        .build(),
+                )?;
+                Ok(TransactWriteItem::builder().update(update).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if !self.transact(OP, items).await? {
+            return Ok(None);
+        }
+        note.content = content.to_owned();
+        note.updated_at = Some(updated_at.to_owned());
+        Ok(Some(note))
+    }
+
+    async fn delete_note(
+        &self,
+        username: &str,
+        note_id: &NoteId,
+    ) -> Result<Option<Note>, StoreError> {
+        const OP: &str = "deleting a note";
+        let Some(note) = self.get_note(username, note_id).await? else {
+            return Ok(None);
+        };
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .delete(build(
+                    OP,
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(user_pk(username), note_id.sort_key())))
+                        .condition_expression("attribute_exists(pk)")
+                        .build(),
+                )?)
+                .build(),
+        ];
+        if note.is_public {
+            items.push(
+                TransactWriteItem::builder()
+                    .delete(build(
+                        OP,
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(key(PUBLIC_PK, note_id.sort_key())))
+                            .build(),
+                    )?)
+                    .build(),
+            );
+        }
+        if !self.transact(OP, items).await? {
+            return Ok(None);
+        }
+        Ok(Some(note))
+    }
+
+    async fn list_user_notes(
+        &self,
+        username: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Note>, StoreError> {
+        self.list_notes("listing notes", user_pk(username), page)
+            .await
+    }
+
+    async fn list_public_notes(&self, page: &PageRequest) -> Result<Page<Note>, StoreError> {
+        self.list_notes("listing public notes", PUBLIC_PK.to_owned(), page)
+            .await
+    }
+}
+
+#[async_trait]
+impl ConnectionRegistry for DynamoStore {
+    async fn register(&self, connection: &Connection) -> Result<(), StoreError> {
+        const OP: &str = "registering a connection";
+        let items = connection_keys(connection)
+            .into_iter()
+            .map(|(pk, sk)| {
+                let put = build(
+                    OP,
+                    Put::builder()
+                        .table_name(&self.connections_table)
+                        .set_item(Some(connection_item(pk, sk, connection)))
+                        .build(),
+                )?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.transact(OP, items).await.map(|_| ())
+    }
+
+    async fn unregister(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        const OP: &str = "removing a connection";
+        let meta = self
+            .get_item(
+                OP,
+                &self.connections_table,
+                key(format!("CONNECTION#{connection_id}"), "META"),
+            )
+            .await?;
+        let Some(meta) = meta else { return Ok(None) };
+        let connection = connection_from_item(OP, &meta)?;
+        self.remove(&connection).await?;
+        Ok(Some(connection))
+    }
+
+    async fn remove(&self, connection: &Connection) -> Result<(), StoreError> {
+        const OP: &str = "removing a connection";
+        let items = connection_keys(connection)
+            .into_iter()
+            .map(|(pk, sk)| {
+                let delete = build(
+                    OP,
+                    Delete::builder()
+                        .table_name(&self.connections_table)
+                        .set_key(Some(key(pk, sk)))
+                        .build(),
+                )?;
+                Ok(TransactWriteItem::builder().delete(delete).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.transact(OP, items).await.map(|_| ())
+    }
+
+    async fn connections_of(&self, username: &str) -> Result<Vec<Connection>, StoreError> {
+        self.query_all_connections("listing a user's connections", user_pk(username))
+            .await
+    }
+
+    async fn all_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        self.query_all_connections("listing connections", CONNECTIONS_INDEX_PK.to_owned())
+            .await
+    }
+}

@@ -1,0 +1,44 @@
+//! AWS adapters: each AWS service is touched here and nowhere else, one module per service.
+
+pub mod apigw_management;
+pub mod dynamodb;
+pub mod eventbridge;
+pub mod secrets_manager;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::ports::StoreError;
+
+/// Error codes AWS uses for "slow down": worth a retry, not a 500.
+pub(crate) fn is_throttling(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ThrottlingException"
+                | "Throttling"
+                | "ThrottledException"
+                | "TooManyRequestsException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "LimitExceededException"
+        )
+    )
+}
+
+/// A storage failure with its cause and whether a retry may fix it.
+pub(crate) fn store_error<E, R>(operation: &'static str, e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let retryable = is_throttling(e.code())
+        || matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_));
+    let message = DisplayErrorContext(&e).to_string();
+    if retryable {
+        StoreError::throttled(operation, message)
+    } else {
+        StoreError::new(operation, message)
+    }
+}

@@ -1,0 +1,80 @@
+//! Everything a handler needs, behind the ports. Only `main`, `config` and `notesctl dev` know
+//! which implementations are inside.
+
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use crate::domain::AppError;
+use crate::domain::token::TokenKeys;
+use crate::ports::{ConnectionRegistry, EventBus, NoteStore, Notifier, SecretSource, UserStore};
+
+/// Settings that are not capabilities.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `Access-Control-Allow-Origin` on every HTTP response.
+    pub allowed_origin: String,
+    /// The queue's maxReceiveCount: on this delivery a failing save publishes `note-failed`.
+    pub max_receive_count: u32,
+    /// How many WebSocket posts notify runs at once.
+    pub notify_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            allowed_origin: "*".to_owned(),
+            max_receive_count: 3,
+            notify_concurrency: 32,
+        }
+    }
+}
+
+pub struct Deps {
+    pub users: Arc<dyn UserStore>,
+    pub notes: Arc<dyn NoteStore>,
+    pub bus: Arc<dyn EventBus>,
+    pub connections: Arc<dyn ConnectionRegistry>,
+    pub notifier: Arc<dyn Notifier>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub settings: Settings,
+    keys: OnceCell<TokenKeys>,
+}
+
+impl Deps {
+    pub fn new(
+        users: Arc<dyn UserStore>,
+        notes: Arc<dyn NoteStore>,
+        bus: Arc<dyn EventBus>,
+        connections: Arc<dyn ConnectionRegistry>,
+        notifier: Arc<dyn Notifier>,
+        secrets: Arc<dyn SecretSource>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            users,
+            notes,
+            bus,
+            connections,
+            notifier,
+            secrets,
+            settings,
+            keys: OnceCell::new(),
+        }
+    }
+
+    /// The JWT keys, read from the secret source once per container and refused if the secret is
+    /// shorter than 32 bytes. A failed read is retried on the next request.
+    pub async fn token_keys(&self) -> Result<&TokenKeys, AppError> {
+        self.keys
+            .get_or_try_init(|| async {
+                let secret = self
+                    .secrets
+                    .jwt_secret()
+                    .await
+                    .map_err(|e| AppError::Unavailable(e.to_string()))?;
+                TokenKeys::new(&secret).map_err(AppError::internal)
+            })
+            .await
+    }
+}

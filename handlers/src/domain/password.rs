@@ -1,0 +1,69 @@
+//! Password hashing: argon2id with the crate's defaults (m=19 MiB, t=2, p=1: OWASP's minimum), as PHC
+//! strings. Hashing is CPU-bound, so async callers run it on the blocking pool.
+
+use std::sync::OnceLock;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+use super::error::AppError;
+
+pub fn hash(password: &str) -> Result<String, AppError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::internal(format!("hashing a password failed: {e}")))
+}
+
+/// True only if `password` matches the PHC string `stored`.
+pub fn verify(password: &str, stored: &str) -> bool {
+    match PasswordHash::new(stored) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Spends the time of a real verification against a hash nobody's password matches, so an unknown
+/// username costs the same as a wrong password.
+pub fn verify_dummy(password: &str) -> bool {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let stored =
+        DUMMY.get_or_init(|| hash("not a real password; timing equaliser").unwrap_or_default());
+    let _ = verify(password, stored);
+    false
+}
+
+pub async fn hash_async(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .map_err(AppError::internal)?
+}
+
+/// Verifies on the blocking pool. With `stored == None` (no such user) it verifies against a dummy
+/// hash and answers false, in the same time.
+pub async fn verify_async(password: String, stored: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || match stored {
+        Some(s) => verify(&password, &s),
+        None => verify_dummy(&password),
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_phc_and_verify() {
+        let h = hash("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify("correct horse", &h));
+        assert!(!verify("wrong", &h));
+        assert!(!verify("x", "not a phc string"));
+        assert_ne!(hash("correct horse").unwrap(), h, "salted");
+    }
+}

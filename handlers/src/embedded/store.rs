@@ -1,0 +1,500 @@
+//! Users, notes and connections in one redb database (a file under `--data-dir`, or in memory).
+//! The layout mirrors the DynamoDB items: the same keys, ordered the same way, so paging, ownership
+//! by key and the public index behave alike.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::cursor::{Page, PageRequest};
+use crate::domain::note::{Note, NoteId};
+use crate::domain::user::UserRecord;
+use crate::ports::{
+    Connection, ConnectionRegistry, Created, NoteStore, Saved, StoreError, UserStore,
+};
+
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// `{username}\0{NOTE#createdAt#noteId}` → note
+const NOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("notes");
+/// `{NOTE#createdAt#noteId}` → note (public notes only)
+const PUBLIC: TableDefinition<&str, &[u8]> = TableDefinition::new("public_notes");
+/// `{connectionId}` → connection: the registry's index of every connection.
+const CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
+/// `{username}\0{connectionId}` → connection
+const USER_CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("user_connections");
+
+#[derive(Serialize, Deserialize)]
+struct StoredNote {
+    #[serde(flatten)]
+    note: Note,
+    #[serde(default)]
+    notified: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredConnection {
+    connection_id: String,
+    username: String,
+    connected_at: String,
+    ttl: i64,
+}
+
+impl From<&Connection> for StoredConnection {
+    fn from(c: &Connection) -> Self {
+        Self {
+            connection_id: c.connection_id.clone(),
+            username: c.username.clone(),
+            connected_at: c.connected_at.clone(),
+            ttl: c.ttl,
+        }
+    }
+}
+
+impl From<StoredConnection> for Connection {
+    fn from(c: StoredConnection) -> Self {
+        Self {
+            connection_id: c.connection_id,
+            username: c.username,
+            connected_at: c.connected_at,
+            ttl: c.ttl,
+        }
+    }
+}
+
+/// The embedded store. Cheap to clone; every clone shares the database.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn err(operation: &'static str) -> impl Fn(redb::Error) -> StoreError {
+    move |e| StoreError::new(operation, e)
+}
+
+fn user_note_key(username: &str, sort_key: &str) -> String {
+    format!("{username}\0{sort_key}")
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("stored values serialise")
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(
+    operation: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::new(operation, e))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)
+            .map_err(|e| StoreError::new("opening the embedded database", e))?;
+        Self::init(db)
+    }
+
+    /// A store that lives in memory only (tests).
+    pub fn in_memory() -> Self {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("an in-memory database opens");
+        Self::init(db).expect("an in-memory database initialises")
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
+        let e = err("creating the embedded tables");
+        let txn = db.begin_write().map_err(|x| e(x.into()))?;
+        for table in [USERS, NOTES, PUBLIC, CONNECTIONS, USER_CONNECTIONS] {
+            txn.open_table(table).map_err(|x| e(x.into()))?;
+        }
+        txn.commit().map_err(|x| e(x.into()))?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::new(operation, e))?
+    }
+
+    fn write<T>(
+        db: &Database,
+        operation: &'static str,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let e = err(operation);
+        let txn = db.begin_write().map_err(|x| e(x.into()))?;
+        let out = f(&txn)?;
+        txn.commit().map_err(|x| e(x.into()))?;
+        Ok(out)
+    }
+
+    fn read_note(
+        db: &Database,
+        username: &str,
+        note_id: &NoteId,
+    ) -> Result<Option<StoredNote>, StoreError> {
+        const OP: &str = "reading a note";
+        let e = err(OP);
+        let txn = db.begin_read().map_err(|x| e(x.into()))?;
+        let table = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+        let key = user_note_key(username, &note_id.sort_key());
+        match table.get(key.as_str()).map_err(|x| e(x.into()))? {
+            Some(v) => Ok(Some(from_json(OP, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list(
+        db: &Database,
+        operation: &'static str,
+        prefix: &str,
+        page: &PageRequest,
+        public: bool,
+    ) -> Result<Page<Note>, StoreError> {
+        let e = err(operation);
+        let txn = db.begin_read().map_err(|x| e(x.into()))?;
+        let table = txn
+            .open_table(if public { PUBLIC } else { NOTES })
+            .map_err(|x| e(x.into()))?;
+        let lower = prefix.to_owned();
+        // Exclusive upper bound: the cursor's key, or the end of this owner's range.
+        let upper = match &page.after {
+            Some(after) => format!("{prefix}{after}"),
+            None => format!("{prefix}\u{10FFFF}"),
+        };
+        let mut items = Vec::new();
+        let mut more = false;
+        for entry in table
+            .range(lower.as_str()..upper.as_str())
+            .map_err(|x| e(x.into()))?
+            .rev()
+        {
+            let (_, v) = entry.map_err(|x| e(x.into()))?;
+            if items.len() == page.limit {
+                more = true;
+                break;
+            }
+            let stored: StoredNote = from_json(operation, v.value())?;
+            items.push(stored.note);
+        }
+        let next = if more {
+            items.last().map(|n| n.note_id.sort_key())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+}
+
+#[async_trait]
+impl UserStore for EmbeddedStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<Created, StoreError> {
+        const OP: &str = "creating a user";
+        let user = user.clone();
+        self.blocking(OP, move |db| {
+            Self::write(db, OP, |txn| {
+                let e = err(OP);
+                let mut t = txn.open_table(USERS).map_err(|x| e(x.into()))?;
+                if t.get(user.username.as_str())
+                    .map_err(|x| e(x.into()))?
+                    .is_some()
+                {
+                    return Ok(Created::AlreadyExists);
+                }
+                t.insert(user.username.as_str(), to_json(&user).as_slice())
+                    .map_err(|x| e(x.into()))?;
+                Ok(Created::Created)
+            })
+        })
+        .await
+    }
+
+    async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        const OP: &str = "reading a user";
+        let username = username.to_owned();
+        self.blocking(OP, move |db| {
+            let e = err(OP);
+            let txn = db.begin_read().map_err(|x| e(x.into()))?;
+            let t = txn.open_table(USERS).map_err(|x| e(x.into()))?;
+            match t.get(username.as_str()).map_err(|x| e(x.into()))? {
+                Some(v) => Ok(Some(from_json(OP, v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl NoteStore for EmbeddedStore {
+    async fn save_if_absent(&self, note: &Note) -> Result<Saved, StoreError> {
+        const OP: &str = "saving a note";
+        let note = note.clone();
+        self.blocking(OP, move |db| {
+            Self::write(db, OP, |txn| {
+                let e = err(OP);
+                let sort_key = note.note_id.sort_key();
+                let key = user_note_key(&note.username, &sort_key);
+                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+                if let Some(existing) = notes.get(key.as_str()).map_err(|x| e(x.into()))? {
+                    let existing: StoredNote = from_json(OP, existing.value())?;
+                    return Ok(Saved::AlreadyExists {
+                        notified: existing.notified,
+                    });
+                }
+                let stored = to_json(&StoredNote {
+                    note: note.clone(),
+                    notified: false,
+                });
+                notes
+                    .insert(key.as_str(), stored.as_slice())
+                    .map_err(|x| e(x.into()))?;
+                if note.is_public {
+                    let mut public = txn.open_table(PUBLIC).map_err(|x| e(x.into()))?;
+                    public
+                        .insert(sort_key.as_str(), stored.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+                Ok(Saved::Created)
+            })
+        })
+        .await
+    }
+
+    async fn mark_notified(&self, username: &str, note_id: &NoteId) -> Result<(), StoreError> {
+        const OP: &str = "marking a note notified";
+        let key = user_note_key(username, &note_id.sort_key());
+        self.blocking(OP, move |db| {
+            Self::write(db, OP, |txn| {
+                let e = err(OP);
+                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+                let current = notes
+                    .get(key.as_str())
+                    .map_err(|x| e(x.into()))?
+                    .map(|v| v.value().to_vec());
+                if let Some(bytes) = current {
+                    let mut stored: StoredNote = from_json(OP, &bytes)?;
+                    stored.notified = true;
+                    notes
+                        .insert(key.as_str(), to_json(&stored).as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_note(&self, username: &str, note_id: &NoteId) -> Result<Option<Note>, StoreError> {
+        let (username, note_id) = (username.to_owned(), note_id.clone());
+        self.blocking("reading a note", move |db| {
+            Ok(Self::read_note(db, &username, &note_id)?.map(|s| s.note))
+        })
+        .await
+    }
+
+    async fn update_content(
+        &self,
+        username: &str,
+        note_id: &NoteId,
+        content: &str,
+        updated_at: &str,
+    ) -> Result<Option<Note>, StoreError> {
+        const OP: &str = "updating a note";
+        let sort_key = note_id.sort_key();
+        let key = user_note_key(username, &sort_key);
+        let (content, updated_at) = (content.to_owned(), updated_at.to_owned());
+        self.blocking(OP, move |db| {
+            Self::write(db, OP, |txn| {
+                let e = err(OP);
+                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+                let current = notes
+                    .get(key.as_str())
+                    .map_err(|x| e(x.into()))?
+                    .map(|v| v.value().to_vec());
+                let Some(bytes) = current else {
+                    return Ok(None);
+                };
+                let mut stored: StoredNote = from_json(OP, &bytes)?;
+                stored.note.content = content;
+                stored.note.updated_at = Some(updated_at);
+                let bytes = to_json(&stored);
+                notes
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(|x| e(x.into()))?;
+                if stored.note.is_public {
+                    let mut public = txn.open_table(PUBLIC).map_err(|x| e(x.into()))?;
+                    public
+                        .insert(sort_key.as_str(), bytes.as_slice())
+                        .map_err(|x| e(x.into()))?;
+                }
+                Ok(Some(stored.note))
+            })
+        })
+        .await
+    }
+
+    async fn delete_note(
+        &self,
+        username: &str,
+        note_id: &NoteId,
+    ) -> Result<Option<Note>, StoreError> {
+        const OP: &str = "deleting a note";
+        let sort_key = note_id.sort_key();
+        let key = user_note_key(username, &sort_key);
+        self.blocking(OP, move |db| {
+            Self::write(db, OP, |txn| {
+                let e = err(OP);
+                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+                let removed = notes
+                    .remove(key.as_str())
+                    .map_err(|x| e(x.into()))?
+                    .map(|v| v.value().to_vec());
+                let Some(bytes) = removed else {
+                    return Ok(None);
+                };
+                let stored: StoredNote = from_json(OP, &bytes)?;
+                if stored.note.is_public {
+                    let mut public = txn.open_table(PUBLIC).map_err(|x| e(x.into()))?;
+                    public.remove(sort_key.as_str()).map_err(|x| e(x.into()))?;
+                }
+                Ok(Some(stored.note))
+            })
+        })
+        .await
+    }
+
+    async fn list_user_notes(
+        &self,
+        username: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Note>, StoreError> {
+        let prefix = format!("{username}\0");
+        let page = page.clone();
+        self.blocking("listing notes", move |db| {
+            Self::list(db, "listing notes", &prefix, &page, false)
+        })
+        .await
+    }
+
+    async fn list_public_notes(&self, page: &PageRequest) -> Result<Page<Note>, StoreError> {
+        let page = page.clone();
+        self.blocking("listing public notes", move |db| {
+            Self::list(db, "listing public notes", "", &page, true)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ConnectionRegistry for EmbeddedStore {
+    async fn register(&self, connection: &Connection) -> Result<(), StoreError> {
+        const OP: &str = "registering a connection";
+        let stored = StoredConnection::from(connection);
+        self.blocking(OP, move |db| {
+            Self::write(db, OP, |txn| {
+                let e = err(OP);
+                let bytes = to_json(&stored);
+                let mut all = txn.open_table(CONNECTIONS).map_err(|x| e(x.into()))?;
+                all.insert(stored.connection_id.as_str(), bytes.as_slice())
+                    .map_err(|x| e(x.into()))?;
+                let mut by_user = txn.open_table(USER_CONNECTIONS).map_err(|x| e(x.into()))?;
+                let key = format!("{}\0{}", stored.username, stored.connection_id);
+                by_user
+                    .insert(key.as_str(), bytes.as_slice())
+                    .map_err(|x| e(x.into()))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn unregister(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        const OP: &str = "removing a connection";
+        let id = connection_id.to_owned();
+        self.blocking(OP, move |db| {
+            Self::write(db, OP, |txn| {
+                let e = err(OP);
+                let mut all = txn.open_table(CONNECTIONS).map_err(|x| e(x.into()))?;
+                let removed = all
+                    .remove(id.as_str())
+                    .map_err(|x| e(x.into()))?
+                    .map(|v| v.value().to_vec());
+                let Some(bytes) = removed else {
+                    return Ok(None);
+                };
+                let stored: StoredConnection = from_json(OP, &bytes)?;
+                let mut by_user = txn.open_table(USER_CONNECTIONS).map_err(|x| e(x.into()))?;
+                let key = format!("{}\0{}", stored.username, stored.connection_id);
+                by_user.remove(key.as_str()).map_err(|x| e(x.into()))?;
+                Ok(Some(stored.into()))
+            })
+        })
+        .await
+    }
+
+    async fn remove(&self, connection: &Connection) -> Result<(), StoreError> {
+        const OP: &str = "removing a connection";
+        let stored = StoredConnection::from(connection);
+        self.blocking(OP, move |db| {
+            Self::write(db, OP, |txn| {
+                let e = err(OP);
+                let mut all = txn.open_table(CONNECTIONS).map_err(|x| e(x.into()))?;
+                all.remove(stored.connection_id.as_str())
+                    .map_err(|x| e(x.into()))?;
+                let mut by_user = txn.open_table(USER_CONNECTIONS).map_err(|x| e(x.into()))?;
+                let key = format!("{}\0{}", stored.username, stored.connection_id);
+                by_user.remove(key.as_str()).map_err(|x| e(x.into()))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn connections_of(&self, username: &str) -> Result<Vec<Connection>, StoreError> {
+        const OP: &str = "listing a user's connections";
+        let (lower, upper) = (format!("{username}\0"), format!("{username}\u{1}"));
+        self.blocking(OP, move |db| {
+            let e = err(OP);
+            let txn = db.begin_read().map_err(|x| e(x.into()))?;
+            let t = txn.open_table(USER_CONNECTIONS).map_err(|x| e(x.into()))?;
+            let mut out = Vec::new();
+            for entry in t
+                .range(lower.as_str()..upper.as_str())
+                .map_err(|x| e(x.into()))?
+            {
+                let (_, v) = entry.map_err(|x| e(x.into()))?;
+                out.push(from_json::<StoredConnection>(OP, v.value())?.into());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn all_connections(&self) -> Result<Vec<Connection>, StoreError> {
+        const OP: &str = "listing connections";
+        self.blocking(OP, move |db| {
+            let e = err(OP);
+            let txn = db.begin_read().map_err(|x| e(x.into()))?;
+            let t = txn.open_table(CONNECTIONS).map_err(|x| e(x.into()))?;
+            let mut out = Vec::new();
+            for entry in t.iter().map_err(|x| e(x.into()))? {
+                let (_, v) = entry.map_err(|x| e(x.into()))?;
+                out.push(from_json::<StoredConnection>(OP, v.value())?.into());
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

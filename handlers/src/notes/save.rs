@@ -1,0 +1,161 @@
+//! save-note: SQS batches of `note-created` events (EventBridge envelopes in the message bodies).
+//! Each record on its own; idempotent by `noteId` with a conditional write; failures reported in
+//! `batchItemFailures`; on the last delivery a failing note publishes `note-failed` to its author.
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use lambda_runtime::{Error, LambdaEvent};
+
+use crate::deps::Deps;
+use crate::domain::clock::now_iso;
+use crate::domain::events::NoteEvent;
+use crate::domain::note::Note;
+use crate::ports::Saved;
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored now, and `note-saved` published.
+    Saved,
+    /// Stored by an earlier delivery; nothing more to do (or the missed `note-saved` sent now).
+    Duplicate,
+    /// Leave the message on the queue: SQS redelivers it, and after the last attempt it goes to the DLQ.
+    Retry(String),
+}
+
+pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+    let mut response = SqsBatchResponse::default();
+    for record in &event.payload.records {
+        let outcome = process(deps, record).await;
+        let id = record.message_id.clone().unwrap_or_default();
+        match &outcome {
+            Outcome::Saved | Outcome::Duplicate => {
+                tracing::info!(message_id = %id, outcome = ?outcome, "record processed");
+            }
+            Outcome::Retry(reason) => {
+                tracing::warn!(message_id = %id, reason = %reason, "record failed; left for redelivery");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+    }
+    Ok(response)
+}
+
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The `note-created` event inside an SQS message body (an EventBridge envelope, or the bare event).
+pub fn parse_created(body: &str) -> Result<NoteEvent, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("message body is not JSON: {e}"))?;
+    let detail = value.get("detail").cloned().unwrap_or(value);
+    let event: NoteEvent =
+        serde_json::from_value(detail).map_err(|e| format!("message is not a note event: {e}"))?;
+    match event {
+        NoteEvent::Created { .. } => Ok(event),
+        other => Err(format!(
+            "expected note-created, got {}",
+            other.detail_type()
+        )),
+    }
+}
+
+pub async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
+    let Some(body) = record.body.as_deref() else {
+        return Outcome::Retry("message has no body".to_owned());
+    };
+    let event = match parse_created(body) {
+        Ok(e) => e,
+        Err(reason) => return Outcome::Retry(reason),
+    };
+    let NoteEvent::Created {
+        note_id,
+        username,
+        content,
+        is_public,
+        ..
+    } = event
+    else {
+        unreachable!("parse_created returns note-created only")
+    };
+    let saved_at = now_iso();
+    let note = Note {
+        created_at: note_id.created_at(),
+        note_id,
+        username,
+        content,
+        is_public,
+        status: "saved".to_owned(),
+        saved_at,
+        updated_at: None,
+    };
+    match store_and_announce(deps, &note).await {
+        Ok(outcome) => outcome,
+        Err(reason) => {
+            if receive_count(record) >= deps.settings.max_receive_count {
+                announce_failure(deps, &note, &reason).await;
+            }
+            Outcome::Retry(reason)
+        }
+    }
+}
+
+async fn store_and_announce(deps: &Deps, note: &Note) -> Result<Outcome, String> {
+    let saved = deps
+        .notes
+        .save_if_absent(note)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (outcome, stored) = match saved {
+        Saved::Created => (Outcome::Saved, note.clone()),
+        Saved::AlreadyExists { notified: true } => return Ok(Outcome::Duplicate),
+        Saved::AlreadyExists { notified: false } => {
+            // An earlier delivery stored it but did not get its note-saved out: send it now.
+            let stored = deps
+                .notes
+                .get_note(&note.username, &note.note_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            match stored {
+                Some(stored) => (Outcome::Duplicate, stored),
+                // Stored, then deleted by its owner before we got here: nothing to announce.
+                None => return Ok(Outcome::Duplicate),
+            }
+        }
+    };
+    let event = NoteEvent::Saved {
+        note_id: stored.note_id.clone(),
+        username: stored.username.clone(),
+        content: stored.content.clone(),
+        is_public: stored.is_public,
+        saved_at: stored.saved_at.clone(),
+        timestamp: now_iso(),
+    };
+    super::publish_reliably(deps, &event)
+        .await
+        .map_err(|e| e.to_string())?;
+    deps.notes
+        .mark_notified(&stored.username, &stored.note_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(outcome)
+}
+
+async fn announce_failure(deps: &Deps, note: &Note, reason: &str) {
+    let event = NoteEvent::Failed {
+        note_id: note.note_id.clone(),
+        username: note.username.clone(),
+        error: "Your note could not be saved".to_owned(),
+        timestamp: now_iso(),
+    };
+    tracing::error!(note_id = %note.note_id, reason = %reason, "note failed on its last delivery");
+    if let Err(e) = super::publish_reliably(deps, &event).await {
+        tracing::error!(note_id = %note.note_id, error = %e, "note-failed not published");
+    }
+}

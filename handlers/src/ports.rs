@@ -1,0 +1,187 @@
+//! The capabilities the domain needs, each a narrow trait. AWS edge cases are typed outcomes
+//! (`Saved::AlreadyExists`, `Posted::Gone`, `PublishReport::failed`), not errors.
+
+use async_trait::async_trait;
+
+use crate::domain::cursor::{Page, PageRequest};
+use crate::domain::events::NoteEvent;
+use crate::domain::note::{Note, NoteId};
+use crate::domain::user::UserRecord;
+
+type Source = Box<dyn std::error::Error + Send + Sync>;
+
+/// A storage operation failed. `throttled` marks failures a retry may fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} failed: {source}")]
+pub struct StoreError {
+    pub operation: &'static str,
+    pub throttled: bool,
+    #[source]
+    pub source: Source,
+}
+
+impl StoreError {
+    pub fn new(operation: &'static str, source: impl Into<Source>) -> Self {
+        Self {
+            operation,
+            throttled: false,
+            source: source.into(),
+        }
+    }
+
+    pub fn throttled(operation: &'static str, source: impl Into<Source>) -> Self {
+        Self {
+            operation,
+            throttled: true,
+            source: source.into(),
+        }
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        self.throttled
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    AlreadyExists,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Created,
+    /// The note was stored by an earlier delivery; `notified` says whether its `note-saved` went out.
+    AlreadyExists {
+        notified: bool,
+    },
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates the user unless the name is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<Created, StoreError>;
+    async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+}
+
+#[async_trait]
+pub trait NoteStore: Send + Sync {
+    /// Stores the note under its owner (and under `PUBLIC#NOTES` if public) unless it is already
+    /// there: the conditional write that makes save idempotent.
+    async fn save_if_absent(&self, note: &Note) -> Result<Saved, StoreError>;
+    /// Records that the note's `note-saved` event was published.
+    async fn mark_notified(&self, username: &str, note_id: &NoteId) -> Result<(), StoreError>;
+    /// The owner's note, found by key.
+    async fn get_note(&self, username: &str, note_id: &NoteId) -> Result<Option<Note>, StoreError>;
+    /// Replaces the content of the owner's note (both copies of a public one); `None` if the owner
+    /// has no such note.
+    async fn update_content(
+        &self,
+        username: &str,
+        note_id: &NoteId,
+        content: &str,
+        updated_at: &str,
+    ) -> Result<Option<Note>, StoreError>;
+    /// Deletes the owner's note (both copies of a public one); the deleted note, or `None`.
+    async fn delete_note(
+        &self,
+        username: &str,
+        note_id: &NoteId,
+    ) -> Result<Option<Note>, StoreError>;
+    /// The owner's notes, private and public, newest first.
+    async fn list_user_notes(
+        &self,
+        username: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Note>, StoreError>;
+    /// Everyone's public notes, newest first.
+    async fn list_public_notes(&self, page: &PageRequest) -> Result<Page<Note>, StoreError>;
+}
+
+/// One entry the bus did not accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEntry {
+    /// Index into the slice given to `publish`.
+    pub index: usize,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishReport {
+    pub failed: Vec<FailedEntry>,
+}
+
+impl PublishReport {
+    pub fn all_accepted(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Publishes the events. Entries the bus refused are in the report; `Err` means the call itself
+    /// failed and nothing is known to be published.
+    async fn publish(&self, events: &[NoteEvent]) -> Result<PublishReport, StoreError>;
+}
+
+/// A WebSocket connection as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub connection_id: String,
+    pub username: String,
+    pub connected_at: String,
+    /// Epoch seconds after which the row may be expired by the store.
+    pub ttl: i64,
+}
+
+/// Connection rows live two hours, as in the original.
+pub const CONNECTION_TTL_SECS: i64 = 2 * 60 * 60;
+
+#[async_trait]
+pub trait ConnectionRegistry: Send + Sync {
+    async fn register(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// Removes a connection by id (its owner is looked up); the removed connection, if any.
+    async fn unregister(&self, connection_id: &str) -> Result<Option<Connection>, StoreError>;
+    /// Removes a connection whose owner is known: every row of it, under its own username.
+    async fn remove(&self, connection: &Connection) -> Result<(), StoreError>;
+    async fn connections_of(&self, username: &str) -> Result<Vec<Connection>, StoreError>;
+    /// Every live connection, from the registry's own index (never a table scan).
+    async fn all_connections(&self) -> Result<Vec<Connection>, StoreError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Posted {
+    Delivered,
+    /// The connection no longer exists (HTTP 410).
+    Gone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// Throttled or a 5xx: the caller should fail so the event is retried.
+    #[error("posting to connection {connection_id} should be retried: {reason}")]
+    Retryable {
+        connection_id: String,
+        reason: String,
+    },
+    #[error("posting to connection {connection_id} failed: {reason}")]
+    Failed {
+        connection_id: String,
+        reason: String,
+    },
+}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn post(&self, connection_id: &str, message: &[u8]) -> Result<Posted, NotifyError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("reading the JWT secret failed: {0}")]
+pub struct SecretError(pub String);
+
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    async fn jwt_secret(&self) -> Result<Vec<u8>, SecretError>;
+}

@@ -1,0 +1,20 @@
+//! The WebSocket API: connect (token required), disconnect, and notify (EventBridge → clients).
+
+pub mod connect;
+pub mod disconnect;
+pub mod notify;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+
+pub type WsRequest = ApiGatewayWebsocketProxyRequest;
+pub type WsResponse = ApiGatewayProxyResponse;
+
+pub fn ws_response(status: u16, message: &str) -> WsResponse {
+    let mut resp = WsResponse::default();
+    resp.status_code = i64::from(status);
+    resp.body = Some(Body::Text(
+        serde_json::json!({ "message": message }).to_string(),
+    ));
+    resp
+}

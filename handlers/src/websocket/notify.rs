@@ -1,0 +1,99 @@
+//! notify: sends result events (`note-saved|failed|updated|deleted`) to WebSocket clients.
+//!
+//! Public-note events go to every connection, read from the registry's own index (required fix 6);
+//! the rest to the owner's connections. Posts run with bounded concurrency. A 410 Gone removes that
+//! connection under its own username (required fix 5). Throttling or a 5xx fails the invocation so
+//! EventBridge retries it.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use futures::StreamExt;
+use lambda_runtime::{Error, LambdaEvent};
+use serde::Serialize;
+
+use crate::deps::Deps;
+use crate::domain::events::NoteEvent;
+use crate::ports::{Connection, NotifyError, Posted};
+
+/// What one notify invocation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyReport {
+    pub delivered: usize,
+    pub gone: usize,
+    pub failed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyFailure {
+    #[error("the event's detail is not a note event: {0}")]
+    BadEvent(String),
+    #[error("looking up connections failed: {0}")]
+    Registry(String),
+    #[error("{retryable} of {total} posts must be retried; first: {first}")]
+    Retry {
+        retryable: usize,
+        total: usize,
+        first: String,
+    },
+}
+
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<EventBridgeEvent<serde_json::Value>>,
+) -> Result<NotifyReport, Error> {
+    let note_event: NoteEvent = serde_json::from_value(event.payload.detail)
+        .map_err(|e| NotifyFailure::BadEvent(e.to_string()))?;
+    Ok(notify(deps, &note_event).await?)
+}
+
+pub async fn notify(deps: &Deps, event: &NoteEvent) -> Result<NotifyReport, NotifyFailure> {
+    let targets = if event.is_broadcast() {
+        deps.connections.all_connections().await
+    } else {
+        deps.connections.connections_of(event.username()).await
+    }
+    .map_err(|e| NotifyFailure::Registry(e.to_string()))?;
+    let message = event.to_detail_json();
+    let total = targets.len();
+    let results: Vec<(Connection, Result<Posted, NotifyError>)> = futures::stream::iter(targets)
+        .map(|conn| {
+            let message = message.as_bytes();
+            async move {
+                let result = deps.notifier.post(&conn.connection_id, message).await;
+                (conn, result)
+            }
+        })
+        .buffer_unordered(deps.settings.notify_concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut report = NotifyReport::default();
+    let mut retry = Vec::new();
+    for (conn, result) in results {
+        match result {
+            Ok(Posted::Delivered) => report.delivered += 1,
+            Ok(Posted::Gone) => {
+                report.gone += 1;
+                if let Err(e) = deps.connections.remove(&conn).await {
+                    tracing::warn!(connection_id = %conn.connection_id, error = %e, "removing a gone connection failed");
+                }
+            }
+            Err(e @ NotifyError::Retryable { .. }) => retry.push(e.to_string()),
+            Err(e @ NotifyError::Failed { .. }) => {
+                report.failed += 1;
+                tracing::warn!(error = %e, "post failed");
+            }
+        }
+    }
+    tracing::info!(event = event.detail_type(), note_id = %event.note_id(), total,
+        delivered = report.delivered, gone = report.gone, failed = report.failed,
+        retry = retry.len(), "notified");
+    if let Some(first) = retry.first() {
+        return Err(NotifyFailure::Retry {
+            retryable: retry.len(),
+            total,
+            first: first.clone(),
+        });
+    }
+    Ok(report)
+}
