@@ -15,6 +15,7 @@ pub mod embedded;
 pub mod http;
 pub mod notes;
 pub mod ports;
+pub mod router;
 pub mod telemetry;
 pub mod websocket;
 

@@ -1,0 +1,151 @@
+//! Trait fakes for the outcomes the embedded ports never produce: refused events, failing stores,
+//! gone and throttled connections.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use notes_handlers::domain::cursor::{Page, PageRequest};
+use notes_handlers::domain::events::NoteEvent;
+use notes_handlers::domain::note::{Note, NoteId};
+use notes_handlers::ports::*;
+
+/// Refuses the first `refusals` entries (as PutEvents does with `FailedEntryCount > 0`), then accepts.
+#[derive(Default)]
+pub struct RefusingBus {
+    pub refusals: AtomicUsize,
+    pub accepted: Mutex<Vec<NoteEvent>>,
+    pub calls: AtomicUsize,
+}
+
+impl RefusingBus {
+    pub fn refusing(n: usize) -> Self {
+        Self {
+            refusals: AtomicUsize::new(n),
+            ..Default::default()
+        }
+    }
+}
+
+#[async_trait]
+impl EventBus for RefusingBus {
+    async fn publish(&self, events: &[NoteEvent]) -> Result<PublishReport, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut report = PublishReport::default();
+        for (index, e) in events.iter().enumerate() {
+            let left = self.refusals.load(Ordering::SeqCst);
+            if left > 0 {
+                self.refusals.store(left - 1, Ordering::SeqCst);
+                report.failed.push(FailedEntry {
+                    index,
+                    code: "InternalFailure".into(),
+                    message: "refused by the fake".into(),
+                });
+            } else {
+                self.accepted.lock().unwrap().push(e.clone());
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A note store whose writes always fail.
+pub struct BrokenNotes;
+
+#[async_trait]
+impl NoteStore for BrokenNotes {
+    async fn save_if_absent(&self, _: &Note) -> Result<Saved, StoreError> {
+        Err(StoreError::new("saving a note", "the table is unavailable"))
+    }
+    async fn mark_notified(&self, _: &str, _: &NoteId) -> Result<(), StoreError> {
+        Err(StoreError::new("marking", "unavailable"))
+    }
+    async fn get_note(&self, _: &str, _: &NoteId) -> Result<Option<Note>, StoreError> {
+        Err(StoreError::new("reading a note", "unavailable"))
+    }
+    async fn update_content(
+        &self,
+        _: &str,
+        _: &NoteId,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<Note>, StoreError> {
+        Err(StoreError::new("updating", "unavailable"))
+    }
+    async fn delete_note(&self, _: &str, _: &NoteId) -> Result<Option<Note>, StoreError> {
+        Err(StoreError::new("deleting", "unavailable"))
+    }
+    async fn list_user_notes(&self, _: &str, _: &PageRequest) -> Result<Page<Note>, StoreError> {
+        Err(StoreError::throttled("listing notes", "throttled"))
+    }
+    async fn list_public_notes(&self, _: &PageRequest) -> Result<Page<Note>, StoreError> {
+        Err(StoreError::new("listing", "unavailable"))
+    }
+}
+
+/// What a scripted post answers for a connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Script {
+    Deliver,
+    Gone,
+    Throttle,
+}
+
+#[derive(Default)]
+pub struct ScriptedNotifier {
+    pub scripts: HashMap<String, Script>,
+    pub delivered: Mutex<Vec<(String, String)>>,
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+}
+
+impl ScriptedNotifier {
+    pub fn new(scripts: &[(&str, Script)]) -> Self {
+        Self {
+            scripts: scripts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            ..Default::default()
+        }
+    }
+    pub fn delivered_to(&self) -> Vec<String> {
+        let mut v: Vec<_> = self
+            .delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(c, _)| c.clone())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[async_trait]
+impl Notifier for ScriptedNotifier {
+    async fn post(&self, connection_id: &str, message: &[u8]) -> Result<Posted, NotifyError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match self
+            .scripts
+            .get(connection_id)
+            .copied()
+            .unwrap_or(Script::Deliver)
+        {
+            Script::Deliver => {
+                self.delivered.lock().unwrap().push((
+                    connection_id.to_owned(),
+                    String::from_utf8_lossy(message).into_owned(),
+                ));
+                Ok(Posted::Delivered)
+            }
+            Script::Gone => Ok(Posted::Gone),
+            Script::Throttle => Err(NotifyError::Retryable {
+                connection_id: connection_id.to_owned(),
+                reason: "LimitExceededException".into(),
+            }),
+        }
+    }
+}
