@@ -5,27 +5,20 @@ import { NoteList, defined, el } from "./notes.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  flash: $("flash"),
-  error: $("error"),
-  auth: $("auth"),
-  loginForm: $("login-form"),
-  signupForm: $("signup-form"),
-  dashboard: $("dashboard"),
-  whoami: $("whoami"),
-  wsStatus: $("ws-status"),
-  noteForm: $("note-form"),
+  flash: $("flash"), error: $("error"), auth: $("auth"), dashboard: $("dashboard"),
+  loginForm: $("login-form"), signupForm: $("signup-form"), noteForm: $("note-form"),
+  whoami: $("whoami"), wsStatus: $("ws-status"),
 };
 
 let live = null;
 let generation = 0; // bumped on login/logout so late responses from an old session are ignored
 let wasOpen = false;
-const cursors = { mine: null, pub: null };
 
 const mine = new NoteList($("my-notes"), { own: true, actions: { save: saveEdit, remove: removeNote } });
 const pub = new NoteList($("public-notes"));
 const lists = {
-  mine: { list: mine, fetch: api.listNotes, more: $("my-more") },
-  pub: { list: pub, fetch: api.listPublic, more: $("public-more") },
+  mine: { list: mine, fetch: api.listNotes, more: $("my-more"), cursor: null },
+  pub: { list: pub, fetch: api.listPublic, more: $("public-more"), cursor: null },
 };
 
 // ---- messages -------------------------------------------------------------
@@ -35,11 +28,6 @@ function clearMessages() {
   ui.error.replaceChildren();
   ui.flash.hidden = true;
   ui.flash.textContent = "";
-}
-
-function flash(text) {
-  ui.flash.textContent = text;
-  ui.flash.hidden = false;
 }
 
 function showError(err) {
@@ -67,15 +55,21 @@ async function attempt(fn) {
   }
 }
 
-/** Disables a form's submit button while fn runs (prevents double submits). */
-async function busy(form, fn) {
-  const button = form.querySelector('[type="submit"]');
-  button.disabled = true;
-  try {
-    return await fn();
-  } finally {
-    button.disabled = false;
-  }
+/** Submit handler that shows errors and disables the button meanwhile (no double submits). */
+function onSubmit(form, fn) {
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clearMessages();
+    const button = form.querySelector('[type="submit"]');
+    button.disabled = true;
+    try {
+      await fn(form.elements);
+    } catch (err) {
+      showError(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
 }
 
 // ---- views ----------------------------------------------------------------
@@ -123,11 +117,11 @@ function logout(message) {
   live?.stop();
   live = null;
   session.clear();
-  for (const { list, more } of Object.values(lists)) {
-    list.clear();
-    more.hidden = true;
+  for (const entry of Object.values(lists)) {
+    entry.list.clear();
+    entry.more.hidden = true;
+    entry.cursor = null;
   }
-  cursors.mine = cursors.pub = null;
   ui.noteForm.reset();
   showView("login");
   if (message) showError(message);
@@ -143,17 +137,18 @@ setUnauthorizedHandler((rejectedToken) => {
 // ---- lists ----------------------------------------------------------------
 
 async function loadPage(kind, more = false) {
-  const { list, fetch, more: button } = lists[kind];
+  const entry = lists[kind];
+  const { list, more: button } = entry;
   const gen = generation;
   button.disabled = true;
   try {
-    const data = await fetch(more ? cursors[kind] : undefined);
+    const data = await entry.fetch(more ? entry.cursor : undefined);
     if (gen !== generation) return;
     // Keep local-only state (pending placeholders, open editors) across a refresh.
     if (!more) list.clear((n, li) => n.status !== "saved" || li.classList.contains("editing"));
     for (const note of data.notes ?? []) list.upsert(note, { append: true });
-    cursors[kind] = data.cursor ?? null;
-    button.hidden = cursors[kind] == null;
+    entry.cursor = data.cursor ?? null;
+    button.hidden = entry.cursor == null;
   } finally {
     button.disabled = false;
   }
@@ -226,61 +221,48 @@ function applyEvent(ev) {
       mine.remove(ev.noteId);
       pub.remove(ev.noteId);
       break;
-    default:
-      break; // unknown frames (pings etc.) are ignored
+    // anything else (pings, unknown types) is ignored
   }
 }
 
 // ---- forms ----------------------------------------------------------------
 
-function credentials(form) {
-  const data = new FormData(form);
-  return [String(data.get("username") ?? "").trim(), String(data.get("password") ?? "")];
-}
+const credentials = (f) => [f.username.value.trim(), f.password.value];
 
-ui.loginForm.addEventListener("submit", (e) => {
-  e.preventDefault();
-  clearMessages();
-  busy(ui.loginForm, () => attempt(async () => {
-    const [username, password] = credentials(ui.loginForm);
-    const res = await api.login(username, password);
-    session.save(res.token, res.username || username);
-    ui.loginForm.reset();
-    enterDashboard();
-  }));
+onSubmit(ui.loginForm, async (f) => {
+  const [username, password] = credentials(f);
+  const res = await api.login(username, password);
+  session.save(res.token, res.username || username);
+  ui.loginForm.reset();
+  enterDashboard();
 });
 
-ui.signupForm.addEventListener("submit", (e) => {
-  e.preventDefault();
-  clearMessages();
-  busy(ui.signupForm, () => attempt(async () => {
-    const [username, password] = credentials(ui.signupForm);
-    const res = await api.signup(username, password);
-    ui.signupForm.reset();
-    showView("login");
-    ui.loginForm.elements.username.value = res.username || username;
-    ui.loginForm.elements.password.focus();
-    flash("Account created — log in");
-  }));
+onSubmit(ui.signupForm, async (f) => {
+  const [username, password] = credentials(f);
+  const res = await api.signup(username, password);
+  ui.signupForm.reset();
+  showView("login");
+  ui.loginForm.elements.username.value = res.username || username;
+  ui.loginForm.elements.password.focus();
+  ui.flash.textContent = "Account created — log in";
+  ui.flash.hidden = false;
 });
 
-ui.noteForm.addEventListener("submit", (e) => {
-  e.preventDefault();
-  clearMessages();
-  busy(ui.noteForm, () => attempt(async () => {
-    const content = ui.noteForm.elements.content.value;
-    const isPublic = ui.noteForm.elements.isPublic.checked;
-    const res = await api.createNote(content, isPublic);
-    ui.noteForm.reset();
-    ui.noteForm.elements.content.focus();
-    // note-saved may already have arrived over the socket; don't downgrade it.
-    if (res.noteId != null && !mine.has(res.noteId)) {
-      mine.upsert({
-        noteId: res.noteId, content, isPublic, username: session.username,
-        status: "pending", createdAt: new Date().toISOString(),
-      });
-    }
-  }));
+onSubmit(ui.noteForm, async (f) => {
+  const gen = generation;
+  const content = f.content.value;
+  const isPublic = f.isPublic.checked;
+  const res = await api.createNote(content, isPublic);
+  if (gen !== generation) return;
+  ui.noteForm.reset();
+  f.content.focus();
+  // note-saved may already have arrived over the socket; don't downgrade it.
+  if (res.noteId != null && !mine.has(res.noteId)) {
+    mine.upsert({
+      noteId: res.noteId, content, isPublic, username: session.username,
+      status: "pending", createdAt: new Date().toISOString(),
+    });
+  }
 });
 
 $("show-signup").addEventListener("click", () => showView("signup"));
