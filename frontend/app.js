@@ -42,7 +42,7 @@ function showError(err) {
     ui.error.append(el("ul", {}, ...items));
   }
   ui.error.hidden = false;
-  if (!(err instanceof ApiError)) console.error(err);
+  if (err instanceof Error && !(err instanceof ApiError)) console.error(err); // a bug, not an API answer
 }
 
 /** Runs fn, showing any error; resolves to fn's result or undefined. */

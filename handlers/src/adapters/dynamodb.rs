@@ -221,28 +221,22 @@ impl DynamoStore {
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
-    async fn list_notes(
-        &self,
-        operation: &'static str,
-        pk: String,
-        page: &PageRequest,
-    ) -> Result<Page<Note>, StoreError> {
-        let (items, last) = self
-            .query_page(
-                operation,
-                &self.table,
-                pk,
-                "NOTE#",
-                page.after.clone(),
-                Some(page.limit),
-                true,
-            )
+    /// One page, newest first. Asks for one item more than the page so the cursor is given only
+    /// when more notes exist; when DynamoDB stops early (its 1 MB page), its own last key is the cursor.
+    async fn list_notes(&self, operation: &'static str, pk: String, page: &PageRequest) -> Result<Page<Note>, StoreError> {
+        let (mut items, last) = self
+            .query_page(operation, &self.table, pk, "NOTE#", page.after.clone(), Some(page.limit + 1), true)
             .await?;
+        let next = if items.len() > page.limit {
+            items.truncate(page.limit);
+            items.last().and_then(|i| get_s(i, "sk"))
+        } else {
+            last.and_then(|k| get_s(&k, "sk"))
+        };
         let items = items
             .iter()
             .map(|i| note_from_item(operation, i))
             .collect::<Result<Vec<_>, _>>()?;
-        let next = last.and_then(|k| get_s(&k, "sk"));
         Ok(Page { items, next })
     }
 

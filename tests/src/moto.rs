@@ -1,0 +1,235 @@
+//! One moto server per test binary, started on 127.0.0.1 at a free port, and stopped when the test
+//! process exits (a watchdog shell kills it). Set `MOTO_ENDPOINT` to use a server you started.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+
+pub struct Moto {
+    pub endpoint: String,
+}
+
+fn moto_server_command() -> String {
+    if let Ok(p) = std::env::var("MOTO_SERVER") {
+        return p;
+    }
+    let venv = crate::workspace_root().join(".venv/bin/moto_server");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    "moto_server".to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+async fn start() -> Moto {
+    if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
+        return Moto { endpoint };
+    }
+    let port = free_port();
+    let server = moto_server_command();
+    // The watchdog ends moto when this test process is gone, however it ends.
+    let script = format!(
+        "'{server}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+         while kill -0 {pid} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m 2>/dev/null",
+        pid = std::process::id()
+    );
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start moto ({server}): {e}. Run scripts/test.sh, which installs it into .venv"));
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Moto { endpoint };
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto_server ({server}) did not listen on 127.0.0.1:{port} within 60 s; is moto[server] installed? Run scripts/test.sh"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The moto server of this test binary, started on first use.
+pub async fn shared() -> &'static Moto {
+    static MOTO: OnceCell<Moto> = OnceCell::const_new();
+    MOTO.get_or_init(start).await
+}
+
+impl Moto {
+    /// SDK configuration for moto: dummy credentials, a fixed region, every client at `endpoint`.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "moto"))
+            .load()
+            .await
+    }
+
+    /// Environment for a child process that should talk to this moto.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+/// The app's AWS resources on moto, with unique names: tables, bus, rule → queue (with DLQ), secret.
+pub struct Resources {
+    pub table: String,
+    pub connections_table: String,
+    pub bus: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub secret_arn: String,
+}
+
+impl Resources {
+    pub async fn create(sdk: &aws_config::SdkConfig) -> Resources {
+        use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+        let ddb = aws_sdk_dynamodb::Client::new(sdk);
+        let table = crate::unique("data-table");
+        let connections_table = crate::unique("websocket-connections");
+        for name in [&table, &connections_table] {
+            ddb.create_table()
+                .table_name(name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().unwrap())
+                .attribute_definitions(AttributeDefinition::builder().attribute_name("sk").attribute_type(ScalarAttributeType::S).build().unwrap())
+                .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap())
+                .key_schema(KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build().unwrap())
+                .send()
+                .await
+                .expect("create table on moto");
+        }
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name(crate::unique("note-processing-dlq"))
+            .send()
+            .await
+            .expect("create DLQ")
+            .queue_url
+            .unwrap();
+        let dlq_arn = queue_arn(&sqs, &dlq_url).await;
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(crate::unique("note-processing-queue"))
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "1")
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+                serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string(),
+            )
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .unwrap();
+        let queue_arn = queue_arn(&sqs, &queue_url).await;
+        let events = aws_sdk_eventbridge::Client::new(sdk);
+        let bus = crate::unique("notes-event-bus");
+        events.create_event_bus().name(&bus).send().await.expect("create bus");
+        let rule = crate::unique("note-created-to-queue");
+        events
+            .put_rule()
+            .name(&rule)
+            .event_bus_name(&bus)
+            .event_pattern(r#"{"source":["notes.service"],"detail-type":["note-created"]}"#)
+            .send()
+            .await
+            .expect("put rule");
+        events
+            .put_targets()
+            .rule(&rule)
+            .event_bus_name(&bus)
+            .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(&queue_arn).build().unwrap())
+            .send()
+            .await
+            .expect("put targets");
+        let secrets = aws_sdk_secretsmanager::Client::new(sdk);
+        let secret_arn = secrets
+            .create_secret()
+            .name(crate::unique("jwt-secret"))
+            .secret_string("moto-jwt-secret-moto-jwt-secret-moto-jwt-secret")
+            .send()
+            .await
+            .expect("create secret")
+            .arn
+            .unwrap();
+        Resources { table, connections_table, bus, queue_url, dlq_url, secret_arn }
+    }
+
+    /// The handlers' environment contract for these resources.
+    pub fn handler_env(&self, moto: &Moto) -> Vec<(String, String)> {
+        let mut env = moto.env();
+        env.extend(
+            [
+                ("TABLE_NAME", self.table.as_str()),
+                ("CONNECTIONS_TABLE_NAME", self.connections_table.as_str()),
+                ("EVENT_BUS_NAME", self.bus.as_str()),
+                ("SECRET_ARN", self.secret_arn.as_str()),
+                ("ALLOWED_ORIGIN", "https://notes.example.com"),
+                ("WEBSOCKET_API_ENDPOINT", moto.endpoint.as_str()),
+                ("WEBSOCKET_STAGE", ""),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        env
+    }
+
+    /// Receives what is on the processing queue now (long-polling briefly), deleting nothing.
+    pub async fn receive(&self, sdk: &aws_config::SdkConfig, max: i32) -> Vec<aws_sdk_sqs::types::Message> {
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            let got = sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(max.min(10))
+                .wait_time_seconds(1)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receive");
+            out.extend(got.messages.unwrap_or_default());
+            if out.len() as i32 >= max {
+                break;
+            }
+        }
+        out
+    }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("QueueArn")
+}
