@@ -1,8 +1,12 @@
 //! The AWS adapters against recorded SDK responses, for the answers moto cannot give: 410 Gone,
 //! throttling, refused PutEvents entries — and a check that broadcasts never Scan.
 
-use aws_sdk_apigatewaymanagement::operation::post_to_connection::{PostToConnectionError, PostToConnectionOutput};
-use aws_sdk_apigatewaymanagement::types::error::{ForbiddenException, GoneException, LimitExceededException};
+use aws_sdk_apigatewaymanagement::operation::post_to_connection::{
+    PostToConnectionError, PostToConnectionOutput,
+};
+use aws_sdk_apigatewaymanagement::types::error::{
+    ForbiddenException, GoneException, LimitExceededException,
+};
 use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_eventbridge::operation::put_events::PutEventsOutput;
@@ -28,13 +32,19 @@ async fn post_to_connection_outcomes() {
         .then_error(|| PostToConnectionError::GoneException(GoneException::builder().build()));
     let throttled = mock!(aws_sdk_apigatewaymanagement::Client::post_to_connection)
         .match_requests(|r| r.connection_id() == Some("throttled"))
-        .then_error(|| PostToConnectionError::LimitExceededException(LimitExceededException::builder().build()));
+        .then_error(|| {
+            PostToConnectionError::LimitExceededException(LimitExceededException::builder().build())
+        });
     let forbidden = mock!(aws_sdk_apigatewaymanagement::Client::post_to_connection)
         .match_requests(|r| r.connection_id() == Some("forbidden"))
-        .then_error(|| PostToConnectionError::ForbiddenException(ForbiddenException::builder().build()));
+        .then_error(|| {
+            PostToConnectionError::ForbiddenException(ForbiddenException::builder().build())
+        });
     let broken = mock!(aws_sdk_apigatewaymanagement::Client::post_to_connection)
         .match_requests(|r| r.connection_id() == Some("broken"))
-        .then_http_response(|| HttpResponse::new(StatusCode::try_from(500).unwrap(), SdkBody::from("{}")));
+        .then_http_response(|| {
+            HttpResponse::new(StatusCode::try_from(500).unwrap(), SdkBody::from("{}"))
+        });
     let client = mock_client!(
         aws_sdk_apigatewaymanagement,
         RuleMode::MatchAny,
@@ -42,11 +52,23 @@ async fn post_to_connection_outcomes() {
         |c| c.retry_config(aws_smithy_types::retry::RetryConfig::disabled())
     );
     let notifier = ApiGatewayNotifier::new(client);
-    assert_eq!(notifier.post("live", b"{}").await.unwrap(), Posted::Delivered);
+    assert_eq!(
+        notifier.post("live", b"{}").await.unwrap(),
+        Posted::Delivered
+    );
     assert_eq!(notifier.post("gone", b"{}").await.unwrap(), Posted::Gone);
-    assert!(matches!(notifier.post("throttled", b"{}").await, Err(NotifyError::Retryable { .. })));
-    assert!(matches!(notifier.post("broken", b"{}").await, Err(NotifyError::Retryable { .. })));
-    assert!(matches!(notifier.post("forbidden", b"{}").await, Err(NotifyError::Failed { .. })));
+    assert!(matches!(
+        notifier.post("throttled", b"{}").await,
+        Err(NotifyError::Retryable { .. })
+    ));
+    assert!(matches!(
+        notifier.post("broken", b"{}").await,
+        Err(NotifyError::Retryable { .. })
+    ));
+    assert!(matches!(
+        notifier.post("forbidden", b"{}").await,
+        Err(NotifyError::Failed { .. })
+    ));
 }
 
 fn saved(i: usize) -> NoteEvent {
@@ -68,9 +90,14 @@ async fn refused_put_events_entries_are_reported_by_index() {
             let mut b = PutEventsOutput::builder().failed_entry_count(1);
             for i in 0..10 {
                 b = b.entries(if i == 3 {
-                    PutEventsResultEntry::builder().error_code("InternalFailure").error_message("try again").build()
+                    PutEventsResultEntry::builder()
+                        .error_code("InternalFailure")
+                        .error_message("try again")
+                        .build()
                 } else {
-                    PutEventsResultEntry::builder().event_id(format!("e{i}")).build()
+                    PutEventsResultEntry::builder()
+                        .event_id(format!("e{i}"))
+                        .build()
                 });
             }
             b.build()
@@ -91,7 +118,11 @@ async fn refused_put_events_entries_are_reported_by_index() {
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].index, 3);
     assert_eq!(report.failed[0].code, "InternalFailure");
-    assert_eq!((first.num_calls(), second.num_calls()), (1, 1), "chunks of at most 10");
+    assert_eq!(
+        (first.num_calls(), second.num_calls()),
+        (1, 1),
+        "chunks of at most 10"
+    );
 }
 
 /// Required fix 6 on DynamoDB: broadcasting reads the registry index with Query; a Scan would find
@@ -118,12 +149,18 @@ async fn fix6_all_connections_is_a_query_of_the_index_never_a_scan() {
                 .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
                 .collect()
             };
-            QueryOutput::builder().items(item("c1", "ada")).items(item("c2", "bob")).build()
+            QueryOutput::builder()
+                .items(item("c1", "ada"))
+                .items(item("c2", "bob"))
+                .build()
         });
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&query]);
     let store = DynamoStore::new(client, "data", "conns");
     let all = store.all_connections().await.unwrap();
-    let users: Vec<_> = all.iter().map(|c| (c.connection_id.as_str(), c.username.as_str())).collect();
+    let users: Vec<_> = all
+        .iter()
+        .map(|c| (c.connection_id.as_str(), c.username.as_str()))
+        .collect();
     assert_eq!(users, vec![("c1", "ada"), ("c2", "bob")]);
     assert_eq!(query.num_calls(), 1);
 }

@@ -421,9 +421,9 @@ async fn fix7_lists_page_with_a_cursor() {
     let mut app = App::new();
     let token = app.signup_and_login("ada").await;
     let mut ids = Vec::new();
-    for i in 0..57 {
+    for i in 0..57u32 {
         ids.push(
-            app.post_and_save(&token, &format!("note {i}"), i % 2 == 0)
+            app.post_and_save(&token, &format!("note {i}"), i.is_multiple_of(2))
                 .await,
         );
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -435,7 +435,7 @@ async fn fix7_lists_page_with_a_cursor() {
             "/notes/public",
             ids.iter()
                 .enumerate()
-                .filter(|(i, _)| (56 - i) % 2 == 0)
+                .filter(|(i, _)| (56 - i).is_multiple_of(2usize))
                 .map(|(_, id)| id.clone())
                 .collect(),
         ),

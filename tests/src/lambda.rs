@@ -54,12 +54,22 @@ async fn next(State(state): State<AppState>) -> Response {
         + 30_000;
     let mut headers = HeaderMap::new();
     headers.insert("lambda-runtime-aws-request-id", inv.id.parse().unwrap());
-    headers.insert("lambda-runtime-deadline-ms", deadline.to_string().parse().unwrap());
+    headers.insert(
+        "lambda-runtime-deadline-ms",
+        deadline.to_string().parse().unwrap(),
+    );
     headers.insert(
         "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:local".parse().unwrap(),
+        "arn:aws:lambda:us-east-1:123456789012:function:local"
+            .parse()
+            .unwrap(),
     );
-    headers.insert("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Sampled=0".parse().unwrap());
+    headers.insert(
+        "lambda-runtime-trace-id",
+        "Root=1-00000000-000000000000000000000000;Sampled=0"
+            .parse()
+            .unwrap(),
+    );
     headers.insert("content-type", "application/json".parse().unwrap());
     (StatusCode::OK, headers, inv.payload.to_string()).into_response()
 }
@@ -75,10 +85,15 @@ fn finish(state: &AppState, id: &str, outcome: Result<Value, Value>) -> StatusCo
 }
 
 fn json_or_text(body: &Bytes) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }
 
-async fn response(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> StatusCode {
+async fn response(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> StatusCode {
     finish(&state, &id, Ok(json_or_text(&body)))
 }
 
@@ -101,11 +116,16 @@ impl RuntimeApi {
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -118,7 +138,9 @@ impl RuntimeApi {
         let id = format!("req-{:016x}", rand::random::<u64>());
         let (tx, rx) = oneshot::channel();
         self.shared.lock().unwrap().pending.insert(id.clone(), tx);
-        self.tx.send(Invocation { id, payload }).expect("runtime API is running");
+        self.tx
+            .send(Invocation { id, payload })
+            .expect("runtime API is running");
         tokio::time::timeout(Duration::from_secs(60), rx)
             .await
             .expect("the function answered within 60 s")
@@ -136,7 +158,10 @@ pub fn notes_lambda_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps");
     let bin = dir.join("notes-lambda");
     assert!(
         bin.exists(),
@@ -156,7 +181,12 @@ impl LambdaProcess {
         Self::spawn_binary(&notes_lambda_binary(), handler, runtime, env)
     }
 
-    pub fn spawn_binary(binary: &std::path::Path, handler: &str, runtime: &RuntimeApi, env: &[(String, String)]) -> LambdaProcess {
+    pub fn spawn_binary(
+        binary: &std::path::Path,
+        handler: &str,
+        runtime: &RuntimeApi,
+        env: &[(String, String)],
+    ) -> LambdaProcess {
         let function = format!("local-{handler}");
         let mut cmd = tokio::process::Command::new(binary);
         cmd.env_clear()
@@ -166,20 +196,32 @@ impl LambdaProcess {
             .env("AWS_LAMBDA_FUNCTION_NAME", &function)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{function}"))
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "2024/03/12/[$LATEST]0123456789abcdef")
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{function}"),
+            )
+            .env(
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                "2024/03/12/[$LATEST]0123456789abcdef",
+            )
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        LambdaProcess { child: cmd.spawn().expect("start notes-lambda") }
+        LambdaProcess {
+            child: cmd.spawn().expect("start notes-lambda"),
+        }
     }
 
     /// Stops the process and returns everything it logged (stdout, then stderr).
     pub async fn stop(mut self) -> String {
         let _ = self.child.start_kill();
         let out = self.child.wait_with_output().await.expect("collect output");
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     }
 }

@@ -10,7 +10,11 @@ pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("{prefix}-{}-{n}-{:04x}", std::process::id(), rand::random::<u16>())
+    format!(
+        "{prefix}-{}-{n}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 /// The workspace root (for `target/` and `.venv/`).

@@ -8,6 +8,8 @@ use tokio::sync::OnceCell;
 
 pub struct Moto {
     pub endpoint: String,
+    /// The watchdog shell; it outlives this process only long enough to stop moto.
+    _watchdog: Option<std::process::Child>,
 }
 
 fn moto_server_command() -> String {
@@ -30,7 +32,10 @@ fn free_port() -> u16 {
 
 async fn start() -> Moto {
     if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
-        return Moto { endpoint };
+        return Moto {
+            endpoint,
+            _watchdog: None,
+        };
     }
     let port = free_port();
     let server = moto_server_command();
@@ -40,7 +45,7 @@ async fn start() -> Moto {
          while kill -0 {pid} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; kill $m 2>/dev/null",
         pid = std::process::id()
     );
-    std::process::Command::new("sh")
+    let watchdog = std::process::Command::new("sh")
         .arg("-c")
         .arg(script)
         .stdin(Stdio::null())
@@ -48,18 +53,23 @@ async fn start() -> Moto {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start moto ({server}): {e}. Run scripts/test.sh, which installs it into .venv"));
+    let mut watchdog = watchdog;
     let endpoint = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Moto { endpoint };
+            return Moto {
+                endpoint,
+                _watchdog: Some(watchdog),
+            };
         }
-        assert!(
-            Instant::now() < deadline,
-            "moto_server ({server}) did not listen on 127.0.0.1:{port} within 60 s; is moto[server] installed? Run scripts/test.sh"
-        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = watchdog.kill();
+    let _ = watchdog.wait();
+    panic!(
+        "moto_server ({server}) did not listen on 127.0.0.1:{port} within 60 s; is moto[server] installed? Run scripts/test.sh"
+    );
 }
 
 /// The moto server of this test binary, started on first use.
@@ -74,7 +84,9 @@ impl Moto {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "moto"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
             .load()
             .await
     }
@@ -107,7 +119,9 @@ pub struct Resources {
 
 impl Resources {
     pub async fn create(sdk: &aws_config::SdkConfig) -> Resources {
-        use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
         let ddb = aws_sdk_dynamodb::Client::new(sdk);
         let table = crate::unique("data-table");
         let connections_table = crate::unique("websocket-connections");
@@ -115,10 +129,34 @@ impl Resources {
             ddb.create_table()
                 .table_name(name)
                 .billing_mode(BillingMode::PayPerRequest)
-                .attribute_definitions(AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build().unwrap())
-                .attribute_definitions(AttributeDefinition::builder().attribute_name("sk").attribute_type(ScalarAttributeType::S).build().unwrap())
-                .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap())
-                .key_schema(KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build().unwrap())
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("pk")
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .unwrap(),
+                )
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("sk")
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("pk")
+                        .key_type(KeyType::Hash)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("sk")
+                        .key_type(KeyType::Range)
+                        .build()
+                        .unwrap(),
+                )
                 .send()
                 .await
                 .expect("create table on moto");
@@ -136,10 +174,14 @@ impl Resources {
         let queue_url = sqs
             .create_queue()
             .queue_name(crate::unique("note-processing-queue"))
-            .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "1")
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "1",
+            )
             .attributes(
                 aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-                serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}).to_string(),
+                serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})
+                    .to_string(),
             )
             .send()
             .await
@@ -149,7 +191,12 @@ impl Resources {
         let queue_arn = queue_arn(&sqs, &queue_url).await;
         let events = aws_sdk_eventbridge::Client::new(sdk);
         let bus = crate::unique("notes-event-bus");
-        events.create_event_bus().name(&bus).send().await.expect("create bus");
+        events
+            .create_event_bus()
+            .name(&bus)
+            .send()
+            .await
+            .expect("create bus");
         let rule = crate::unique("note-created-to-queue");
         events
             .put_rule()
@@ -163,7 +210,13 @@ impl Resources {
             .put_targets()
             .rule(&rule)
             .event_bus_name(&bus)
-            .targets(aws_sdk_eventbridge::types::Target::builder().id("queue").arn(&queue_arn).build().unwrap())
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(&queue_arn)
+                    .build()
+                    .unwrap(),
+            )
             .send()
             .await
             .expect("put targets");
@@ -177,7 +230,14 @@ impl Resources {
             .expect("create secret")
             .arn
             .unwrap();
-        Resources { table, connections_table, bus, queue_url, dlq_url, secret_arn }
+        Resources {
+            table,
+            connections_table,
+            bus,
+            queue_url,
+            dlq_url,
+            secret_arn,
+        }
     }
 
     /// The handlers' environment contract for these resources.
@@ -200,7 +260,11 @@ impl Resources {
     }
 
     /// Receives what is on the processing queue now (long-polling briefly), deleting nothing.
-    pub async fn receive(&self, sdk: &aws_config::SdkConfig, max: i32) -> Vec<aws_sdk_sqs::types::Message> {
+    pub async fn receive(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        max: i32,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let mut out = Vec::new();
         for _ in 0..10 {
@@ -230,6 +294,9 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .await
         .expect("queue attributes")
         .attributes
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
         .expect("QueueArn")
 }

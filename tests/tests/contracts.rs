@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-
 use notes_handlers::adapters::apigw_management::ApiGatewayNotifier;
 use notes_handlers::adapters::dynamodb::DynamoStore;
 use notes_handlers::adapters::eventbridge::EventBridgeBus;
@@ -12,7 +11,9 @@ use notes_handlers::domain::cursor::PageRequest;
 use notes_handlers::domain::events::NoteEvent;
 use notes_handlers::domain::note::{Note, NoteId};
 use notes_handlers::domain::user::UserRecord;
-use notes_handlers::embedded::{ChannelBus, EmbeddedStore, FileSecret, LocalNotifier, StaticSecret};
+use notes_handlers::embedded::{
+    ChannelBus, EmbeddedStore, FileSecret, LocalNotifier, StaticSecret,
+};
 use notes_handlers::ports::*;
 use notesctl_tests::moto::{self, Resources};
 
@@ -21,7 +22,11 @@ async fn moto_store() -> (DynamoStore, Resources, aws_config::SdkConfig) {
     let sdk = m.sdk_config().await;
     let res = Resources::create(&sdk).await;
     (
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &res.table, &res.connections_table),
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            &res.table,
+            &res.connections_table,
+        ),
         res,
         sdk,
     )
@@ -38,8 +43,15 @@ async fn user_store_contract(store: &dyn UserStore) {
     assert_eq!(store.create_user(&user).await.unwrap(), Created::Created);
     let mut other = user.clone();
     other.password_hash = "different".into();
-    assert_eq!(store.create_user(&other).await.unwrap(), Created::AlreadyExists);
-    assert_eq!(store.get_user("ada").await.unwrap(), Some(user), "the first one stays");
+    assert_eq!(
+        store.create_user(&other).await.unwrap(),
+        Created::AlreadyExists
+    );
+    assert_eq!(
+        store.get_user("ada").await.unwrap(),
+        Some(user),
+        "the first one stays"
+    );
     assert_eq!(store.get_user("bob").await.unwrap(), None);
 }
 
@@ -76,37 +88,118 @@ fn page(after: Option<String>, limit: usize) -> PageRequest {
 async fn note_store_contract(store: &dyn NoteStore) {
     let private = note("ada", 1_710_000_000_001, false);
     let public = note("ada", 1_710_000_000_002, true);
-    assert_eq!(store.save_if_absent(&private).await.unwrap(), Saved::Created);
+    assert_eq!(
+        store.save_if_absent(&private).await.unwrap(),
+        Saved::Created
+    );
     assert_eq!(store.save_if_absent(&public).await.unwrap(), Saved::Created);
-    assert_eq!(store.save_if_absent(&public).await.unwrap(), Saved::AlreadyExists { notified: false });
+    assert_eq!(
+        store.save_if_absent(&public).await.unwrap(),
+        Saved::AlreadyExists { notified: false }
+    );
     store.mark_notified("ada", &public.note_id).await.unwrap();
-    assert_eq!(store.save_if_absent(&public).await.unwrap(), Saved::AlreadyExists { notified: true });
-    store.mark_notified("ada", &NoteId::parse("1-gone").unwrap()).await.unwrap();
+    assert_eq!(
+        store.save_if_absent(&public).await.unwrap(),
+        Saved::AlreadyExists { notified: true }
+    );
+    store
+        .mark_notified("ada", &NoteId::parse("1-gone").unwrap())
+        .await
+        .unwrap();
 
-    assert_eq!(store.get_note("ada", &private.note_id).await.unwrap(), Some(private.clone()));
-    assert_eq!(store.get_note("eve", &private.note_id).await.unwrap(), None, "owned by key");
+    assert_eq!(
+        store.get_note("ada", &private.note_id).await.unwrap(),
+        Some(private.clone())
+    );
+    assert_eq!(
+        store.get_note("eve", &private.note_id).await.unwrap(),
+        None,
+        "owned by key"
+    );
 
     let mine = store.list_user_notes("ada", &page(None, 10)).await.unwrap();
-    assert_eq!(mine.items, vec![public.clone(), private.clone()], "newest first, public included");
+    assert_eq!(
+        mine.items,
+        vec![public.clone(), private.clone()],
+        "newest first, public included"
+    );
     assert_eq!(mine.next, None);
     let everyone = store.list_public_notes(&page(None, 10)).await.unwrap();
     assert_eq!(everyone.items, vec![public.clone()]);
 
-    assert_eq!(store.update_content("eve", &public.note_id, "pwned", "t").await.unwrap(), None);
-    let updated = store.update_content("ada", &public.note_id, "edited", "2024-03-13T00:00:00.000Z").await.unwrap().unwrap();
-    assert_eq!((updated.content.as_str(), updated.updated_at.as_deref()), ("edited", Some("2024-03-13T00:00:00.000Z")));
-    assert_eq!(store.list_public_notes(&page(None, 10)).await.unwrap().items[0].content, "edited");
-    assert_eq!(store.get_note("ada", &public.note_id).await.unwrap().unwrap().content, "edited");
+    assert_eq!(
+        store
+            .update_content("eve", &public.note_id, "pwned", "t")
+            .await
+            .unwrap(),
+        None
+    );
+    let updated = store
+        .update_content("ada", &public.note_id, "edited", "2024-03-13T00:00:00.000Z")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (updated.content.as_str(), updated.updated_at.as_deref()),
+        ("edited", Some("2024-03-13T00:00:00.000Z"))
+    );
+    assert_eq!(
+        store
+            .list_public_notes(&page(None, 10))
+            .await
+            .unwrap()
+            .items[0]
+            .content,
+        "edited"
+    );
+    assert_eq!(
+        store
+            .get_note("ada", &public.note_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .content,
+        "edited"
+    );
 
-    assert_eq!(store.delete_note("eve", &public.note_id).await.unwrap(), None);
-    assert_eq!(store.delete_note("ada", &public.note_id).await.unwrap().map(|n| n.note_id), Some(public.note_id.clone()));
-    assert_eq!(store.delete_note("ada", &public.note_id).await.unwrap(), None);
-    assert!(store.list_public_notes(&page(None, 10)).await.unwrap().items.is_empty());
-    assert_eq!(store.list_user_notes("ada", &page(None, 10)).await.unwrap().items, vec![private]);
+    assert_eq!(
+        store.delete_note("eve", &public.note_id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .delete_note("ada", &public.note_id)
+            .await
+            .unwrap()
+            .map(|n| n.note_id),
+        Some(public.note_id.clone())
+    );
+    assert_eq!(
+        store.delete_note("ada", &public.note_id).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .list_public_notes(&page(None, 10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_user_notes("ada", &page(None, 10))
+            .await
+            .unwrap()
+            .items,
+        vec![private]
+    );
 }
 
 async fn paging_contract(store: &dyn NoteStore) {
-    let notes: Vec<Note> = (0..6).map(|i| note("pat", 1_710_000_001_000 + i, i % 2 == 0)).collect();
+    let notes: Vec<Note> = (0..6)
+        .map(|i| note("pat", 1_710_000_001_000 + i, i % 2 == 0))
+        .collect();
     for n in &notes {
         store.save_if_absent(n).await.unwrap();
     }
@@ -115,7 +208,10 @@ async fn paging_contract(store: &dyn NoteStore) {
     let mut after = None;
     let mut pages = 0;
     loop {
-        let p = store.list_user_notes("pat", &page(after.clone(), 3)).await.unwrap();
+        let p = store
+            .list_user_notes("pat", &page(after.clone(), 3))
+            .await
+            .unwrap();
         pages += 1;
         seen.extend(p.items.iter().map(|n| n.note_id.clone()));
         match p.next {
@@ -127,7 +223,10 @@ async fn paging_contract(store: &dyn NoteStore) {
     assert_eq!(pages, 2, "a full last page carries no cursor");
     let p = store.list_public_notes(&page(None, 2)).await.unwrap();
     assert_eq!(p.items.len(), 2);
-    let rest = store.list_public_notes(&page(p.next.clone(), 2)).await.unwrap();
+    let rest = store
+        .list_public_notes(&page(p.next.clone(), 2))
+        .await
+        .unwrap();
     assert_eq!(rest.items.len(), 1);
     assert_eq!(rest.next, None);
 }
@@ -160,7 +259,12 @@ async fn embedded_store_survives_a_restart() {
 // ---- ConnectionRegistry ----
 
 fn conn(id: &str, user: &str) -> Connection {
-    Connection { connection_id: id.into(), username: user.into(), connected_at: "2024-03-12T14:22:09.000Z".into(), ttl: 1_710_260_529 }
+    Connection {
+        connection_id: id.into(),
+        username: user.into(),
+        connected_at: "2024-03-12T14:22:09.000Z".into(),
+        ttl: 1_710_260_529,
+    }
 }
 
 fn ids(conns: Vec<Connection>) -> BTreeSet<String> {
@@ -171,14 +275,27 @@ async fn registry_contract(reg: &dyn ConnectionRegistry) {
     for (id, user) in [("a1", "ada"), ("a2", "ada"), ("b1", "bob")] {
         reg.register(&conn(id, user)).await.unwrap();
     }
-    assert_eq!(ids(reg.connections_of("ada").await.unwrap()), ["a1", "a2"].map(String::from).into());
-    assert_eq!(reg.connections_of("ada").await.unwrap()[0], conn("a1", "ada"), "every field kept");
-    assert_eq!(ids(reg.all_connections().await.unwrap()), ["a1", "a2", "b1"].map(String::from).into());
+    assert_eq!(
+        ids(reg.connections_of("ada").await.unwrap()),
+        ["a1", "a2"].map(String::from).into()
+    );
+    assert_eq!(
+        reg.connections_of("ada").await.unwrap()[0],
+        conn("a1", "ada"),
+        "every field kept"
+    );
+    assert_eq!(
+        ids(reg.all_connections().await.unwrap()),
+        ["a1", "a2", "b1"].map(String::from).into()
+    );
     assert_eq!(reg.unregister("a1").await.unwrap(), Some(conn("a1", "ada")));
     assert_eq!(reg.unregister("a1").await.unwrap(), None);
     reg.remove(&conn("b1", "bob")).await.unwrap();
     assert!(reg.connections_of("bob").await.unwrap().is_empty());
-    assert_eq!(ids(reg.all_connections().await.unwrap()), ["a2"].map(String::from).into());
+    assert_eq!(
+        ids(reg.all_connections().await.unwrap()),
+        ["a2"].map(String::from).into()
+    );
 }
 
 #[tokio::test]
@@ -198,7 +315,7 @@ fn created(i: usize) -> NoteEvent {
         note_id: NoteId::parse(&format!("1710253330000-ev{i}")).unwrap(),
         username: "ada".into(),
         content: format!("event {i}"),
-        is_public: i % 2 == 0,
+        is_public: i.is_multiple_of(2),
         timestamp: "2024-03-12T14:22:10.000Z".into(),
     }
 }
@@ -252,7 +369,11 @@ async fn notifier_embedded() {
     assert_eq!(rx.recv().await.unwrap(), "{\"a\":1}");
     assert_eq!(n.post("nobody", b"{}").await.unwrap(), Posted::Gone);
     drop(rx);
-    assert_eq!(n.post("c1", b"{}").await.unwrap(), Posted::Gone, "a closed socket is gone");
+    assert_eq!(
+        n.post("c1", b"{}").await.unwrap(),
+        Posted::Gone,
+        "a closed socket is gone"
+    );
 }
 
 /// moto accepts PostToConnection (it never answers 410: that case runs on recorded responses in
@@ -261,7 +382,9 @@ async fn notifier_embedded() {
 async fn notifier_api_gateway_on_moto() {
     let m = moto::shared().await;
     let sdk = m.sdk_config().await;
-    let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk).endpoint_url(&m.endpoint).build();
+    let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+        .endpoint_url(&m.endpoint)
+        .build();
     let n = ApiGatewayNotifier::new(aws_sdk_apigatewaymanagement::Client::from_conf(conf));
     assert_eq!(n.post("c1", b"{\"a\":1}").await.unwrap(), Posted::Delivered);
 }
@@ -279,26 +402,44 @@ async fn secret_contract(source: &dyn SecretSource, expect: Option<&[u8]>) {
 
 #[tokio::test]
 async fn secret_source_embedded() {
-    secret_contract(&StaticSecret::new(b"0123456789abcdef0123456789abcdef".to_vec()), Some(b"0123456789abcdef0123456789abcdef")).await;
+    secret_contract(
+        &StaticSecret::new(b"0123456789abcdef0123456789abcdef".to_vec()),
+        Some(b"0123456789abcdef0123456789abcdef"),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub/jwt-secret");
     secret_contract(&FileSecret::new(&path), None).await;
     let again = FileSecret::new(&path).jwt_secret().await.unwrap();
-    assert_eq!(again, FileSecret::new(&path).jwt_secret().await.unwrap(), "kept across restarts");
+    assert_eq!(
+        again,
+        FileSecret::new(&path).jwt_secret().await.unwrap(),
+        "kept across restarts"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }
 
 #[tokio::test]
 async fn secret_source_secrets_manager() {
     let (_, res, sdk) = moto_store().await;
-    let source = SecretsManagerSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &res.secret_arn);
-    secret_contract(&source, Some(b"moto-jwt-secret-moto-jwt-secret-moto-jwt-secret")).await;
-    let missing = SecretsManagerSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope");
+    let source =
+        SecretsManagerSecret::new(aws_sdk_secretsmanager::Client::new(&sdk), &res.secret_arn);
+    secret_contract(
+        &source,
+        Some(b"moto-jwt-secret-moto-jwt-secret-moto-jwt-secret"),
+    )
+    .await;
+    let missing = SecretsManagerSecret::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:nope",
+    );
     let err = missing.jwt_secret().await.unwrap_err().to_string();
     assert!(err.contains("nope"), "{err}");
-
 }

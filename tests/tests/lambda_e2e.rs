@@ -3,9 +3,9 @@
 //! save, delivered twice in one batch with a garbage record → one stored note, one note-saved, and only
 //! the garbage record in batchItemFailures.
 
-use serde_json::{Value, json};
 use notesctl_tests::lambda::{LambdaProcess, RuntimeApi};
 use notesctl_tests::moto::{self, Resources};
+use serde_json::{Value, json};
 
 struct Function {
     api: RuntimeApi,
@@ -39,14 +39,24 @@ fn http_event(method: &str, path: &str, body: Option<Value>, token: Option<&str>
 }
 
 fn status_and_body(resp: &Value) -> (u64, Value) {
-    let body = resp["body"].as_str().map(|b| serde_json::from_str(b).unwrap()).unwrap_or(Value::Null);
+    let body = resp["body"]
+        .as_str()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .unwrap_or(Value::Null);
     (resp["statusCode"].as_u64().unwrap(), body)
 }
 
 /// A second rule on the bus, so the test can count note-saved events.
 async fn observe_note_saved(sdk: &aws_config::SdkConfig, res: &Resources) -> String {
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let url = sqs.create_queue().queue_name(notesctl_tests::unique("results")).send().await.unwrap().queue_url.unwrap();
+    let url = sqs
+        .create_queue()
+        .queue_name(notesctl_tests::unique("results"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
     let arn = sqs
         .get_queue_attributes()
         .queue_url(&url)
@@ -71,7 +81,13 @@ async fn observe_note_saved(sdk: &aws_config::SdkConfig, res: &Resources) -> Str
         .put_targets()
         .rule(&rule)
         .event_bus_name(&res.bus)
-        .targets(aws_sdk_eventbridge::types::Target::builder().id("results").arn(arn).build().unwrap())
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("results")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -82,10 +98,22 @@ async fn drain(sdk: &aws_config::SdkConfig, url: &str) -> Vec<Value> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let mut out = Vec::new();
     for _ in 0..3 {
-        let got = sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
         for m in got.messages.unwrap_or_default() {
             out.push(serde_json::from_str(m.body().unwrap()).unwrap());
-            sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
         }
     }
     out
@@ -105,18 +133,45 @@ async fn signup_login_publish_save_through_real_processes() {
     let save = start("notes-save", &env).await;
 
     let creds = json!({"username": "ada", "password": "correct horse battery"});
-    let resp = signup.api.invoke(http_event("POST", "/auth/signup", Some(creds.clone()), None)).await.unwrap();
-    assert_eq!(status_and_body(&resp), (201, json!({"message": "User created successfully", "username": "ada"})));
-    assert_eq!(resp["headers"]["access-control-allow-origin"], "https://notes.example.com");
+    let resp = signup
+        .api
+        .invoke(http_event(
+            "POST",
+            "/auth/signup",
+            Some(creds.clone()),
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_body(&resp),
+        (
+            201,
+            json!({"message": "User created successfully", "username": "ada"})
+        )
+    );
+    assert_eq!(
+        resp["headers"]["access-control-allow-origin"],
+        "https://notes.example.com"
+    );
 
-    let resp = login.api.invoke(http_event("POST", "/auth/login", Some(creds), None)).await.unwrap();
+    let resp = login
+        .api
+        .invoke(http_event("POST", "/auth/login", Some(creds), None))
+        .await
+        .unwrap();
     let (status, body) = status_and_body(&resp);
     assert_eq!(status, 200, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
 
     let resp = publish
         .api
-        .invoke(http_event("POST", "/notes", Some(json!({"content": "event-driven", "isPublic": true})), Some(&token)))
+        .invoke(http_event(
+            "POST",
+            "/notes",
+            Some(json!({"content": "event-driven", "isPublic": true})),
+            Some(&token),
+        ))
         .await
         .unwrap();
     let (status, body) = status_and_body(&resp);
@@ -124,7 +179,11 @@ async fn signup_login_publish_save_through_real_processes() {
     let note_id = body["noteId"].as_str().unwrap().to_owned();
 
     let messages = res.receive(&sdk, 1).await;
-    assert_eq!(messages.len(), 1, "note-created reached the queue through the rule");
+    assert_eq!(
+        messages.len(),
+        1,
+        "note-created reached the queue through the rule"
+    );
     let body = messages[0].body().unwrap().to_owned();
     let envelope: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(envelope["source"], "notes.service");
@@ -139,7 +198,10 @@ async fn signup_login_publish_save_through_real_processes() {
     };
     let batch = json!({"Records": [record("first", &body), record("garbage", "}}not json{{"), record("second", &body)]});
     let resp = save.api.invoke(batch).await.unwrap();
-    assert_eq!(resp, json!({"batchItemFailures": [{"itemIdentifier": "garbage"}]}));
+    assert_eq!(
+        resp,
+        json!({"batchItemFailures": [{"itemIdentifier": "garbage"}]})
+    );
 
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     for pk in ["USER#ada", "PUBLIC#NOTES"] {
@@ -147,8 +209,14 @@ async fn signup_login_publish_save_through_real_processes() {
             .query()
             .table_name(&res.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :n)")
-            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
-            .expression_attribute_values(":n", aws_sdk_dynamodb::types::AttributeValue::S("NOTE#".into()))
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(pk.into()),
+            )
+            .expression_attribute_values(
+                ":n",
+                aws_sdk_dynamodb::types::AttributeValue::S("NOTE#".into()),
+            )
             .send()
             .await
             .unwrap()
@@ -158,23 +226,34 @@ async fn signup_login_publish_save_through_real_processes() {
         assert_eq!(items[0]["noteId"].as_s().unwrap(), &note_id);
     }
     let results = drain(&sdk, &results_queue).await;
-    let saved: Vec<_> = results.iter().filter(|e| e["detail-type"] == "note-saved").collect();
+    let saved: Vec<_> = results
+        .iter()
+        .filter(|e| e["detail-type"] == "note-saved")
+        .collect();
     assert_eq!(saved.len(), 1, "one note-saved: {results:?}");
     assert_eq!(saved[0]["detail"]["noteId"], note_id.as_str());
     assert_eq!(saved[0]["detail"]["isPublic"], true);
 
     for f in [signup, login, publish, save] {
         let logs = f.process.stop().await;
-        assert!(!logs.contains("correct horse"), "a password was logged:\n{logs}");
+        assert!(
+            !logs.contains("correct horse"),
+            "a password was logged:\n{logs}"
+        );
         assert!(!logs.contains(&token), "a token was logged");
         assert!(!logs.contains("moto-jwt-secret"), "the secret was logged");
         let lines: Vec<Value> = logs
             .lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("log line is not JSON: {line}: {e}")))
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("log line is not JSON: {line}: {e}"))
+            })
             .collect();
         assert!(!lines.is_empty(), "the function logged nothing");
         assert!(
-            lines.iter().any(|l| l.to_string().contains("requestId") && l["level"].is_string()),
+            lines
+                .iter()
+                .any(|l| l.to_string().contains("requestId") && l["level"].is_string()),
             "no log line carries the request id:\n{logs}"
         );
     }
@@ -184,23 +263,32 @@ async fn signup_login_publish_save_through_real_processes() {
 async fn unknown_handler_fails_at_init_with_a_clear_message() {
     let api = RuntimeApi::start().await;
     let process = LambdaProcess::spawn("notes-explode", &api, &[]);
-    let out = tokio::time::timeout(std::time::Duration::from_secs(20), process.child.wait_with_output())
-        .await
-        .expect("exits promptly")
-        .unwrap();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        process.child.wait_with_output(),
+    )
+    .await
+    .expect("exits promptly")
+    .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("notes-explode") && stderr.contains("auth-signup"), "{stderr}");
+    assert!(
+        stderr.contains("notes-explode") && stderr.contains("auth-signup"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn missing_configuration_fails_at_init_naming_the_variable() {
     let api = RuntimeApi::start().await;
     let process = LambdaProcess::spawn("notes-save", &api, &[("TABLE_NAME".into(), "t".into())]);
-    let out = tokio::time::timeout(std::time::Duration::from_secs(20), process.child.wait_with_output())
-        .await
-        .expect("exits promptly")
-        .unwrap();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        process.child.wait_with_output(),
+    )
+    .await
+    .expect("exits promptly")
+    .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("EVENT_BUS_NAME"), "{stderr}");

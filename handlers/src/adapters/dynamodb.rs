@@ -24,6 +24,16 @@ type Item = HashMap<String, AttributeValue>;
 pub const PUBLIC_PK: &str = "PUBLIC#NOTES";
 pub const CONNECTIONS_INDEX_PK: &str = "CONNECTIONS";
 
+/// A Query on one partition: `pk = :pk AND begins_with(sk, :prefix)`.
+struct Query<'a> {
+    table: &'a str,
+    pk: String,
+    sk_prefix: &'a str,
+    start_after: Option<String>,
+    limit: Option<usize>,
+    newest_first: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
     client: Client,
@@ -197,23 +207,18 @@ impl DynamoStore {
     async fn query_page(
         &self,
         operation: &'static str,
-        table: &str,
-        pk: String,
-        sk_prefix: &str,
-        start_after: Option<String>,
-        limit: Option<usize>,
-        newest_first: bool,
+        q: Query<'_>,
     ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
-        let start = start_after.map(|sk| key(pk.clone(), sk));
+        let start = q.start_after.map(|sk| key(q.pk.clone(), sk));
         let out = self
             .client
             .query()
-            .table_name(table)
+            .table_name(q.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":prefix", s(sk_prefix))
-            .scan_index_forward(!newest_first)
-            .set_limit(limit.map(|l| l as i32))
+            .expression_attribute_values(":pk", s(q.pk))
+            .expression_attribute_values(":prefix", s(q.sk_prefix))
+            .scan_index_forward(!q.newest_first)
+            .set_limit(q.limit.map(|l| l as i32))
             .set_exclusive_start_key(start)
             .send()
             .await
@@ -223,9 +228,24 @@ impl DynamoStore {
 
     /// One page, newest first. Asks for one item more than the page so the cursor is given only
     /// when more notes exist; when DynamoDB stops early (its 1 MB page), its own last key is the cursor.
-    async fn list_notes(&self, operation: &'static str, pk: String, page: &PageRequest) -> Result<Page<Note>, StoreError> {
+    async fn list_notes(
+        &self,
+        operation: &'static str,
+        pk: String,
+        page: &PageRequest,
+    ) -> Result<Page<Note>, StoreError> {
         let (mut items, last) = self
-            .query_page(operation, &self.table, pk, "NOTE#", page.after.clone(), Some(page.limit + 1), true)
+            .query_page(
+                operation,
+                Query {
+                    table: &self.table,
+                    pk,
+                    sk_prefix: "NOTE#",
+                    start_after: page.after.clone(),
+                    limit: Some(page.limit + 1),
+                    newest_first: true,
+                },
+            )
             .await?;
         let next = if items.len() > page.limit {
             items.truncate(page.limit);
@@ -251,12 +271,14 @@ impl DynamoStore {
             let (items, last) = self
                 .query_page(
                     operation,
-                    &self.connections_table,
-                    pk.clone(),
-                    "CONNECTION#",
-                    after,
-                    None,
-                    false,
+                    Query {
+                        table: &self.connections_table,
+                        pk: pk.clone(),
+                        sk_prefix: "CONNECTION#",
+                        start_after: after,
+                        limit: None,
+                        newest_first: false,
+                    },
                 )
                 .await?;
             for item in &items {

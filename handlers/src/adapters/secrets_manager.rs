@@ -23,12 +23,11 @@ impl SecretsManagerSecret {
 
 /// The key bytes inside a secret string.
 pub fn key_from_secret_string(text: &str) -> Vec<u8> {
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) {
-        if let Some(serde_json::Value::String(s)) =
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text)
+        && let Some(serde_json::Value::String(s)) =
             map.get("secret").or_else(|| map.get("jwtSecret"))
-        {
-            return s.as_bytes().to_vec();
-        }
+    {
+        return s.as_bytes().to_vec();
     }
     text.as_bytes().to_vec()
 }

@@ -1,0 +1,277 @@
+//! The CloudFormation templates, parsed and held to what real AWS needs: least-privilege IAM, the
+//! visibility-timeout rule (required fix 9), encryption, retention, TTL, throttling and outputs.
+
+use std::collections::BTreeSet;
+
+use serde_yaml::Value;
+
+const STACKS: [&str; 6] = ["event", "data", "auth", "websocket", "notes", "frontend"];
+
+fn template(name: &str) -> Value {
+    let path = notesctl_tests::workspace_root().join(format!("templates/{name}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn untag(v: &Value) -> &Value {
+    match v {
+        Value::Tagged(t) => untag(&t.value),
+        other => other,
+    }
+}
+
+fn resources<'a>(t: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(k, r)| (k.as_str().unwrap(), &r["Properties"]))
+        .collect()
+}
+
+fn walk<'a>(v: &'a Value, f: &mut impl FnMut(&'a Value)) {
+    f(v);
+    match untag(v) {
+        Value::Mapping(m) => m.values().for_each(|x| walk(x, f)),
+        Value::Sequence(s) => s.iter().for_each(|x| walk(x, f)),
+        _ => {}
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match untag(v) {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(s) => s.iter().flat_map(strings).collect(),
+        _ => vec![],
+    }
+}
+
+#[test]
+fn no_iam_action_has_a_wildcard() {
+    for name in STACKS {
+        let t = template(name);
+        walk(&t, &mut |v| {
+            if let Value::Mapping(m) = untag(v) {
+                if let Some(action) = m.get("Action") {
+                    for a in strings(action) {
+                        assert!(!a.contains('*'), "{name}: action {a}");
+                    }
+                }
+                if m.get("Effect").is_some() {
+                    for r in strings(m.get("Resource").unwrap_or(&Value::Null)) {
+                        assert_ne!(r, "*", "{name}: a statement on every resource");
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn every_function_is_the_one_binary_with_a_seven_day_log_group() {
+    let handlers: BTreeSet<&str> = [
+        "auth-signup",
+        "auth-login",
+        "auth-get-user",
+        "notes-publish",
+        "notes-save",
+        "notes-get",
+        "notes-get-public",
+        "notes-update",
+        "notes-delete",
+        "websocket-connect",
+        "websocket-disconnect",
+        "websocket-notify",
+    ]
+    .into();
+    let mut seen = BTreeSet::new();
+    for name in STACKS {
+        let t = template(name);
+        let log_groups: Vec<String> = resources(&t, "AWS::Logs::LogGroup")
+            .iter()
+            .inspect(|(id, p)| assert_eq!(p["RetentionInDays"].as_u64(), Some(7), "{name}/{id}"))
+            .flat_map(|(_, p)| strings(&p["LogGroupName"]))
+            .collect();
+        for (id, f) in resources(&t, "AWS::Lambda::Function") {
+            assert_eq!(
+                f["Runtime"].as_str(),
+                Some("provided.al2023"),
+                "{name}/{id}"
+            );
+            let handler = f["Handler"].as_str().unwrap();
+            assert!(handlers.contains(handler), "{name}/{id}: handler {handler}");
+            seen.insert(handler.to_owned());
+            let fname = strings(&f["FunctionName"]).join("");
+            assert_eq!(
+                fname,
+                format!("${{Stage}}-{handler}"),
+                "{name}/{id}: the naming convention"
+            );
+            assert!(
+                log_groups.contains(&format!("/aws/lambda/{fname}")),
+                "{name}/{id}: no log group {fname}"
+            );
+        }
+    }
+    assert_eq!(seen.len(), 12, "every handler deployed once: {seen:?}");
+}
+
+/// Required fix 9: the visibility timeout is at least six times save-note's timeout (the original set
+/// both to 30 s).
+#[test]
+fn fix9_visibility_timeout_is_six_times_saves_timeout() {
+    let event = template("event");
+    let notes = template("notes");
+    let allowed = |t: &Value| -> Vec<u64> {
+        t["Parameters"]["SaveFunctionTimeout"]["AllowedValues"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        allowed(&event),
+        allowed(&notes),
+        "both stacks accept the same save timeouts"
+    );
+    let mapping = event["Mappings"]["SaveTimeoutToVisibility"]
+        .as_mapping()
+        .unwrap();
+    for timeout in allowed(&event) {
+        let vis = mapping[timeout.to_string().as_str()]["VisibilityTimeout"]
+            .as_u64()
+            .unwrap();
+        assert!(vis >= 6 * timeout, "timeout {timeout} → visibility {vis}");
+        assert!(vis <= 43_200, "SQS's maximum");
+    }
+    let queue = resources(&event, "AWS::SQS::Queue")
+        .into_iter()
+        .find(|(_, q)| {
+            strings(&q["QueueName"])
+                .join("")
+                .ends_with("note-processing-queue")
+        })
+        .expect("the processing queue")
+        .1;
+    let vis = &queue["VisibilityTimeout"];
+    assert!(
+        matches!(vis, Value::Tagged(t) if t.tag == "!FindInMap"),
+        "derived from the save timeout: {vis:?}"
+    );
+    let save = resources(&notes, "AWS::Lambda::Function")
+        .into_iter()
+        .find(|(_, f)| f["Handler"].as_str() == Some("notes-save"))
+        .unwrap()
+        .1;
+    assert_eq!(strings(&save["Timeout"]), vec!["SaveFunctionTimeout"]);
+}
+
+#[test]
+fn queues_are_encrypted_and_the_dlq_outlives_the_queue() {
+    let event = template("event");
+    let queues = resources(&event, "AWS::SQS::Queue");
+    let find = |suffix: &str| {
+        queues
+            .iter()
+            .find(|(_, q)| strings(&q["QueueName"]).join("").ends_with(suffix))
+            .unwrap()
+            .1
+    };
+    let (queue, dlq) = (find("note-processing-queue"), find("note-processing-dlq"));
+    for q in [queue, dlq] {
+        assert_eq!(q["SqsManagedSseEnabled"].as_bool(), Some(true));
+    }
+    assert_eq!(dlq["MessageRetentionPeriod"].as_u64(), Some(14 * 24 * 3600));
+    assert!(
+        queue["MessageRetentionPeriod"].as_u64().unwrap()
+            < dlq["MessageRetentionPeriod"].as_u64().unwrap()
+    );
+    assert_eq!(
+        untag(&queue["RedrivePolicy"])["maxReceiveCount"].as_u64(),
+        Some(3)
+    );
+    assert_eq!(
+        resources(&event, "AWS::Events::Archive").len(),
+        1,
+        "an archive on the bus"
+    );
+    let notes = template("notes");
+    let (_, esm) = resources(&notes, "AWS::Lambda::EventSourceMapping")[0];
+    assert_eq!(esm["BatchSize"].as_u64(), Some(10));
+    assert_eq!(
+        strings(&esm["FunctionResponseTypes"]),
+        vec!["ReportBatchItemFailures"]
+    );
+}
+
+#[test]
+fn secret_ttl_throttling_and_frontend_privacy() {
+    let auth = template("auth");
+    let (_, secret) = resources(&auth, "AWS::SecretsManager::Secret")[0];
+    assert!(
+        secret["GenerateSecretString"]["PasswordLength"]
+            .as_u64()
+            .unwrap()
+            >= 32,
+        "generated at deploy time, ≥ 32 bytes"
+    );
+    assert!(
+        secret.get("SecretString").is_none(),
+        "never a committed value"
+    );
+    let (_, stage) = resources(&auth, "AWS::ApiGatewayV2::Stage")[0];
+    assert!(stage["DefaultRouteSettings"]["ThrottlingRateLimit"] != Value::Null);
+    let ws = template("websocket");
+    let tables = resources(&ws, "AWS::DynamoDB::Table");
+    assert_eq!(
+        tables[0].1["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some("ttl")
+    );
+    assert_eq!(
+        tables[0].1["TimeToLiveSpecification"]["Enabled"].as_bool(),
+        Some(true)
+    );
+    let frontend = template("frontend");
+    let (_, bucket) = resources(&frontend, "AWS::S3::Bucket")[0];
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for k in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[k].as_bool(), Some(true), "{k}");
+    }
+    assert_eq!(
+        resources(&frontend, "AWS::CloudFront::OriginAccessControl").len(),
+        1
+    );
+}
+
+#[test]
+fn outputs_users_and_the_cli_rely_on() {
+    let outputs = |name: &str| -> BTreeSet<String> {
+        template(name)["Outputs"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (stack, keys) in [
+        ("auth", vec!["ApiUrl"]),
+        ("websocket", vec!["WebSocketUrl"]),
+        ("event", vec!["ProcessingQueueUrl", "DeadLetterQueueUrl"]),
+        (
+            "frontend",
+            vec!["BucketName", "DistributionId", "DistributionDomainName"],
+        ),
+    ] {
+        let have = outputs(stack);
+        for k in keys {
+            assert!(have.contains(k), "{stack} lacks output {k}: {have:?}");
+        }
+    }
+}
