@@ -1,23 +1,31 @@
 //! The `notesctl` command line. `main` parses arguments and calls [`run`]; each command returns a
-//! report that is printed once, as text for people or JSON for scripts.
+//! report that is printed once: text for people, or one JSON document with `--output json`.
+//! Results go to stdout; progress and logs to stderr.
+
+pub mod commands;
+pub mod output;
 
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand};
 
-/// Output format of results on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
+pub use output::{Exit, Output};
 
 /// Ship and operate the event-driven serverless notes app on AWS.
 ///
 /// Exit codes: 0 success; 1 the command ran and found a problem; 2 usage or environment error.
 #[derive(Debug, Parser)]
-#[command(name = "notesctl", version, about, long_about = None)]
+#[command(name = "notesctl", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts, before or after the subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
     /// Prefix of every resource name.
     #[arg(
         long,
@@ -29,9 +37,58 @@ pub struct Cli {
     /// Result format on stdout: text for people, json for scripts.
     #[arg(long, global = true, env = "NOTESCTL_OUTPUT", value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// More logging on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Never draw progress, even on a terminal (progress is off when CI is set).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole app on this machine: HTTP API, WebSocket, queue and frontend, with an embedded store.
+    Dev(commands::dev::DevArgs),
+}
+
+fn init_logs(global: &Global) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTESCTL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,notesctl={level},notes_handlers={level}"))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs a parsed command line to its exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    let _ = cli;
-    ExitCode::SUCCESS
+    init_logs(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return output::fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Dev(args) => commands::dev::run(&cli.global, args).await,
+        }
+    });
+    match result {
+        Ok(exit) => exit.code(),
+        Err(e) => output::fail(&e),
+    }
 }

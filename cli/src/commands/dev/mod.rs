@@ -1,0 +1,238 @@
+//! `notesctl dev`: the whole app on one machine. The same handler code as on Lambda, behind a local
+//! API Gateway (HTTP and WebSocket), an event bus that routes by the templates' rules, a durable queue
+//! with visibility timeout and a DLQ, and an embedded store under `--data-dir`.
+
+pub mod bus;
+pub mod frontend;
+pub mod gateway;
+pub mod queue;
+pub mod workers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use notes_handlers::Deps;
+use notes_handlers::deps::Settings;
+use notes_handlers::embedded::{EmbeddedStore, FileSecret, LocalNotifier};
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::{Exit, Global, output};
+use bus::DevBus;
+use frontend::Frontend;
+use gateway::Gateway;
+use queue::LocalQueue;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 3000, env = "NOTESCTL_DEV_PORT")]
+    pub port: u16,
+    /// Address to listen on. The default serves this machine only.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Where users, notes, the queue and the JWT secret are kept across restarts.
+    #[arg(long, default_value = ".notesctl/dev", env = "NOTESCTL_DEV_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Serve the frontend from this directory instead of the built-in copy.
+    #[arg(long)]
+    pub frontend: Option<PathBuf>,
+    /// Seconds a received message stays hidden before it is delivered again.
+    #[arg(long, default_value_t = 30)]
+    pub visibility_timeout: u64,
+    /// Receives after which a message moves to the dead-letter queue.
+    #[arg(long, default_value_t = 3)]
+    pub max_receive_count: u32,
+}
+
+/// What `dev` prints once it listens.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listening {
+    pub api_url: String,
+    pub ws_url: String,
+    pub frontend_url: String,
+}
+
+impl std::fmt::Display for Listening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "notes app running — open {}", self.frontend_url)?;
+        writeln!(f, "  API:       {}", self.api_url)?;
+        writeln!(f, "  WebSocket: {}", self.ws_url)?;
+        write!(f, "Press Ctrl-C to stop.")
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<Exit> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let busy = |what: &str| {
+        format!(
+            "cannot open the {what} in {}: is another `notesctl dev` using it? Stop it, or pass another --data-dir",
+            args.data_dir.display()
+        )
+    };
+    let store =
+        EmbeddedStore::open(&args.data_dir.join("store.redb")).with_context(|| busy("store"))?;
+    let queue = LocalQueue::open(
+        &args.data_dir.join("queue.redb"),
+        Duration::from_secs(args.visibility_timeout),
+        args.max_receive_count,
+    )
+    .with_context(|| busy("queue"))?;
+    let secret = Arc::new(FileSecret::new(args.data_dir.join("jwt-secret")));
+
+    let (functions_tx, functions_rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(Notify::new());
+    let bus = Arc::new(DevBus::new(queue.clone(), functions_tx, queued.clone()));
+    let notifier = LocalNotifier::new();
+    let store = Arc::new(store);
+    let settings = Settings {
+        max_receive_count: args.max_receive_count,
+        ..Settings::default()
+    };
+    let deps = Arc::new(Deps::new(
+        store.clone(),
+        store.clone(),
+        bus,
+        store,
+        Arc::new(notifier.clone()),
+        secret,
+        settings,
+    ));
+    deps.token_keys()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| {
+            format!(
+                "cannot set up the JWT secret in {}",
+                args.data_dir.display()
+            )
+        })?;
+
+    let frontend = match &args.frontend {
+        Some(dir) if !dir.join("index.html").is_file() => {
+            anyhow::bail!(
+                "--frontend {} has no index.html; point it at the frontend's folder",
+                dir.display()
+            )
+        }
+        Some(dir) => Frontend::Dir(dir.clone()),
+        None => Frontend::Embedded,
+    };
+    let gw = Gateway {
+        deps: deps.clone(),
+        notifier,
+        queue: queue.clone(),
+        frontend: Arc::new(frontend),
+    };
+    let app = Router::new()
+        .route("/ws", get(gateway::websocket))
+        .route("/config.json", get(gateway::config))
+        .fallback(gateway::fallback)
+        .with_state(gw);
+
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {addr}: is the port in use? Pass --port N (0 picks a free port)"
+            )
+        })?;
+    let local = listener.local_addr()?;
+    let shown_host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        local.ip().to_string()
+    };
+    let base = format!("http://{shown_host}:{}", local.port());
+    output::print(
+        global.output,
+        &Listening {
+            api_url: base.clone(),
+            ws_url: format!("ws://{shown_host}:{}/ws", local.port()),
+            frontend_url: format!("{base}/"),
+        },
+    );
+    tracing::info!(data_dir = %args.data_dir.display(), "listening on {local}");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pollers: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(workers::save_poller(
+                deps.clone(),
+                queue.clone(),
+                queued.clone(),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    tokio::spawn(workers::function_dispatcher(deps.clone(), functions_rx));
+
+    let (signalled_tx, mut signalled_rx) = watch::channel(false);
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: no new requests; finishing the work in hand");
+        let _ = signalled_tx.send(true);
+    });
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        ended = &mut server => {
+            let _ = stop_tx.send(true);
+            return match ended {
+                Ok(Ok(())) => Ok(Exit::Ok),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("the dev server stopped")),
+                Err(e) => Err(anyhow::Error::new(e).context("the dev server crashed")),
+            };
+        }
+        _ = signalled_rx.wait_for(|s| *s) => {}
+    }
+    let _ = stop_tx.send(true);
+    // Open WebSockets would hold a graceful shutdown forever: give requests in flight a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    for p in pollers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+    }
+    let left = queue.queued_count().unwrap_or(0);
+    tracing::info!(
+        queued = left,
+        "stopped; queued notes are kept in {}",
+        args.data_dir.display()
+    );
+    Ok(Exit::Ok)
+}

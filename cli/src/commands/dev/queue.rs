@@ -1,0 +1,306 @@
+//! A durable local queue with SQS semantics: visibility timeout, receive counts, and a dead-letter
+//! queue that takes a message once it has been received `max_receives` times without being deleted.
+//! Messages live in a redb file, so what was queued survives a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_letters");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: String,
+    pub body: String,
+    pub sent_at_ms: i64,
+    pub receive_count: u32,
+    pub visible_at_ms: i64,
+    #[serde(default)]
+    pub first_received_at_ms: Option<i64>,
+}
+
+/// Counts as `GetQueueAttributes` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Depth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+    /// Age in seconds of the oldest message, if any.
+    pub oldest_age_seconds: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct LocalQueue {
+    db: Arc<Database>,
+    pub visibility: Duration,
+    pub max_receives: u32,
+}
+
+pub type QueueResult<T> = Result<T, redb::Error>;
+
+fn now_ms() -> i64 {
+    notes_handlers::domain::clock::now_millis()
+}
+
+fn next_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    // Sortable by send time; unique within the process; random tail against restarts.
+    format!(
+        "{:013}-{:08}-{:08x}",
+        now_ms(),
+        SEQ.fetch_add(1, Ordering::SeqCst) % 100_000_000,
+        rand::random::<u32>()
+    )
+}
+
+impl LocalQueue {
+    pub fn open(path: &Path, visibility: Duration, max_receives: u32) -> QueueResult<Self> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        txn.open_table(MESSAGES)?;
+        txn.open_table(DEAD)?;
+        txn.commit()?;
+        Ok(Self {
+            db: Arc::new(db),
+            visibility,
+            max_receives,
+        })
+    }
+
+    /// Stores a message durably; its id is returned once the write is on disk.
+    pub fn send(&self, body: &str) -> QueueResult<String> {
+        let now = now_ms();
+        let msg = Message {
+            id: next_id(),
+            body: body.to_owned(),
+            sent_at_ms: now,
+            receive_count: 0,
+            visible_at_ms: now,
+            first_received_at_ms: None,
+        };
+        let txn = self.db.begin_write()?;
+        txn.open_table(MESSAGES)?.insert(
+            msg.id.as_str(),
+            serde_json::to_vec(&msg).expect("serialise").as_slice(),
+        )?;
+        txn.commit()?;
+        Ok(msg.id)
+    }
+
+    /// Takes up to `max` visible messages, oldest first, hiding each for the visibility timeout and
+    /// counting the receive. A message already received `max_receives` times moves to the DLQ instead.
+    pub fn receive(&self, max: usize) -> QueueResult<Vec<Message>> {
+        let now = now_ms();
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut dead = txn.open_table(DEAD)?;
+            let mut due = Vec::new();
+            for entry in messages.iter()? {
+                let (_, v) = entry?;
+                let msg: Message =
+                    serde_json::from_slice(v.value()).expect("stored messages parse");
+                if msg.visible_at_ms <= now {
+                    due.push(msg);
+                    if due.len() >= max * 4 + 16 {
+                        break;
+                    }
+                }
+            }
+            for mut msg in due {
+                if out.len() >= max {
+                    break;
+                }
+                if msg.receive_count >= self.max_receives {
+                    messages.remove(msg.id.as_str())?;
+                    msg.visible_at_ms = now;
+                    dead.insert(
+                        msg.id.as_str(),
+                        serde_json::to_vec(&msg).expect("serialise").as_slice(),
+                    )?;
+                    tracing::warn!(message_id = %msg.id, receives = msg.receive_count, "message moved to the dead-letter queue");
+                    continue;
+                }
+                msg.receive_count += 1;
+                msg.visible_at_ms = now + self.visibility.as_millis() as i64;
+                msg.first_received_at_ms.get_or_insert(now);
+                messages.insert(
+                    msg.id.as_str(),
+                    serde_json::to_vec(&msg).expect("serialise").as_slice(),
+                )?;
+                out.push(msg);
+            }
+        }
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Deletes processed messages.
+    pub fn delete(&self, ids: &[String]) -> QueueResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut messages = txn.open_table(MESSAGES)?;
+            for id in ids {
+                messages.remove(id.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn depth_of(&self, table: TableDefinition<&str, &[u8]>) -> QueueResult<Depth> {
+        let now = now_ms();
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table)?;
+        let mut d = Depth::default();
+        let mut oldest: Option<i64> = None;
+        for entry in t.iter()? {
+            let (_, v) = entry?;
+            let msg: Message = serde_json::from_slice(v.value()).expect("stored messages parse");
+            if msg.visible_at_ms <= now {
+                d.visible += 1;
+            } else {
+                d.in_flight += 1;
+            }
+            oldest = Some(oldest.map_or(msg.sent_at_ms, |o| o.min(msg.sent_at_ms)));
+        }
+        d.oldest_age_seconds = oldest.map(|o| ((now - o).max(0) / 1000) as u64);
+        Ok(d)
+    }
+
+    pub fn depth(&self) -> QueueResult<Depth> {
+        self.depth_of(MESSAGES)
+    }
+
+    pub fn dlq_depth(&self) -> QueueResult<Depth> {
+        self.depth_of(DEAD)
+    }
+
+    pub fn queued_count(&self) -> QueueResult<u64> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(MESSAGES)?.len()?)
+    }
+
+    /// Dead letters, oldest first (at most `max`).
+    pub fn peek_dead(&self, max: usize) -> QueueResult<Vec<Message>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(DEAD)?;
+        let mut out = Vec::new();
+        for entry in t.iter()?.take(max) {
+            let (_, v) = entry?;
+            out.push(serde_json::from_slice(v.value()).expect("stored messages parse"));
+        }
+        Ok(out)
+    }
+
+    /// Moves up to `max` dead letters back to the queue as new messages (fresh receive count), in
+    /// one transaction: none is lost or duplicated.
+    pub fn redrive(&self, max: usize) -> QueueResult<usize> {
+        let now = now_ms();
+        let txn = self.db.begin_write()?;
+        let mut moved = 0;
+        {
+            let mut dead = txn.open_table(DEAD)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            let batch: Vec<Message> = dead
+                .iter()?
+                .take(max)
+                .map(|e| {
+                    e.map(|(_, v)| serde_json::from_slice::<Message>(v.value()).expect("parse"))
+                })
+                .collect::<Result<_, _>>()?;
+            for old in batch {
+                dead.remove(old.id.as_str())?;
+                let msg = Message {
+                    id: next_id(),
+                    body: old.body,
+                    sent_at_ms: now,
+                    receive_count: 0,
+                    visible_at_ms: now,
+                    first_received_at_ms: None,
+                };
+                messages.insert(
+                    msg.id.as_str(),
+                    serde_json::to_vec(&msg).expect("serialise").as_slice(),
+                )?;
+                moved += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(vis_ms: u64) -> (tempfile::TempDir, LocalQueue) {
+        let dir = tempfile::tempdir().unwrap();
+        let q =
+            LocalQueue::open(&dir.path().join("q.redb"), Duration::from_millis(vis_ms), 3).unwrap();
+        (dir, q)
+    }
+
+    #[test]
+    fn visibility_receive_counts_and_the_dlq() {
+        let (_d, q) = queue(30);
+        q.send("a").unwrap();
+        let got = q.receive(10).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].receive_count, 1);
+        assert!(q.receive(10).unwrap().is_empty(), "hidden while in flight");
+        assert_eq!(
+            q.depth().unwrap(),
+            Depth {
+                visible: 0,
+                in_flight: 1,
+                delayed: 0,
+                oldest_age_seconds: Some(0)
+            }
+        );
+        for expected in [2, 3] {
+            std::thread::sleep(Duration::from_millis(40));
+            assert_eq!(q.receive(10).unwrap()[0].receive_count, expected);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            q.receive(10).unwrap().is_empty(),
+            "the fourth receive moves it to the DLQ"
+        );
+        assert_eq!(q.dlq_depth().unwrap().visible, 1);
+        assert_eq!(q.queued_count().unwrap(), 0);
+        assert_eq!(q.peek_dead(5).unwrap()[0].body, "a");
+        assert_eq!(q.redrive(10).unwrap(), 1);
+        let again = q.receive(10).unwrap();
+        assert_eq!((again[0].body.as_str(), again[0].receive_count), ("a", 1));
+        q.delete(&[again[0].id.clone()]).unwrap();
+        assert_eq!(q.depth().unwrap().visible + q.depth().unwrap().in_flight, 0);
+    }
+
+    #[test]
+    fn messages_survive_a_restart_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.redb");
+        {
+            let q = LocalQueue::open(&path, Duration::from_secs(30), 3).unwrap();
+            for i in 0..5 {
+                q.send(&format!("m{i}")).unwrap();
+            }
+        }
+        let q = LocalQueue::open(&path, Duration::from_secs(30), 3).unwrap();
+        let bodies: Vec<_> = q.receive(10).unwrap().into_iter().map(|m| m.body).collect();
+        assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"]);
+    }
+}

@@ -1,0 +1,87 @@
+//! `notesctl dev` as a user runs it: a real process on a free port, with its own data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+pub fn notesctl_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("NOTESCTL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps")
+        .join("notesctl");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build the workspace first",
+        bin.display()
+    );
+    bin
+}
+
+pub struct DevServer {
+    pub child: tokio::process::Child,
+    pub api_url: String,
+    pub ws_url: String,
+    pub frontend_url: String,
+    pub data_dir: PathBuf,
+}
+
+impl DevServer {
+    /// Starts `notesctl dev --port 0 --output json` and waits for its one JSON line.
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> DevServer {
+        let mut child = tokio::process::Command::new(notesctl_binary())
+            .args(["dev", "--port", "0", "--output", "json", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("NOTESCTL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start notesctl dev");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("dev printed its URLs within 30 s")
+            .expect("read stdout")
+            .expect("one line");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        DevServer {
+            child,
+            api_url: v["apiUrl"].as_str().unwrap().to_owned(),
+            ws_url: v["wsUrl"].as_str().unwrap().to_owned(),
+            frontend_url: v["frontendUrl"].as_str().unwrap().to_owned(),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM, then the exit status and how long it took.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+        let pid = self.child.id().expect("running") as i32;
+        let started = std::time::Instant::now();
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("dev stops within 20 s of SIGTERM")
+            .unwrap();
+        (status, started.elapsed())
+    }
+}

@@ -1,0 +1,317 @@
+//! `notesctl dev` from outside, as a newcomer meets it: a real process, HTTP and WebSocket clients.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use notesctl_tests::dev::DevServer;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(dev: &DevServer) -> Self {
+        Client {
+            http: reqwest::Client::new(),
+            base: dev.api_url.clone(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("dev answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn user(&self, name: &str) -> String {
+        let creds = json!({"username": name, "password": "correct horse"});
+        let (s, b) = self
+            .call("POST", "/auth/signup", Some(creds.clone()), None)
+            .await;
+        assert!(s == 201 || s == 409, "{s} {b}");
+        let (s, b) = self.call("POST", "/auth/login", Some(creds), None).await;
+        assert_eq!(s, 200, "{b}");
+        b["token"].as_str().unwrap().to_owned()
+    }
+}
+
+async fn connect(dev: &DevServer, token: &str) -> Ws {
+    let (ws, resp) = tokio_tungstenite::connect_async(format!("{}?token={token}", dev.ws_url))
+        .await
+        .expect("WebSocket connects");
+    assert_eq!(resp.status().as_u16(), 101);
+    ws
+}
+
+async fn next_event(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn notes_are_saved_and_pushed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let c = Client::new(&dev);
+    let ada = c.user("ada").await;
+    let bob = c.user("bob").await;
+    let mut ada_ws = connect(&dev, &ada).await;
+    let mut bob_ws = connect(&dev, &bob).await;
+
+    let (s, b) = c
+        .call(
+            "POST",
+            "/notes",
+            Some(json!({"content": "just for me"})),
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let ev = next_event(&mut ada_ws).await;
+    assert_eq!(
+        (ev["eventType"].as_str(), ev["noteId"].as_str()),
+        (Some("note-saved"), b["noteId"].as_str())
+    );
+
+    let (s, b) = c
+        .call(
+            "POST",
+            "/notes",
+            Some(json!({"content": "for everyone", "isPublic": true})),
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let to_bob = next_event(&mut bob_ws).await;
+    assert_eq!(
+        to_bob["noteId"], b["noteId"],
+        "public notes reach every client; private ones did not"
+    );
+    assert_eq!(to_bob["username"], "ada");
+    assert_eq!(next_event(&mut ada_ws).await["noteId"], b["noteId"]);
+
+    let (s, mine) = c.call("GET", "/notes", None, Some(&ada)).await;
+    assert_eq!((s, mine["count"].as_u64()), (200, Some(2)));
+    let (_, public) = c.call("GET", "/notes/public", None, None).await;
+    assert_eq!(public["count"], 1);
+
+    let id = b["noteId"].as_str().unwrap();
+    let (s, _) = c
+        .call(
+            "PUT",
+            &format!("/notes/{id}"),
+            Some(json!({"content": "edited"})),
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let ev = next_event(&mut bob_ws).await;
+    assert_eq!(
+        (ev["eventType"].as_str(), ev["content"].as_str()),
+        (Some("note-updated"), Some("edited"))
+    );
+    let (s, _) = c
+        .call("DELETE", &format!("/notes/{id}"), None, Some(&bob))
+        .await;
+    assert_eq!(s, 404, "not bob's note");
+    let (s, _) = c
+        .call("DELETE", &format!("/notes/{id}"), None, Some(&ada))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(next_event(&mut bob_ws).await["eventType"], "note-deleted");
+    let _ = ada_ws.close(None).await;
+    let (status, took) = dev.terminate().await;
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(5), "stopped in {took:?}");
+}
+
+#[tokio::test]
+async fn websocket_requires_a_valid_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    for url in [
+        dev.ws_url.clone(),
+        format!("{}?token=forged.token.here", dev.ws_url),
+    ] {
+        match tokio_tungstenite::connect_async(&url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status().as_u16(), 401, "{url}")
+            }
+            other => panic!(
+                "{url}: expected a 401 refusal, got {:?}",
+                other.map(|(_, r)| r.status())
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let c = Client::new(&dev);
+    let token = c.user("ada").await;
+    let (s, b) = c.call("POST", "/nope", Some(json!({})), None).await;
+    assert_eq!(s, 404, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("No route"));
+    let (s, _) = c.call("PATCH", "/notes", None, Some(&token)).await;
+    assert_eq!(s, 405);
+    let (s, b) = c
+        .call("POST", "/notes", Some(json!({"content": 1})), Some(&token))
+        .await;
+    assert_eq!(s, 400, "{b}");
+
+    // Over the limit with a Content-Length: refused before reading.
+    let big = "x".repeat(300 * 1024);
+    let r = c
+        .http
+        .post(format!("{}/notes", c.base))
+        .bearer_auth(&token)
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    // Over the limit without one (chunked): refused once the limit is crossed.
+    let stream =
+        futures::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 8 * 1024])));
+    let r = c
+        .http
+        .post(format!("{}/notes", c.base))
+        .bearer_auth(&token)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 413);
+    }
+    // A socket dropped without a close frame.
+    let ws = connect(&dev, &token).await;
+    drop(ws);
+    let (s, _) = c
+        .call(
+            "POST",
+            "/notes",
+            Some(json!({"content": "still here"})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let (s, b) = c.call("OPTIONS", "/notes", None, None).await;
+    assert_eq!(s, 204, "{b}");
+}
+
+/// Kill `dev` mid-load and restart it: every note it acknowledged with 202 is saved.
+#[tokio::test]
+async fn no_acknowledged_note_is_lost_when_dev_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &["--visibility-timeout", "1"]).await;
+    let c = Client::new(&dev);
+    let token = c.user("ada").await;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (http, base, token, acked) =
+            (c.http.clone(), c.base.clone(), token.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..200 {
+                let r = http
+                    .post(format!("{base}/notes"))
+                    .bearer_auth(&token)
+                    .json(&json!({"content": format!("w{w} n{i}")}))
+                    .send()
+                    .await;
+                let Ok(r) = r else { return };
+                if r.status().as_u16() != 202 {
+                    return;
+                }
+                let Ok(b) = r.json::<Value>().await else {
+                    return;
+                };
+                acked
+                    .lock()
+                    .unwrap()
+                    .push(b["noteId"].as_str().unwrap().to_owned());
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 150 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    dev.kill().await;
+    for w in writers {
+        let _ = w.await;
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 150);
+
+    let dev = DevServer::start(dir.path(), &["--visibility-timeout", "1"]).await;
+    let c = Client::new(&dev);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut saved = std::collections::HashSet::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(cur) => format!("/notes?limit=100&cursor={cur}"),
+                None => "/notes?limit=100".to_owned(),
+            };
+            let (s, b) = c.call("GET", &path, None, Some(&token)).await;
+            assert_eq!(s, 200, "the old token still works after a restart: {b}");
+            for n in b["notes"].as_array().unwrap() {
+                saved.insert(n["noteId"].as_str().unwrap().to_owned());
+            }
+            match b["cursor"].as_str() {
+                Some(cur) => cursor = Some(cur.to_owned()),
+                None => break,
+            }
+        }
+        let missing: Vec<_> = acked.iter().filter(|id| !saved.contains(*id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {} acknowledged notes never saved: {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
