@@ -16,6 +16,18 @@ if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
 fi
 export MOTO_SERVER="$PWD/.venv/bin/moto_server"
 
+# The browser test drives a real headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null 2>&1 && [[ -z "${CHROMIUM:-}" ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing chromium (Debian package)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test.sh: the browser test needs Chromium: run 'sudo apt-get install chromium' (or set CHROMIUM=/path)" >&2
+    exit 2
+  fi
+fi
+
 echo "test.sh: cfn-lint templates/*.yaml" >&2
 .venv/bin/cfn-lint templates/*.yaml
 
