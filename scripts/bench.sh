@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Benchmark runners; each writes its figures to BENCHMARKS.md. Usage: scripts/bench.sh [cold-start|dev-load|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+
+if [[ ! -x .venv/bin/moto_server ]]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==5.2.5"
+fi
+export MOTO_SERVER="$PWD/.venv/bin/moto_server"
+
+if [[ $what == cold-start || $what == all ]]; then
+  # The artifact Lambda would run: a release build of the one binary.
+  cargo build --release --locked -p notes-handlers --bin notes-lambda
+  cargo run --locked --example cold_start
+fi
+if [[ $what == dev-load || $what == all ]]; then
+  cargo build --release --locked -p notesctl --bin notesctl
+  cargo run --locked --release --example dev_load
+fi
