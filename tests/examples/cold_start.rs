@@ -27,7 +27,11 @@ async fn main() {
     let binary = std::env::var("NOTES_LAMBDA_BIN")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| notesctl_tests::workspace_root().join("target/release/notes-lambda"));
-    assert!(binary.exists(), "{} missing: run scripts/bench.sh, which builds it", binary.display());
+    assert!(
+        binary.exists(),
+        "{} missing: run scripts/bench.sh, which builds it",
+        binary.display()
+    );
     let size = std::fs::metadata(&binary).unwrap().len();
 
     let moto = moto::shared().await;
@@ -37,8 +41,16 @@ async fn main() {
 
     let mut rows = Vec::new();
     for (label, handler, payload) in [
-        ("init + refusal (no AWS call): auth-signup, empty body → 400", "auth-signup", json!({"version": "2.0", "rawPath": "/auth/signup", "routeKey": "POST /auth/signup", "headers": {}, "requestContext": {"http": {"method": "POST", "path": "/auth/signup"}, "timeEpoch": 0}, "isBase64Encoded": false})),
-        ("init + one DynamoDB Query on moto: notes-get-public → 200", "notes-get-public", public_notes_request()),
+        (
+            "init + refusal (no AWS call): auth-signup, empty body → 400",
+            "auth-signup",
+            json!({"version": "2.0", "rawPath": "/auth/signup", "routeKey": "POST /auth/signup", "headers": {}, "requestContext": {"http": {"method": "POST", "path": "/auth/signup"}, "timeEpoch": 0}, "isBase64Encoded": false}),
+        ),
+        (
+            "init + one DynamoDB Query on moto: notes-get-public → 200",
+            "notes-get-public",
+            public_notes_request(),
+        ),
     ] {
         let mut times = Vec::new();
         let mut rss = Vec::new();
@@ -46,7 +58,10 @@ async fn main() {
             let api = RuntimeApi::start().await;
             let started = Instant::now();
             let process = LambdaProcess::spawn_binary(&binary, handler, &api, &env);
-            let resp = api.invoke(payload.clone()).await.expect("the function answered");
+            let resp = api
+                .invoke(payload.clone())
+                .await
+                .expect("the function answered");
             let took = started.elapsed();
             assert!(resp["statusCode"].as_u64().is_some(), "{resp}");
             let pid = process.child.id().unwrap();

@@ -139,6 +139,22 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    /// A write that may reach the disk with the next durable commit instead of now: for facts whose
+    /// loss in a crash only repeats work (a `notified` flag means at most one extra `note-saved`).
+    fn write_lazily<T>(
+        db: &Database,
+        operation: &'static str,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let e = err(operation);
+        let mut txn = db.begin_write().map_err(|x| e(x.into()))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|x| StoreError::new(operation, x.to_string()))?;
+        let out = f(&txn)?;
+        txn.commit().map_err(|x| e(x.into()))?;
+        Ok(out)
+    }
+
     fn read_note(
         db: &Database,
         username: &str,
@@ -276,7 +292,7 @@ impl NoteStore for EmbeddedStore {
         const OP: &str = "marking a note notified";
         let key = user_note_key(username, &note_id.sort_key());
         self.blocking(OP, move |db| {
-            Self::write(db, OP, |txn| {
+            Self::write_lazily(db, OP, |txn| {
                 let e = err(OP);
                 let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
                 let current = notes

@@ -32,6 +32,7 @@ pub struct Gateway {
     pub notifier: LocalNotifier,
     pub queue: LocalQueue,
     pub frontend: Arc<Frontend>,
+    pub move_tasks: super::aws_api::SharedMoveTasks,
 }
 
 fn request_id() -> String {
@@ -387,8 +388,8 @@ pub async fn config(headers: HeaderMap) -> Response {
         .into_response()
 }
 
-/// Everything that is not `/ws`, `/config.json` or `/_local`: the API's paths go to the API, the rest
-/// to the frontend.
+/// Everything that is not `/ws` or `/config.json`: AWS API calls (an `X-Amz-Target` header) go to the
+/// local AWS APIs, the app's paths to the handlers, the rest to the frontend.
 pub async fn fallback(
     state: State<Gateway>,
     peer: ConnectInfo<SocketAddr>,

@@ -2,6 +2,7 @@
 //! API Gateway (HTTP and WebSocket), an event bus that routes by the templates' rules, a durable queue
 //! with visibility timeout and a DLQ, and an embedded store under `--data-dir`.
 
+pub mod aws_api;
 pub mod bus;
 pub mod frontend;
 pub mod gateway;
@@ -155,6 +156,7 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<Exit> {
         notifier,
         queue: queue.clone(),
         frontend: Arc::new(frontend),
+        move_tasks: Default::default(),
     };
     let app = Router::new()
         .route("/ws", get(gateway::websocket))

@@ -22,6 +22,25 @@ pub struct Message {
     pub visible_at_ms: i64,
     #[serde(default)]
     pub first_received_at_ms: Option<i64>,
+    /// SQS message attributes, kept as sent (JSON protocol shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<serde_json::Value>,
+}
+
+/// The processing queue or its dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Main,
+    Dead,
+}
+
+impl Which {
+    fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            Which::Main => MESSAGES,
+            Which::Dead => DEAD,
+        }
+    }
 }
 
 /// Counts as `GetQueueAttributes` reports them.
@@ -74,8 +93,28 @@ impl LocalQueue {
         })
     }
 
+    /// A write that need not reach the disk before the next durable one: receive counts, visibility
+    /// and deletes. Lost in a crash, they only make a message visible again — at-least-once delivery,
+    /// which save's idempotency absorbs. Only `send` (which backs an HTTP 202) must be durable at once.
+    fn lazy_write(&self) -> QueueResult<redb::WriteTransaction> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None).map_err(|e| {
+            redb::Error::from(redb::StorageError::Io(std::io::Error::other(e.to_string())))
+        })?;
+        Ok(txn)
+    }
+
     /// Stores a message durably; its id is returned once the write is on disk.
     pub fn send(&self, body: &str) -> QueueResult<String> {
+        self.send_to(Which::Main, body, None)
+    }
+
+    pub fn send_to(
+        &self,
+        which: Which,
+        body: &str,
+        attributes: Option<serde_json::Value>,
+    ) -> QueueResult<String> {
         let now = now_ms();
         let msg = Message {
             id: next_id(),
@@ -84,9 +123,10 @@ impl LocalQueue {
             receive_count: 0,
             visible_at_ms: now,
             first_received_at_ms: None,
+            attributes,
         };
         let txn = self.db.begin_write()?;
-        txn.open_table(MESSAGES)?.insert(
+        txn.open_table(which.table())?.insert(
             msg.id.as_str(),
             serde_json::to_vec(&msg).expect("serialise").as_slice(),
         )?;
@@ -97,11 +137,21 @@ impl LocalQueue {
     /// Takes up to `max` visible messages, oldest first, hiding each for the visibility timeout and
     /// counting the receive. A message already received `max_receives` times moves to the DLQ instead.
     pub fn receive(&self, max: usize) -> QueueResult<Vec<Message>> {
+        self.receive_from(Which::Main, max, self.visibility)
+    }
+
+    /// Receives from either queue; only the processing queue redrives to the DLQ.
+    pub fn receive_from(
+        &self,
+        which: Which,
+        max: usize,
+        visibility: Duration,
+    ) -> QueueResult<Vec<Message>> {
         let now = now_ms();
-        let txn = self.db.begin_write()?;
+        let txn = self.lazy_write()?;
         let mut out = Vec::new();
         {
-            let mut messages = txn.open_table(MESSAGES)?;
+            let mut messages = txn.open_table(which.table())?;
             let mut dead = txn.open_table(DEAD)?;
             let mut due = Vec::new();
             for entry in messages.iter()? {
@@ -119,7 +169,7 @@ impl LocalQueue {
                 if out.len() >= max {
                     break;
                 }
-                if msg.receive_count >= self.max_receives {
+                if which == Which::Main && msg.receive_count >= self.max_receives {
                     messages.remove(msg.id.as_str())?;
                     msg.visible_at_ms = now;
                     dead.insert(
@@ -130,7 +180,7 @@ impl LocalQueue {
                     continue;
                 }
                 msg.receive_count += 1;
-                msg.visible_at_ms = now + self.visibility.as_millis() as i64;
+                msg.visible_at_ms = now + visibility.as_millis() as i64;
                 msg.first_received_at_ms.get_or_insert(now);
                 messages.insert(
                     msg.id.as_str(),
@@ -145,12 +195,16 @@ impl LocalQueue {
 
     /// Deletes processed messages.
     pub fn delete(&self, ids: &[String]) -> QueueResult<()> {
+        self.delete_from(Which::Main, ids)
+    }
+
+    pub fn delete_from(&self, which: Which, ids: &[String]) -> QueueResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
+        let txn = self.lazy_write()?;
         {
-            let mut messages = txn.open_table(MESSAGES)?;
+            let mut messages = txn.open_table(which.table())?;
             for id in ids {
                 messages.remove(id.as_str())?;
             }
@@ -159,7 +213,24 @@ impl LocalQueue {
         Ok(())
     }
 
-    fn depth_of(&self, table: TableDefinition<&str, &[u8]>) -> QueueResult<Depth> {
+    /// Deletes for a client that expects them to stick (a manual redrive deletes from the DLQ only
+    /// after its copy is sent; losing that delete in a crash would duplicate the message).
+    pub fn delete_durably(&self, which: Which, ids: &[String]) -> QueueResult<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut messages = txn.open_table(which.table())?;
+            for id in ids {
+                messages.remove(id.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn depth_of(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+    ) -> QueueResult<Depth> {
         let now = now_ms();
         let txn = self.db.begin_read()?;
         let t = txn.open_table(table)?;
@@ -185,6 +256,10 @@ impl LocalQueue {
 
     pub fn dlq_depth(&self) -> QueueResult<Depth> {
         self.depth_of(DEAD)
+    }
+
+    pub fn depth_of_queue(&self, which: Which) -> QueueResult<Depth> {
+        self.depth_of(which.table())
     }
 
     pub fn queued_count(&self) -> QueueResult<u64> {
@@ -229,6 +304,7 @@ impl LocalQueue {
                     receive_count: 0,
                     visible_at_ms: now,
                     first_received_at_ms: None,
+                    attributes: old.attributes,
                 };
                 messages.insert(
                     msg.id.as_str(),

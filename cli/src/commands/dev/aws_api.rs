@@ -1,0 +1,374 @@
+//! The slice of AWS's own APIs that the runbook commands use, served by `dev` on its port, so
+//! `queue-depth`, `redrive-dlq` and `tail` run the same SDK code against `dev` as against AWS:
+//! SQS (JSON protocol) on the local queue and its DLQ. Requests are SigV4-signed by the SDK; a local
+//! server has nothing to check them against and accepts any signature.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::gateway::Gateway;
+use super::queue::{LocalQueue, Message, Which};
+
+pub const ACCOUNT: &str = "000000000000";
+pub const REGION: &str = "local";
+const MAX_REQUEST: usize = 1024 * 1024;
+
+/// Move tasks started on this server, newest last.
+#[derive(Default)]
+pub struct MoveTasks {
+    tasks: Mutex<Vec<Value>>,
+}
+
+pub type SharedMoveTasks = Arc<MoveTasks>;
+
+struct AwsError {
+    status: StatusCode,
+    code: &'static str,
+    query_code: &'static str,
+    message: String,
+}
+
+impl AwsError {
+    fn client(code: &'static str, query_code: &'static str, message: impl Into<String>) -> Self {
+        AwsError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            query_code,
+            message: message.into(),
+        }
+    }
+
+    fn no_queue(name: &str) -> Self {
+        Self::client(
+            "QueueDoesNotExist",
+            "AWS.SimpleQueueService.NonExistentQueue",
+            format!(
+                "The specified queue {name} does not exist on this notesctl dev server (it has *-note-processing-queue and *-note-processing-dlq)"
+            ),
+        )
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        AwsError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "InternalError",
+            query_code: "InternalError",
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for AwsError {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"__type": format!("com.amazonaws.sqs#{}", self.code), "message": self.message});
+        let mut resp = (self.status, body.to_string()).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.0"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&format!("{};Sender", self.query_code)) {
+            h.insert("x-amzn-query-error", v);
+        }
+        resp
+    }
+}
+
+fn ok(body: Value) -> Response {
+    let mut resp = (StatusCode::OK, Body::from(body.to_string())).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    resp
+}
+
+/// Which local queue a name, URL or ARN means.
+fn which(name_or_url: &str) -> Option<Which> {
+    let name = name_or_url.rsplit(['/', ':']).next().unwrap_or_default();
+    if name.ends_with("note-processing-dlq") {
+        Some(Which::Dead)
+    } else if name.ends_with("note-processing-queue") {
+        Some(Which::Main)
+    } else {
+        None
+    }
+}
+
+fn queue_name(w: Which, stage: &str) -> String {
+    match w {
+        Which::Main => format!("{stage}-note-processing-queue"),
+        Which::Dead => format!("{stage}-note-processing-dlq"),
+    }
+}
+
+fn arn(name: &str) -> String {
+    format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")
+}
+
+/// The stage prefix a caller used (`production-note-processing-queue` → `production`).
+fn stage_of(name_or_url: &str) -> String {
+    let name = name_or_url.rsplit(['/', ':']).next().unwrap_or_default();
+    name.trim_end_matches("note-processing-queue")
+        .trim_end_matches("note-processing-dlq")
+        .trim_end_matches('-')
+        .to_owned()
+}
+
+fn message_json(m: &Message, receipt: bool) -> Value {
+    let mut v = json!({
+        "MessageId": m.id,
+        "Body": m.body,
+        "Attributes": {
+            "ApproximateReceiveCount": m.receive_count.to_string(),
+            "SentTimestamp": m.sent_at_ms.to_string(),
+            "ApproximateFirstReceiveTimestamp": m.first_received_at_ms.unwrap_or(m.sent_at_ms).to_string(),
+            "SenderId": ACCOUNT,
+        },
+    });
+    if receipt {
+        v["ReceiptHandle"] = json!(format!("{}#{}", m.id, m.receive_count));
+    }
+    if let Some(attrs) = &m.attributes {
+        v["MessageAttributes"] = attrs.clone();
+    }
+    v
+}
+
+fn receipt_id(handle: &str) -> String {
+    handle.split('#').next().unwrap_or_default().to_owned()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
+) -> Result<T, AwsError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(AwsError::internal)?
+        .map_err(AwsError::internal)
+}
+
+/// Serves one AWS JSON-protocol request (`X-Amz-Target: AmazonSQS.<Operation>`).
+pub async fn serve(State(gw): State<Gateway>, req: Request) -> Response {
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    let body = match to_bytes(req.into_body(), MAX_REQUEST).await {
+        Ok(b) => b,
+        Err(_) => {
+            return AwsError::client("RequestTooLarge", "RequestTooLarge", "request over 1 MiB")
+                .into_response();
+        }
+    };
+    let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    match sqs(&gw.queue, &gw.move_tasks, &target, &input, &host).await {
+        Ok(v) => ok(v),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn queue_of(input: &Value) -> Result<(Which, String), AwsError> {
+    let url = input["QueueUrl"].as_str().unwrap_or_default();
+    which(url)
+        .map(|w| (w, stage_of(url)))
+        .ok_or_else(|| AwsError::no_queue(url))
+}
+
+async fn sqs(
+    queue: &LocalQueue,
+    tasks: &SharedMoveTasks,
+    target: &str,
+    input: &Value,
+    host: &str,
+) -> Result<Value, AwsError> {
+    let op = target.strip_prefix("AmazonSQS.").ok_or_else(|| {
+        AwsError::client(
+            "UnsupportedOperation",
+            "AWS.SimpleQueueService.UnsupportedOperation",
+            format!("{target:?} is not an API this dev server offers (SQS only)"),
+        )
+    })?;
+    let url = |name: &str| format!("http://{host}/{ACCOUNT}/{name}");
+    match op {
+        "ListQueues" => {
+            let prefix = input["QueueNamePrefix"].as_str().unwrap_or("production");
+            let stage = if prefix.is_empty() {
+                "production"
+            } else {
+                prefix.trim_end_matches('-')
+            };
+            Ok(
+                json!({"QueueUrls": [url(&queue_name(Which::Main, stage)), url(&queue_name(Which::Dead, stage))]}),
+            )
+        }
+        "GetQueueUrl" => {
+            let name = input["QueueName"].as_str().unwrap_or_default();
+            which(name).ok_or_else(|| AwsError::no_queue(name))?;
+            Ok(json!({"QueueUrl": url(name)}))
+        }
+        "GetQueueAttributes" => {
+            let (w, stage) = queue_of(input)?;
+            let q = queue.clone();
+            let d = blocking(move || q.depth_of_queue(w)).await?;
+            let name = queue_name(w, &stage);
+            let mut attrs = json!({
+                "ApproximateNumberOfMessages": d.visible.to_string(),
+                "ApproximateNumberOfMessagesNotVisible": d.in_flight.to_string(),
+                "ApproximateNumberOfMessagesDelayed": d.delayed.to_string(),
+                "QueueArn": arn(&name),
+                "VisibilityTimeout": queue.visibility.as_secs().to_string(),
+                "MessageRetentionPeriod": if w == Which::Dead { "1209600" } else { "345600" },
+                "ReceiveMessageWaitTimeSeconds": "20",
+            });
+            if w == Which::Main {
+                attrs["RedrivePolicy"] = json!(json!({"deadLetterTargetArn": arn(&queue_name(Which::Dead, &stage)), "maxReceiveCount": queue.max_receives}).to_string());
+            }
+            Ok(json!({"Attributes": attrs}))
+        }
+        "SendMessage" => {
+            let (w, _) = queue_of(input)?;
+            let body = input["MessageBody"].as_str().unwrap_or_default().to_owned();
+            let attrs = input.get("MessageAttributes").cloned();
+            let q = queue.clone();
+            let id = blocking(move || q.send_to(w, &body, attrs)).await?;
+            Ok(json!({"MessageId": id}))
+        }
+        "SendMessageBatch" => {
+            let (w, _) = queue_of(input)?;
+            let mut ok = Vec::new();
+            for e in input["Entries"].as_array().into_iter().flatten() {
+                let body = e["MessageBody"].as_str().unwrap_or_default().to_owned();
+                let attrs = e.get("MessageAttributes").cloned();
+                let q = queue.clone();
+                let id = blocking(move || q.send_to(w, &body, attrs)).await?;
+                ok.push(json!({"Id": e["Id"], "MessageId": id}));
+            }
+            Ok(json!({"Successful": ok, "Failed": []}))
+        }
+        "ReceiveMessage" => {
+            let (w, _) = queue_of(input)?;
+            let max = input["MaxNumberOfMessages"]
+                .as_u64()
+                .unwrap_or(1)
+                .clamp(1, 10) as usize;
+            let vis = input["VisibilityTimeout"]
+                .as_u64()
+                .map(Duration::from_secs)
+                .unwrap_or(queue.visibility);
+            let wait = Duration::from_secs(input["WaitTimeSeconds"].as_u64().unwrap_or(0).min(20));
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let q = queue.clone();
+                let got = blocking(move || q.receive_from(w, max, vis)).await?;
+                if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+                    let messages: Vec<Value> = got.iter().map(|m| message_json(m, true)).collect();
+                    return Ok(json!({"Messages": messages}));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        "DeleteMessage" => {
+            let (w, _) = queue_of(input)?;
+            let id = receipt_id(input["ReceiptHandle"].as_str().unwrap_or_default());
+            let q = queue.clone();
+            blocking(move || q.delete_durably(w, &[id])).await?;
+            Ok(json!({}))
+        }
+        "DeleteMessageBatch" => {
+            let (w, _) = queue_of(input)?;
+            let entries: Vec<Value> = input["Entries"].as_array().cloned().unwrap_or_default();
+            let ids: Vec<String> = entries
+                .iter()
+                .map(|e| receipt_id(e["ReceiptHandle"].as_str().unwrap_or_default()))
+                .collect();
+            let q = queue.clone();
+            blocking(move || q.delete_durably(w, &ids)).await?;
+            let ok: Vec<Value> = entries.iter().map(|e| json!({"Id": e["Id"]})).collect();
+            Ok(json!({"Successful": ok, "Failed": []}))
+        }
+        "StartMessageMoveTask" => {
+            let source = input["SourceArn"].as_str().unwrap_or_default();
+            if which(source) != Some(Which::Dead) {
+                return Err(AwsError::client(
+                    "InvalidParameterValue",
+                    "InvalidParameterValue",
+                    format!("{source} is not a dead-letter queue"),
+                ));
+            }
+            let q = queue.clone();
+            let to_move = blocking(move || q.depth_of_queue(Which::Dead)).await?;
+            let q = queue.clone();
+            let moved = blocking(move || q.redrive(usize::MAX)).await?;
+            let handle = format!("{:032x}", rand::random::<u128>());
+            let stage = stage_of(source);
+            tasks.tasks.lock().unwrap().push(json!({
+                "TaskHandle": handle,
+                "Status": "COMPLETED",
+                "SourceArn": source,
+                "DestinationArn": input["DestinationArn"].as_str().map(str::to_owned).unwrap_or_else(|| arn(&queue_name(Which::Main, &stage))),
+                "MaxNumberOfMessagesPerSecond": input["MaxNumberOfMessagesPerSecond"],
+                "ApproximateNumberOfMessagesMoved": moved,
+                "ApproximateNumberOfMessagesToMove": to_move.visible + to_move.in_flight,
+                "StartedTimestamp": notes_handlers::domain::clock::now_millis(),
+            }));
+            Ok(json!({"TaskHandle": handle}))
+        }
+        "ListMessageMoveTasks" => {
+            let source = input["SourceArn"].as_str().unwrap_or_default();
+            let results: Vec<Value> = tasks
+                .tasks
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .filter(|t| t["SourceArn"] == source)
+                .take(10)
+                .cloned()
+                .collect();
+            Ok(json!({"Results": results}))
+        }
+        other => Err(AwsError::client(
+            "UnsupportedOperation",
+            "AWS.SimpleQueueService.UnsupportedOperation",
+            format!("SQS {other} is not offered by the notesctl dev server"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_urls_and_arns_map_to_queues() {
+        assert_eq!(
+            which("http://127.0.0.1:3000/000000000000/production-note-processing-queue"),
+            Some(Which::Main)
+        );
+        assert_eq!(
+            which("arn:aws:sqs:local:000000000000:dev-note-processing-dlq"),
+            Some(Which::Dead)
+        );
+        assert_eq!(which("other-queue"), None);
+        assert_eq!(
+            stage_of("http://h/0/my-stage-note-processing-dlq"),
+            "my-stage"
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Load on `notesctl dev` from a second process: many WebSocket clients and a steady stream of
+//! concurrent POSTs; each note's latency is POST sent → `note-saved` received on the author's socket.
+//! Run with `scripts/bench.sh dev-load`; the figures go to BENCHMARKS.md.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use notesctl_tests::bench::{machine, ms, percentile, write_section};
+use notesctl_tests::dev::DevServer;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const USERS: usize = 50;
+const EXTRA_SOCKETS: usize = 200;
+
+#[tokio::main]
+async fn main() {
+    let rate: u64 = std::env::var("RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(500);
+    let total: usize = std::env::var("TOTAL")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10_000);
+    let release = notesctl_tests::workspace_root().join("target/release/notesctl");
+    if std::env::var("NOTESCTL_BIN").is_err() && release.exists() {
+        // SAFETY: set before any other thread reads the environment.
+        unsafe { std::env::set_var("NOTESCTL_BIN", &release) };
+    }
+    let binary = notesctl_tests::dev::notesctl_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+
+    let mut tokens = Vec::new();
+    for u in 0..USERS {
+        let creds = json!({"username": format!("user{u}"), "password": "load-test-password"});
+        http.post(format!("{}/auth/signup", dev.api_url))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        let r: Value = http
+            .post(format!("{}/auth/login", dev.api_url))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens.push(r["token"].as_str().unwrap().to_owned());
+    }
+    let saved: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut sockets = 0;
+    for i in 0..USERS + EXTRA_SOCKETS {
+        let token = &tokens[i % USERS];
+        let (ws, _) = tokio_tungstenite::connect_async(format!("{}?token={token}", dev.ws_url))
+            .await
+            .expect("connect");
+        sockets += 1;
+        let saved = saved.clone();
+        let is_author_socket = i < USERS;
+        tokio::spawn(async move {
+            let (_tx, mut rx) = ws.split();
+            while let Some(Ok(msg)) = rx.next().await {
+                if let (true, Message::Text(t)) = (is_author_socket, msg) {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["eventType"] == "note-saved" {
+                        saved
+                            .lock()
+                            .unwrap()
+                            .insert(v["noteId"].as_str().unwrap().to_owned(), Instant::now());
+                    }
+                }
+            }
+        });
+    }
+
+    let sent: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        ticker.tick().await;
+        let (http, url, token) = (
+            http.clone(),
+            format!("{}/notes", dev.api_url),
+            tokens[i % USERS].clone(),
+        );
+        let (sent, errors) = (sent.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let t0 = Instant::now();
+            match http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"content": format!("load note {i}")}))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().as_u16() == 202 => {
+                    let b: Value = r.json().await.unwrap();
+                    sent.lock()
+                        .unwrap()
+                        .push((b["noteId"].as_str().unwrap().to_owned(), t0));
+                }
+                Ok(r) => errors.lock().unwrap().push(format!("HTTP {}", r.status())),
+                Err(e) => errors.lock().unwrap().push(e.to_string()),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let send_window = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while saved.lock().unwrap().len() < sent.lock().unwrap().len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let saved = saved.lock().unwrap().clone();
+    let sent = sent.lock().unwrap().clone();
+    let mut latencies = Vec::new();
+    let mut last = started;
+    let mut lost = 0;
+    for (id, t0) in &sent {
+        match saved.get(id) {
+            Some(t1) => {
+                latencies.push(t1.duration_since(*t0));
+                last = last.max(*t1);
+            }
+            None => lost += 1,
+        }
+    }
+    latencies.sort();
+    let errors = errors.lock().unwrap().len() + lost;
+    let sustained = latencies.len() as f64 / last.duration_since(started).as_secs_f64();
+    let (p50, p99, max) = (
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or_default(),
+    );
+    eprintln!(
+        "sent {} at {rate}/s in {send_window:?}; saved {}; p50 {} p99 {} max {}; {sustained:.0} notes/s; errors {errors}",
+        sent.len(),
+        latencies.len(),
+        ms(p50),
+        ms(p99),
+        ms(max)
+    );
+    let body = format!(
+        "## `notesctl dev` under load (issue: targets p99 ≤ 20 ms at 500 notes/s; 10,000 requests with zero errors)\n\n\
+Measured {date} on {machine}. `{bin}` (`notesctl dev`, default settings, fresh data dir) and a load generator in a second\n\
+process (`tests/examples/dev_load.rs`): {USERS} users, {sockets} WebSocket clients ({USERS} authors' sockets + {EXTRA_SOCKETS} more),\n\
+{total} private notes POSTed open-loop at {rate} notes/s, round-robin over the users. Latency is POST sent → `note-saved`\n\
+received on the author's WebSocket (HTTP 202, publish, durable enqueue, queue poll, save, notify, push). Repeat:\n\
+`scripts/bench.sh dev-load` (`RATE=` and `TOTAL=` override).\n\n\
+| notes | offered rate | sustained | p50 | p99 | max | errors |\n|---|---|---|---|---|---|---|\n\
+| {total} | {rate}/s | {sustained:.0}/s | {} | {} | {} | {errors} |\n",
+        ms(p50),
+        ms(p99),
+        ms(max),
+        date = notes_handlers::domain::clock::now_iso(),
+        machine = machine(),
+        bin = binary
+            .strip_prefix(notesctl_tests::workspace_root())
+            .unwrap_or(&binary)
+            .display(),
+    );
+    write_section("dev-load", &body);
+    let _ = dev.terminate().await;
+}
