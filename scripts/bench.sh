@@ -13,9 +13,12 @@ export MOTO_SERVER="$PWD/.venv/bin/moto_server"
 if [[ $what == cold-start || $what == all ]]; then
   # The artifact Lambda would run: a release build of the one binary.
   cargo build --release --locked -p notes-handlers --bin notes-lambda
-  cargo run --locked --example cold_start
+  cargo build --locked --workspace --examples
+  NOTES_LAMBDA_BIN="$PWD/target/release/notes-lambda" target/debug/examples/cold_start
 fi
 if [[ $what == dev-load || $what == all ]]; then
+  # The server as users run it (release); the load generator needs no optimisation (debug).
   cargo build --release --locked -p notesctl --bin notesctl
-  cargo run --locked --release --example dev_load
+  cargo build --locked --workspace --examples
+  NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/dev_load
 fi

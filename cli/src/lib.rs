@@ -2,7 +2,9 @@
 //! report that is printed once: text for people, or one JSON document with `--output json`.
 //! Results go to stdout; progress and logs to stderr.
 
+pub mod aws;
 pub mod commands;
+pub mod names;
 pub mod output;
 
 use std::process::ExitCode;
@@ -46,12 +48,25 @@ pub struct Global {
     /// Never draw progress, even on a terminal (progress is off when CI is set).
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// AWS profile (default: the usual chain — AWS_PROFILE, SSO, environment).
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+    /// AWS region (default: AWS_REGION or the profile's).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Any AWS-compatible endpoint (moto, LocalStack).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole app on this machine: HTTP API, WebSocket, queue and frontend, with an embedded store.
     Dev(commands::dev::DevArgs),
+    /// Messages in the processing queue and its dead-letter queue.
+    QueueDepth(commands::queue_depth::QueueDepthArgs),
+    /// Move dead-lettered notes back to the processing queue.
+    RedriveDlq(commands::redrive::RedriveArgs),
 }
 
 fn init_logs(global: &Global) {
@@ -85,6 +100,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Dev(args) => commands::dev::run(&cli.global, args).await,
+            Command::QueueDepth(args) => commands::queue_depth::run(&cli.global, args).await,
+            Command::RedriveDlq(args) => commands::redrive::run(&cli.global, args).await,
         }
     });
     match result {

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod cli;
 pub mod dev;
 pub mod lambda;
 pub mod moto;

@@ -1,3 +1,5 @@
 //! One module per verb.
 
 pub mod dev;
+pub mod queue_depth;
+pub mod redrive;

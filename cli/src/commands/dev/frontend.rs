@@ -66,7 +66,7 @@ impl Frontend {
     pub fn get(&self, path: &str) -> Option<Response> {
         let rel = path.trim_start_matches('/');
         let rel = if rel.is_empty() { "index.html" } else { rel };
-        if rel == "config.json" {
+        if rel == "config.json" || rel.split('/').any(|seg| seg == ".." || seg == ".") {
             return None;
         }
         let (name, bytes) = match self.read(rel) {

@@ -395,6 +395,9 @@ pub async fn fallback(
     peer: ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
+    if req.method() == Method::POST && req.headers().contains_key("x-amz-target") {
+        return super::aws_api::serve(state, req).await;
+    }
     let path = req.uri().path();
     let is_api = path == "/notes"
         || path.starts_with("/notes/")

@@ -152,7 +152,11 @@ impl LocalQueue {
         let mut out = Vec::new();
         {
             let mut messages = txn.open_table(which.table())?;
-            let mut dead = txn.open_table(DEAD)?;
+            // Only the processing queue has a dead-letter queue to move to.
+            let mut dead = match which {
+                Which::Main => Some(txn.open_table(DEAD)?),
+                Which::Dead => None,
+            };
             let mut due = Vec::new();
             for entry in messages.iter()? {
                 let (_, v) = entry?;
@@ -169,7 +173,10 @@ impl LocalQueue {
                 if out.len() >= max {
                     break;
                 }
-                if which == Which::Main && msg.receive_count >= self.max_receives {
+                if let Some(dead) = dead
+                    .as_mut()
+                    .filter(|_| msg.receive_count >= self.max_receives)
+                {
                     messages.remove(msg.id.as_str())?;
                     msg.visible_at_ms = now;
                     dead.insert(

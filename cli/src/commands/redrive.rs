@@ -1,0 +1,478 @@
+//! `notesctl redrive-dlq`: moves dead-lettered notes back to the processing queue.
+//!
+//! By default SQS's own `StartMessageMoveTask`, with progress from `ListMessageMoveTasks`. Where the
+//! service lacks it (emulators, older regions), with `--manual`, or with `--max`: receive from the DLQ,
+//! send to the queue keeping body and attributes (and FIFO group/deduplication ids), and delete from
+//! the DLQ only after the send succeeded — a crash may duplicate a batch, never lose a message.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::Serialize;
+
+use super::queue_depth::Queues;
+use crate::aws::{LocalArg, explain};
+use crate::{Exit, Global, output};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedriveArgs {
+    /// Move without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Count the dead letters and show a sample; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Move at most N messages (implies --manual: a move task cannot stop at a count).
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
+    /// Limit the rate of moving.
+    #[arg(long, value_name = "N")]
+    pub max_per_second: Option<u32>,
+    /// Receive, send and delete from here instead of an SQS move task.
+    #[arg(long)]
+    pub manual: bool,
+    #[command(flatten)]
+    pub local: LocalArg,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    MoveTask,
+    Manual,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample {
+    pub message_id: String,
+    pub event_type: Option<String>,
+    pub note_id: Option<String>,
+    pub username: Option<String>,
+    pub receive_count: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedriveReport {
+    pub moved: u64,
+    pub failed: u64,
+    pub method: Method,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Dead letters counted before moving.
+    pub found: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<Sample>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub source: String,
+    pub destination: String,
+}
+
+impl fmt::Display for RedriveReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dry_run {
+            writeln!(
+                f,
+                "{} dead-lettered messages in {} (dry run: nothing moved)",
+                self.found, self.source
+            )?;
+            for s in &self.sample {
+                writeln!(
+                    f,
+                    "  {}  {}  note {}  by {}  received {} times",
+                    s.message_id,
+                    s.event_type.as_deref().unwrap_or("?"),
+                    s.note_id.as_deref().unwrap_or("?"),
+                    s.username.as_deref().unwrap_or("?"),
+                    s.receive_count.as_deref().unwrap_or("?")
+                )?;
+            }
+            return write!(
+                f,
+                "Run again without --dry-run to move them to {}.",
+                self.destination
+            );
+        }
+        let how = match self.method {
+            Method::MoveTask => "SQS move task",
+            Method::Manual => "manual receive/send/delete",
+        };
+        write!(
+            f,
+            "moved {} of {} messages from {} to {} ({how})",
+            self.moved, self.found, self.source, self.destination
+        )?;
+        if self.failed > 0 {
+            write!(f, "; {} failed and stay in the DLQ", self.failed)?;
+        }
+        if let Some(p) = &self.problem {
+            write!(f, "\n{p}")?;
+        }
+        Ok(())
+    }
+}
+
+fn sample_of(m: &aws_sdk_sqs::types::Message) -> Sample {
+    let body: serde_json::Value = m
+        .body()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or_default();
+    let detail = body.get("detail").unwrap_or(&body);
+    let s = |k: &str| detail.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    Sample {
+        message_id: m.message_id().unwrap_or_default().to_owned(),
+        event_type: s("eventType"),
+        note_id: s("noteId"),
+        username: s("username"),
+        receive_count: m
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .cloned(),
+    }
+}
+
+async fn arn_of(sqs: &Client, url: &str) -> anyhow::Result<String> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| explain("reading the queue ARN", &e))?;
+    out.attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or_else(|| anyhow::anyhow!("{url} has no QueueArn attribute"))
+}
+
+fn progress(global: &Global, text: &str) {
+    if !global.quiet {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
+    }
+}
+
+fn confirm(n: u64, from: &str, to: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        anyhow::bail!(
+            "refusing to move {n} messages from {from} to {to} without confirmation: pass --yes (stdin is not a terminal)"
+        );
+    }
+    eprint!("Move {n} messages from {from} to {to}? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
+}
+
+pub async fn run(global: &Global, args: RedriveArgs) -> anyhow::Result<Exit> {
+    let queues = Queues::find(global, args.local.local.as_deref()).await?;
+    let sqs = &queues.sqs;
+    let depth = queues.measure().await?;
+    let found = depth.dlq.visible + depth.dlq.in_flight;
+    let mut report = RedriveReport {
+        moved: 0,
+        failed: 0,
+        method: if args.manual || args.max.is_some() {
+            Method::Manual
+        } else {
+            Method::MoveTask
+        },
+        dry_run: args.dry_run,
+        found,
+        sample: Vec::new(),
+        problem: None,
+        source: queues.dlq.0.clone(),
+        destination: queues.queue.0.clone(),
+    };
+    if args.dry_run {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queues.dlq.1)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| explain("sampling the DLQ", &e))?;
+        report.sample = out.messages().iter().map(sample_of).collect();
+        output::print(global.output, &report);
+        return Ok(Exit::Ok);
+    }
+    if found == 0 {
+        output::print(global.output, &report);
+        return Ok(Exit::Ok);
+    }
+    if !args.yes && !confirm(found, &report.source, &report.destination)? {
+        anyhow::bail!("not confirmed; nothing moved");
+    }
+    if report.method == Method::MoveTask {
+        match move_task(global, sqs, &queues, &args, &mut report).await? {
+            MoveOutcome::Done => {}
+            MoveOutcome::Unsupported(why) => {
+                progress(
+                    global,
+                    &format!(
+                        "the SQS move task is not available here ({why}); moving messages one batch at a time"
+                    ),
+                );
+                report.method = Method::Manual;
+            }
+        }
+    }
+    if report.method == Method::Manual {
+        manual(global, sqs, &queues, &args, &mut report).await?;
+    }
+    output::print(global.output, &report);
+    Ok(if report.problem.is_some() || report.failed > 0 {
+        Exit::Problem
+    } else {
+        Exit::Ok
+    })
+}
+
+enum MoveOutcome {
+    Done,
+    Unsupported(String),
+}
+
+async fn move_task(
+    global: &Global,
+    sqs: &Client,
+    queues: &Queues,
+    args: &RedriveArgs,
+    report: &mut RedriveReport,
+) -> anyhow::Result<MoveOutcome> {
+    let (dlq_arn, queue_arn) =
+        tokio::try_join!(arn_of(sqs, &queues.dlq.1), arn_of(sqs, &queues.queue.1))?;
+    let running = match sqs
+        .list_message_move_tasks()
+        .source_arn(&dlq_arn)
+        .max_results(10)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .results()
+            .iter()
+            .find(|t| t.status() == Some("RUNNING"))
+            .cloned(),
+        Err(e) => return Ok(MoveOutcome::Unsupported(unsupported_reason(&e))),
+    };
+    if let Some(t) = running {
+        report.problem = Some(format!(
+            "a move task is already running on {} (task {}, {} of {} moved); wait for it or cancel it with `aws sqs cancel-message-move-task --task-handle {}`",
+            report.source,
+            t.task_handle().unwrap_or("?"),
+            t.approximate_number_of_messages_moved(),
+            t.approximate_number_of_messages_to_move().unwrap_or(0),
+            t.task_handle().unwrap_or("?"),
+        ));
+        return Ok(MoveOutcome::Done);
+    }
+    let started = sqs
+        .start_message_move_task()
+        .source_arn(&dlq_arn)
+        .destination_arn(&queue_arn)
+        .set_max_number_of_messages_per_second(args.max_per_second.map(|n| n as i32))
+        .send()
+        .await;
+    let handle = match started {
+        Ok(out) => out.task_handle.unwrap_or_default(),
+        Err(e) => return Ok(MoveOutcome::Unsupported(unsupported_reason(&e))),
+    };
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let out = sqs
+            .list_message_move_tasks()
+            .source_arn(&dlq_arn)
+            .max_results(10)
+            .send()
+            .await
+            .map_err(|e| explain("reading the move task's progress", &e))?;
+        let task = out
+            .results()
+            .iter()
+            .find(|t| t.task_handle() == Some(handle.as_str()) || handle.is_empty())
+            .cloned();
+        let Some(task) = task else {
+            anyhow::bail!("the move task {handle} disappeared from ListMessageMoveTasks");
+        };
+        report.moved = task.approximate_number_of_messages_moved() as u64;
+        let total = task
+            .approximate_number_of_messages_to_move()
+            .unwrap_or(report.found as i64);
+        match task.status().unwrap_or("RUNNING") {
+            "COMPLETED" => return Ok(MoveOutcome::Done),
+            "FAILED" => {
+                report.problem = Some(format!(
+                    "the move task failed after {} messages: {}",
+                    report.moved,
+                    task.failure_reason().unwrap_or("no reason given")
+                ));
+                return Ok(MoveOutcome::Done);
+            }
+            "CANCELLED" | "CANCELLING" => {
+                report.problem = Some(format!(
+                    "the move task was cancelled after {} messages",
+                    report.moved
+                ));
+                return Ok(MoveOutcome::Done);
+            }
+            _ => progress(global, &format!("moving: {} of {total}", report.moved)),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn unsupported_reason<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.to_owned(),
+        _ => aws_smithy_types::error::display::DisplayErrorContext(e).to_string(),
+    }
+}
+
+async fn manual(
+    global: &Global,
+    sqs: &Client,
+    queues: &Queues,
+    args: &RedriveArgs,
+    report: &mut RedriveReport,
+) -> anyhow::Result<()> {
+    let fifo = queues.queue.1.ends_with(".fifo");
+    let limit = args.max.unwrap_or(u64::MAX);
+    let started = Instant::now();
+    let mut empty_polls = 0;
+    while report.moved < limit {
+        let want = (limit - report.moved).min(10) as i32;
+        let got = sqs
+            .receive_message()
+            .queue_url(&queues.dlq.1)
+            .max_number_of_messages(want)
+            .wait_time_seconds(1)
+            .visibility_timeout(60)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| {
+                explain(
+                    &format!(
+                        "receiving from {} after moving {}",
+                        queues.dlq.0, report.moved
+                    ),
+                    &e,
+                )
+            })?;
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            empty_polls += 1;
+            if empty_polls >= 2 {
+                break;
+            }
+            continue;
+        }
+        empty_polls = 0;
+        let mut entries = Vec::new();
+        let mut receipts: HashMap<String, String> = HashMap::new();
+        for (i, m) in messages.iter().enumerate() {
+            let id = format!("m{i}");
+            let sys = m.attributes();
+            let mut entry = SendMessageBatchRequestEntry::builder()
+                .id(&id)
+                .message_body(m.body().unwrap_or_default())
+                .set_message_attributes(m.message_attributes().cloned());
+            if fifo {
+                entry = entry
+                    .set_message_group_id(
+                        sys.and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                            .cloned(),
+                    )
+                    .set_message_deduplication_id(
+                        sys.and_then(|a| {
+                            a.get(&MessageSystemAttributeName::MessageDeduplicationId)
+                        })
+                        .cloned(),
+                    );
+            }
+            entries.push(
+                entry
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("building a send entry: {e}"))?,
+            );
+            receipts.insert(id, m.receipt_handle().unwrap_or_default().to_owned());
+        }
+        let sent = sqs
+            .send_message_batch()
+            .queue_url(&queues.queue.1)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| {
+                explain(
+                    &format!(
+                        "sending to {} after moving {}",
+                        queues.queue.0, report.moved
+                    ),
+                    &e,
+                )
+            })?;
+        for f in sent.failed() {
+            report.failed += 1;
+            tracing::warn!(
+                entry = f.id(),
+                code = f.code(),
+                reason = f.message().unwrap_or_default(),
+                "a message was not sent; it stays in the DLQ"
+            );
+        }
+        // Only what the queue accepted leaves the DLQ.
+        let deletes: Vec<DeleteMessageBatchRequestEntry> = sent
+            .successful()
+            .iter()
+            .filter_map(|s| receipts.get(s.id()).map(|r| (s.id(), r)))
+            .map(|(id, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(id)
+                    .receipt_handle(r)
+                    .build()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("building a delete entry: {e}"))?;
+        let n = deletes.len() as u64;
+        if n > 0 {
+            sqs.delete_message_batch()
+                .queue_url(&queues.dlq.1)
+                .set_entries(Some(deletes))
+                .send()
+                .await
+                .map_err(|e| explain(&format!("deleting moved messages from {} (they were sent; a rerun may duplicate this batch)", queues.dlq.0), &e))?;
+        }
+        report.moved += n;
+        progress(
+            global,
+            &format!("moved {} of {}", report.moved, report.found),
+        );
+        if let Some(rate) = args.max_per_second.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(report.moved as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! `notesctl` run from outside, as scripts run it: a small builder, with `--output json` parsed back.
+
+use std::process::Stdio;
+
+#[derive(Default)]
+pub struct Cli {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl Cli {
+    pub fn new() -> Cli {
+        Cli::default()
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Cli
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Cli {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub async fn run(self) -> Run {
+        let out = tokio::process::Command::new(crate::dev::notesctl_binary())
+            .args(&self.args)
+            .env_remove("NOTESCTL_OUTPUT")
+            .env_remove("NOTESCTL_STAGE")
+            .env("NOTESCTL_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run notesctl");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs with `--output json` and returns the exit code and the parsed document.
+    pub async fn json(self) -> (i32, serde_json::Value) {
+        let run = self.args(["--output", "json"]).run().await;
+        let v = run.json();
+        (run.code, v)
+    }
+}
