@@ -67,6 +67,8 @@ pub enum Command {
     QueueDepth(commands::queue_depth::QueueDepthArgs),
     /// Move dead-lettered notes back to the processing queue.
     RedriveDlq(commands::redrive::RedriveArgs),
+    /// Print the functions' logs, interleaved by time; --follow for new ones.
+    Tail(commands::tail::TailArgs),
 }
 
 fn init_logs(global: &Global) {
@@ -102,6 +104,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Dev(args) => commands::dev::run(&cli.global, args).await,
             Command::QueueDepth(args) => commands::queue_depth::run(&cli.global, args).await,
             Command::RedriveDlq(args) => commands::redrive::run(&cli.global, args).await,
+            Command::Tail(args) => commands::tail::run(&cli.global, args).await,
         }
     });
     match result {

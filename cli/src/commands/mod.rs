@@ -3,3 +3,4 @@
 pub mod dev;
 pub mod queue_depth;
 pub mod redrive;
+pub mod tail;

@@ -1,0 +1,425 @@
+//! `notesctl tail FUNCTION…`: the functions' logs, interleaved by time. `--follow` uses CloudWatch
+//! Logs' live tail where the service offers it, and otherwise polls `FilterLogEvents` at a sub-second
+//! interval (backing off on throttling), de-duplicated by event id, picking up new log streams as they
+//! appear. JSON Lines with `--output json`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write;
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::Client;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::{Iso8601, Rfc3339};
+
+use crate::aws::{LocalArg, explain, sdk_config};
+use crate::{Exit, Global, Output, names};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Short,
+    Detailed,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TailArgs {
+    /// Functions: short names (save, publish, notify, connect, signup, …), handler names or full names.
+    #[arg(required = true, num_args = 1..)]
+    pub functions: Vec<String>,
+    /// How far back to start: 30s, 10m, 2h, 1d, or an ISO-8601 time.
+    #[arg(long, default_value = "10m")]
+    pub since: String,
+    /// Keep printing new events until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// A CloudWatch Logs filter pattern.
+    #[arg(long)]
+    pub filter: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Short)]
+    pub format: Format,
+    #[command(flatten)]
+    pub local: LocalArg,
+}
+
+/// One log event, as printed (`{"timestamp","function","stream","message"}` in JSON Lines).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Line {
+    pub timestamp: String,
+    pub function: String,
+    pub stream: String,
+    pub message: String,
+    #[serde(skip)]
+    pub millis: i64,
+    #[serde(skip)]
+    pub label: String,
+    #[serde(skip)]
+    pub format: Option<Format>,
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = self.message.trim_end();
+        match self.format.unwrap_or(Format::Short) {
+            Format::Short => {
+                let time = self.timestamp.get(11..23).unwrap_or(&self.timestamp);
+                write!(f, "{time} {} {message}", self.label)
+            }
+            Format::Detailed => write!(
+                f,
+                "{} {} {} {message}",
+                self.timestamp, self.function, self.stream
+            ),
+        }
+    }
+}
+
+/// `--since`: a duration back from `now_ms` (`90s`, `10m`, `2h`, `1d`, `1w`; a bare number is
+/// minutes) or an absolute ISO-8601/RFC 3339 time. Epoch milliseconds.
+pub fn parse_since(text: &str, now_ms: i64) -> anyhow::Result<i64> {
+    let t = text.trim();
+    if let Ok(at) =
+        OffsetDateTime::parse(t, &Rfc3339).or_else(|_| OffsetDateTime::parse(t, &Iso8601::DEFAULT))
+    {
+        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = num.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--since {text:?}: expected a duration like 30s, 10m, 2h, 1d, or an ISO-8601 time"
+        )
+    })?;
+    let unit_ms = match unit {
+        "" | "m" | "min" => 60_000,
+        "s" | "sec" => 1_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        other => anyhow::bail!("--since {text:?}: unknown unit {other:?} (use s, m, h, d or w)"),
+    };
+    Ok(now_ms - n * unit_ms)
+}
+
+fn iso(ms: i64) -> String {
+    notes_handlers::domain::clock::iso_millis(ms)
+}
+
+struct Group {
+    /// What the user typed, for text output.
+    label: String,
+    function: String,
+    name: String,
+}
+
+fn emit(global: &Global, format: Format, line: &mut Line) -> bool {
+    line.format = Some(format);
+    let text = match global.output {
+        Output::Json => serde_json::to_string(line).unwrap_or_default(),
+        Output::Text => line.to_string(),
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) ends the stream quietly.
+    writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
+}
+
+/// One page of `FilterLogEvents`: (event id, line) pairs and the next token.
+async fn filter_page(
+    client: &Client,
+    group: &Group,
+    start: i64,
+    filter: Option<&str>,
+    token: Option<String>,
+) -> Result<
+    (Vec<(String, Line)>, Option<String>),
+    aws_sdk_cloudwatchlogs::error::SdkError<
+        aws_sdk_cloudwatchlogs::operation::filter_log_events::FilterLogEventsError,
+    >,
+> {
+    let out = client
+        .filter_log_events()
+        .log_group_name(&group.name)
+        .start_time(start)
+        .set_filter_pattern(filter.map(str::to_owned))
+        .set_next_token(token)
+        .send()
+        .await?;
+    let lines = out
+        .events()
+        .iter()
+        .map(|e| {
+            let millis = e.timestamp().unwrap_or_default();
+            let line = Line {
+                timestamp: iso(millis),
+                function: group.function.clone(),
+                stream: e.log_stream_name().unwrap_or_default().to_owned(),
+                message: e.message().unwrap_or_default().to_owned(),
+                millis,
+                label: group.label.clone(),
+                format: None,
+            };
+            (e.event_id().unwrap_or_default().to_owned(), line)
+        })
+        .collect();
+    Ok((lines, out.next_token))
+}
+
+/// Every event of the groups since `start`, oldest first.
+async fn backlog(
+    client: &Client,
+    groups: &[Group],
+    start: i64,
+    filter: Option<&str>,
+) -> anyhow::Result<Vec<(String, Line)>> {
+    let fetches = groups.iter().map(|g| async move {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let (lines, next) = filter_page(client, g, start, filter, token).await.map_err(|e| {
+                if e.code() == Some("ResourceNotFoundException") {
+                    anyhow::anyhow!("log group {} does not exist: is {} deployed (check --stage and --region)?", g.name, g.function)
+                } else {
+                    explain(&format!("reading {}", g.name), &e)
+                }
+            })?;
+            all.extend(lines);
+            match next {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok::<_, anyhow::Error>(all),
+            }
+        }
+    });
+    let mut lines: Vec<(String, Line)> = futures::future::try_join_all(fetches)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    lines.sort_by(|a, b| (a.1.millis, &a.0).cmp(&(b.1.millis, &b.0)));
+    Ok(lines)
+}
+
+pub async fn run(global: &Global, args: TailArgs) -> anyhow::Result<Exit> {
+    let config = sdk_config(global, args.local.local.as_deref()).await?;
+    let client = Client::new(&config);
+    let now = notes_handlers::domain::clock::now_millis();
+    let start = parse_since(&args.since, now)?;
+    let groups: Vec<Group> = args
+        .functions
+        .iter()
+        .map(|f| {
+            let function = names::function(&global.stage, f);
+            Group {
+                label: f.clone(),
+                name: names::log_group(&function),
+                function,
+            }
+        })
+        .collect();
+    let filter = args.filter.as_deref();
+    let mut seen: HashMap<String, i64> = HashMap::new();
+    let mut cursor = start;
+    for (id, mut line) in backlog(&client, &groups, start, filter).await? {
+        cursor = cursor.max(line.millis);
+        seen.insert(id, line.millis);
+        if !emit(global, args.format, &mut line) {
+            return Ok(Exit::Ok);
+        }
+    }
+    if !args.follow {
+        return Ok(Exit::Ok);
+    }
+    if args.local.local.is_none() && live_tail(global, &client, &groups, &args).await? {
+        return Ok(Exit::Ok);
+    }
+    poll(global, &client, &groups, &args, cursor, seen).await
+}
+
+/// Follows with StartLiveTail. `Ok(false)` when the service (or an emulator) does not offer it.
+async fn live_tail(
+    global: &Global,
+    client: &Client,
+    groups: &[Group],
+    args: &TailArgs,
+) -> anyhow::Result<bool> {
+    let mut arns = BTreeMap::new();
+    for g in groups {
+        let out = match client
+            .describe_log_groups()
+            .log_group_name_prefix(&g.name)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(_) => return Ok(false),
+        };
+        let Some(arn) = out
+            .log_groups()
+            .iter()
+            .find(|lg| lg.log_group_name() == Some(g.name.as_str()))
+            .and_then(|lg| lg.arn())
+        else {
+            return Ok(false);
+        };
+        arns.insert(arn.trim_end_matches(":*").to_owned(), g);
+    }
+    let started = tokio::time::timeout(
+        Duration::from_secs(5),
+        client
+            .start_live_tail()
+            .set_log_group_identifiers(Some(arns.keys().cloned().collect()))
+            .set_log_event_filter_pattern(args.filter.clone())
+            .send(),
+    )
+    .await;
+    let mut stream = match started {
+        Ok(Ok(out)) => out.response_stream,
+        Ok(Err(e)) => {
+            tracing::info!(error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "live tail unavailable; polling instead");
+            return Ok(false);
+        }
+        Err(_) => {
+            tracing::info!("live tail did not start within 5 s; polling instead");
+            return Ok(false);
+        }
+    };
+    loop {
+        let event = tokio::select! {
+            e = stream.recv() => e,
+            _ = tokio::signal::ctrl_c() => return Ok(true),
+        };
+        match event {
+            Ok(Some(
+                aws_sdk_cloudwatchlogs::types::StartLiveTailResponseStream::SessionUpdate(update),
+            )) => {
+                for e in update.session_results() {
+                    let group = e.log_group_identifier().and_then(|id| {
+                        arns.iter()
+                            .find(|(arn, g)| id == arn.as_str() || id.ends_with(&g.name))
+                            .map(|(_, g)| *g)
+                    });
+                    let (function, label) = group
+                        .map(|g| (g.function.clone(), g.label.clone()))
+                        .unwrap_or_default();
+                    let mut line = Line {
+                        timestamp: iso(e.timestamp().unwrap_or_default()),
+                        function,
+                        stream: e.log_stream_name().unwrap_or_default().to_owned(),
+                        message: e.message().unwrap_or_default().to_owned(),
+                        millis: e.timestamp().unwrap_or_default(),
+                        label,
+                        format: None,
+                    };
+                    if !emit(global, args.format, &mut line) {
+                        return Ok(true);
+                    }
+                }
+            }
+            Ok(Some(_)) => {}
+            // Sessions end after three hours, or when the service closes them: say so.
+            Ok(None) => {
+                anyhow::bail!("the live tail session ended; run the command again to continue")
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "live tail failed: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                ));
+            }
+        }
+    }
+}
+
+const POLL: Duration = Duration::from_millis(500);
+const MAX_POLL: Duration = Duration::from_secs(5);
+/// Events can arrive late (ingestion lag): each poll looks back this far and skips ids it has seen.
+const OVERLAP_MS: i64 = 10_000;
+
+async fn poll(
+    global: &Global,
+    client: &Client,
+    groups: &[Group],
+    args: &TailArgs,
+    mut cursor: i64,
+    mut seen: HashMap<String, i64>,
+) -> anyhow::Result<Exit> {
+    let mut interval = POLL;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(Exit::Ok),
+        }
+        let from = cursor - OVERLAP_MS;
+        match backlog(client, groups, from, args.filter.as_deref()).await {
+            Ok(lines) => {
+                interval = POLL;
+                for (id, mut line) in lines {
+                    if seen.contains_key(&id) {
+                        continue;
+                    }
+                    cursor = cursor.max(line.millis);
+                    seen.insert(id, line.millis);
+                    if !emit(global, args.format, &mut line) {
+                        return Ok(Exit::Ok);
+                    }
+                }
+                seen.retain(|_, ts| *ts >= cursor - 2 * OVERLAP_MS);
+            }
+            Err(e)
+                if e.to_string().contains("Throttling")
+                    || e.to_string().contains("Rate exceeded") =>
+            {
+                interval = (interval * 2).min(MAX_POLL);
+                tracing::warn!("throttled; polling every {interval:?}");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_durations_and_times() {
+        let now = 1_700_000_000_000;
+        assert_eq!(parse_since("10m", now).unwrap(), now - 600_000);
+        assert_eq!(parse_since("30s", now).unwrap(), now - 30_000);
+        assert_eq!(parse_since("2h", now).unwrap(), now - 7_200_000);
+        assert_eq!(parse_since("1d", now).unwrap(), now - 86_400_000);
+        assert_eq!(parse_since("5", now).unwrap(), now - 300_000);
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20Z", now).unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20.500+00:00", now).unwrap(),
+            1_700_000_000_500
+        );
+        assert!(parse_since("yesterday", now).is_err());
+        assert!(parse_since("10y", now).is_err());
+    }
+
+    #[test]
+    fn lines_print_short_and_detailed() {
+        let mut l = Line {
+            timestamp: "2024-03-12T14:22:10.123Z".into(),
+            function: "production-notes-save".into(),
+            stream: "2024/03/12/[$LATEST]abc".into(),
+            message: "saved\n".into(),
+            millis: 0,
+            label: "save".into(),
+            format: Some(Format::Short),
+        };
+        assert_eq!(l.to_string(), "14:22:10.123 save saved");
+        l.format = Some(Format::Detailed);
+        assert_eq!(
+            l.to_string(),
+            "2024-03-12T14:22:10.123Z production-notes-save 2024/03/12/[$LATEST]abc saved"
+        );
+        assert_eq!(
+            serde_json::to_value(&l).unwrap(),
+            serde_json::json!({"timestamp":"2024-03-12T14:22:10.123Z","function":"production-notes-save","stream":"2024/03/12/[$LATEST]abc","message":"saved\n"})
+        );
+    }
+}

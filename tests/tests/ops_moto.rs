@@ -1,0 +1,370 @@
+//! The runbook commands against moto, from outside: exact queue depths, a manual redrive of many
+//! messages with attributes (moto has no move task), and tail with --since, --filter and --follow.
+
+use std::time::{Duration, Instant};
+
+use notesctl_tests::cli::Cli;
+use notesctl_tests::moto;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+async fn cli(stage: &str) -> Cli {
+    let m = moto::shared().await;
+    let mut c = Cli::new().args([
+        "--stage",
+        stage,
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        &m.endpoint,
+    ]);
+    for (k, v) in m.env() {
+        c = c.env(&k, &v);
+    }
+    c
+}
+
+async fn queues(stage: &str) -> (aws_sdk_sqs::Client, String, String) {
+    let sdk = moto::shared().await.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{stage}-note-processing-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{stage}-note-processing-queue"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    (sqs, queue, dlq)
+}
+
+#[tokio::test]
+async fn queue_depth_reports_exact_numbers_and_gates() {
+    let stage = notesctl_tests::unique("qd");
+    let (sqs, queue, dlq) = queues(&stage).await;
+    for i in 0..7 {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body("later")
+        .delay_seconds(600)
+        .send()
+        .await
+        .unwrap();
+    let got = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(2)
+        .visibility_timeout(600)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.messages().len(), 2);
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body("dead")
+        .send()
+        .await
+        .unwrap();
+
+    let (code, v) = cli(&stage).await.args(["queue-depth"]).json().await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["queue"]["name"], format!("{stage}-note-processing-queue"));
+    assert_eq!(
+        (
+            v["queue"]["visible"].as_u64(),
+            v["queue"]["inFlight"].as_u64(),
+            v["queue"]["delayed"].as_u64()
+        ),
+        (Some(5), Some(2), Some(1))
+    );
+    assert_eq!(v["dlq"]["visible"], 1);
+    let (code, v) = cli(&stage)
+        .await
+        .args(["queue-depth", "--fail-above", "4"])
+        .json()
+        .await;
+    assert_eq!(code, 1, "{v}");
+    let run = cli(&stage)
+        .await
+        .args(["queue-depth", "--fail-above", "5"])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("VISIBLE")
+            && run.stdout.contains(&format!("{stage}-note-processing-dlq"))
+    );
+
+    let missing = cli("no-such-stage").await.args(["queue-depth"]).run().await;
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[tokio::test]
+async fn manual_redrive_moves_every_message_with_its_attributes() {
+    use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+    let stage = notesctl_tests::unique("rd");
+    let (sqs, queue, dlq) = queues(&stage).await;
+    let total = 95;
+    for chunk in (0..total).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("e{i}"))
+                    .message_body(format!("{{\"n\":{i}}}"))
+                    .message_attributes(
+                        "n",
+                        MessageAttributeValue::builder()
+                            .data_type("Number")
+                            .string_value(i.to_string())
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        sqs.send_message_batch()
+            .queue_url(&dlq)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (code, v) = cli(&stage)
+        .await
+        .args(["redrive-dlq", "--dry-run"])
+        .json()
+        .await;
+    assert_eq!((code, v["found"].as_u64()), (0, Some(total)), "{v}");
+
+    let (code, v) = cli(&stage)
+        .await
+        .args(["redrive-dlq", "--yes"])
+        .json()
+        .await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["method"], "manual",
+        "moto has no StartMessageMoveTask: fell back"
+    );
+    assert_eq!(v["moved"], total);
+    assert_eq!(v["failed"], 0);
+
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            break;
+        }
+        for m in got.messages() {
+            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let n = body["n"].as_u64().unwrap();
+            let attr = m.message_attributes().unwrap()["n"].string_value().unwrap();
+            assert_eq!(attr, n.to_string(), "attributes travel with the body");
+            assert!(seen.insert(n), "duplicate {n}");
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(seen.len() as u64, total, "none lost");
+    let (_, v) = cli(&stage).await.args(["queue-depth"]).json().await;
+    assert_eq!(v["dlq"]["visible"], 0);
+
+    let (code, v) = cli(&stage)
+        .await
+        .args(["redrive-dlq", "--yes", "--max", "5"])
+        .json()
+        .await;
+    assert_eq!((code, v["moved"].as_u64()), (0, Some(0)), "empty DLQ: {v}");
+}
+
+async fn put_logs(group: &str, stream: &str, messages: &[(i64, &str)]) {
+    let sdk = moto::shared().await.sdk_config().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let _ = logs.create_log_group().log_group_name(group).send().await;
+    let _ = logs
+        .create_log_stream()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .send()
+        .await;
+    let events = messages
+        .iter()
+        .map(|(ts, m)| {
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(*ts)
+                .message(*m)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    logs.put_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .unwrap();
+}
+
+fn now_ms() -> i64 {
+    notes_handlers::domain::clock::now_millis()
+}
+
+#[tokio::test]
+async fn tail_interleaves_filters_and_follows() {
+    let stage = notesctl_tests::unique("tl");
+    let now = now_ms();
+    put_logs(
+        &format!("/aws/lambda/{stage}-notes-save"),
+        "s1",
+        &[
+            (now - 3 * 3_600_000, "ancient save"),
+            (now - 60_000, "saved note 1"),
+            (now - 20_000, "ERROR saving note 2"),
+        ],
+    )
+    .await;
+    put_logs(
+        &format!("/aws/lambda/{stage}-notes-publish"),
+        "p1",
+        &[(now - 30_000, "published note 2")],
+    )
+    .await;
+
+    let run = cli(&stage)
+        .await
+        .args([
+            "tail", "save", "publish", "--since", "10m", "--output", "json",
+        ])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        ["saved note 1", "published note 2", "ERROR saving note 2"],
+        "interleaved by time, --since honoured"
+    );
+    assert_eq!(lines[1]["function"], format!("{stage}-notes-publish"));
+    assert_eq!(lines[0]["stream"], "s1");
+
+    let run = cli(&stage)
+        .await
+        .args(["tail", "notes-save", "--since", "4h", "--filter", "ERROR"])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(run.stdout.contains("ERROR saving note 2") && run.stdout.contains("notes-save"));
+
+    let missing = cli(&stage).await.args(["tail", "notify"]).run().await;
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+
+    // --follow: a new event (in a new stream) is printed within 2 s.
+    let mut follow = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary());
+    let m = moto::shared().await;
+    follow
+        .args([
+            "--stage",
+            &stage,
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            &m.endpoint,
+            "tail",
+            "save",
+            "--follow",
+            "--since",
+            "2m",
+            "--output",
+            "json",
+        ])
+        .envs(m.env())
+        .env("NOTESCTL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = follow.spawn().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.contains("saved note 1"), "{first}");
+    let _second = tokio::time::timeout(Duration::from_secs(10), out.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let written = Instant::now();
+    put_logs(
+        &format!("/aws/lambda/{stage}-notes-save"),
+        "s2-new-stream",
+        &[(now_ms(), "a brand new event")],
+    )
+    .await;
+    let line = tokio::time::timeout(Duration::from_secs(5), out.next_line())
+        .await
+        .expect("printed")
+        .unwrap()
+        .unwrap();
+    let took = written.elapsed();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["message"], "a brand new event");
+    assert_eq!(v["stream"], "s2-new-stream");
+    assert!(
+        took < Duration::from_secs(2),
+        "printed {took:?} after it was written"
+    );
+    let none = tokio::time::timeout(Duration::from_millis(1500), out.next_line()).await;
+    assert!(none.is_err(), "no duplicates while following: {none:?}");
+    let _ = child.kill().await;
+}
