@@ -32,4 +32,6 @@ echo "test.sh: cfn-lint templates/*.yaml" >&2
 .venv/bin/cfn-lint templates/*.yaml
 
 echo "test.sh: cargo test --workspace" >&2
+# The cross-crate tests run the real binaries (notesctl, notes-lambda): build them first.
+cargo build --workspace --bins "$@"
 cargo test --workspace "$@"

@@ -17,7 +17,14 @@ pub use output::{Exit, Output};
 ///
 /// Exit codes: 0 success; 1 the command ran and found a problem; 2 usage or environment error.
 #[derive(Debug, Parser)]
-#[command(name = "notesctl", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "notesctl",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Exit codes: 0 success; 1 the command ran and found a problem (deploy failed, queue above --fail-above, alarm firing); 2 usage or environment error."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod dev;
 pub mod lambda;
 pub mod moto;
+pub mod proxy;
 
 /// A name no other test in this run uses: `{prefix}-{pid}-{counter}-{random}`.
 pub fn unique(prefix: &str) -> String {

@@ -307,7 +307,8 @@ async fn tail_interleaves_filters_and_follows() {
         missing.stderr
     );
 
-    // --follow: a new event (in a new stream) is printed within 2 s.
+    // --follow: a new event, in a stream that did not exist when tail started, is printed once.
+    // (How fast is for the benchmark: scripts/bench.sh ops.)
     let mut follow = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary());
     let m = moto::shared().await;
     follow
@@ -344,27 +345,145 @@ async fn tail_interleaves_filters_and_follows() {
         .unwrap()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let written = Instant::now();
     put_logs(
         &format!("/aws/lambda/{stage}-notes-save"),
         "s2-new-stream",
         &[(now_ms(), "a brand new event")],
     )
     .await;
-    let line = tokio::time::timeout(Duration::from_secs(5), out.next_line())
+    let line = tokio::time::timeout(Duration::from_secs(15), out.next_line())
         .await
         .expect("printed")
         .unwrap()
         .unwrap();
-    let took = written.elapsed();
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["message"], "a brand new event");
     assert_eq!(v["stream"], "s2-new-stream");
-    assert!(
-        took < Duration::from_secs(2),
-        "printed {took:?} after it was written"
-    );
     let none = tokio::time::timeout(Duration::from_millis(1500), out.next_line()).await;
     assert!(none.is_err(), "no duplicates while following: {none:?}");
     let _ = child.kill().await;
+}
+
+/// Fault test: the endpoint drops every connection in the middle of a manual redrive. Nothing is
+/// lost, at most one batch is duplicated, and a second run finishes the job.
+#[tokio::test]
+async fn an_interrupted_manual_redrive_loses_nothing() {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let stage = notesctl_tests::unique("ir");
+    let (sqs, queue, dlq) = queues(&stage).await;
+    let total = 300;
+    for chunk in (0..total).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("e{i}"))
+                    .message_body(format!("{i}"))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        sqs.send_message_batch()
+            .queue_url(&dlq)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+    let m = moto::shared().await;
+    let proxy = notesctl_tests::proxy::FlakyProxy::start(&m.endpoint).await;
+    let run = |endpoint: String| {
+        let mut c = Cli::new().args([
+            "--stage",
+            &stage,
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            &endpoint,
+            "redrive-dlq",
+            "--yes",
+            "--manual",
+            "--visibility-timeout",
+            "3",
+        ]);
+        for (k, v) in m.env() {
+            c = c.env(&k, &v);
+        }
+        c.json()
+    };
+    let first = tokio::spawn(run(proxy.endpoint.clone()));
+    // Let it move some, then cut the line for longer than the SDK's retries last.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages]
+            .parse::<u64>()
+            .unwrap();
+        if n >= 40 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the redrive never got going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.break_for(Duration::from_secs(8));
+    let (code, v) = first.await.unwrap();
+    assert_eq!(code, 1, "the first run notices the outage: {v}");
+    let moved_first = v["moved"].as_u64().unwrap();
+    assert!(moved_first >= 40 && moved_first < total, "{v}");
+    assert!(
+        v["problem"]
+            .as_str()
+            .unwrap()
+            .contains("run the command again"),
+        "{v}"
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let (code, v) = run(proxy.endpoint.clone()).await;
+    assert_eq!(code, 0, "the second run finishes: {v}");
+    let mut counts = std::collections::BTreeMap::<u64, u32>::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            break;
+        }
+        for msg in got.messages() {
+            *counts
+                .entry(msg.body().unwrap().parse().unwrap())
+                .or_default() += 1;
+            sqs.delete_message()
+                .queue_url(&queue)
+                .receipt_handle(msg.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let missing: Vec<u64> = (0..total).filter(|i| !counts.contains_key(i)).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    let duplicated = counts.values().filter(|c| **c > 1).count();
+    assert!(
+        duplicated <= 10,
+        "{duplicated} duplicates: more than one batch"
+    );
+    let (_, v) = cli(&stage).await.args(["queue-depth"]).json().await;
+    assert_eq!(
+        (v["dlq"]["visible"].as_u64(), v["dlq"]["inFlight"].as_u64()),
+        (Some(0), Some(0)),
+        "{v}"
+    );
 }

@@ -162,6 +162,16 @@ pub struct Queues {
 }
 
 impl Queues {
+    /// Queues already resolved (tests, or callers that know the URLs).
+    pub fn new(sqs: Client, queue: (String, String), dlq: (String, String)) -> Queues {
+        Queues {
+            sqs,
+            cw: None,
+            queue,
+            dlq,
+        }
+    }
+
     pub async fn find(global: &Global, local: Option<&str>) -> anyhow::Result<Queues> {
         let config = sdk_config(global, local).await?;
         let sqs = Client::new(&config);

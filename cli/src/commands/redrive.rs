@@ -39,6 +39,10 @@ pub struct RedriveArgs {
     /// Receive, send and delete from here instead of an SQS move task.
     #[arg(long)]
     pub manual: bool,
+    /// Seconds a message received by a manual redrive stays hidden while it is moved. After an
+    /// interrupted run, the next one waits up to this long for those messages to reappear.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub visibility_timeout: u32,
     #[command(flatten)]
     pub local: LocalArg,
 }
@@ -228,8 +232,14 @@ pub async fn run(global: &Global, args: RedriveArgs) -> anyhow::Result<Exit> {
             }
         }
     }
-    if report.method == Method::Manual {
-        manual(global, sqs, &queues, &args, &mut report).await?;
+    if report.method == Method::Manual
+        && let Err(e) = manual(global, sqs, &queues, &args, &mut report).await
+    {
+        // What moved stays moved: report it, and how to finish.
+        report.problem = Some(format!(
+            "interrupted after moving {} messages: {e:#}. Nothing was lost; run the command again to finish (a batch in flight may reappear after --visibility-timeout)",
+            report.moved
+        ));
     }
     output::print(global.output, &report);
     Ok(if report.problem.is_some() || report.failed > 0 {
@@ -357,6 +367,7 @@ async fn manual(
     let limit = args.max.unwrap_or(u64::MAX);
     let started = Instant::now();
     let mut empty_polls = 0;
+    let mut waiting_since: Option<Instant> = None;
     while report.moved < limit {
         let want = (limit - report.moved).min(10) as i32;
         let got = sqs
@@ -364,7 +375,7 @@ async fn manual(
             .queue_url(&queues.dlq.1)
             .max_number_of_messages(want)
             .wait_time_seconds(1)
-            .visibility_timeout(60)
+            .visibility_timeout(args.visibility_timeout as i32)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
@@ -381,12 +392,27 @@ async fn manual(
         let messages = got.messages.unwrap_or_default();
         if messages.is_empty() {
             empty_polls += 1;
-            if empty_polls >= 2 {
+            if empty_polls < 2 {
+                continue;
+            }
+            // Messages hidden by an interrupted earlier run come back when their visibility
+            // timeout ends: wait for them rather than stop short.
+            let in_flight = queues.measure().await?.dlq.in_flight;
+            let waited = waiting_since.get_or_insert_with(Instant::now).elapsed();
+            if in_flight == 0 || waited > Duration::from_secs(args.visibility_timeout as u64 + 5) {
                 break;
             }
+            progress(
+                global,
+                &format!(
+                    "{in_flight} messages are in flight in {} (an interrupted run?); waiting for them",
+                    queues.dlq.0
+                ),
+            );
             continue;
         }
         empty_polls = 0;
+        waiting_since = None;
         let mut entries = Vec::new();
         let mut receipts: HashMap<String, String> = HashMap::new();
         for (i, m) in messages.iter().enumerate() {
@@ -475,4 +501,199 @@ async fn manual(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The native move task, which moto lacks, on recorded SQS responses.
+    use super::*;
+    use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
+    use aws_sdk_sqs::operation::list_message_move_tasks::ListMessageMoveTasksOutput;
+    use aws_sdk_sqs::operation::start_message_move_task::StartMessageMoveTaskOutput;
+    use aws_sdk_sqs::types::ListMessageMoveTasksResultEntry;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    fn global() -> Global {
+        use clap::Parser;
+        crate::Cli::parse_from(["notesctl", "--quiet", "queue-depth"]).global
+    }
+
+    fn args() -> RedriveArgs {
+        RedriveArgs {
+            yes: true,
+            dry_run: false,
+            max: None,
+            max_per_second: Some(50),
+            manual: false,
+            visibility_timeout: 30,
+            local: LocalArg { local: None },
+        }
+    }
+
+    fn report() -> RedriveReport {
+        RedriveReport {
+            moved: 0,
+            failed: 0,
+            method: Method::MoveTask,
+            dry_run: false,
+            found: 10,
+            sample: vec![],
+            problem: None,
+            source: "p-note-processing-dlq".into(),
+            destination: "p-note-processing-queue".into(),
+        }
+    }
+
+    fn task(status: &str, moved: i64) -> ListMessageMoveTasksResultEntry {
+        let mut t = ListMessageMoveTasksResultEntry::builder()
+            .task_handle("h1")
+            .status(status)
+            .source_arn("arn:aws:sqs:eu-west-2:1:p-note-processing-dlq")
+            .approximate_number_of_messages_moved(moved)
+            .approximate_number_of_messages_to_move(10);
+        if status == "FAILED" {
+            t = t.failure_reason("AWS.SimpleQueueService.NonExistentQueue");
+        }
+        t.build()
+    }
+
+    fn arns() -> aws_smithy_mocks::Rule {
+        mock!(Client::get_queue_attributes).then_compute_output(|req| {
+            let url = req.queue_url().unwrap_or_default();
+            let name = url.rsplit('/').next().unwrap_or_default();
+            GetQueueAttributesOutput::builder()
+                .attributes(
+                    QueueAttributeName::QueueArn,
+                    format!("arn:aws:sqs:eu-west-2:1:{name}"),
+                )
+                .build()
+        })
+    }
+
+    fn queues(client: Client) -> Queues {
+        Queues::new(
+            client,
+            (
+                "p-note-processing-queue".into(),
+                "https://sqs/1/p-note-processing-queue".into(),
+            ),
+            (
+                "p-note-processing-dlq".into(),
+                "https://sqs/1/p-note-processing-dlq".into(),
+            ),
+        )
+    }
+
+    #[tokio::test]
+    async fn move_task_runs_to_completion_with_progress() {
+        let arns = arns();
+        let list = mock!(Client::list_message_move_tasks)
+            .sequence()
+            .output(|| ListMessageMoveTasksOutput::builder().build())
+            .output(|| {
+                ListMessageMoveTasksOutput::builder()
+                    .results(task("RUNNING", 4))
+                    .build()
+            })
+            .output(|| {
+                ListMessageMoveTasksOutput::builder()
+                    .results(task("COMPLETED", 10))
+                    .build()
+            })
+            .build();
+        let start = mock!(Client::start_message_move_task)
+            .match_requests(|r| {
+                r.source_arn() == Some("arn:aws:sqs:eu-west-2:1:p-note-processing-dlq")
+                    && r.destination_arn()
+                        == Some("arn:aws:sqs:eu-west-2:1:p-note-processing-queue")
+                    && r.max_number_of_messages_per_second() == Some(50)
+            })
+            .then_output(|| {
+                StartMessageMoveTaskOutput::builder()
+                    .task_handle("h1")
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list, &start]);
+        let q = queues(client);
+        let mut r = report();
+        let outcome = move_task(&global(), &q.sqs, &q, &args(), &mut r)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, MoveOutcome::Done));
+        assert_eq!((r.moved, r.problem), (10, None));
+        assert_eq!(start.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_task_reports_its_reason() {
+        let arns = arns();
+        let list = mock!(Client::list_message_move_tasks)
+            .sequence()
+            .output(|| ListMessageMoveTasksOutput::builder().build())
+            .output(|| {
+                ListMessageMoveTasksOutput::builder()
+                    .results(task("FAILED", 3))
+                    .build()
+            })
+            .build();
+        let start = mock!(Client::start_message_move_task).then_output(|| {
+            StartMessageMoveTaskOutput::builder()
+                .task_handle("h1")
+                .build()
+        });
+        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list, &start]);
+        let q = queues(client);
+        let mut r = report();
+        move_task(&global(), &q.sqs, &q, &args(), &mut r)
+            .await
+            .unwrap();
+        assert_eq!(r.moved, 3);
+        let problem = r.problem.unwrap();
+        assert!(
+            problem.contains("failed after 3") && problem.contains("NonExistentQueue"),
+            "{problem}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_already_running_task_is_reported_not_duplicated() {
+        let arns = arns();
+        let list = mock!(Client::list_message_move_tasks).then_output(|| {
+            ListMessageMoveTasksOutput::builder()
+                .results(task("RUNNING", 2))
+                .build()
+        });
+        let start = mock!(Client::start_message_move_task).then_output(|| {
+            StartMessageMoveTaskOutput::builder()
+                .task_handle("h2")
+                .build()
+        });
+        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list, &start]);
+        let q = queues(client);
+        let mut r = report();
+        move_task(&global(), &q.sqs, &q, &args(), &mut r)
+            .await
+            .unwrap();
+        assert_eq!(start.num_calls(), 0, "no second task");
+        assert!(r.problem.unwrap().contains("already running"));
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_service_falls_back() {
+        let arns = arns();
+        let list = mock!(Client::list_message_move_tasks).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(500).unwrap(),
+                aws_smithy_types::body::SdkBody::from("{}"),
+            )
+        });
+        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list], |c| c
+            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled()));
+        let q = queues(client);
+        let mut r = report();
+        let outcome = move_task(&global(), &q.sqs, &q, &args(), &mut r)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, MoveOutcome::Unsupported(_)));
+    }
 }

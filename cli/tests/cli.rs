@@ -1,0 +1,46 @@
+//! The binary's own contract: help, version, usage errors and their exit codes.
+
+use std::process::Command;
+
+fn notesctl(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_notesctl"))
+        .args(args)
+        .env_remove("NOTESCTL_OUTPUT")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_and_version() {
+    let out = notesctl(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("notesctl {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = notesctl(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["dev", "queue-depth", "redrive-dlq", "tail"] {
+        assert!(help.contains(cmd), "{cmd} missing from --help:\n{help}");
+    }
+    assert!(help.contains("Exit codes"));
+}
+
+#[test]
+fn usage_errors_exit_2_on_stderr() {
+    let out = notesctl(&["no-such-command"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(!out.stderr.is_empty());
+    let out = notesctl(&[
+        "tail",
+        "save",
+        "--since",
+        "yesterday",
+        "--local",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+}
