@@ -18,6 +18,9 @@ pub struct Settings {
     pub max_receive_count: u32,
     /// How many WebSocket posts notify runs at once.
     pub notify_concurrency: usize,
+    /// How long a save delivery holds the right to announce its note (ms). Shorter than the
+    /// queue's visibility timeout, so a redelivery after a failed announcement can take it over.
+    pub announce_lease_ms: i64,
 }
 
 impl Default for Settings {
@@ -26,6 +29,7 @@ impl Default for Settings {
             allowed_origin: "*".to_owned(),
             max_receive_count: 3,
             notify_concurrency: 32,
+            announce_lease_ms: 30_000,
         }
     }
 }

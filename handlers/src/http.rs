@@ -66,13 +66,21 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The token of `Authorization: Bearer <jwt>`: 400 if the header is missing, 401 if malformed.
+const AUTH_REQUIRED: &str =
+    "Authorization header is required: send 'Authorization: Bearer <token>'";
+
+/// `GET /auth/user` answers a missing header with 400 (the contract); the notes routes with 401.
+pub fn require_authorization_header(req: &HttpRequest) -> Result<(), AppError> {
+    match header(&req.headers, "authorization") {
+        Some(_) => Ok(()),
+        None => Err(AppError::bad_request(AUTH_REQUIRED)),
+    }
+}
+
+/// The token of `Authorization: Bearer <jwt>`: 401 if the header is missing or malformed.
 pub fn bearer_token(req: &HttpRequest) -> Result<&str, AppError> {
-    let value = header(&req.headers, "authorization").ok_or_else(|| {
-        AppError::bad_request(
-            "Authorization header is required: send 'Authorization: Bearer <token>'",
-        )
-    })?;
+    let value = header(&req.headers, "authorization")
+        .ok_or_else(|| AppError::Unauthorized(AUTH_REQUIRED.to_owned()))?;
     let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(AppError::Unauthorized(

@@ -24,6 +24,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A missing or weak JWT secret is a configuration error: fail the init, not every request.
+    if config::required_env(handler)
+        .iter()
+        .any(|(name, _)| *name == "SECRET_ARN")
+        && let Err(e) = deps.token_keys().await
+    {
+        eprintln!("notes-lambda: {handler}: the JWT secret is unusable: {e}");
+        tracing::error!(error = %e, "init failed");
+        return ExitCode::from(2);
+    }
+    if handler == HandlerName::AuthLogin {
+        // Off the init path: the dummy hash that makes unknown users cost a real verification.
+        tokio::task::spawn_blocking(notes_handlers::domain::password::warm_up);
+    }
     match dispatch::run(handler, deps).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

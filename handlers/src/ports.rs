@@ -37,6 +37,7 @@ impl StoreError {
         }
     }
 
+    /// Throttled, conflicting or a server error: a retry may succeed.
     pub fn is_throttled(&self) -> bool {
         self.throttled
     }
@@ -50,11 +51,12 @@ pub enum Created {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Saved {
+    /// Stored now; the caller holds the announcement lease and should publish `note-saved`.
     Created,
-    /// The note was stored by an earlier delivery; `notified` says whether its `note-saved` went out.
-    AlreadyExists {
-        notified: bool,
-    },
+    /// Stored by an earlier delivery.
+    AlreadyExists,
+    /// Its owner deleted it after an earlier delivery stored it: a redelivery must not bring it back.
+    Deleted,
 }
 
 #[async_trait]
@@ -67,8 +69,19 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait NoteStore: Send + Sync {
     /// Stores the note under its owner (and under `PUBLIC#NOTES` if public) unless it is already
-    /// there: the conditional write that makes save idempotent.
-    async fn save_if_absent(&self, note: &Note) -> Result<Saved, StoreError>;
+    /// there or was deleted: the conditional write that makes save idempotent. A new note is stored
+    /// with an announcement lease until `lease_until_ms`, held by the caller.
+    async fn save_if_absent(&self, note: &Note, lease_until_ms: i64) -> Result<Saved, StoreError>;
+    /// Takes the right to announce a stored note whose `note-saved` has not gone out, if no one
+    /// holds an unexpired lease on it: the note, or `None` (announced already, leased, or gone).
+    /// Concurrent deliveries of one note thus publish one `note-saved`.
+    async fn claim_announcement(
+        &self,
+        username: &str,
+        note_id: &NoteId,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<Note>, StoreError>;
     /// Records that the note's `note-saved` event was published.
     async fn mark_notified(&self, username: &str, note_id: &NoteId) -> Result<(), StoreError>;
     /// The owner's note, found by key.
@@ -82,7 +95,8 @@ pub trait NoteStore: Send + Sync {
         content: &str,
         updated_at: &str,
     ) -> Result<Option<Note>, StoreError>;
-    /// Deletes the owner's note (both copies of a public one); the deleted note, or `None`.
+    /// Deletes the owner's note (both copies of a public one) and leaves a tombstone so a late
+    /// redelivery of its `note-created` cannot store it again; the deleted note, or `None`.
     async fn delete_note(
         &self,
         username: &str,

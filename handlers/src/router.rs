@@ -29,11 +29,7 @@ pub struct Matched {
 
 fn match_pattern(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
     let pat: Vec<&str> = pattern.trim_matches('/').split('/').collect();
-    let got: Vec<&str> = path
-        .trim_end_matches('/')
-        .trim_start_matches('/')
-        .split('/')
-        .collect();
+    let got: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if pat.len() != got.len() {
         return None;
     }
@@ -51,8 +47,8 @@ fn match_pattern(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
     Some(params)
 }
 
-/// The route for a request. An unknown path is 404 and a known path with another method is 405,
-/// each with a message that says what exists. Literal routes win over parameter routes.
+/// The route for a request. Like API Gateway, anything unmatched is a 404 — with a message that says
+/// what does exist. Literal routes win over parameter routes.
 pub fn route(method: &Method, path: &str) -> Result<Matched, AppError> {
     let mut path_known = false;
     let mut best: Option<Matched> = None;
@@ -82,8 +78,8 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, AppError> {
             .filter(|(_, p, _)| match_pattern(p, path).is_some())
             .map(|(m, _, _)| *m)
             .collect();
-        return Err(AppError::MethodNotAllowed(format!(
-            "{method} is not supported on {path}; use {}",
+        return Err(AppError::NotFound(format!(
+            "No route for {method} {path}; {path} takes {}",
             allowed.join(" or ")
         )));
     }
@@ -114,7 +110,12 @@ mod tests {
             HandlerName::NotesGet
         );
         assert_eq!(route(&Method::GET, "/nope").unwrap_err().status(), 404);
-        assert_eq!(route(&Method::PATCH, "/notes").unwrap_err().status(), 405);
+        assert_eq!(route(&Method::PATCH, "/notes").unwrap_err().status(), 404);
+        assert_eq!(
+            route(&Method::GET, "/notes/").unwrap_err().status(),
+            404,
+            "no trailing-slash leniency"
+        );
         assert_eq!(route(&Method::GET, "/notes/x/y").unwrap_err().status(), 404);
     }
 }

@@ -125,42 +125,184 @@ async fn refused_put_events_entries_are_reported_by_index() {
     );
 }
 
-/// Required fix 6 on DynamoDB: broadcasting reads the registry index with Query; a Scan would find
-/// no rule here and fail the test.
+/// Required fix 6 on DynamoDB: broadcasting reads the registry index with Queries of its shards; a
+/// Scan would find no rule here and fail the test.
 #[tokio::test]
-async fn fix6_all_connections_is_a_query_of_the_index_never_a_scan() {
+async fn fix6_all_connections_queries_the_index_never_scans() {
     let query = mock!(aws_sdk_dynamodb::Client::query)
         .match_requests(|r| {
             r.table_name() == Some("conns")
                 && r.expression_attribute_values()
                     .and_then(|v| v.get(":pk"))
                     .and_then(|v| v.as_s().ok())
-                    .is_some_and(|pk| pk == "CONNECTIONS")
+                    .is_some_and(|pk| pk.starts_with("CONNECTIONS#"))
         })
-        .then_output(|| {
-            let item = |id: &str, user: &str| {
-                [
-                    ("pk", "CONNECTIONS".to_owned()),
-                    ("sk", format!("CONNECTION#{id}")),
-                    ("connectionId", id.to_owned()),
-                    ("username", user.to_owned()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
-                .collect()
-            };
-            QueryOutput::builder()
-                .items(item("c1", "ada"))
-                .items(item("c2", "bob"))
-                .build()
+        .then_compute_output(|req| {
+            let shard = req.expression_attribute_values().unwrap()[":pk"]
+                .as_s()
+                .unwrap()
+                .clone();
+            let mut out = QueryOutput::builder();
+            for (id, user) in [("c1", "ada"), ("c2", "bob"), ("c3", "eve")] {
+                if notes_handlers::adapters::dynamodb::index_pk(id) == shard {
+                    out = out.items(
+                        [
+                            ("pk", shard.clone()),
+                            ("sk", format!("CONNECTION#{id}")),
+                            ("connectionId", id.into()),
+                            ("username", user.into()),
+                        ]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
+                        .collect(),
+                    );
+                }
+            }
+            out.build()
         });
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&query]);
     let store = DynamoStore::new(client, "data", "conns");
-    let all = store.all_connections().await.unwrap();
-    let users: Vec<_> = all
-        .iter()
-        .map(|c| (c.connection_id.as_str(), c.username.as_str()))
+    let mut users: Vec<_> = store
+        .all_connections()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.connection_id, c.username))
         .collect();
-    assert_eq!(users, vec![("c1", "ada"), ("c2", "bob")]);
-    assert_eq!(query.num_calls(), 1);
+    users.sort();
+    assert_eq!(
+        users,
+        vec![
+            ("c1".into(), "ada".into()),
+            ("c2".into(), "bob".into()),
+            ("c3".into(), "eve".into())
+        ]
+    );
+    assert_eq!(
+        query.num_calls(),
+        notes_handlers::adapters::dynamodb::INDEX_SHARDS as usize
+    );
+}
+
+fn stored_note(pk: &str, public: bool) -> std::collections::HashMap<String, AttributeValue> {
+    let id = NoteId::parse("1710253330000-k3j9x2a").unwrap();
+    [
+        ("pk", AttributeValue::S(pk.into())),
+        ("sk", AttributeValue::S(id.sort_key())),
+        ("noteId", AttributeValue::S(id.as_str().into())),
+        ("username", AttributeValue::S("ada".into())),
+        ("content", AttributeValue::S("hi".into())),
+        ("isPublic", AttributeValue::Bool(public)),
+        ("status", AttributeValue::S("saved".into())),
+        ("createdAt", AttributeValue::S(id.created_at())),
+        ("savedAt", AttributeValue::S(id.created_at())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Required fix 3 on DynamoDB: update and delete read and write the owner's note by its key — a
+/// GetItem and a transaction on `USER#{caller}` — never a Query or Scan over the owner's notes.
+#[tokio::test]
+async fn fix3_update_and_delete_go_by_key() {
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+    use notes_handlers::ports::NoteStore;
+    let id = NoteId::parse("1710253330000-k3j9x2a").unwrap();
+    let sk = id.sort_key();
+    let get = mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(move |r| {
+            let k = r.key().unwrap();
+            k["pk"].as_s().unwrap() == "USER#ada" && k["sk"].as_s().unwrap() == &sk
+        })
+        .then_output(|| {
+            GetItemOutput::builder()
+                .set_item(Some(stored_note("USER#ada", true)))
+                .build()
+        });
+    let other = mock!(aws_sdk_dynamodb::Client::get_item)
+        .match_requests(|r| r.key().unwrap()["pk"].as_s().unwrap() == "USER#eve")
+        .then_output(|| GetItemOutput::builder().build());
+    let transact = mock!(aws_sdk_dynamodb::Client::transact_write_items)
+        .match_requests(|r| {
+            r.transact_items().iter().all(|i| {
+                let key = i
+                    .update()
+                    .map(|u| u.key())
+                    .or(i.delete().map(|d| d.key()))
+                    .or(i.put().map(|p| p.item()));
+                key.is_some_and(|k| {
+                    let pk = k["pk"].as_s().unwrap();
+                    pk == "USER#ada" || pk == "PUBLIC#NOTES"
+                })
+            })
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        [&get, &other, &transact]
+    );
+    let store = DynamoStore::new(client, "data", "conns");
+    let updated = store
+        .update_content("ada", &id, "edited", "t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.content, "edited");
+    assert!(store.delete_note("ada", &id).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .update_content("eve", &id, "pwned", "t")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.delete_note("eve", &id).await.unwrap(), None);
+    assert_eq!(transact.num_calls(), 2, "eve's calls stop at the GetItem");
+}
+
+/// Required fix 7 on DynamoDB: when a Query stops early at its 1 MB page with fewer items than
+/// asked for, the page still carries a cursor (the original stopped there silently).
+#[tokio::test]
+async fn fix7_an_early_stop_at_one_megabyte_still_gives_a_cursor() {
+    use notes_handlers::domain::cursor::PageRequest;
+    use notes_handlers::ports::NoteStore;
+    let query = mock!(aws_sdk_dynamodb::Client::query).then_output(|| {
+        let item = stored_note("USER#ada", false);
+        let last = [
+            ("pk", "USER#ada".to_owned()),
+            ("sk", item["sk"].as_s().unwrap().clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
+        .collect();
+        QueryOutput::builder()
+            .items(item)
+            .set_last_evaluated_key(Some(last))
+            .build()
+    });
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&query]);
+    let store = DynamoStore::new(client, "data", "conns");
+    let page = store
+        .list_user_notes(
+            "ada",
+            &PageRequest {
+                after: None,
+                limit: 50,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        page.next.as_deref(),
+        Some(
+            NoteId::parse("1710253330000-k3j9x2a")
+                .unwrap()
+                .sort_key()
+                .as_str()
+        )
+    );
 }

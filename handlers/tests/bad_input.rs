@@ -136,13 +136,13 @@ async fn missing_and_malformed_authorization() {
 }
 
 #[test]
-fn unknown_routes_are_404_or_405() {
+fn unknown_routes_are_404_like_api_gateway() {
     use notes_handlers::router::route;
     let e = route(&http::Method::GET, "/admin").unwrap_err();
     assert_eq!(e.status(), 404);
     assert!(e.to_string().contains("GET /admin"));
     let e = route(&http::Method::PATCH, "/notes/123-abc").unwrap_err();
-    assert_eq!(e.status(), 405);
+    assert_eq!(e.status(), 404);
     assert!(e.to_string().contains("PUT or DELETE"), "{e}");
 }
 

@@ -206,7 +206,11 @@ async fn fix1_authenticated_routes_reject_forged_tokens() {
         "nothing was published with a forged token"
     );
     let r = app.http("GET", "/notes", None, None).await;
-    assert_eq!(r.status, 400, "a missing header says so: {}", r.body);
+    assert_eq!(
+        r.status, 401,
+        "a missing header on a notes route: {}",
+        r.body
+    );
     assert!(
         r.body["message"]
             .as_str()

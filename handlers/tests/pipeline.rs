@@ -133,7 +133,7 @@ async fn failing_saves_are_retried_and_announced_on_the_last_attempt() {
 /// A note stored by a delivery whose note-saved never went out gets it on the next delivery.
 #[tokio::test]
 async fn a_missed_note_saved_is_sent_on_redelivery() {
-    let mut app = App::new();
+    let mut app = App::new().with(|d| d.settings.announce_lease_ms = 0);
     let ev = created("1710253330000-k3j9x2a", "ada", false);
     let bus = Arc::new(support::fakes::RefusingBus::refusing(usize::MAX));
     let saved_deps_bus = app.deps.bus.clone();
@@ -211,10 +211,9 @@ async fn private_events_reach_only_the_owner() {
     assert_eq!(body["noteId"], "1710253330000-k3j9x2a");
 }
 
-/// Required fixes 5 and 6: a public event reaches everyone through the registry index, and a gone
-/// connection is removed under its own user, not the event author's.
+/// Required fix 5: a gone connection is removed under its own user, not the event author's; and a public event reaches everyone (fix 6 on DynamoDB: handlers/tests/aws_adapters.rs).
 #[tokio::test]
-async fn fix5_fix6_broadcast_and_gone_connections() {
+async fn fix5_gone_connections_are_removed_under_their_own_user() {
     let notifier = Arc::new(ScriptedNotifier::new(&[("bob-1", Script::Gone)]));
     let app = app_with_connections(notifier.clone()).await;
     let out = app
@@ -378,4 +377,132 @@ async fn the_whole_flow_in_process() {
     assert_eq!(msg["eventType"], "note-saved");
     assert_eq!(msg["noteId"], r.body["noteId"]);
     assert_eq!(msg["content"], "live");
+}
+
+/// A note that was stored but whose `note-saved` could not be published is not a failed note: no
+/// `note-failed`, even on the last delivery; it is announced once the announcement lease runs out.
+#[tokio::test]
+async fn a_stored_but_unannounced_note_is_not_reported_failed() {
+    let bus = Arc::new(support::fakes::RefusingBus {
+        refusals: usize::MAX.into(),
+        only: Some("note-saved"),
+        ..Default::default()
+    });
+    let mut app = App::new().with(|d| {
+        d.bus = bus.clone();
+        d.settings.announce_lease_ms = 0;
+    });
+    let ev = created("1710253330000-k3j9x2a", "ada", false);
+    let out = app
+        .invoke(
+            HandlerName::NotesSave,
+            sqs_event(&[("m", envelope(&ev), 3)]),
+        )
+        .await;
+    assert_eq!(
+        out["batchItemFailures"],
+        json!([{"itemIdentifier": "m"}]),
+        "left for redelivery"
+    );
+    let attempted = bus.attempted.lock().unwrap().clone();
+    assert!(
+        attempted
+            .iter()
+            .all(|e| matches!(e, NoteEvent::Saved { .. })),
+        "no note-failed for a stored note: {attempted:?}"
+    );
+    bus.refusals.store(0, Ordering::SeqCst);
+    let out = app
+        .invoke(
+            HandlerName::NotesSave,
+            sqs_event(&[("m", envelope(&ev), 4)]),
+        )
+        .await;
+    assert_eq!(out["batchItemFailures"], json!([]));
+    assert_eq!(
+        bus.accepted.lock().unwrap().len(),
+        1,
+        "announced on redelivery"
+    );
+    assert!(app.drain_events().is_empty());
+}
+
+/// Two deliveries of one note at the same time publish one `note-saved`.
+#[tokio::test]
+async fn concurrent_deliveries_announce_once() {
+    let mut app = App::new();
+    let ev = created("1710253330000-k3j9x2a", "ada", true);
+    let (a, b) = tokio::join!(
+        app.invoke(
+            HandlerName::NotesSave,
+            sqs_event(&[("a", envelope(&ev), 1)])
+        ),
+        app.invoke(
+            HandlerName::NotesSave,
+            sqs_event(&[("b", envelope(&ev), 1)])
+        ),
+    );
+    assert_eq!(
+        (&a["batchItemFailures"], &b["batchItemFailures"]),
+        (&json!([]), &json!([]))
+    );
+    let saved = app
+        .drain_events()
+        .into_iter()
+        .filter(|e| matches!(e, NoteEvent::Saved { .. }))
+        .count();
+    assert_eq!(saved, 1);
+}
+
+/// A note deleted by its owner does not come back when an old delivery of its note-created arrives.
+#[tokio::test]
+async fn a_deleted_note_is_not_resurrected_by_a_redelivery() {
+    let mut app = App::new();
+    let token = app.signup_and_login("ada").await;
+    let r = app
+        .http(
+            "POST",
+            "/notes",
+            Some(json!({"content": "short-lived", "isPublic": true})),
+            Some(&token),
+        )
+        .await;
+    let created_events = app.drain_events();
+    let body = envelope(&created_events[0]);
+    app.invoke(
+        HandlerName::NotesSave,
+        sqs_event(&[("m1", body.clone(), 1)]),
+    )
+    .await;
+    let id = r.body["noteId"].as_str().unwrap();
+    assert_eq!(
+        app.http("DELETE", &format!("/notes/{id}"), None, Some(&token))
+            .await
+            .status,
+        200
+    );
+    app.drain_events();
+    let out = app
+        .invoke(HandlerName::NotesSave, sqs_event(&[("m2", body, 2)]))
+        .await;
+    assert_eq!(out["batchItemFailures"], json!([]));
+    assert!(app.drain_events().is_empty(), "no second note-saved");
+    assert_eq!(
+        app.http("GET", "/notes", None, Some(&token)).await.body["count"],
+        0
+    );
+    assert_eq!(
+        app.http("GET", "/notes/public", None, None).await.body["count"],
+        0
+    );
+}
+
+/// An event notify cannot read is dropped with a log line, not retried forever.
+#[tokio::test]
+async fn unreadable_events_are_not_retried() {
+    let app = App::new();
+    let mut ev = support::eventbridge_event(&saved("ada", false));
+    ev["detail"] = json!({"eventType": "something-else"});
+    let out = app.invoke(HandlerName::WebsocketNotify, ev).await;
+    assert_eq!(out["delivered"], 0);
 }

@@ -88,24 +88,67 @@ fn page(after: Option<String>, limit: usize) -> PageRequest {
 async fn note_store_contract(store: &dyn NoteStore) {
     let private = note("ada", 1_710_000_000_001, false);
     let public = note("ada", 1_710_000_000_002, true);
+    const NOW: i64 = 1_000_000;
+    let lease = NOW + 30_000;
     assert_eq!(
-        store.save_if_absent(&private).await.unwrap(),
+        store.save_if_absent(&private, lease).await.unwrap(),
         Saved::Created
     );
-    assert_eq!(store.save_if_absent(&public).await.unwrap(), Saved::Created);
     assert_eq!(
-        store.save_if_absent(&public).await.unwrap(),
-        Saved::AlreadyExists { notified: false }
+        store.save_if_absent(&public, lease).await.unwrap(),
+        Saved::Created
+    );
+    assert_eq!(
+        store.save_if_absent(&public, lease).await.unwrap(),
+        Saved::AlreadyExists
+    );
+    // The announcement: leased by the delivery that stored it; free once the lease runs out; taken
+    // by one claimant only; never again once notified.
+    assert_eq!(
+        store
+            .claim_announcement("ada", &public.note_id, NOW, NOW + 60_000)
+            .await
+            .unwrap(),
+        None,
+        "leased"
+    );
+    let claimed = store
+        .claim_announcement("ada", &public.note_id, lease + 1, lease + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.as_ref().map(|n| &n.note_id),
+        Some(&public.note_id),
+        "the lease ran out"
+    );
+    assert_eq!(
+        store
+            .claim_announcement("ada", &public.note_id, lease + 2, lease + 30_000)
+            .await
+            .unwrap(),
+        None,
+        "one claimant"
     );
     store.mark_notified("ada", &public.note_id).await.unwrap();
     assert_eq!(
-        store.save_if_absent(&public).await.unwrap(),
-        Saved::AlreadyExists { notified: true }
+        store
+            .claim_announcement("ada", &public.note_id, i64::MAX - 1, i64::MAX)
+            .await
+            .unwrap(),
+        None,
+        "announced"
     );
     store
         .mark_notified("ada", &NoteId::parse("1-gone").unwrap())
         .await
         .unwrap();
+    assert_eq!(
+        store
+            .claim_announcement("ada", &NoteId::parse("1-gone").unwrap(), NOW, lease)
+            .await
+            .unwrap(),
+        None
+    );
 
     assert_eq!(
         store.get_note("ada", &private.note_id).await.unwrap(),
@@ -178,6 +221,11 @@ async fn note_store_contract(store: &dyn NoteStore) {
         store.delete_note("ada", &public.note_id).await.unwrap(),
         None
     );
+    assert_eq!(
+        store.save_if_absent(&public, lease).await.unwrap(),
+        Saved::Deleted,
+        "a redelivery cannot bring a deleted note back"
+    );
     assert!(
         store
             .list_public_notes(&page(None, 10))
@@ -201,7 +249,7 @@ async fn paging_contract(store: &dyn NoteStore) {
         .map(|i| note("pat", 1_710_000_001_000 + i, i % 2 == 0))
         .collect();
     for n in &notes {
-        store.save_if_absent(n).await.unwrap();
+        store.save_if_absent(n, 0).await.unwrap();
     }
     let newest_first: Vec<_> = notes.iter().rev().map(|n| n.note_id.clone()).collect();
     let mut seen = Vec::new();
@@ -250,7 +298,7 @@ async fn embedded_store_survives_a_restart() {
     let n = note("ada", 1_710_000_000_001, true);
     {
         let store = EmbeddedStore::open(&path).unwrap();
-        store.save_if_absent(&n).await.unwrap();
+        store.save_if_absent(&n, 0).await.unwrap();
     }
     let store = EmbeddedStore::open(&path).unwrap();
     assert_eq!(store.get_note("ada", &n.note_id).await.unwrap(), Some(n));

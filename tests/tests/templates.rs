@@ -233,6 +233,13 @@ fn secret_ttl_throttling_and_frontend_privacy() {
         tables[0].1["TimeToLiveSpecification"]["Enabled"].as_bool(),
         Some(true)
     );
+    let data = template("data");
+    let (_, table) = resources(&data, "AWS::DynamoDB::Table")[0];
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"].as_str(),
+        Some("ttl"),
+        "tombstones expire"
+    );
     let frontend = template("frontend");
     let (_, bucket) = resources(&frontend, "AWS::S3::Bucket")[0];
     let block = &bucket["PublicAccessBlockConfiguration"];

@@ -1,15 +1,19 @@
 //! DynamoDB: users and notes in the single table `{stage}-data-table`, connections in
 //! `{stage}-websocket-connections`. Item layout is the original's (see `spec/API.md`), plus:
 //! - `notified` on a note item: its `note-saved` went out (idempotent save, required fix 4);
-//! - `pk CONNECTIONS`, `sk CONNECTION#{id}`: the registry's index of live connections, so a public
-//!   broadcast is a Query, never a Scan (required fix 6).
+//! - `pk CONNECTIONS#{0..7}`, `sk CONNECTION#{id}`: the registry's index of live connections, in
+//!   eight partitions, so a public broadcast is eight Queries, never a Scan (required fix 6);
+//! - `sk DELETED#{noteId}` under the owner: a deleted note's tombstone (TTL `ttl`), so a late
+//!   redelivery of its `note-created` does not bring it back.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
+};
 
 use super::store_error;
 use crate::domain::cursor::{Page, PageRequest};
@@ -61,7 +65,7 @@ fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
-fn note_item(pk: String, note: &Note) -> Item {
+fn note_item(pk: String, note: &Note, lease_until_ms: i64) -> Item {
     let mut item = key(pk, note.note_id.sort_key());
     item.insert("noteId".into(), s(note.note_id.as_str()));
     item.insert("username".into(), s(&note.username));
@@ -74,7 +78,16 @@ fn note_item(pk: String, note: &Note) -> Item {
         item.insert("updatedAt".into(), s(u));
     }
     item.insert("notified".into(), AttributeValue::Bool(false));
+    item.insert(
+        "leaseUntil".into(),
+        AttributeValue::N(lease_until_ms.to_string()),
+    );
     item
+}
+
+/// `DELETED#{noteId}` under the owner: a deleted note's tombstone, expired by the table's TTL.
+fn tombstone_key(username: &str, note_id: &NoteId) -> Item {
+    key(user_pk(username), format!("DELETED#{}", note_id.as_str()))
 }
 
 fn note_from_item(operation: &'static str, item: &Item) -> Result<Note, StoreError> {
@@ -123,13 +136,25 @@ fn connection_from_item(operation: &'static str, item: &Item) -> Result<Connecti
     })
 }
 
+/// Partitions of the registry index: connects, disconnects and broadcasts spread over several
+/// partition keys instead of one hot one.
+pub const INDEX_SHARDS: u32 = 8;
+
+/// `CONNECTIONS#{n}` for a connection, by a stable hash (FNV-1a) of its id.
+pub fn index_pk(connection_id: &str) -> String {
+    let hash = connection_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{CONNECTIONS_INDEX_PK}#{}", hash % INDEX_SHARDS)
+}
+
 /// The three rows of a connection: META, under its user, and in the registry index.
 fn connection_keys(c: &Connection) -> [(String, String); 3] {
     let sk = format!("CONNECTION#{}", c.connection_id);
     [
         (format!("CONNECTION#{}", c.connection_id), "META".to_owned()),
         (user_pk(&c.username), sk.clone()),
-        (CONNECTIONS_INDEX_PK.to_owned(), sk),
+        (index_pk(&c.connection_id), sk),
     ]
 }
 
@@ -171,37 +196,60 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// A transaction; `Ok(None)` when it committed, `Ok(Some(failed))` when conditions cancelled it
+    /// (`failed[i]`: item i's condition failed). Conflicts and throttling are retryable errors.
     async fn transact(
         &self,
         operation: &'static str,
         items: Vec<TransactWriteItem>,
-    ) -> Result<bool, StoreError> {
-        match self
+    ) -> Result<Option<Vec<bool>>, StoreError> {
+        let e = match self
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let cancelled_by_condition = e
-                    .as_service_error()
-                    .map(|se| match se {
-                        TransactWriteItemsError::TransactionCanceledException(tc) => tc
-                            .cancellation_reasons()
-                            .iter()
-                            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-                        _ => false,
-                    })
-                    .unwrap_or(false);
-                if cancelled_by_condition {
-                    Ok(false)
-                } else {
-                    Err(store_error(operation, e))
-                }
+            Ok(_) => return Ok(None),
+            Err(e) => e,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) =
+            e.as_service_error()
+        {
+            let reasons = tc.cancellation_reasons();
+            let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
+            if codes.iter().any(|c| {
+                matches!(
+                    *c,
+                    "TransactionConflict"
+                        | "ThrottlingError"
+                        | "ProvisionedThroughputExceeded"
+                        | "RequestLimitExceeded"
+                )
+            }) {
+                return Err(StoreError::throttled(
+                    operation,
+                    format!("transaction cancelled: {codes:?}"),
+                ));
+            }
+            if codes.contains(&"ConditionalCheckFailed") {
+                return Ok(Some(
+                    codes
+                        .iter()
+                        .map(|c| *c == "ConditionalCheckFailed")
+                        .collect(),
+                ));
             }
         }
+        if e.as_service_error()
+            .is_some_and(|se| se.is_transaction_in_progress_exception())
+        {
+            return Err(StoreError::throttled(
+                operation,
+                "another transaction on these items is in progress",
+            ));
+        }
+        Err(store_error(operation, e))
     }
 
     async fn query_page(
@@ -339,43 +387,76 @@ impl UserStore for DynamoStore {
 
 #[async_trait]
 impl NoteStore for DynamoStore {
-    async fn save_if_absent(&self, note: &Note) -> Result<Saved, StoreError> {
+    async fn save_if_absent(&self, note: &Note, lease_until_ms: i64) -> Result<Saved, StoreError> {
         const OP: &str = "saving a note";
-        let mut puts = vec![note_item(user_pk(&note.username), note)];
+        let tombstone_check = build(
+            OP,
+            ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(tombstone_key(&note.username, &note.note_id)))
+                .condition_expression("attribute_not_exists(pk)")
+                .build(),
+        )?;
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .condition_check(tombstone_check)
+                .build(),
+        ];
+        let mut pks = vec![user_pk(&note.username)];
         if note.is_public {
-            puts.push(note_item(PUBLIC_PK.to_owned(), note));
+            pks.push(PUBLIC_PK.to_owned());
         }
-        let items = puts
-            .into_iter()
-            .map(|item| {
-                let put = build(
-                    OP,
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(item))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build(),
-                )?;
-                Ok(TransactWriteItem::builder().put(put).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        if self.transact(OP, items).await? {
-            return Ok(Saved::Created);
-        }
-        let existing = self
-            .get_item(
+        for pk in pks {
+            let put = build(
                 OP,
-                &self.table,
-                key(user_pk(&note.username), note.note_id.sort_key()),
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(note_item(pk, note, lease_until_ms)))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build(),
+            )?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        Ok(match self.transact(OP, items).await? {
+            None => Saved::Created,
+            Some(failed) if failed.first() == Some(&true) => Saved::Deleted,
+            Some(_) => Saved::AlreadyExists,
+        })
+    }
+
+    async fn claim_announcement(
+        &self,
+        username: &str,
+        note_id: &NoteId,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<Note>, StoreError> {
+        const OP: &str = "claiming a note's announcement";
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(username), note_id.sort_key())))
+            .update_expression("SET leaseUntil = :lease")
+            .condition_expression(
+                "attribute_exists(pk) AND notified = :f AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)",
             )
-            .await?;
-        let notified = existing
-            .as_ref()
-            .and_then(|i| i.get("notified"))
-            .and_then(|v| v.as_bool().ok())
-            .copied()
-            .unwrap_or(true);
-        Ok(Saved::AlreadyExists { notified })
+            .expression_attribute_values(":lease", AttributeValue::N(lease_until_ms.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out.attributes.map(|i| note_from_item(OP, &i)).transpose(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(store_error(OP, e)),
+        }
     }
 
     async fn mark_notified(&self, username: &str, note_id: &NoteId) -> Result<(), StoreError> {
@@ -443,7 +524,7 @@ impl NoteStore for DynamoStore {
                 Ok(TransactWriteItem::builder().update(update).build())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        if !self.transact(OP, items).await? {
+        if self.transact(OP, items).await?.is_some() {
             return Ok(None);
         }
         note.content = content.to_owned();
@@ -485,7 +566,22 @@ impl NoteStore for DynamoStore {
                     .build(),
             );
         }
-        if !self.transact(OP, items).await? {
+        let mut tombstone = tombstone_key(username, note_id);
+        let expires =
+            crate::domain::clock::now_millis() / 1000 + crate::domain::note::TOMBSTONE_MS / 1000;
+        tombstone.insert("ttl".into(), AttributeValue::N(expires.to_string()));
+        items.push(
+            TransactWriteItem::builder()
+                .put(build(
+                    OP,
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(tombstone))
+                        .build(),
+                )?)
+                .build(),
+        );
+        if self.transact(OP, items).await?.is_some() {
             return Ok(None);
         }
         Ok(Some(note))
@@ -565,7 +661,13 @@ impl ConnectionRegistry for DynamoStore {
     }
 
     async fn all_connections(&self) -> Result<Vec<Connection>, StoreError> {
-        self.query_all_connections("listing connections", CONNECTIONS_INDEX_PK.to_owned())
-            .await
+        let shards = (0..INDEX_SHARDS).map(|n| {
+            self.query_all_connections("listing connections", format!("{CONNECTIONS_INDEX_PK}#{n}"))
+        });
+        Ok(futures::future::try_join_all(shards)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 }

@@ -5,6 +5,7 @@ pub mod dynamodb;
 pub mod eventbridge;
 pub mod secrets_manager;
 
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -28,12 +29,13 @@ pub(crate) fn is_throttling(code: Option<&str>) -> bool {
 }
 
 /// A storage failure with its cause and whether a retry may fix it.
-pub(crate) fn store_error<E, R>(operation: &'static str, e: SdkError<E, R>) -> StoreError
+pub(crate) fn store_error<E>(operation: &'static str, e: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let retryable = is_throttling(e.code())
+        || e.raw_response()
+            .is_some_and(|r| r.status().is_server_error())
         || matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_));
     let message = DisplayErrorContext(&e).to_string();
     if retryable {

@@ -9,6 +9,7 @@ use crate::http::{self, HttpRequest, HttpResponse};
 pub async fn handle(deps: &Deps, event: LambdaEvent<HttpRequest>) -> Result<HttpResponse, Error> {
     let req = &event.payload;
     Ok(http::respond(deps, req, || async {
+        http::require_authorization_header(req)?;
         let claims = http::authenticate(deps, req).await?;
         let user = deps
             .users

@@ -10,6 +10,10 @@ use super::error::{AppError, FieldError};
 /// stays well inside EventBridge's 256 KiB entry limit and a stored item inside DynamoDB's 400 KB.
 pub const MAX_CONTENT_BYTES: usize = 100 * 1024;
 
+/// How long a deleted note's tombstone lasts: longer than its `note-created` can live in the queue
+/// and the DLQ (4 + 14 days would be the limit; redrives restart the clock, so keep a margin).
+pub const TOMBSTONE_MS: i64 = 30 * 24 * 3600 * 1000;
+
 const BASE36: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 /// `<epoch-millis>-<7 random base36 chars>`, as the original system generated. The creation time is
@@ -183,6 +187,14 @@ pub struct NoteEdit {
     pub content: String,
 }
 
+/// Bytes the content takes inside an event's JSON (escapes included): what counts against
+/// EventBridge's 256 KiB entry limit.
+fn encoded_len(content: &str) -> usize {
+    serde_json::to_string(content)
+        .map(|s| s.len() - 2)
+        .unwrap_or(usize::MAX)
+}
+
 fn expect_object(
     body: &serde_json::Value,
 ) -> Result<&serde_json::Map<String, serde_json::Value>, AppError> {
@@ -203,7 +215,7 @@ fn validate_content(
             let trimmed = s.trim();
             if trimmed.is_empty() {
                 errors.push(FieldError::new("content", "content must not be empty"));
-            } else if trimmed.len() > MAX_CONTENT_BYTES {
+            } else if encoded_len(trimmed) > MAX_CONTENT_BYTES {
                 errors.push(FieldError::new(
                     "content",
                     format!("content must be at most {MAX_CONTENT_BYTES} bytes"),
@@ -317,6 +329,14 @@ mod tests {
         let big = "x".repeat(MAX_CONTENT_BYTES + 1);
         assert_eq!(
             NewNote::from_json(&json!({"content": big}))
+                .unwrap_err()
+                .status(),
+            400
+        );
+        // Control characters escape to six bytes each: 20 KiB of them is too much.
+        let escapes = "\u{1}".repeat(20 * 1024);
+        assert_eq!(
+            NewNote::from_json(&json!({"content": format!("a{escapes}a")}))
                 .unwrap_err()
                 .status(),
             400

@@ -2,6 +2,7 @@
 //! strings. Hashing is CPU-bound, so async callers run it on the blocking pool.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -16,27 +17,54 @@ pub fn hash(password: &str) -> Result<String, AppError> {
         .map_err(|e| AppError::internal(format!("hashing a password failed: {e}")))
 }
 
-/// True only if `password` matches the PHC string `stored`.
+/// Verifications run so far (tests use it to see that an unknown user costs a real verification).
+pub static VERIFICATIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// True only if `password` matches the PHC string `stored`. A stored value that is not a PHC string
+/// (say, a hash from another system) still costs a full verification, so it cannot be told apart by
+/// timing.
 pub fn verify(password: &str, stored: &str) -> bool {
+    VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
     match PasswordHash::new(stored) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok(),
-        Err(_) => false,
+        Err(_) => verify_dummy(password),
     }
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash("not a real password; timing equaliser").unwrap_or_default())
 }
 
 /// Spends the time of a real verification against a hash nobody's password matches, so an unknown
 /// username costs the same as a wrong password.
 pub fn verify_dummy(password: &str) -> bool {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    let stored =
-        DUMMY.get_or_init(|| hash("not a real password; timing equaliser").unwrap_or_default());
-    let _ = verify(password, stored);
+    if let Ok(parsed) = PasswordHash::new(dummy_hash()) {
+        let _ = Argon2::default().verify_password(password.as_bytes(), &parsed);
+    }
     false
 }
 
+/// Builds the dummy hash now (at init), so the first unknown-user login is not slower than the rest.
+pub fn warm_up() {
+    let _ = dummy_hash();
+}
+
+/// argon2 takes ~19 MiB and a core for each hash: at most this many run at once.
+fn permits() -> &'static tokio::sync::Semaphore {
+    static SEM: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SEM.get_or_init(|| {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        tokio::sync::Semaphore::new(cores.max(2))
+    })
+}
+
 pub async fn hash_async(password: String) -> Result<String, AppError> {
+    let _permit = permits().acquire().await.map_err(AppError::internal)?;
     tokio::task::spawn_blocking(move || hash(&password))
         .await
         .map_err(AppError::internal)?
@@ -45,9 +73,15 @@ pub async fn hash_async(password: String) -> Result<String, AppError> {
 /// Verifies on the blocking pool. With `stored == None` (no such user) it verifies against a dummy
 /// hash and answers false, in the same time.
 pub async fn verify_async(password: String, stored: Option<String>) -> bool {
+    let Ok(_permit) = permits().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || match stored {
         Some(s) => verify(&password, &s),
-        None => verify_dummy(&password),
+        None => {
+            VERIFICATIONS.fetch_add(1, Ordering::Relaxed);
+            verify_dummy(&password)
+        }
     })
     .await
     .unwrap_or(false)

@@ -70,13 +70,11 @@ impl Credentials {
                         "username",
                         format!("username must be at most {MAX_USERNAME_CHARS} characters"),
                     ));
-                } else if !s
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
-                {
+                } else if s.chars().any(|c| c == '#' || c.is_control()) {
+                    // '#' separates the parts of storage keys (USER#name).
                     errors.push(FieldError::new(
                         "username",
-                        "username may contain only letters, digits and _ - . @",
+                        "username must not contain '#' or control characters",
                     ));
                 }
                 s.to_owned()

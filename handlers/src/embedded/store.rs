@@ -21,6 +21,8 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const NOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("notes");
 /// `{NOTE#createdAt#noteId}` → note (public notes only)
 const PUBLIC: TableDefinition<&str, &[u8]> = TableDefinition::new("public_notes");
+/// `{username}\0{noteId}` → epoch ms until which a deleted note may not be stored again.
+const TOMBSTONES: TableDefinition<&str, &[u8]> = TableDefinition::new("tombstones");
 /// `{connectionId}` → connection: the registry's index of every connection.
 const CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
 /// `{username}\0{connectionId}` → connection
@@ -32,6 +34,9 @@ struct StoredNote {
     note: Note,
     #[serde(default)]
     notified: bool,
+    /// Epoch ms until which a delivery holds the right to announce this note.
+    #[serde(default)]
+    lease_until: i64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -109,7 +114,14 @@ impl EmbeddedStore {
     fn init(db: Database) -> Result<Self, StoreError> {
         let e = err("creating the embedded tables");
         let txn = db.begin_write().map_err(|x| e(x.into()))?;
-        for table in [USERS, NOTES, PUBLIC, CONNECTIONS, USER_CONNECTIONS] {
+        for table in [
+            USERS,
+            NOTES,
+            PUBLIC,
+            CONNECTIONS,
+            USER_CONNECTIONS,
+            TOMBSTONES,
+        ] {
             txn.open_table(table).map_err(|x| e(x.into()))?;
         }
         txn.commit().map_err(|x| e(x.into()))?;
@@ -254,7 +266,7 @@ impl UserStore for EmbeddedStore {
 
 #[async_trait]
 impl NoteStore for EmbeddedStore {
-    async fn save_if_absent(&self, note: &Note) -> Result<Saved, StoreError> {
+    async fn save_if_absent(&self, note: &Note, lease_until_ms: i64) -> Result<Saved, StoreError> {
         const OP: &str = "saving a note";
         let note = note.clone();
         self.blocking(OP, move |db| {
@@ -262,16 +274,23 @@ impl NoteStore for EmbeddedStore {
                 let e = err(OP);
                 let sort_key = note.note_id.sort_key();
                 let key = user_note_key(&note.username, &sort_key);
+                let tombstones = txn.open_table(TOMBSTONES).map_err(|x| e(x.into()))?;
+                let tomb_key = user_note_key(&note.username, note.note_id.as_str());
+                if tombstones
+                    .get(tomb_key.as_str())
+                    .map_err(|x| e(x.into()))?
+                    .is_some()
+                {
+                    return Ok(Saved::Deleted);
+                }
                 let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
-                if let Some(existing) = notes.get(key.as_str()).map_err(|x| e(x.into()))? {
-                    let existing: StoredNote = from_json(OP, existing.value())?;
-                    return Ok(Saved::AlreadyExists {
-                        notified: existing.notified,
-                    });
+                if notes.get(key.as_str()).map_err(|x| e(x.into()))?.is_some() {
+                    return Ok(Saved::AlreadyExists);
                 }
                 let stored = to_json(&StoredNote {
                     note: note.clone(),
                     notified: false,
+                    lease_until: lease_until_ms,
                 });
                 notes
                     .insert(key.as_str(), stored.as_slice())
@@ -283,6 +302,40 @@ impl NoteStore for EmbeddedStore {
                         .map_err(|x| e(x.into()))?;
                 }
                 Ok(Saved::Created)
+            })
+        })
+        .await
+    }
+
+    async fn claim_announcement(
+        &self,
+        username: &str,
+        note_id: &NoteId,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<Note>, StoreError> {
+        const OP: &str = "claiming a note's announcement";
+        let key = user_note_key(username, &note_id.sort_key());
+        self.blocking(OP, move |db| {
+            Self::write(db, OP, |txn| {
+                let e = err(OP);
+                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+                let current = notes
+                    .get(key.as_str())
+                    .map_err(|x| e(x.into()))?
+                    .map(|v| v.value().to_vec());
+                let Some(bytes) = current else {
+                    return Ok(None);
+                };
+                let mut stored: StoredNote = from_json(OP, &bytes)?;
+                if stored.notified || stored.lease_until >= now_ms {
+                    return Ok(None);
+                }
+                stored.lease_until = lease_until_ms;
+                notes
+                    .insert(key.as_str(), to_json(&stored).as_slice())
+                    .map_err(|x| e(x.into()))?;
+                Ok(Some(stored.note))
             })
         })
         .await
@@ -369,6 +422,7 @@ impl NoteStore for EmbeddedStore {
         const OP: &str = "deleting a note";
         let sort_key = note_id.sort_key();
         let key = user_note_key(username, &sort_key);
+        let tomb_key = user_note_key(username, note_id.as_str());
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
                 let e = err(OP);
@@ -385,6 +439,12 @@ impl NoteStore for EmbeddedStore {
                     let mut public = txn.open_table(PUBLIC).map_err(|x| e(x.into()))?;
                     public.remove(sort_key.as_str()).map_err(|x| e(x.into()))?;
                 }
+                let mut tombstones = txn.open_table(TOMBSTONES).map_err(|x| e(x.into()))?;
+                let expires =
+                    crate::domain::clock::now_millis() + crate::domain::note::TOMBSTONE_MS;
+                tombstones
+                    .insert(tomb_key.as_str(), to_json(&expires).as_slice())
+                    .map_err(|x| e(x.into()))?;
                 Ok(Some(stored.note))
             })
         })

@@ -6,7 +6,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use lambda_runtime::{Error, LambdaEvent};
 
 use crate::deps::Deps;
-use crate::domain::clock::now_iso;
+use crate::domain::clock::{now_iso, now_millis};
 use crate::domain::events::NoteEvent;
 use crate::domain::note::Note;
 use crate::ports::Saved;
@@ -95,40 +95,48 @@ pub async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
         saved_at,
         updated_at: None,
     };
-    match store_and_announce(deps, &note).await {
-        Ok(outcome) => outcome,
-        Err(reason) => {
+    let now = now_millis();
+    let lease_until = now + deps.settings.announce_lease_ms;
+    let saved = match deps.notes.save_if_absent(&note, lease_until).await {
+        Ok(saved) => saved,
+        Err(e) => {
+            let reason = e.to_string();
+            // Only a note that could not be stored is a failed note; on the last delivery its
+            // author hears of it.
             if receive_count(record) >= deps.settings.max_receive_count {
                 announce_failure(deps, &note, &reason).await;
             }
-            Outcome::Retry(reason)
+            return Outcome::Retry(reason);
         }
+    };
+    let (outcome, to_announce) = match saved {
+        Saved::Created => (Outcome::Saved, Some(note)),
+        Saved::Deleted => {
+            tracing::info!(note_id = %note.note_id, "redelivered note was deleted by its owner; not stored again");
+            return Outcome::Duplicate;
+        }
+        // Stored by an earlier delivery. If its note-saved never went out and no delivery is
+        // announcing it now, this one does.
+        Saved::AlreadyExists => match deps
+            .notes
+            .claim_announcement(&note.username, &note.note_id, now, lease_until)
+            .await
+        {
+            Ok(claimed) => (Outcome::Duplicate, claimed),
+            Err(e) => return Outcome::Retry(e.to_string()),
+        },
+    };
+    let Some(stored) = to_announce else {
+        return outcome;
+    };
+    match announce(deps, &stored).await {
+        Ok(()) => outcome,
+        // Stored but not announced: redelivery announces it once the lease runs out.
+        Err(reason) => Outcome::Retry(reason),
     }
 }
 
-async fn store_and_announce(deps: &Deps, note: &Note) -> Result<Outcome, String> {
-    let saved = deps
-        .notes
-        .save_if_absent(note)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (outcome, stored) = match saved {
-        Saved::Created => (Outcome::Saved, note.clone()),
-        Saved::AlreadyExists { notified: true } => return Ok(Outcome::Duplicate),
-        Saved::AlreadyExists { notified: false } => {
-            // An earlier delivery stored it but did not get its note-saved out: send it now.
-            let stored = deps
-                .notes
-                .get_note(&note.username, &note.note_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            match stored {
-                Some(stored) => (Outcome::Duplicate, stored),
-                // Stored, then deleted by its owner before we got here: nothing to announce.
-                None => return Ok(Outcome::Duplicate),
-            }
-        }
-    };
+async fn announce(deps: &Deps, stored: &Note) -> Result<(), String> {
     let event = NoteEvent::Saved {
         note_id: stored.note_id.clone(),
         username: stored.username.clone(),
@@ -143,8 +151,7 @@ async fn store_and_announce(deps: &Deps, note: &Note) -> Result<Outcome, String>
     deps.notes
         .mark_notified(&stored.username, &stored.note_id)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(outcome)
+        .map_err(|e| e.to_string())
 }
 
 async fn announce_failure(deps: &Deps, note: &Note, reason: &str) {

@@ -41,8 +41,14 @@ pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<EventBridgeEvent<serde_json::Value>>,
 ) -> Result<NotifyReport, Error> {
-    let note_event: NoteEvent = serde_json::from_value(event.payload.detail)
-        .map_err(|e| NotifyFailure::BadEvent(e.to_string()))?;
+    let note_event: NoteEvent = match serde_json::from_value(event.payload.detail) {
+        Ok(e) => e,
+        Err(e) => {
+            // A retry cannot fix an event we cannot read: log it and let it go.
+            tracing::error!(error = %NotifyFailure::BadEvent(e.to_string()), detail_type = %event.payload.detail_type, "event ignored");
+            return Ok(NotifyReport::default());
+        }
+    };
     Ok(notify(deps, &note_event).await?)
 }
 

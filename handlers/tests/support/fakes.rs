@@ -13,10 +13,13 @@ use notes_handlers::domain::note::{Note, NoteId};
 use notes_handlers::ports::*;
 
 /// Refuses the first `refusals` entries (as PutEvents does with `FailedEntryCount > 0`), then accepts.
+/// With `only`, refuses entries of that detail-type only.
 #[derive(Default)]
 pub struct RefusingBus {
     pub refusals: AtomicUsize,
+    pub only: Option<&'static str>,
     pub accepted: Mutex<Vec<NoteEvent>>,
+    pub attempted: Mutex<Vec<NoteEvent>>,
     pub calls: AtomicUsize,
 }
 
@@ -35,8 +38,9 @@ impl EventBus for RefusingBus {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut report = PublishReport::default();
         for (index, e) in events.iter().enumerate() {
+            self.attempted.lock().unwrap().push(e.clone());
             let left = self.refusals.load(Ordering::SeqCst);
-            if left > 0 {
+            if left > 0 && self.only.is_none_or(|t| t == e.detail_type()) {
                 self.refusals.store(left - 1, Ordering::SeqCst);
                 report.failed.push(FailedEntry {
                     index,
@@ -56,8 +60,17 @@ pub struct BrokenNotes;
 
 #[async_trait]
 impl NoteStore for BrokenNotes {
-    async fn save_if_absent(&self, _: &Note) -> Result<Saved, StoreError> {
+    async fn save_if_absent(&self, _: &Note, _: i64) -> Result<Saved, StoreError> {
         Err(StoreError::new("saving a note", "the table is unavailable"))
+    }
+    async fn claim_announcement(
+        &self,
+        _: &str,
+        _: &NoteId,
+        _: i64,
+        _: i64,
+    ) -> Result<Option<Note>, StoreError> {
+        Err(StoreError::new("claiming", "unavailable"))
     }
     async fn mark_notified(&self, _: &str, _: &NoteId) -> Result<(), StoreError> {
         Err(StoreError::new("marking", "unavailable"))

@@ -120,6 +120,8 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<Exit> {
     let store = Arc::new(store);
     let settings = Settings {
         max_receive_count: args.max_receive_count,
+        // A redelivery must be able to take over an announcement that failed.
+        announce_lease_ms: (args.visibility_timeout as i64 * 1000 / 2).clamp(100, 30_000),
         ..Settings::default()
     };
     let deps = Arc::new(Deps::new(
@@ -131,6 +133,7 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<Exit> {
         secret,
         settings,
     ));
+    tokio::task::spawn_blocking(notes_handlers::domain::password::warm_up);
     deps.token_keys()
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
