@@ -76,6 +76,8 @@ pub enum Command {
     RedriveDlq(commands::redrive::RedriveArgs),
     /// Print the functions' logs, interleaved by time; --follow for new ones.
     Tail(commands::tail::TailArgs),
+    /// Create or update the queue-depth and dead-letter alarms (with their QueueName dimension).
+    Alarms(commands::alarms::AlarmsArgs),
 }
 
 fn init_logs(global: &Global) {
@@ -112,6 +114,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::QueueDepth(args) => commands::queue_depth::run(&cli.global, args).await,
             Command::RedriveDlq(args) => commands::redrive::run(&cli.global, args).await,
             Command::Tail(args) => commands::tail::run(&cli.global, args).await,
+            Command::Alarms(args) => commands::alarms::run(&cli.global, args).await,
         }
     });
     match result {

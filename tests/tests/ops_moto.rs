@@ -487,3 +487,21 @@ async fn an_interrupted_manual_redrive_loses_nothing() {
         "{v}"
     );
 }
+
+/// `alarms` refuses to create alarms for queues that do not exist (they would watch nothing). The
+/// alarms themselves are tested on recorded CloudWatch responses in cli/src/commands/alarms.rs: moto
+/// 5.2 does not speak the CBOR protocol the CloudWatch SDK uses.
+#[tokio::test]
+async fn alarms_refuse_queues_that_do_not_exist() {
+    let missing = cli("no-queues-here")
+        .await
+        .args(["alarms", "--email", "oncall@example.com"])
+        .run()
+        .await;
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+}

@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod alarms;
 pub mod dev;
 pub mod queue_depth;
 pub mod redrive;

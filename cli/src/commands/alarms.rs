@@ -1,0 +1,370 @@
+//! `notesctl alarms`: the two alarms the seed recommended, this time watching something — each carries
+//! the `QueueName` dimension (required fix 10; the seed's commands had none, so they matched no metric).
+//! Idempotent: a second run updates them in place.
+
+use std::fmt;
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
+use serde::Serialize;
+
+use super::queue_depth::queue_url;
+use crate::aws::{explain, sdk_config};
+use crate::{Exit, Global, names, output};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AlarmsArgs {
+    /// Notify this SNS topic when an alarm fires (and when it recovers).
+    #[arg(long, value_name = "ARN", conflicts_with = "email")]
+    pub sns_topic_arn: Option<String>,
+    /// Create the topic `{stage}-notes-alarms` and subscribe this address (confirm the email AWS sends).
+    #[arg(long, value_name = "ADDR")]
+    pub email: Option<String>,
+    /// Average visible messages in the processing queue above which it alarms.
+    #[arg(long, value_name = "N", default_value_t = 100.0)]
+    pub queue_depth_threshold: f64,
+}
+
+/// One alarm, as `PutMetricAlarm` receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmSpec {
+    pub name: String,
+    pub description: String,
+    pub metric: &'static str,
+    pub queue: String,
+    pub statistic: Statistic,
+    pub period: i32,
+    pub evaluation_periods: i32,
+    pub threshold: f64,
+    pub comparison: ComparisonOperator,
+}
+
+/// The alarms for a stage: queue depth (Average > threshold over 2 × 5 min) and dead letters
+/// (Sum ≥ 1 over 1 min), each on its own queue by `QueueName`.
+pub fn alarm_specs(stage: &str, queue_depth_threshold: f64) -> Vec<AlarmSpec> {
+    vec![
+        AlarmSpec {
+            name: format!("{stage}-notes-queue-depth-high"),
+            description: format!(
+                "Notes are piling up in {}: save-note is failing or too slow. Check `notesctl tail save` and `notesctl queue-depth`.",
+                names::queue(stage)
+            ),
+            metric: "ApproximateNumberOfMessagesVisible",
+            queue: names::queue(stage),
+            statistic: Statistic::Average,
+            period: 300,
+            evaluation_periods: 2,
+            threshold: queue_depth_threshold,
+            comparison: ComparisonOperator::GreaterThanThreshold,
+        },
+        AlarmSpec {
+            name: format!("{stage}-notes-dlq-messages"),
+            description: format!(
+                "Notes were dead-lettered in {}. Inspect with `notesctl redrive-dlq --dry-run`, fix the cause, then redrive.",
+                names::dlq(stage)
+            ),
+            metric: "ApproximateNumberOfMessagesVisible",
+            queue: names::dlq(stage),
+            statistic: Statistic::Sum,
+            period: 60,
+            evaluation_periods: 1,
+            threshold: 1.0,
+            comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
+        },
+    ]
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AlarmState {
+    pub name: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmsReport {
+    pub alarms: Vec<AlarmState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic_arn: Option<String>,
+}
+
+impl fmt::Display for AlarmsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for a in &self.alarms {
+            writeln!(f, "{:<45} {}", a.name, a.state)?;
+        }
+        match &self.topic_arn {
+            Some(t) => write!(f, "actions: {t}"),
+            None => write!(
+                f,
+                "actions: none (pass --email or --sns-topic-arn to be told when they fire)"
+            ),
+        }
+    }
+}
+
+/// The clients `alarms` talks to.
+pub struct Clients {
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub cw: aws_sdk_cloudwatch::Client,
+}
+
+pub async fn run(global: &Global, args: AlarmsArgs) -> anyhow::Result<Exit> {
+    let config = sdk_config(global, None).await?;
+    let clients = Clients {
+        sqs: aws_sdk_sqs::Client::new(&config),
+        sns: aws_sdk_sns::Client::new(&config),
+        cw: aws_sdk_cloudwatch::Client::new(&config),
+    };
+    let report = apply(&clients, &global.stage, &args).await?;
+    let firing = report
+        .alarms
+        .iter()
+        .any(|a| a.state == StateValue::Alarm.as_str());
+    output::print(global.output, &report);
+    Ok(if firing { Exit::Problem } else { Exit::Ok })
+}
+
+/// Creates or updates the alarms and reports their states.
+pub async fn apply(
+    clients: &Clients,
+    stage: &str,
+    args: &AlarmsArgs,
+) -> anyhow::Result<AlarmsReport> {
+    let specs = alarm_specs(stage, args.queue_depth_threshold);
+    // An alarm on a queue that does not exist watches nothing: check first.
+    for spec in &specs {
+        queue_url(&clients.sqs, &spec.queue).await?;
+    }
+    let topic_arn = match (&args.sns_topic_arn, &args.email) {
+        (Some(arn), _) => Some(arn.clone()),
+        (None, Some(email)) => {
+            let topic = format!("{stage}-notes-alarms");
+            let arn = clients
+                .sns
+                .create_topic()
+                .name(&topic)
+                .send()
+                .await
+                .map_err(|e| explain(&format!("creating the SNS topic {topic}"), &e))?
+                .topic_arn
+                .unwrap_or_default();
+            clients
+                .sns
+                .subscribe()
+                .topic_arn(&arn)
+                .protocol("email")
+                .endpoint(email)
+                .send()
+                .await
+                .map_err(|e| explain(&format!("subscribing {email} to {topic}"), &e))?;
+            Some(arn)
+        }
+        (None, None) => None,
+    };
+    for spec in &specs {
+        clients
+            .cw
+            .put_metric_alarm()
+            .alarm_name(&spec.name)
+            .alarm_description(&spec.description)
+            .namespace("AWS/SQS")
+            .metric_name(spec.metric)
+            .dimensions(
+                Dimension::builder()
+                    .name("QueueName")
+                    .value(&spec.queue)
+                    .build(),
+            )
+            .statistic(spec.statistic.clone())
+            .period(spec.period)
+            .evaluation_periods(spec.evaluation_periods)
+            .threshold(spec.threshold)
+            .comparison_operator(spec.comparison.clone())
+            .treat_missing_data("notBreaching")
+            .set_alarm_actions(topic_arn.clone().map(|t| vec![t]))
+            .set_ok_actions(topic_arn.clone().map(|t| vec![t]))
+            .send()
+            .await
+            .map_err(|e| explain(&format!("creating alarm {}", spec.name), &e))?;
+    }
+    let described = clients
+        .cw
+        .describe_alarms()
+        .set_alarm_names(Some(specs.iter().map(|s| s.name.clone()).collect()))
+        .send()
+        .await
+        .map_err(|e| explain("reading the alarms' states", &e))?;
+    let alarms = specs
+        .iter()
+        .map(|spec| {
+            let found = described
+                .metric_alarms()
+                .iter()
+                .find(|a| a.alarm_name() == Some(spec.name.as_str()));
+            AlarmState {
+                name: spec.name.clone(),
+                state: found
+                    .and_then(|a| a.state_value())
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_else(|| "UNKNOWN".into()),
+                reason: found.and_then(|a| a.state_reason()).map(str::to_owned),
+            }
+        })
+        .collect();
+    Ok(AlarmsReport { alarms, topic_arn })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
+    use aws_sdk_cloudwatch::operation::put_metric_alarm::PutMetricAlarmOutput;
+    use aws_sdk_cloudwatch::types::MetricAlarm;
+    use aws_sdk_sns::operation::create_topic::CreateTopicOutput;
+    use aws_sdk_sns::operation::subscribe::SubscribeOutput;
+    use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    /// CloudWatch as a tiny stateful fake on recorded responses (moto 5.2 does not speak the SDK's
+    /// CBOR protocol for CloudWatch): PutMetricAlarm stores by name, DescribeAlarms reads back.
+    #[tokio::test]
+    async fn two_runs_leave_two_dimensioned_alarms_wired_to_the_topic() {
+        let alarms: Arc<Mutex<BTreeMap<String, MetricAlarm>>> = Arc::default();
+        let store = alarms.clone();
+        let put =
+            mock!(aws_sdk_cloudwatch::Client::put_metric_alarm).then_compute_output(move |req| {
+                let alarm = MetricAlarm::builder()
+                    .alarm_name(req.alarm_name().unwrap())
+                    .namespace(req.namespace().unwrap())
+                    .metric_name(req.metric_name().unwrap())
+                    .set_dimensions(Some(req.dimensions().to_vec()))
+                    .set_alarm_actions(Some(req.alarm_actions().to_vec()))
+                    .set_statistic(req.statistic().cloned())
+                    .set_threshold(req.threshold())
+                    .set_period(req.period())
+                    .set_evaluation_periods(req.evaluation_periods())
+                    .state_value(StateValue::InsufficientData)
+                    .build();
+                store
+                    .lock()
+                    .unwrap()
+                    .insert(req.alarm_name().unwrap().to_owned(), alarm);
+                PutMetricAlarmOutput::builder().build()
+            });
+        let read = alarms.clone();
+        let describe =
+            mock!(aws_sdk_cloudwatch::Client::describe_alarms).then_compute_output(move |req| {
+                let all = read.lock().unwrap();
+                let found = req.alarm_names().iter().filter_map(|n| all.get(n).cloned());
+                DescribeAlarmsOutput::builder()
+                    .set_metric_alarms(Some(found.collect()))
+                    .build()
+            });
+        let url = mock!(aws_sdk_sqs::Client::get_queue_url).then_compute_output(|r| {
+            GetQueueUrlOutput::builder()
+                .queue_url(format!("https://sqs/1/{}", r.queue_name().unwrap()))
+                .build()
+        });
+        let topic = mock!(aws_sdk_sns::Client::create_topic).then_compute_output(|r| {
+            CreateTopicOutput::builder()
+                .topic_arn(format!("arn:aws:sns:eu-west-2:1:{}", r.name().unwrap()))
+                .build()
+        });
+        let subscribe = mock!(aws_sdk_sns::Client::subscribe)
+            .match_requests(|r| {
+                r.protocol() == Some("email") && r.endpoint() == Some("oncall@example.com")
+            })
+            .then_output(|| {
+                SubscribeOutput::builder()
+                    .subscription_arn("pending confirmation")
+                    .build()
+            });
+        let clients = Clients {
+            sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&url]),
+            sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, [&topic, &subscribe]),
+            cw: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&put, &describe]),
+        };
+        let args = AlarmsArgs {
+            sns_topic_arn: None,
+            email: Some("oncall@example.com".into()),
+            queue_depth_threshold: 50.0,
+        };
+        for _ in 0..2 {
+            let report = apply(&clients, "prod", &args).await.unwrap();
+            assert_eq!(report.alarms.len(), 2);
+            assert_eq!(report.alarms[0].state, "INSUFFICIENT_DATA");
+            assert_eq!(
+                report.topic_arn.as_deref(),
+                Some("arn:aws:sns:eu-west-2:1:prod-notes-alarms")
+            );
+        }
+        let all = alarms.lock().unwrap();
+        assert_eq!(all.len(), 2, "updated in place, not duplicated");
+        for (name, queue) in [
+            ("prod-notes-queue-depth-high", "prod-note-processing-queue"),
+            ("prod-notes-dlq-messages", "prod-note-processing-dlq"),
+        ] {
+            let a = &all[name];
+            assert_eq!(a.namespace(), Some("AWS/SQS"));
+            assert_eq!(a.metric_name(), Some("ApproximateNumberOfMessagesVisible"));
+            assert_eq!(a.dimensions().len(), 1);
+            assert_eq!(
+                (a.dimensions()[0].name(), a.dimensions()[0].value()),
+                (Some("QueueName"), Some(queue))
+            );
+            assert_eq!(
+                a.alarm_actions(),
+                ["arn:aws:sns:eu-west-2:1:prod-notes-alarms".to_owned()]
+            );
+        }
+        assert_eq!(all["prod-notes-queue-depth-high"].threshold(), Some(50.0));
+        assert_eq!(
+            subscribe.num_calls(),
+            2,
+            "Subscribe is idempotent on SNS's side"
+        );
+    }
+
+    /// Required fix 10: every alarm names its queue; the seed's had no dimension and watched nothing.
+    #[test]
+    fn fix10_each_alarm_watches_its_own_queue() {
+        let specs = alarm_specs("production", 100.0);
+        assert_eq!(specs.len(), 2);
+        let depth = &specs[0];
+        assert_eq!(depth.name, "production-notes-queue-depth-high");
+        assert_eq!(depth.queue, "production-note-processing-queue");
+        assert_eq!(
+            (
+                depth.statistic.clone(),
+                depth.period,
+                depth.evaluation_periods,
+                depth.threshold
+            ),
+            (Statistic::Average, 300, 2, 100.0)
+        );
+        assert_eq!(depth.comparison, ComparisonOperator::GreaterThanThreshold);
+        let dlq = &specs[1];
+        assert_eq!(dlq.name, "production-notes-dlq-messages");
+        assert_eq!(dlq.queue, "production-note-processing-dlq");
+        assert_eq!(
+            (
+                dlq.statistic.clone(),
+                dlq.period,
+                dlq.evaluation_periods,
+                dlq.threshold
+            ),
+            (Statistic::Sum, 60, 1, 1.0)
+        );
+        assert_eq!(
+            dlq.comparison,
+            ComparisonOperator::GreaterThanOrEqualToThreshold
+        );
+        assert_eq!(alarm_specs("x", 7.0)[0].threshold, 7.0);
+    }
+}
