@@ -87,14 +87,24 @@ fn init_logs(global: &Global) {
         (false, 1) => "debug",
         _ => "trace",
     };
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOTESCTL_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("warn,notesctl={level},notes_handlers={level}"))
     });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        .with_filter(filter);
+    // What the handlers log inside `dev` also goes to their log groups, whatever -q/-v say for stderr.
+    let functions = commands::dev::logbook::LogBookLayer.with_filter(
+        tracing_subscriber::EnvFilter::new("notes_handlers=info,notesctl=info"),
+    );
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(functions)
         .try_init();
 }
 

@@ -188,3 +188,144 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
         (Some(1), Some("manual"))
     );
 }
+
+/// `tail --local` reads the functions' logs from `dev`, as `tail` reads CloudWatch Logs on AWS.
+#[tokio::test]
+async fn tail_local_shows_and_follows_the_functions_logs() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let http = reqwest::Client::new();
+    let creds = json!({"username": "ada", "password": "pw"});
+    http.post(format!("{}/auth/signup", dev.api_url))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    let token = http
+        .post(format!("{}/auth/login", dev.api_url))
+        .json(&creds)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let post = |content: &'static str| {
+        let (http, url, token) = (
+            http.clone(),
+            format!("{}/notes", dev.api_url),
+            token.clone(),
+        );
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&json!({"content": content}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["noteId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let first = post("first").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let run = Cli::new()
+            .args([
+                "tail",
+                "save",
+                "publish",
+                "--local",
+                &dev.api_url,
+                "--since",
+                "5m",
+                "--output",
+                "json",
+            ])
+            .run()
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let lines: Vec<Value> = run
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines
+            .iter()
+            .any(|l| l["function"] == "production-notes-save")
+        {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "no save logs: {}", run.stdout);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let publish = lines
+        .iter()
+        .position(|l| {
+            l["function"] == "production-notes-publish"
+                && l["message"].as_str().unwrap().contains(&first)
+        })
+        .expect("publish logged the note");
+    let save = lines
+        .iter()
+        .position(|l| l["function"] == "production-notes-save")
+        .unwrap();
+    assert!(publish < save, "interleaved by time: publish before save");
+
+    let run = Cli::new()
+        .args([
+            "tail",
+            "notes-publish",
+            "--local",
+            &dev.api_url,
+            "--filter",
+            "\"note submitted\"",
+        ])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(run.stdout.contains("publish") && run.stdout.contains(&first));
+
+    let mut follow = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
+        .args([
+            "tail",
+            "publish",
+            "--follow",
+            "--local",
+            &dev.api_url,
+            "--since",
+            "1s",
+            "--output",
+            "json",
+        ])
+        .env("NOTESCTL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(follow.stdout.take().unwrap()).lines();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = post("second").await;
+    let line = loop {
+        let line = tokio::time::timeout(Duration::from_secs(15), out.next_line())
+            .await
+            .expect("followed")
+            .unwrap()
+            .unwrap();
+        if line.contains(&second) {
+            break line;
+        }
+    };
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["function"], "production-notes-publish");
+    let _ = follow.kill().await;
+}

@@ -29,6 +29,8 @@ pub type SharedMoveTasks = Arc<MoveTasks>;
 
 struct AwsError {
     status: StatusCode,
+    /// `sqs` or `logs`: how the error type is spelled, and the JSON protocol version.
+    service: &'static str,
     code: &'static str,
     query_code: &'static str,
     message: String,
@@ -38,6 +40,7 @@ impl AwsError {
     fn client(code: &'static str, query_code: &'static str, message: impl Into<String>) -> Self {
         AwsError {
             status: StatusCode::BAD_REQUEST,
+            service: "sqs",
             code,
             query_code,
             message: message.into(),
@@ -57,6 +60,7 @@ impl AwsError {
     fn internal(e: impl std::fmt::Display) -> Self {
         AwsError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
+            service: "sqs",
             code: "InternalError",
             query_code: "InternalError",
             message: e.to_string(),
@@ -66,14 +70,17 @@ impl AwsError {
 
 impl IntoResponse for AwsError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"__type": format!("com.amazonaws.sqs#{}", self.code), "message": self.message});
+        let (kind, content_type) = match self.service {
+            "logs" => (self.code.to_owned(), "application/x-amz-json-1.1"),
+            _ => (
+                format!("com.amazonaws.sqs#{}", self.code),
+                "application/x-amz-json-1.0",
+            ),
+        };
+        let body = json!({"__type": kind, "message": self.message});
         let mut resp = (self.status, body.to_string()).into_response();
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.0"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         if let Ok(v) = HeaderValue::from_str(&format!("{};Sender", self.query_code)) {
             h.insert("x-amzn-query-error", v);
         }
@@ -177,9 +184,80 @@ pub async fn serve(State(gw): State<Gateway>, req: Request) -> Response {
         }
     };
     let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
-    match sqs(&gw.queue, &gw.move_tasks, &target, &input, &host).await {
-        Ok(v) => ok(v),
+    let result = match target.strip_prefix("Logs_20140328.") {
+        Some(op) => logs(op, &input).map(|v| (v, "application/x-amz-json-1.1")),
+        None => sqs(&gw.queue, &gw.move_tasks, &target, &input, &host)
+            .await
+            .map(|v| (v, "application/x-amz-json-1.0")),
+    };
+    match result {
+        Ok((v, content_type)) => {
+            let mut resp = ok(v);
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            resp
+        }
         Err(e) => e.into_response(),
+    }
+}
+
+fn logs_error(code: &'static str, message: impl Into<String>) -> AwsError {
+    AwsError {
+        status: StatusCode::BAD_REQUEST,
+        service: "logs",
+        code,
+        query_code: code,
+        message: message.into(),
+    }
+}
+
+/// The function behind `/aws/lambda/{stage}-{handler}` (any stage: dev runs one app).
+fn function_of(group: &str) -> Option<notes_handlers::HandlerName> {
+    let function = group.strip_prefix("/aws/lambda/")?;
+    notes_handlers::HandlerName::ALL
+        .into_iter()
+        .find(|h| function == h.as_str() || function.ends_with(&format!("-{}", h.as_str())))
+}
+
+/// CloudWatch Logs (`FilterLogEvents`) over the functions' logs that dev keeps.
+fn logs(op: &str, input: &Value) -> Result<Value, AwsError> {
+    match op {
+        "FilterLogEvents" => {
+            let group = input["logGroupName"].as_str().unwrap_or_default();
+            let function = function_of(group).ok_or_else(|| {
+                logs_error("ResourceNotFoundException", format!("The specified log group does not exist: {group} is not a function of the notes app"))
+            })?;
+            let pattern = input["filterPattern"].as_str().unwrap_or_default();
+            super::logbook::matches(pattern, "")
+                .map_err(|m| logs_error("InvalidParameterException", m))?;
+            let after = input["nextToken"]
+                .as_str()
+                .and_then(|t| t.parse::<u64>().ok());
+            let limit = input["limit"].as_u64().unwrap_or(10_000).min(10_000) as usize;
+            let events = super::logbook::LogBook::global().read(
+                function,
+                input["startTime"].as_i64().unwrap_or(0),
+                input["endTime"].as_i64(),
+                after,
+                limit,
+            );
+            let more = events.len() == limit;
+            let next = events.last().map(|e| e.id.to_string());
+            let events: Vec<Value> = events
+                .into_iter()
+                .filter(|e| super::logbook::matches(pattern, &e.message).unwrap_or(true))
+                .map(|e| json!({"logStreamName": e.stream, "timestamp": e.timestamp_ms, "ingestionTime": e.timestamp_ms, "message": e.message, "eventId": e.id.to_string()}))
+                .collect();
+            let mut out = json!({"events": events, "searchedLogStreams": []});
+            if more && let Some(next) = next {
+                out["nextToken"] = json!(next);
+            }
+            Ok(out)
+        }
+        other => Err(logs_error(
+            "UnsupportedOperation",
+            format!("CloudWatch Logs {other} is not offered by the notesctl dev server"),
+        )),
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::invoke as invoke_json;
 use axum::body::{Body, to_bytes};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -15,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures::{SinkExt, StreamExt};
-use notes_handlers::dispatch::invoke_json;
 use notes_handlers::domain::AppError;
 use notes_handlers::domain::clock::now_millis;
 use notes_handlers::embedded::LocalNotifier;

@@ -6,6 +6,7 @@ pub mod aws_api;
 pub mod bus;
 pub mod frontend;
 pub mod gateway;
+pub mod logbook;
 pub mod queue;
 pub mod workers;
 
@@ -240,4 +241,20 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<Exit> {
         args.data_dir.display()
     );
     Ok(Exit::Ok)
+}
+
+/// Invokes a handler as Lambda would, inside a `function` span, so its logs land in the function's
+/// log group (`notesctl tail --local`).
+pub async fn invoke(
+    handler: notes_handlers::HandlerName,
+    deps: &Deps,
+    payload: serde_json::Value,
+    context: lambda_runtime::Context,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    use tracing::Instrument;
+    let span =
+        tracing::info_span!("function", name = handler.as_str(), requestId = %context.request_id);
+    notes_handlers::dispatch::invoke_json(handler, deps, payload, context)
+        .instrument(span)
+        .await
 }

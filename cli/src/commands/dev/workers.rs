@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use notes_handlers::dispatch::invoke_json;
+use super::invoke as invoke_json;
 use notes_handlers::domain::events::NoteEvent;
 use notes_handlers::{Deps, HandlerName};
 use serde_json::{Value, json};
