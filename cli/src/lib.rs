@@ -4,8 +4,10 @@
 
 pub mod aws;
 pub mod commands;
+pub mod mime;
 pub mod names;
 pub mod output;
+pub mod stacks;
 
 use std::process::ExitCode;
 
@@ -78,6 +80,10 @@ pub enum Command {
     Tail(commands::tail::TailArgs),
     /// Create or update the queue-depth and dead-letter alarms (with their QueueName dimension).
     Alarms(commands::alarms::AlarmsArgs),
+    /// Upload the frontend to its bucket by content (MD5), with config.json from the stacks.
+    SyncFrontend(commands::sync_frontend::SyncArgs),
+    /// Invalidate the CloudFront cache (idempotent; --wait follows it to Completed).
+    Invalidate(commands::invalidate::InvalidateArgs),
 }
 
 fn init_logs(global: &Global) {
@@ -125,6 +131,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::RedriveDlq(args) => commands::redrive::run(&cli.global, args).await,
             Command::Tail(args) => commands::tail::run(&cli.global, args).await,
             Command::Alarms(args) => commands::alarms::run(&cli.global, args).await,
+            Command::SyncFrontend(args) => commands::sync_frontend::run(&cli.global, args).await,
+            Command::Invalidate(args) => commands::invalidate::run(&cli.global, args).await,
         }
     });
     match result {

@@ -2,6 +2,8 @@
 
 pub mod alarms;
 pub mod dev;
+pub mod invalidate;
 pub mod queue_depth;
 pub mod redrive;
+pub mod sync_frontend;
 pub mod tail;

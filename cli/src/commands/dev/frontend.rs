@@ -22,22 +22,7 @@ const EMBEDDED: &[(&str, &[u8])] = &[
     ),
 ];
 
-pub fn content_type(path: &str) -> &'static str {
-    match path.rsplit('.').next().unwrap_or_default() {
-        "html" | "htm" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "ico" => "image/x-icon",
-        "woff2" => "font/woff2",
-        "wasm" => "application/wasm",
-        "txt" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
+use crate::mime::content_type;
 
 pub enum Frontend {
     Embedded,
@@ -112,6 +97,5 @@ mod tests {
         let f = Frontend::Dir(dir.path().to_path_buf());
         assert!(f.get("/index.html").is_some());
         assert!(f.get("/../etc/passwd").is_none());
-        assert_eq!(content_type("a.woff2"), "font/woff2");
     }
 }

@@ -1,0 +1,346 @@
+//! `notesctl invalidate`: a CloudFront invalidation that a retry never duplicates (its caller
+//! reference is derived from the paths and the bucket's content), retried on throttling, and with
+//! `--wait` followed to `Completed` — or, at `--timeout`, a clear "still running" and exit 1, not the
+//! AWS CLI waiter's exit 255 after ten fixed minutes.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudfront::Client;
+use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::Serialize;
+use sha2::Digest;
+
+use super::sync_frontend::{content_hash, list_bucket, s3_client};
+use crate::aws::{explain, sdk_config};
+use crate::{Exit, Global, output, stacks};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct InvalidateArgs {
+    /// Distribution to invalidate (default: the frontend stack's DistributionId output).
+    #[arg(long)]
+    pub distribution_id: Option<String>,
+    /// Paths to invalidate (repeatable).
+    #[arg(long = "path", value_name = "PATH", default_value = "/*")]
+    pub paths: Vec<String>,
+    /// Wait until the invalidation has completed.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (30s, 15m, 1h).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Bucket whose content names the invalidation (default: the frontend stack's BucketName output).
+    #[arg(long)]
+    pub bucket: Option<String>,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(
+        t.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidateReport {
+    pub invalidation_id: String,
+    pub status: String,
+    pub distribution_id: String,
+    pub paths: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl fmt::Display for InvalidateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalidation {} of {} ({}): {}",
+            self.invalidation_id,
+            self.distribution_id,
+            self.paths.join(" "),
+            self.status
+        )?;
+        if let Some(p) = &self.problem {
+            write!(f, "\n{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The caller reference: the same paths over the same content are the same invalidation.
+pub fn caller_reference(paths: &[String], content: &str) -> String {
+    let mut sorted = paths.to_vec();
+    sorted.sort();
+    let digest = sha2::Sha256::digest(format!("{}\n{content}", sorted.join("\n")).as_bytes());
+    format!(
+        "notesctl-{}",
+        digest[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// CloudFront says `Completed` / `InProgress`; some emulators shout. One spelling for reports.
+fn normalize(status: &str) -> String {
+    match status.to_ascii_lowercase().as_str() {
+        "completed" => "Completed".to_owned(),
+        "inprogress" | "in_progress" => "InProgress".to_owned(),
+        _ => status.to_owned(),
+    }
+}
+
+fn retryable(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "Throttling"
+                | "ThrottlingException"
+                | "TooManyInvalidationsInProgress"
+                | "ServiceUnavailable"
+                | "InternalError"
+        )
+    )
+}
+
+/// Creates (or finds, for a repeated caller reference) the invalidation, retrying throttling.
+pub async fn create(
+    cf: &Client,
+    distribution_id: &str,
+    paths: &[String],
+    reference: &str,
+) -> anyhow::Result<(String, String)> {
+    let batch = InvalidationBatch::builder()
+        .paths(
+            Paths::builder()
+                .quantity(paths.len() as i32)
+                .set_items(Some(paths.to_vec()))
+                .build()?,
+        )
+        .caller_reference(reference)
+        .build()?;
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=8 {
+        match cf
+            .create_invalidation()
+            .distribution_id(distribution_id)
+            .invalidation_batch(batch.clone())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let inv = out.invalidation();
+                return Ok((
+                    inv.map(|i| i.id().to_owned()).unwrap_or_default(),
+                    inv.map(|i| normalize(i.status())).unwrap_or_default(),
+                ));
+            }
+            Err(e)
+                if attempt < 8
+                    && (retryable(e.code())
+                        || e.raw_response().is_some_and(|r| r.status().as_u16() == 503)) =>
+            {
+                tracing::warn!(
+                    attempt,
+                    code = e.code().unwrap_or("503"),
+                    "CloudFront is throttling; retrying in {delay:?}"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(20));
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_distribution()) =>
+            {
+                anyhow::bail!(
+                    "distribution {distribution_id} does not exist: check --distribution-id, or deploy the frontend stack"
+                )
+            }
+            Err(e) => return Err(explain(&format!("invalidating {}", paths.join(" ")), &e)),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Polls until `Completed` or the timeout; the last status seen.
+pub async fn wait(
+    global: &Global,
+    cf: &Client,
+    distribution_id: &str,
+    id: &str,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let started = Instant::now();
+    let terminal = !global.quiet
+        && !global.no_progress
+        && std::env::var_os("CI").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let spinner = terminal.then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    });
+    let mut delay = Duration::from_secs(2);
+    let status = loop {
+        let status = match cf
+            .get_invalidation()
+            .distribution_id(distribution_id)
+            .id(id)
+            .send()
+            .await
+        {
+            Ok(out) => out
+                .invalidation()
+                .map(|i| normalize(i.status()))
+                .unwrap_or_default(),
+            Err(e) if retryable(e.code()) => "InProgress".to_owned(),
+            Err(e) => return Err(explain(&format!("reading invalidation {id}"), &e)),
+        };
+        let elapsed = started.elapsed();
+        match &spinner {
+            Some(s) => s.set_message(format!(
+                "invalidation {id}: {status} ({}s)",
+                elapsed.as_secs()
+            )),
+            None if !global.quiet => {
+                eprintln!("invalidation {id}: {status} ({}s)", elapsed.as_secs())
+            }
+            None => {}
+        }
+        if status == "Completed" || elapsed >= timeout {
+            break status;
+        }
+        tokio::time::sleep(
+            delay
+                .min(timeout.saturating_sub(elapsed))
+                .max(Duration::from_millis(100)),
+        )
+        .await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(15));
+    };
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    Ok(status)
+}
+
+/// Invalidates and, with `wait`, follows it; shared by `invalidate` and `deploy --frontend`.
+pub async fn invalidate(
+    global: &Global,
+    config: &aws_config::SdkConfig,
+    args: &InvalidateArgs,
+    content: Option<String>,
+) -> anyhow::Result<InvalidateReport> {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    let distribution_id = match &args.distribution_id {
+        Some(d) => d.clone(),
+        None => {
+            stacks::output(
+                &cfn,
+                &global.stage,
+                "frontend",
+                "DistributionId",
+                "--distribution-id",
+            )
+            .await?
+        }
+    };
+    let content = match content {
+        Some(c) => c,
+        None => {
+            let bucket = match &args.bucket {
+                Some(b) => Some(b.clone()),
+                None => stacks::output(&cfn, &global.stage, "frontend", "BucketName", "--bucket")
+                    .await
+                    .ok(),
+            };
+            match bucket {
+                Some(b) => content_hash(
+                    &list_bucket(&s3_client(config, global.endpoint_url.is_some()), &b).await?,
+                ),
+                // Without the bucket, the paths alone name it: a retry still finds the same one.
+                None => String::new(),
+            }
+        }
+    };
+    let reference = caller_reference(&args.paths, &content);
+    let cf = Client::new(config);
+    let (id, mut status) = create(&cf, &distribution_id, &args.paths, &reference).await?;
+    let mut problem = None;
+    if args.wait && status != "Completed" {
+        status = wait(global, &cf, &distribution_id, &id, args.timeout).await?;
+        if status != "Completed" {
+            problem = Some(format!(
+                "invalidation {id} is still {status} after {}s; it goes on in CloudFront — check it with `notesctl invalidate --wait` again or the console",
+                args.timeout.as_secs()
+            ));
+        }
+    }
+    Ok(InvalidateReport {
+        invalidation_id: id,
+        status,
+        distribution_id,
+        paths: args.paths.clone(),
+        problem,
+    })
+}
+
+pub async fn run(global: &Global, args: InvalidateArgs) -> anyhow::Result<Exit> {
+    let config = sdk_config(global, None).await?;
+    let report = invalidate(global, &config, &args, None).await?;
+    let exit = if report.problem.is_some() {
+        Exit::Problem
+    } else {
+        Exit::Ok
+    };
+    output::print(global.output, &report);
+    Ok(exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn caller_references_follow_paths_and_content() {
+        let a = caller_reference(&["/*".into()], "c1");
+        assert_eq!(
+            a,
+            caller_reference(&["/*".into()], "c1"),
+            "a retry is the same invalidation"
+        );
+        assert_ne!(
+            a,
+            caller_reference(&["/*".into()], "c2"),
+            "new content, new invalidation"
+        );
+        assert_eq!(
+            caller_reference(&["/a".into(), "/b".into()], ""),
+            caller_reference(&["/b".into(), "/a".into()], "")
+        );
+        assert!(a.len() <= 128);
+    }
+}

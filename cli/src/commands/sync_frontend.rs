@@ -1,0 +1,905 @@
+//! `notesctl sync-frontend DIR`: uploads the frontend to its bucket, deciding by content, not by
+//! timestamps. The AWS CLI compares size and modification time, so a rebuilt site re-uploads every
+//! file while a same-size edit with an older timestamp is skipped; here an unchanged file is never
+//! sent and a changed one always is. Single-part objects compare MD5 with the ETag; multipart ones
+//! the MD5 we store in their metadata. `config.json` is written from the stacks' outputs, so the
+//! frontend needs no hand edit.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use base64::Engine;
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use serde::Serialize;
+
+use crate::aws::{explain, sdk_config};
+use crate::{Exit, Global, mime, output, stacks};
+
+/// Files at least this large go up in parts of this size (and their ETag is computed the same way).
+pub const PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Names never uploaded (and never deleted remotely).
+const ALWAYS_EXCLUDED: &[&str] = &[
+    ".DS_Store",
+    "**/.DS_Store",
+    "Thumbs.db",
+    "**/Thumbs.db",
+    ".git/**",
+    "**/.git/**",
+];
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncArgs {
+    /// The built frontend (the folder with index.html).
+    pub dir: PathBuf,
+    /// Bucket to sync to (default: the frontend stack's BucketName output).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Delete objects that are not in DIR (never more than half the bucket without --force).
+    #[arg(long)]
+    pub delete: bool,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow an empty DIR, case-colliding names, and deleting more than half the bucket.
+    #[arg(long)]
+    pub force: bool,
+    /// Uploads in flight at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Do not write config.json.
+    #[arg(long)]
+    pub no_config: bool,
+    /// Skip files matching this glob (repeatable); excluded keys are not deleted either.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// API URL for config.json (default: the auth stack's ApiUrl output).
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// WebSocket URL for config.json (default: the websocket stack's WebSocketUrl output).
+    #[arg(long)]
+    pub ws_url: Option<String>,
+}
+
+/// A file to publish: from DIR, or generated (config.json).
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    pub key: String,
+    pub source: Source,
+    pub size: u64,
+    pub md5: [u8; 16],
+    /// The ETag S3 gives this content when uploaded as we upload it (multipart above PART_SIZE).
+    pub etag: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Path(PathBuf),
+    Bytes(Arc<Vec<u8>>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteObject {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    /// The whole-content MD5 from our metadata, for multipart objects (read with HeadObject).
+    pub md5_meta: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Why {
+    New,
+    Changed,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub upload: Vec<(String, Why)>,
+    pub delete: Vec<String>,
+    pub unchanged: usize,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// MD5 of the content and its S3 ETag (plain MD5, or MD5-of-part-MD5s `-N` for multipart).
+pub fn digest(mut read: impl Read, size: u64) -> std::io::Result<([u8; 16], String)> {
+    let mut whole = Md5::new();
+    let mut part = Md5::new();
+    let mut parts: Vec<u8> = Vec::new();
+    let mut in_part = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = read.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let mut chunk = &buf[..n];
+        whole.update(chunk);
+        while !chunk.is_empty() {
+            let take = ((PART_SIZE - in_part) as usize).min(chunk.len());
+            part.update(&chunk[..take]);
+            in_part += take as u64;
+            chunk = &chunk[take..];
+            if in_part == PART_SIZE {
+                parts.extend_from_slice(&part.finalize_reset());
+                in_part = 0;
+            }
+        }
+    }
+    let md5: [u8; 16] = whole.finalize().into();
+    if size < PART_SIZE {
+        return Ok((md5, hex(&md5)));
+    }
+    if in_part > 0 {
+        parts.extend_from_slice(&part.finalize());
+    }
+    let count = parts.len() / 16;
+    Ok((md5, format!("{}-{count}", hex(&Md5::digest(&parts)))))
+}
+
+fn globs(patterns: &[String]) -> anyhow::Result<globset::GlobSet> {
+    let mut b = globset::GlobSetBuilder::new();
+    for p in ALWAYS_EXCLUDED
+        .iter()
+        .map(|s| s.to_string())
+        .chain(patterns.iter().cloned())
+    {
+        b.add(globset::Glob::new(&p).map_err(|e| anyhow::anyhow!("--exclude {p:?}: {e}"))?);
+    }
+    Ok(b.build()?)
+}
+
+/// The files of DIR as keys (`/`-separated), without excluded ones.
+pub fn scan(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<LocalFile>> {
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; pass the folder of the built frontend",
+            dir.display()
+        )
+    })?;
+    if !meta.is_dir() {
+        anyhow::bail!(
+            "{} is not a folder; pass the folder of the built frontend",
+            dir.display()
+        );
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            let rel = path.strip_prefix(dir).unwrap_or(&path);
+            let key = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            if excluded.is_match(&key) {
+                continue;
+            }
+            let ft = std::fs::metadata(&path)?;
+            if ft.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let size = ft.len();
+            let (md5, etag) = digest(std::fs::File::open(&path)?, size)?;
+            out.push(LocalFile {
+                key,
+                source: Source::Path(path),
+                size,
+                md5,
+                etag,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+pub fn generated(key: &str, bytes: Vec<u8>) -> LocalFile {
+    let size = bytes.len() as u64;
+    let (md5, etag) = digest(bytes.as_slice(), size).expect("reading memory");
+    LocalFile {
+        key: key.to_owned(),
+        source: Source::Bytes(Arc::new(bytes)),
+        size,
+        md5,
+        etag,
+    }
+}
+
+/// Names that differ only by case: fine for S3, trouble for anyone who checks the site out on macOS
+/// or Windows, and a sign of a broken build.
+pub fn case_collisions(local: &[LocalFile]) -> Vec<(String, String)> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    let mut out = Vec::new();
+    for f in local {
+        if let Some(other) = seen.insert(f.key.to_lowercase(), &f.key) {
+            out.push((other.to_owned(), f.key.clone()));
+        }
+    }
+    out
+}
+
+/// What to upload and delete. Pure: the decisions, tested on their own.
+pub fn plan(
+    local: &[LocalFile],
+    remote: &[RemoteObject],
+    delete: bool,
+    force: bool,
+    excluded: &globset::GlobSet,
+) -> anyhow::Result<Plan> {
+    if local.iter().all(|f| matches!(f.source, Source::Bytes(_))) && !force {
+        anyhow::bail!(
+            "the folder has no files to publish; refusing (with --delete this would empty the bucket). Build the frontend first, or pass --force"
+        );
+    }
+    let collisions = case_collisions(local);
+    if !collisions.is_empty() && !force {
+        let (a, b) = &collisions[0];
+        anyhow::bail!(
+            "{a} and {b} differ only by case ({} such pairs): rename one, or pass --force",
+            collisions.len()
+        );
+    }
+    let remote_by_key: HashMap<&str, &RemoteObject> =
+        remote.iter().map(|r| (r.key.as_str(), r)).collect();
+    let mut p = Plan::default();
+    for f in local {
+        match remote_by_key.get(f.key.as_str()) {
+            None => p.upload.push((f.key.clone(), Why::New)),
+            Some(r) => {
+                let etag = r.etag.trim_matches('"');
+                let same = r.size == f.size
+                    && (etag == f.etag || r.md5_meta.as_deref() == Some(hex(&f.md5).as_str()));
+                if same {
+                    p.unchanged += 1;
+                } else {
+                    p.upload.push((f.key.clone(), Why::Changed));
+                }
+            }
+        }
+    }
+    if delete {
+        let keep: HashSet<&str> = local.iter().map(|f| f.key.as_str()).collect();
+        p.delete = remote
+            .iter()
+            .filter(|r| !keep.contains(r.key.as_str()) && !excluded.is_match(&r.key))
+            .map(|r| r.key.clone())
+            .collect();
+        if !force && !remote.is_empty() && p.delete.len() * 2 > remote.len() {
+            anyhow::bail!(
+                "--delete would remove {} of the bucket's {} objects (more than half): check DIR and --exclude, or pass --force",
+                p.delete.len(),
+                remote.len()
+            );
+        }
+    }
+    Ok(p)
+}
+
+/// `index.html`, other HTML and `config.json` are revalidated on every load; content-hashed assets are
+/// cached for a year; everything else for five minutes.
+pub fn cache_control(key: &str) -> &'static str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    if name == "config.json" || name.ends_with(".html") || name.ends_with(".htm") {
+        "no-cache"
+    } else if is_content_hashed(name) {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=300"
+    }
+}
+
+/// `app.3f2a1b9c.js`, `index-BdK3x9Qa.js`, `chunk.5e2f8a1d7c.css`: a name part of 8+ letters and
+/// digits, with a digit in it, besides the stem and the extension.
+pub fn is_content_hashed(name: &str) -> bool {
+    let Some((stem, _ext)) = name.rsplit_once('.') else {
+        return false;
+    };
+    let parts: Vec<&str> = stem.split(['.', '-', '_']).collect();
+    parts.len() > 1
+        && parts[1..].iter().any(|p| {
+            p.len() >= 8
+                && p.chars().all(|c| c.is_ascii_alphanumeric())
+                && p.chars().any(|c| c.is_ascii_digit())
+        })
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    pub uploaded: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+    pub bytes: u64,
+    pub bucket: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedChange>,
+    /// A content hash of what the bucket now holds (keys and ETags): invalidations use it as their
+    /// caller reference.
+    #[serde(skip)]
+    pub content_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedChange {
+    pub action: &'static str,
+    pub key: String,
+}
+
+impl fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.plan {
+            writeln!(f, "{:<8} s3://{}/{}", c.action, self.bucket, c.key)?;
+        }
+        let verb = if self.dry_run {
+            "would upload"
+        } else {
+            "uploaded"
+        };
+        let del = if self.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        write!(
+            f,
+            "{verb} {} ({} bytes), {del} {}, {} unchanged — s3://{}",
+            self.uploaded, self.bytes, self.deleted, self.unchanged, self.bucket
+        )
+    }
+}
+
+pub fn s3_client(config: &aws_config::SdkConfig, custom_endpoint: bool) -> Client {
+    use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        // Custom endpoints (moto, MinIO, s3s) are addressed by path, not by bucket subdomain.
+        .force_path_style(custom_endpoint)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(5))
+        .build();
+    Client::from_conf(conf)
+}
+
+pub async fn list_bucket(s3: &Client, bucket: &str) -> anyhow::Result<Vec<RemoteObject>> {
+    let mut out = Vec::new();
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) {
+                anyhow::anyhow!("bucket {bucket} does not exist: deploy the frontend stack, or check --bucket and --region")
+            } else {
+                explain(&format!("listing s3://{bucket}"), &e)
+            }
+        })?;
+        for o in page.contents() {
+            out.push(RemoteObject {
+                key: o.key().unwrap_or_default().to_owned(),
+                size: o.size().unwrap_or(0).max(0) as u64,
+                etag: o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                md5_meta: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The hash of a bucket's content, for idempotent invalidations.
+pub fn content_hash(objects: &[RemoteObject]) -> String {
+    let mut lines: Vec<String> = objects
+        .iter()
+        .map(|o| format!("{}\t{}", o.key, o.etag))
+        .collect();
+    lines.sort();
+    hex(&sha2::Sha256::digest(lines.join("\n").as_bytes())[..16])
+}
+
+async fn read_source(f: &LocalFile) -> anyhow::Result<Arc<Vec<u8>>> {
+    match &f.source {
+        Source::Bytes(b) => Ok(b.clone()),
+        Source::Path(p) => {
+            Ok(Arc::new(tokio::fs::read(p).await.map_err(|e| {
+                anyhow::anyhow!("reading {}: {e}", p.display())
+            })?))
+        }
+    }
+}
+
+async fn upload(s3: &Client, bucket: &str, f: &LocalFile) -> anyhow::Result<()> {
+    let bytes = read_source(f).await?;
+    let content_type = mime::content_type(&f.key);
+    let cache = cache_control(&f.key);
+    let md5_hex = hex(&f.md5);
+    if f.size < PART_SIZE {
+        s3.put_object()
+            .bucket(bucket)
+            .key(&f.key)
+            .body(ByteStream::from(bytes.as_ref().clone()))
+            .content_type(content_type)
+            .cache_control(cache)
+            .content_md5(base64::engine::general_purpose::STANDARD.encode(f.md5))
+            .metadata("md5", &md5_hex)
+            .send()
+            .await
+            .map_err(|e| explain(&format!("uploading {}", f.key), &e))?;
+        return Ok(());
+    }
+    let created = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(&f.key)
+        .content_type(content_type)
+        .cache_control(cache)
+        .metadata("md5", &md5_hex)
+        .send()
+        .await
+        .map_err(|e| explain(&format!("starting the upload of {}", f.key), &e))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let mut parts = Vec::new();
+    for (i, chunk) in bytes.chunks(PART_SIZE as usize).enumerate() {
+        let n = i as i32 + 1;
+        let part = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(&f.key)
+            .upload_id(&upload_id)
+            .part_number(n)
+            .body(ByteStream::from(chunk.to_vec()))
+            .send()
+            .await;
+        match part {
+            Ok(p) => parts.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .set_e_tag(p.e_tag)
+                    .build(),
+            ),
+            Err(e) => {
+                let _ = s3
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(&f.key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                return Err(explain(&format!("uploading part {n} of {}", f.key), &e));
+            }
+        }
+    }
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(&f.key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| explain(&format!("completing the upload of {}", f.key), &e))?;
+    Ok(())
+}
+
+fn progress_bar(global: &Global, len: u64) -> Option<indicatif::ProgressBar> {
+    let show = !global.no_progress
+        && !global.quiet
+        && std::env::var_os("CI").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    show.then(|| {
+        let bar = indicatif::ProgressBar::new(len);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} uploading [{bar:30}] {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    })
+}
+
+/// Syncs and reports; shared by `sync-frontend` and `deploy --frontend`.
+pub async fn sync(
+    global: &Global,
+    config: &aws_config::SdkConfig,
+    args: &SyncArgs,
+) -> anyhow::Result<SyncReport> {
+    let cfn = aws_sdk_cloudformation::Client::new(config);
+    let bucket = match &args.bucket {
+        Some(b) => b.clone(),
+        None => stacks::output(&cfn, &global.stage, "frontend", "BucketName", "--bucket").await?,
+    };
+    let excluded = globs(&args.exclude)?;
+    let dir = args.dir.clone();
+    let ex = excluded.clone();
+    let mut local = tokio::task::spawn_blocking(move || scan(&dir, &ex)).await??;
+    if !args.no_config {
+        let api_url = match &args.api_url {
+            Some(u) => u.clone(),
+            None => {
+                stacks::output(
+                    &cfn,
+                    &global.stage,
+                    "auth",
+                    "ApiUrl",
+                    "--api-url (or --no-config)",
+                )
+                .await?
+            }
+        };
+        let ws_url = match &args.ws_url {
+            Some(u) => u.clone(),
+            None => {
+                stacks::output(
+                    &cfn,
+                    &global.stage,
+                    "websocket",
+                    "WebSocketUrl",
+                    "--ws-url (or --no-config)",
+                )
+                .await?
+            }
+        };
+        let body =
+            serde_json::to_vec_pretty(&serde_json::json!({"apiUrl": api_url, "wsUrl": ws_url}))?;
+        local.retain(|f| f.key != "config.json");
+        local.push(generated("config.json", body));
+    }
+    let s3 = s3_client(config, global.endpoint_url.is_some());
+    let mut remote = list_bucket(&s3, &bucket).await?;
+    // Multipart objects: their ETag is not an MD5; read the MD5 we stored in their metadata.
+    let local_keys: HashMap<&str, &LocalFile> = local.iter().map(|f| (f.key.as_str(), f)).collect();
+    let heads = futures::stream::iter(remote.iter_mut().filter(|r| {
+        r.etag.contains('-')
+            && local_keys
+                .get(r.key.as_str())
+                .is_some_and(|f| f.size == r.size)
+    }))
+    .map(|r| {
+        let s3 = s3.clone();
+        let bucket = bucket.clone();
+        async move {
+            if let Ok(h) = s3.head_object().bucket(&bucket).key(&r.key).send().await {
+                r.md5_meta = h.metadata().and_then(|m| m.get("md5").cloned());
+            }
+        }
+    })
+    .buffer_unordered(16)
+    .collect::<Vec<()>>();
+    heads.await;
+    let the_plan = plan(&local, &remote, args.delete, args.force, &excluded)?;
+    let uploads: Vec<&LocalFile> = the_plan
+        .upload
+        .iter()
+        .filter_map(|(k, _)| local_keys.get(k.as_str()).copied())
+        .collect();
+    let bytes: u64 = uploads.iter().map(|f| f.size).sum();
+    let mut report = SyncReport {
+        uploaded: uploads.len(),
+        deleted: the_plan.delete.len(),
+        unchanged: the_plan.unchanged,
+        bytes,
+        bucket: bucket.clone(),
+        dry_run: args.dry_run,
+        plan: Vec::new(),
+        content_hash: String::new(),
+    };
+    if args.dry_run {
+        report.plan = the_plan
+            .upload
+            .iter()
+            .map(|(k, why)| PlannedChange {
+                action: if *why == Why::New { "upload" } else { "update" },
+                key: k.clone(),
+            })
+            .chain(the_plan.delete.iter().map(|k| PlannedChange {
+                action: "delete",
+                key: k.clone(),
+            }))
+            .collect();
+        return Ok(report);
+    }
+    let bar = progress_bar(global, bytes);
+    let results: Vec<anyhow::Result<u64>> = futures::stream::iter(uploads.iter().copied())
+        .map(|f| {
+            let (s3, bucket, bar) = (&s3, &bucket, &bar);
+            async move {
+                upload(s3, bucket, f).await?;
+                if let Some(b) = bar {
+                    b.inc(f.size);
+                }
+                Ok(f.size)
+            }
+        })
+        .buffer_unordered(args.concurrency as usize)
+        .collect()
+        .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}")))
+        .collect();
+    if let Some(first) = failures.first() {
+        anyhow::bail!(
+            "{} of {} uploads failed; first: {first}. Run again: what did upload is not sent twice",
+            failures.len(),
+            uploads.len()
+        );
+    }
+    for chunk in the_plan.delete.chunks(1000) {
+        let objects = chunk
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = s3
+            .delete_objects()
+            .bucket(&bucket)
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(objects))
+                    .quiet(true)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| explain(&format!("deleting from s3://{bucket}"), &e))?;
+        if let Some(err) = out.errors().first() {
+            anyhow::bail!(
+                "deleting {} failed: {}",
+                err.key().unwrap_or("?"),
+                err.message().unwrap_or("no reason given")
+            );
+        }
+    }
+    let mut after: BTreeMap<String, String> = remote.into_iter().map(|r| (r.key, r.etag)).collect();
+    for k in &the_plan.delete {
+        after.remove(k);
+    }
+    for f in &local {
+        after.insert(f.key.clone(), f.etag.clone());
+    }
+    let objects: Vec<RemoteObject> = after
+        .into_iter()
+        .map(|(key, etag)| RemoteObject {
+            key,
+            size: 0,
+            etag,
+            md5_meta: None,
+        })
+        .collect();
+    report.content_hash = content_hash(&objects);
+    Ok(report)
+}
+
+pub async fn run(global: &Global, args: SyncArgs) -> anyhow::Result<Exit> {
+    let config = sdk_config(global, None).await?;
+    let report = sync(global, &config, &args).await?;
+    output::print(global.output, &report);
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(key: &str, content: &[u8]) -> LocalFile {
+        let mut f = generated(key, content.to_vec());
+        f.source = Source::Path(PathBuf::from(key));
+        f
+    }
+
+    fn remote(f: &LocalFile) -> RemoteObject {
+        RemoteObject {
+            key: f.key.clone(),
+            size: f.size,
+            etag: format!("\"{}\"", f.etag),
+            md5_meta: None,
+        }
+    }
+
+    fn none() -> globset::GlobSet {
+        globs(&[]).unwrap()
+    }
+
+    #[test]
+    fn unchanged_files_are_not_sent_and_same_size_edits_are() {
+        let a = file("index.html", b"<h1>v1</h1>");
+        let b = file("app.js", b"console.log(1)");
+        let remote_objs = vec![remote(&a), remote(&b)];
+        let p = plan(&[a.clone(), b.clone()], &remote_objs, false, false, &none()).unwrap();
+        assert_eq!((p.upload.len(), p.unchanged), (0, 2));
+        let edited = file("index.html", b"<h1>v2</h1>");
+        assert_eq!(edited.size, a.size, "same size");
+        let p = plan(&[edited, b], &remote_objs, false, false, &none()).unwrap();
+        assert_eq!(p.upload, vec![("index.html".to_owned(), Why::Changed)]);
+    }
+
+    #[test]
+    fn multipart_objects_compare_by_stored_md5_or_computed_etag() {
+        let big = vec![7u8; (PART_SIZE + 10) as usize];
+        let (md5, etag) = digest(big.as_slice(), big.len() as u64).unwrap();
+        assert!(etag.ends_with("-2"), "{etag}");
+        let f = LocalFile {
+            key: "big.bin".into(),
+            source: Source::Path("big.bin".into()),
+            size: big.len() as u64,
+            md5,
+            etag: etag.clone(),
+        };
+        let same_parts = RemoteObject {
+            key: "big.bin".into(),
+            size: f.size,
+            etag: etag.clone(),
+            md5_meta: None,
+        };
+        assert_eq!(
+            plan(
+                std::slice::from_ref(&f),
+                &[same_parts],
+                false,
+                false,
+                &none()
+            )
+            .unwrap()
+            .unchanged,
+            1
+        );
+        let other_parts = RemoteObject {
+            key: "big.bin".into(),
+            size: f.size,
+            etag: "abc-3".into(),
+            md5_meta: Some(hex(&md5)),
+        };
+        assert_eq!(
+            plan(
+                std::slice::from_ref(&f),
+                &[other_parts],
+                false,
+                false,
+                &none()
+            )
+            .unwrap()
+            .unchanged,
+            1
+        );
+        let changed = RemoteObject {
+            key: "big.bin".into(),
+            size: f.size,
+            etag: "abc-3".into(),
+            md5_meta: Some("0".repeat(32)),
+        };
+        assert_eq!(
+            plan(&[f], &[changed], false, false, &none())
+                .unwrap()
+                .upload
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn delete_only_what_the_plan_says_and_never_half_the_bucket() {
+        let keep: Vec<LocalFile> = (0..4).map(|i| file(&format!("f{i}.js"), b"x")).collect();
+        let mut remote_objs: Vec<RemoteObject> = keep.iter().map(remote).collect();
+        remote_objs.push(RemoteObject {
+            key: "old.js".into(),
+            size: 1,
+            etag: "e".into(),
+            md5_meta: None,
+        });
+        remote_objs.push(RemoteObject {
+            key: "uploads/keep.png".into(),
+            size: 1,
+            etag: "e".into(),
+            md5_meta: None,
+        });
+        let excluded = globs(&["uploads/**".into()]).unwrap();
+        let p = plan(&keep, &remote_objs, true, false, &excluded).unwrap();
+        assert_eq!(
+            p.delete,
+            vec!["old.js".to_owned()],
+            "excluded keys are kept"
+        );
+        assert!(
+            plan(&keep, &remote_objs, false, false, &excluded)
+                .unwrap()
+                .delete
+                .is_empty(),
+            "no --delete, no deletes"
+        );
+        let few = &keep[..1];
+        let err = plan(few, &remote_objs, true, false, &excluded)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than half"), "{err}");
+        assert_eq!(
+            plan(few, &remote_objs, true, true, &excluded)
+                .unwrap()
+                .delete
+                .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn refuses_empty_folders_and_case_collisions() {
+        let only_config = vec![generated("config.json", b"{}".to_vec())];
+        assert!(
+            plan(&only_config, &[], true, false, &none())
+                .unwrap_err()
+                .to_string()
+                .contains("no files")
+        );
+        let clash = vec![file("Logo.png", b"a"), file("logo.png", b"b")];
+        assert!(
+            plan(&clash, &[], false, false, &none())
+                .unwrap_err()
+                .to_string()
+                .contains("differ only by case")
+        );
+        assert_eq!(
+            plan(&clash, &[], false, true, &none())
+                .unwrap()
+                .upload
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn cache_control_by_kind() {
+        assert_eq!(cache_control("index.html"), "no-cache");
+        assert_eq!(cache_control("config.json"), "no-cache");
+        assert_eq!(
+            cache_control("assets/app.3f2a1b9c.js"),
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(
+            cache_control("assets/index-BdK3x9Q1.css"),
+            "public, max-age=31536000, immutable"
+        );
+        assert_eq!(cache_control("app.js"), "public, max-age=300");
+        assert_eq!(
+            cache_control("jquery-3.7.1.min.js"),
+            "public, max-age=300",
+            "a version is not a hash"
+        );
+        assert_eq!(cache_control("favicon.ico"), "public, max-age=300");
+    }
+
+    #[test]
+    fn etags_match_s3s_rules() {
+        let (md5, etag) = digest(&b""[..], 0).unwrap();
+        assert_eq!(etag, "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(hex(&md5), etag);
+        assert_eq!(
+            content_hash(&[RemoteObject {
+                key: "a".into(),
+                size: 1,
+                etag: "e".into(),
+                md5_meta: None
+            }])
+            .len(),
+            32
+        );
+    }
+}

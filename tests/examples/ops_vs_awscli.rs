@@ -1,0 +1,300 @@
+//! The runbook commands side by side with the AWS CLI on the same moto server: `queue-depth` against
+//! the two `aws sqs get-queue-attributes` calls it replaces, a manual redrive of 1,000 messages against
+//! the equivalent loop of `aws sqs` batch commands, and how soon `tail --follow` prints a new event
+//! against `aws logs tail --follow`. Run with `scripts/bench.sh ops`; figures go to BENCHMARKS.md.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use notesctl_tests::bench::{machine, ms, percentile, write_section};
+use notesctl_tests::moto;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const RUNS: usize = 15;
+
+fn aws() -> String {
+    notesctl_tests::workspace_root()
+        .join(".venv/bin/aws")
+        .display()
+        .to_string()
+}
+
+fn notesctl() -> std::path::PathBuf {
+    notesctl_tests::dev::notesctl_binary()
+}
+
+async fn run(cmd: &mut Command) -> Duration {
+    let started = Instant::now();
+    let out = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
+fn env(cmd: &mut Command, m: &moto::Moto) {
+    cmd.envs(m.env())
+        .env("AWS_PAGER", "")
+        .env("NOTESCTL_LOG", "warn");
+}
+
+async fn fill(sqs: &aws_sdk_sqs::Client, url: &str, n: usize) {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("e{i}"))
+                    .message_body(format!("{{\"n\":{i}}}"))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        sqs.send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let release = notesctl_tests::workspace_root().join("target/release/notesctl");
+    if std::env::var("NOTESCTL_BIN").is_err() && release.exists() {
+        // SAFETY: set before any other thread reads the environment.
+        unsafe { std::env::set_var("NOTESCTL_BIN", &release) };
+    }
+    let m = moto::shared().await;
+    let sdk = m.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let stage = notesctl_tests::unique("bench");
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{stage}-note-processing-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("{stage}-note-processing-queue"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    fill(&sqs, &queue, 25).await;
+    let mut rows = Vec::new();
+
+    let only = std::env::var("ONLY").unwrap_or_default();
+    // queue-depth
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    if only.is_empty() || only == "queue-depth" {
+        for _ in 0..RUNS {
+            let mut c = Command::new(notesctl());
+            c.args([
+                "--stage",
+                &stage,
+                "--region",
+                "us-east-1",
+                "--endpoint-url",
+                &m.endpoint,
+                "queue-depth",
+            ]);
+            env(&mut c, m);
+            ours.push(run(&mut c).await);
+            let started = Instant::now();
+            for url in [&queue, &dlq] {
+                let mut c = Command::new(aws());
+                c.args([
+                    "sqs",
+                    "get-queue-attributes",
+                    "--endpoint-url",
+                    &m.endpoint,
+                    "--region",
+                    "us-east-1",
+                    "--queue-url",
+                    url,
+                    "--attribute-names",
+                    "ApproximateNumberOfMessages",
+                ]);
+                env(&mut c, m);
+                run(&mut c).await;
+            }
+            theirs.push(started.elapsed());
+        }
+        ours.sort();
+        theirs.sort();
+        let (a, b) = (percentile(&ours, 50.0), percentile(&theirs, 50.0));
+        rows.push(format!("| `queue-depth` vs 2 × `aws sqs get-queue-attributes` (median of {RUNS}) | {} | {} | {:.1}× |", ms(a), ms(b), b.as_secs_f64() / a.as_secs_f64()));
+        eprintln!("{}", rows.last().unwrap());
+    }
+
+    // manual redrive of 1,000
+    let n = 1000;
+    if only.is_empty() || only == "redrive" {
+        fill(&sqs, &dlq, n).await;
+        let mut c = Command::new(notesctl());
+        c.args([
+            "--stage",
+            &stage,
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            &m.endpoint,
+            "redrive-dlq",
+            "--yes",
+            "--manual",
+        ]);
+        env(&mut c, m);
+        let ours = run(&mut c).await;
+        fill(&sqs, &dlq, n).await;
+        // The AWS CLI equivalent, batch by batch: receive 10, send them as a batch, delete them as a batch.
+        let script = format!(
+            r#"set -e
+aws() {{ "{aws}" --endpoint-url "{ep}" --region us-east-1 "$@"; }}
+while true; do
+  msgs=$(aws sqs receive-message --queue-url "{dlq}" --max-number-of-messages 10 --wait-time-seconds 1 --output json)
+  [ -z "$msgs" ] && break
+  count=$(printf '%s' "$msgs" | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("Messages", [])))')
+  [ "$count" = 0 ] && break
+  printf '%s' "$msgs" | python3 -c 'import json,sys; m=json.load(sys.stdin)["Messages"]; print(json.dumps([{{"Id":str(i),"MessageBody":x["Body"]}} for i,x in enumerate(m)]))' > /tmp/bench-send.json
+  printf '%s' "$msgs" | python3 -c 'import json,sys; m=json.load(sys.stdin)["Messages"]; print(json.dumps([{{"Id":str(i),"ReceiptHandle":x["ReceiptHandle"]}} for i,x in enumerate(m)]))' > /tmp/bench-del.json
+  aws sqs send-message-batch --queue-url "{queue}" --entries file:///tmp/bench-send.json > /dev/null
+  aws sqs delete-message-batch --queue-url "{dlq}" --entries file:///tmp/bench-del.json > /dev/null
+done"#,
+            aws = aws(),
+            ep = m.endpoint,
+            dlq = dlq,
+            queue = queue
+        );
+        let mut c = Command::new("bash");
+        c.arg("-c").arg(&script);
+        env(&mut c, m);
+        let theirs = run(&mut c).await;
+        rows.push(format!(
+            "| manual redrive of {n} messages vs the `aws sqs` batch loop | {} | {} | {:.1}× |",
+            ms(ours),
+            ms(theirs),
+            theirs.as_secs_f64() / ours.as_secs_f64()
+        ));
+        eprintln!("{}", rows.last().unwrap());
+    }
+
+    // tail --follow: write an event, time until the line is printed.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let group = format!("/aws/lambda/{stage}-notes-save");
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("s")
+        .send()
+        .await
+        .unwrap();
+    let follow = |program: Vec<String>| {
+        let mut c = Command::new(&program[0]);
+        c.args(&program[1..])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        env(&mut c, m);
+        c.spawn().unwrap()
+    };
+    let latency = |label: &'static str, mut child: tokio::process::Child| {
+        let logs = logs.clone();
+        let group = group.clone();
+        async move {
+            let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let mut took = Vec::new();
+            for i in 0..5 {
+                let marker = format!("{label}-event-{i}-{}", rand::random::<u32>());
+                let written = Instant::now();
+                logs.put_log_events()
+                    .log_group_name(&group)
+                    .log_stream_name("s")
+                    .log_events(
+                        aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                            .timestamp(notes_handlers::domain::clock::now_millis())
+                            .message(&marker)
+                            .build()
+                            .unwrap(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                loop {
+                    let line = tokio::time::timeout(Duration::from_secs(30), out.next_line())
+                        .await
+                        .expect("printed within 30 s")
+                        .unwrap()
+                        .unwrap();
+                    if line.contains(&marker) {
+                        took.push(written.elapsed());
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(700 + 300 * i as u64)).await;
+            }
+            let _ = child.kill().await;
+            took.sort();
+            took
+        }
+    };
+    let ours = latency(
+        "notesctl",
+        follow(vec![
+            notesctl().display().to_string(),
+            "--stage".into(),
+            stage.clone(),
+            "--region".into(),
+            "us-east-1".into(),
+            "--endpoint-url".into(),
+            m.endpoint.clone(),
+            "tail".into(),
+            "save".into(),
+            "--follow".into(),
+        ]),
+    )
+    .await;
+    // `aws logs tail` exists only in AWS CLI v2, which PyPI does not carry (v1 has no `logs tail`);
+    // v2 sleeps a fixed 5 s between polls.
+    rows.push(format!(
+        "| `tail --follow`: event written → printed (median / max of 5) | {} / {} | n/a: `aws logs tail` is CLI v2 only (not on PyPI); it polls every 5 s | — |",
+        ms(percentile(&ours, 50.0)),
+        ms(*ours.last().unwrap()),
+    ));
+    eprintln!("{}", rows.last().unwrap());
+
+    let body = format!(
+        "## Runbook commands vs the AWS CLI (issue targets: queue-depth ≥ 10× faster; tail prints a new event within 2 s)\n\n\
+Measured {date} on {machine}, in one run against the same moto 5.2.5 server on 127.0.0.1\n\
+(`tests/examples/ops_vs_awscli.rs`; `notesctl` release build, `awscli` from PyPI in `.venv`). End to end,\n\
+process start included. moto's own speed caps both tools. `tail --follow` on moto falls back from live\n\
+tail (its host prefix does not resolve there) to sub-second `FilterLogEvents` polling. Repeat:\n\
+`scripts/bench.sh ops`.\n\n\
+| what | notesctl | AWS CLI | speed-up |\n|---|---|---|---|\n{rows}\n",
+        date = notes_handlers::domain::clock::now_iso(),
+        machine = machine(),
+        rows = rows.join("\n"),
+    );
+    if only.is_empty() {
+        write_section("ops-vs-awscli", &body);
+    }
+}

@@ -1,0 +1,452 @@
+//! `sync-frontend` and `invalidate` against moto's S3, CloudFront and CloudFormation.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use notesctl_tests::cli::Cli;
+use notesctl_tests::moto;
+use serde_json::Value;
+
+async fn cli(stage: &str) -> Cli {
+    let m = moto::shared().await;
+    let mut c = Cli::new().args([
+        "--stage",
+        stage,
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        &m.endpoint,
+    ]);
+    for (k, v) in m.env() {
+        c = c.env(&k, &v);
+    }
+    c
+}
+
+async fn s3() -> aws_sdk_s3::Client {
+    let sdk = moto::shared().await.sdk_config().await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+fn write(dir: &Path, key: &str, content: &[u8]) {
+    let p = dir.join(key);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+fn site(dir: &Path) {
+    write(dir, "index.html", b"<!doctype html><title>notes</title>");
+    write(dir, "app.js", b"console.log('v1');");
+    write(dir, "styles.css", b"body{margin:0}");
+    write(dir, "assets/app.3f2a1b9c.js", b"export const x = 1;");
+    write(
+        dir,
+        "logo.svg",
+        b"<svg xmlns='http://www.w3.org/2000/svg'/>",
+    );
+    write(dir, "fonts/a.woff2", b"wOF2");
+    write(dir, "big.bin", &vec![42u8; 9 * 1024 * 1024]);
+    write(dir, ".DS_Store", b"junk");
+}
+
+/// Outputs the commands read, on stacks moto can create (a wait-condition handle and literal outputs).
+async fn stacks(stage: &str, bucket: &str, distribution: &str) {
+    let sdk = moto::shared().await.sdk_config().await;
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+    for (short, outputs) in [
+        (
+            "auth",
+            vec![(
+                "ApiUrl",
+                format!("https://{stage}.execute-api.us-east-1.amazonaws.com"),
+            )],
+        ),
+        (
+            "websocket",
+            vec![(
+                "WebSocketUrl",
+                format!("wss://{stage}-ws.execute-api.us-east-1.amazonaws.com/{stage}"),
+            )],
+        ),
+        (
+            "frontend",
+            vec![
+                ("BucketName", bucket.to_owned()),
+                ("DistributionId", distribution.to_owned()),
+            ],
+        ),
+    ] {
+        let outs: serde_json::Map<String, Value> = outputs
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), serde_json::json!({"Value": v})))
+            .collect();
+        let template = serde_json::json!({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}, "Outputs": outs});
+        cfn.create_stack()
+            .stack_name(format!("{stage}-{short}-stack"))
+            .template_body(template.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+async fn distribution() -> String {
+    use aws_sdk_cloudfront::types::*;
+    let sdk = moto::shared().await.sdk_config().await;
+    let cf = aws_sdk_cloudfront::Client::new(&sdk);
+    let origin = Origin::builder()
+        .id("s3")
+        .domain_name("bucket.s3.amazonaws.com")
+        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+        .build()
+        .unwrap();
+    let config = DistributionConfig::builder()
+        .caller_reference(notesctl_tests::unique("dist"))
+        .comment("test")
+        .enabled(true)
+        .origins(
+            Origins::builder()
+                .quantity(1)
+                .items(origin)
+                .build()
+                .unwrap(),
+        )
+        .default_cache_behavior(
+            DefaultCacheBehavior::builder()
+                .target_origin_id("s3")
+                .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+                .cache_policy_id("658327ea-f89d-4fab-a63d-7e88639e58f6")
+                .trusted_signers(
+                    TrustedSigners::builder()
+                        .enabled(false)
+                        .quantity(0)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    cf.create_distribution()
+        .distribution_config(config)
+        .send()
+        .await
+        .unwrap()
+        .distribution
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn sync_decides_by_content_and_writes_config() {
+    let stage = notesctl_tests::unique("fe");
+    let bucket = stage.clone();
+    let s3 = s3().await;
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    stacks(&stage, &bucket, "EDFDVBD6EXAMPLE").await;
+    let dir = tempfile::tempdir().unwrap();
+    site(dir.path());
+
+    let (code, v) = cli(&stage)
+        .await
+        .args(["sync-frontend", dir.path().to_str().unwrap()])
+        .json()
+        .await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (
+            v["uploaded"].as_u64(),
+            v["deleted"].as_u64(),
+            v["unchanged"].as_u64()
+        ),
+        (Some(8), Some(0), Some(0)),
+        "7 files + config.json, no .DS_Store: {v}"
+    );
+    assert!(v["bytes"].as_u64().unwrap() > 9 * 1024 * 1024);
+
+    for (key, ctype, cache) in [
+        ("index.html", "text/html; charset=utf-8", "no-cache"),
+        ("config.json", "application/json", "no-cache"),
+        (
+            "assets/app.3f2a1b9c.js",
+            "text/javascript; charset=utf-8",
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            "app.js",
+            "text/javascript; charset=utf-8",
+            "public, max-age=300",
+        ),
+        ("logo.svg", "image/svg+xml", "public, max-age=300"),
+        ("fonts/a.woff2", "font/woff2", "public, max-age=300"),
+    ] {
+        let h = s3
+            .head_object()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (h.content_type(), h.cache_control()),
+            (Some(ctype), Some(cache)),
+            "{key}"
+        );
+    }
+    let big = s3
+        .head_object()
+        .bucket(&bucket)
+        .key("big.bin")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        big.e_tag().unwrap().contains("-2"),
+        "multipart: {:?}",
+        big.e_tag()
+    );
+    let config = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("config.json")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let config: Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(
+        config["apiUrl"],
+        format!("https://{stage}.execute-api.us-east-1.amazonaws.com")
+    );
+    assert_eq!(
+        config["wsUrl"],
+        format!("wss://{stage}-ws.execute-api.us-east-1.amazonaws.com/{stage}")
+    );
+
+    // A rebuild that changed nothing uploads nothing (the multipart file included).
+    let (code, v) = cli(&stage)
+        .await
+        .args(["sync-frontend", dir.path().to_str().unwrap()])
+        .json()
+        .await;
+    assert_eq!(
+        (code, v["uploaded"].as_u64(), v["unchanged"].as_u64()),
+        (0, Some(0), Some(8)),
+        "{v}"
+    );
+
+    // A same-size edit with an older modification time is uploaded.
+    write(dir.path(), "app.js", b"console.log('v2');");
+    let old = SystemTime::now() - Duration::from_secs(86_400 * 30);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("app.js"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let (code, v) = cli(&stage)
+        .await
+        .args(["sync-frontend", dir.path().to_str().unwrap(), "--dry-run"])
+        .json()
+        .await;
+    assert_eq!((code, v["uploaded"].as_u64()), (0, Some(1)), "{v}");
+    assert_eq!(
+        v["plan"],
+        serde_json::json!([{"action": "update", "key": "app.js"}])
+    );
+    let body = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("app.js")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(
+        &body[..],
+        b"console.log('v1');",
+        "--dry-run changed nothing"
+    );
+    let (code, v) = cli(&stage)
+        .await
+        .args(["sync-frontend", dir.path().to_str().unwrap()])
+        .json()
+        .await;
+    assert_eq!(
+        (code, v["uploaded"].as_u64(), v["unchanged"].as_u64()),
+        (0, Some(1), Some(7)),
+        "{v}"
+    );
+
+    // --delete removes what the plan says, keeps excluded keys, and never more than half without --force.
+    s3.put_object()
+        .bucket(&bucket)
+        .key("uploads/user.png")
+        .body(b"png".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    std::fs::remove_file(dir.path().join("logo.svg")).unwrap();
+    let (code, v) = cli(&stage)
+        .await
+        .args([
+            "sync-frontend",
+            dir.path().to_str().unwrap(),
+            "--delete",
+            "--exclude",
+            "uploads/**",
+        ])
+        .json()
+        .await;
+    assert_eq!((code, v["deleted"].as_u64()), (0, Some(1)), "{v}");
+    assert!(
+        s3.head_object()
+            .bucket(&bucket)
+            .key("uploads/user.png")
+            .send()
+            .await
+            .is_ok(),
+        "excluded keys stay"
+    );
+    assert!(
+        s3.head_object()
+            .bucket(&bucket)
+            .key("logo.svg")
+            .send()
+            .await
+            .is_err()
+    );
+
+    let few = tempfile::tempdir().unwrap();
+    write(few.path(), "index.html", b"<p>only</p>");
+    let refused = cli(&stage)
+        .await
+        .args(["sync-frontend", few.path().to_str().unwrap(), "--delete"])
+        .run()
+        .await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("more than half"),
+        "{}",
+        refused.stderr
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let refused = cli(&stage)
+        .await
+        .args(["sync-frontend", empty.path().to_str().unwrap(), "--delete"])
+        .run()
+        .await;
+    assert_eq!(refused.code, 2);
+    assert!(refused.stderr.contains("no files"), "{}", refused.stderr);
+    let missing = cli(&stage)
+        .await
+        .args(["sync-frontend", "/definitely/not/here"])
+        .run()
+        .await;
+    assert_eq!(missing.code, 2);
+
+    let clash = tempfile::tempdir().unwrap();
+    write(clash.path(), "Logo.png", b"a");
+    write(clash.path(), "logo.png", b"b");
+    let refused = cli(&stage)
+        .await
+        .args([
+            "sync-frontend",
+            clash.path().to_str().unwrap(),
+            "--bucket",
+            &bucket,
+            "--no-config",
+        ])
+        .run()
+        .await;
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("differ only by case"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[tokio::test]
+async fn invalidate_is_idempotent_and_waits() {
+    let stage = notesctl_tests::unique("inv");
+    let s3 = s3().await;
+    s3.create_bucket().bucket(&stage).send().await.unwrap();
+    s3.put_object()
+        .bucket(&stage)
+        .key("index.html")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let dist = distribution().await;
+    stacks(&stage, &stage, &dist).await;
+    let (code, v) = cli(&stage)
+        .await
+        .args(["invalidate", "--wait", "--timeout", "60s"])
+        .json()
+        .await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["status"], "Completed");
+    assert_eq!(v["distributionId"], dist.as_str());
+    assert_eq!(v["paths"], serde_json::json!(["/*"]));
+    let first = v["invalidationId"].as_str().unwrap().to_owned();
+    // CloudFront answers a repeated caller reference with the invalidation it already has (moto
+    // creates another), so a retry is idempotent exactly when the reference repeats.
+    let cf = aws_sdk_cloudfront::Client::new(&moto::shared().await.sdk_config().await);
+    let reference = |id: String| {
+        let (cf, dist) = (cf.clone(), dist.clone());
+        async move {
+            let inv = cf
+                .get_invalidation()
+                .distribution_id(dist)
+                .id(id)
+                .send()
+                .await
+                .unwrap()
+                .invalidation
+                .unwrap();
+            inv.invalidation_batch.unwrap().caller_reference
+        }
+    };
+    let (_, again) = cli(&stage).await.args(["invalidate"]).json().await;
+    let first_ref = reference(first.clone()).await;
+    assert_eq!(
+        reference(again["invalidationId"].as_str().unwrap().to_owned()).await,
+        first_ref,
+        "a retry repeats the caller reference"
+    );
+    s3.put_object()
+        .bucket(&stage)
+        .key("index.html")
+        .body(b"y".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let (_, changed) = cli(&stage).await.args(["invalidate"]).json().await;
+    assert_ne!(
+        reference(changed["invalidationId"].as_str().unwrap().to_owned()).await,
+        first_ref,
+        "new content, new invalidation"
+    );
+    let missing = cli(&stage)
+        .await
+        .args(["invalidate", "--distribution-id", "ENOSUCHDIST"])
+        .run()
+        .await;
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+}
