@@ -70,6 +70,18 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build notes-lambda for Lambda (provided.al2023) into a reproducible zip.
+    Package(commands::package::PackageArgs),
+    /// Create or update the stacks through change sets, streaming their events.
+    Deploy(commands::deploy::DeployArgs),
+    /// Print the stacks' outputs.
+    Outputs(commands::stackops::OutputsArgs),
+    /// Print the WebSocket URL alone (for scripts).
+    WsUrl,
+    /// Summarise stacks, queue depths and alarm states.
+    Status,
+    /// Delete the stacks in reverse order, emptying the frontend bucket first.
+    Destroy(commands::stackops::DestroyArgs),
     /// Run the whole app on this machine: HTTP API, WebSocket, queue and frontend, with an embedded store.
     Dev(commands::dev::DevArgs),
     /// Messages in the processing queue and its dead-letter queue.
@@ -126,6 +138,12 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Package(args) => commands::package::run(&cli.global, args).await,
+            Command::Deploy(args) => commands::deploy::run(&cli.global, args).await,
+            Command::Outputs(args) => commands::stackops::outputs(&cli.global, args).await,
+            Command::WsUrl => commands::stackops::ws_url(&cli.global).await,
+            Command::Status => commands::stackops::status(&cli.global).await,
+            Command::Destroy(args) => commands::stackops::destroy(&cli.global, args).await,
             Command::Dev(args) => commands::dev::run(&cli.global, args).await,
             Command::QueueDepth(args) => commands::queue_depth::run(&cli.global, args).await,
             Command::RedriveDlq(args) => commands::redrive::run(&cli.global, args).await,

@@ -88,7 +88,14 @@ impl fmt::Display for PackageReport {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}  {}  {} ({} bytes)", a.sha256, a.arch.as_str(), a.path, a.bytes)?;
+            write!(
+                f,
+                "{}  {}  {} ({} bytes)",
+                a.sha256,
+                a.arch.as_str(),
+                a.path,
+                a.bytes
+            )?;
         }
         Ok(())
     }
@@ -114,7 +121,10 @@ pub fn inspect_elf(bytes: &[u8]) -> Result<ElfFacts, String> {
     let mut i = 0;
     while let Some(pos) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
         let start = i + pos + needle.len();
-        let end = bytes[start..].iter().position(|b| !(b.is_ascii_digit() || *b == b'.')).map_or(bytes.len(), |e| start + e);
+        let end = bytes[start..]
+            .iter()
+            .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+            .map_or(bytes.len(), |e| start + e);
         let version = std::str::from_utf8(&bytes[start..end]).unwrap_or("");
         let mut parts = version.split('.').filter_map(|p| p.parse::<u32>().ok());
         if let (Some(major), Some(minor)) = (parts.next(), parts.next()) {
@@ -122,7 +132,10 @@ pub fn inspect_elf(bytes: &[u8]) -> Result<ElfFacts, String> {
         }
         i = end.max(start);
     }
-    Ok(ElfFacts { machine, max_glibc: max })
+    Ok(ElfFacts {
+        machine,
+        max_glibc: max,
+    })
 }
 
 /// Refuses a binary Lambda's `provided.al2023` on `arch` could not run.
@@ -134,14 +147,24 @@ pub fn check_binary(bytes: &[u8], arch: Arch) -> Result<ElfFacts, String> {
             183 => "arm64",
             _ => "another machine",
         };
-        return Err(format!("the binary is for {got}, not {}: build it for {}", arch.as_str(), arch.rust_target()));
+        return Err(format!(
+            "the binary is for {got}, not {}: build it for {}",
+            arch.as_str(),
+            arch.rust_target()
+        ));
     }
     if let Some(v) = facts.max_glibc
         && v > MAX_GLIBC
     {
         return Err(format!(
             "the binary needs GLIBC_{}.{}, newer than AL2023's {}.{}: build it static (musl) or against glibc {}.{} (cargo zigbuild --target {}.2.34)",
-            v.0, v.1, MAX_GLIBC.0, MAX_GLIBC.1, MAX_GLIBC.0, MAX_GLIBC.1, arch.rust_target()
+            v.0,
+            v.1,
+            MAX_GLIBC.0,
+            MAX_GLIBC.1,
+            MAX_GLIBC.0,
+            MAX_GLIBC.1,
+            arch.rust_target()
         ));
     }
     Ok(facts)
@@ -208,27 +231,48 @@ pub fn lambda_zip(binary: &[u8]) -> Vec<u8> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 /// Builds `notes-lambda` for `arch` in release; the binary's path.
 async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
     let target = arch.rust_target();
-    let installed = tokio::process::Command::new("rustup").args(["target", "list", "--installed"]).output().await;
+    let installed = tokio::process::Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .await;
     if let Ok(out) = installed
         && out.status.success()
-        && !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == target)
+        && !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == target)
     {
-        anyhow::bail!("the Rust target {target} is not installed: run `rustup target add {target}`");
+        anyhow::bail!(
+            "the Rust target {target} is not installed: run `rustup target add {target}`"
+        );
     }
     let mut cmd = tokio::process::Command::new("cargo");
     match arch {
         Arch::X86_64 => {
-            cmd.args(["build", "--release", "--locked", "-p", "notes-handlers", "--bin", "notes-lambda", "--target", target]);
+            cmd.args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "notes-handlers",
+                "--bin",
+                "notes-lambda",
+                "--target",
+                target,
+            ]);
             if !which("musl-gcc") {
                 // A static musl binary needs no musl-gcc for this crate graph: gcc assembles the C bits.
                 cmd.env("CC_x86_64_unknown_linux_musl", "gcc");
@@ -236,15 +280,35 @@ async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
         }
         Arch::Arm64 => {
             if !which("cargo-zigbuild") {
-                anyhow::bail!("arm64 builds link against glibc 2.34 with zig: run `cargo install cargo-zigbuild` and `pip install ziglang` (or build elsewhere and pass --binary)");
+                anyhow::bail!(
+                    "arm64 builds link against glibc 2.34 with zig: run `cargo install cargo-zigbuild` and `pip install ziglang` (or build elsewhere and pass --binary)"
+                );
             }
-            cmd.args(["zigbuild", "--release", "--locked", "-p", "notes-handlers", "--bin", "notes-lambda", "--target", &format!("{target}.2.34")]);
+            cmd.args([
+                "zigbuild",
+                "--release",
+                "--locked",
+                "-p",
+                "notes-handlers",
+                "--bin",
+                "notes-lambda",
+                "--target",
+                &format!("{target}.2.34"),
+            ]);
         }
     }
-    cmd.current_dir(workspace).stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
-    let status = cmd.status().await.map_err(|e| anyhow::anyhow!("running cargo: {e}"))?;
+    cmd.current_dir(workspace)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    let status = cmd
+        .status()
+        .await
+        .map_err(|e| anyhow::anyhow!("running cargo: {e}"))?;
     if !status.success() {
-        anyhow::bail!("building notes-lambda for {target} failed (see the compiler's output above)");
+        anyhow::bail!(
+            "building notes-lambda for {target} failed (see the compiler's output above)"
+        );
     }
     let meta = tokio::process::Command::new("cargo")
         .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -252,7 +316,10 @@ async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
         .output()
         .await?;
     let meta: serde_json::Value = serde_json::from_slice(&meta.stdout)?;
-    let target_dir = meta["target_directory"].as_str().map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
+    let target_dir = meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
     Ok(target_dir.join(target).join("release").join("notes-lambda"))
 }
 
@@ -264,8 +331,16 @@ pub fn write_artifact(binary: &[u8], arch: Arch, out: &Path) -> anyhow::Result<A
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
     let path = out.join(format!("notes-lambda-{}.zip", arch.as_str()));
     std::fs::write(&path, &zip)?;
-    std::fs::write(out.join(format!("notes-lambda-{}.zip.sha256", arch.as_str())), format!("{sha}  notes-lambda-{}.zip\n", arch.as_str()))?;
-    Ok(Artifact { path: path.display().to_string(), arch, sha256: sha, bytes: zip.len() as u64 })
+    std::fs::write(
+        out.join(format!("notes-lambda-{}.zip.sha256", arch.as_str())),
+        format!("{sha}  notes-lambda-{}.zip\n", arch.as_str()),
+    )?;
+    Ok(Artifact {
+        path: path.display().to_string(),
+        arch,
+        sha256: sha,
+        bytes: zip.len() as u64,
+    })
 }
 
 pub async fn run(global: &Global, args: PackageArgs) -> anyhow::Result<Exit> {
@@ -278,12 +353,17 @@ pub async fn run(global: &Global, args: PackageArgs) -> anyhow::Result<Exit> {
             Some(p) => p.clone(),
             None => {
                 if !global.quiet {
-                    eprintln!("building notes-lambda for {} ({})", arch.as_str(), arch.rust_target());
+                    eprintln!(
+                        "building notes-lambda for {} ({})",
+                        arch.as_str(),
+                        arch.rust_target()
+                    );
                 }
                 build(&args.workspace, arch).await?
             }
         };
-        let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         artifacts.push(write_artifact(&bytes, arch, &args.out)?);
     }
     output::print(global.output, &PackageReport { artifacts });
@@ -306,14 +386,22 @@ mod tests {
 
     #[test]
     fn machine_and_glibc_checks() {
-        assert!(check_binary(&elf(62, b""), Arch::X86_64).is_ok(), "static x86_64");
+        assert!(
+            check_binary(&elf(62, b""), Arch::X86_64).is_ok(),
+            "static x86_64"
+        );
         assert!(check_binary(&elf(183, b"\0GLIBC_2.17\0GLIBC_2.34\0"), Arch::Arm64).is_ok());
         let e = check_binary(&elf(62, b"\0GLIBC_2.28\0GLIBC_2.35\0"), Arch::X86_64).unwrap_err();
         assert!(e.contains("GLIBC_2.35"), "{e}");
         let e = check_binary(&elf(62, b""), Arch::Arm64).unwrap_err();
         assert!(e.contains("for x86_64, not arm64"), "{e}");
         assert!(check_binary(b"#!/bin/sh\n", Arch::X86_64).is_err());
-        assert_eq!(inspect_elf(&elf(183, b"GLIBC_2.3.4 GLIBC_2.10")).unwrap().max_glibc, Some((2, 10)));
+        assert_eq!(
+            inspect_elf(&elf(183, b"GLIBC_2.3.4 GLIBC_2.10"))
+                .unwrap()
+                .max_glibc,
+            Some((2, 10))
+        );
     }
 
     #[test]
@@ -326,7 +414,11 @@ mod tests {
         assert_eq!(&a[30..39], b"bootstrap");
         let compressed = u32::from_le_bytes(a[18..22].try_into().unwrap()) as usize;
         let mut inflated = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(&a[39..39 + compressed]), &mut inflated).unwrap();
+        std::io::Read::read_to_end(
+            &mut flate2::read::DeflateDecoder::new(&a[39..39 + compressed]),
+            &mut inflated,
+        )
+        .unwrap();
         assert_eq!(inflated, bin);
         let cd = 39 + compressed;
         assert_eq!(&a[cd..cd + 4], b"PK\x01\x02");

@@ -1,0 +1,263 @@
+//! `deploy`, `outputs`, `destroy` and `status` against moto's CloudFormation, with the stacks moto can
+//! run (event, data). The code stacks use `Fn::ImportValue` with a nested `Fn::Sub`, which moto 5.2
+//! cannot parse: their paths are covered by recorded responses in cli/src/commands/deploy.rs.
+
+use notesctl_tests::cli::Cli;
+use notesctl_tests::moto;
+use serde_json::Value;
+
+async fn cli(stage: &str) -> Cli {
+    let m = moto::shared().await;
+    let mut c = Cli::new().args([
+        "--stage",
+        stage,
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        &m.endpoint,
+    ]);
+    for (k, v) in m.env() {
+        c = c.env(&k, &v);
+    }
+    c
+}
+
+fn templates() -> String {
+    notesctl_tests::workspace_root()
+        .join("templates")
+        .display()
+        .to_string()
+}
+
+fn actions(v: &Value) -> Vec<(String, String)> {
+    v["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn create_unchanged_update_outputs_destroy() {
+    let stage = notesctl_tests::unique("dp");
+    let deploy = |extra: &'static [&'static str]| {
+        let stage = stage.clone();
+        async move {
+            cli(&stage)
+                .await
+                .args([
+                    "deploy",
+                    "--yes",
+                    "--templates",
+                    &templates(),
+                    "--stack",
+                    "event",
+                    "--stack",
+                    "data",
+                ])
+                .args(extra.iter().copied())
+                .json()
+                .await
+        }
+    };
+    let (code, v) = deploy(&[]).await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        actions(&v),
+        [
+            (format!("{stage}-event-stack"), "created".into()),
+            (format!("{stage}-data-stack"), "created".into())
+        ]
+    );
+    assert_eq!(v["stacks"][0]["status"], "CREATE_COMPLETE");
+
+    // moto's change sets never say "no changes"; deploy compares what is deployed and says unchanged.
+    let (code, v) = deploy(&[]).await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        actions(&v)
+            .iter()
+            .map(|(_, a)| a.as_str())
+            .collect::<Vec<_>>(),
+        ["unchanged", "unchanged"]
+    );
+
+    let (code, v) = deploy(&["--save-timeout", "60"]).await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        actions(&v)
+            .iter()
+            .map(|(_, a)| a.as_str())
+            .collect::<Vec<_>>(),
+        ["updated", "unchanged"]
+    );
+    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
+    let stack = cfn
+        .describe_stacks()
+        .stack_name(format!("{stage}-event-stack"))
+        .send()
+        .await
+        .unwrap()
+        .stacks
+        .unwrap()
+        .remove(0);
+    let timeout = stack
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some("SaveFunctionTimeout"))
+        .and_then(|p| p.parameter_value());
+    assert_eq!(timeout, Some("60"));
+    assert!(
+        stack
+            .parameters()
+            .iter()
+            .all(|p| p.parameter_key() != Some("CodeKey")),
+        "only declared parameters are passed"
+    );
+
+    let (code, v) = cli(&stage).await.args(["outputs"]).json().await;
+    assert_eq!(code, 0, "{v}");
+    assert!(v.get(format!("{stage}-data-stack")).is_some(), "{v}");
+
+    let (code, v) = cli(&stage).await.args(["status"]).json().await;
+    assert_eq!(code, 0, "{v}");
+    let states: Vec<&str> = v["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "UPDATE_COMPLETE",
+            "CREATE_COMPLETE",
+            "NOT_DEPLOYED",
+            "NOT_DEPLOYED",
+            "NOT_DEPLOYED",
+            "NOT_DEPLOYED"
+        ]
+    );
+    // moto 5.2 cannot resolve the queue's `Fn::FindInMap` on a Number parameter, so it makes no
+    // queue: status says so rather than failing.
+    assert!(
+        v["queues"].is_object() || v["notes"].as_array().is_some_and(|n| !n.is_empty()),
+        "{v}"
+    );
+
+    let refused = cli(&stage).await.args(["destroy"]).run().await;
+    assert_eq!(
+        refused.code, 2,
+        "no --yes without a terminal: {}",
+        refused.stderr
+    );
+    let (code, v) = cli(&stage).await.args(["destroy", "--yes"]).json().await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["deleted"],
+        serde_json::json!([
+            format!("{stage}-data-stack"),
+            format!("{stage}-event-stack")
+        ]),
+        "reverse order"
+    );
+    assert_eq!(
+        v["retained"],
+        serde_json::json!([format!("{stage}-data-table")])
+    );
+    let missing = cli(&stage).await.args(["outputs"]).run().await;
+    assert_eq!(missing.code, 2);
+}
+
+#[tokio::test]
+async fn a_failing_template_is_reported_and_the_next_deploy_recovers() {
+    let stage = notesctl_tests::unique("fl");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("data.yaml"),
+        "Parameters:\n  Stage:\n    Type: String\nResources:\n  Table:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: !ImportValue no-such-export\n      BillingMode: PAY_PER_REQUEST\n      AttributeDefinitions:\n        - AttributeName: pk\n          AttributeType: S\n      KeySchema:\n        - AttributeName: pk\n          KeyType: HASH\n",
+    )
+    .unwrap();
+    let (code, v) = cli(&stage)
+        .await
+        .args([
+            "deploy",
+            "--yes",
+            "--stack",
+            "data",
+            "--templates",
+            dir.path().to_str().unwrap(),
+        ])
+        .json()
+        .await;
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["stacks"][0]["action"], "failed");
+    assert!(
+        v["stacks"][0]["failures"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-export"),
+        "{v}"
+    );
+    let (code, v) = cli(&stage)
+        .await
+        .args([
+            "deploy",
+            "--yes",
+            "--stack",
+            "data",
+            "--templates",
+            &templates(),
+        ])
+        .json()
+        .await;
+    assert_eq!(code, 0, "the stack left behind is replaced: {v}");
+    assert_eq!(v["stacks"][0]["action"], "created");
+}
+
+#[tokio::test]
+async fn preview_changes_nothing_and_ci_needs_yes() {
+    let stage = notesctl_tests::unique("pv");
+    let run = cli(&stage)
+        .await
+        .args([
+            "deploy",
+            "--preview",
+            "--stack",
+            "event",
+            "--templates",
+            &templates(),
+        ])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ProcessingQueue") && run.stderr.contains("AWS::SQS::Queue"),
+        "the change set summary: {}",
+        run.stderr
+    );
+    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
+    let exists = cfn
+        .describe_stacks()
+        .stack_name(format!("{stage}-event-stack"))
+        .send()
+        .await;
+    assert!(
+        exists.is_err() || exists.unwrap().stacks().is_empty(),
+        "a preview leaves no stack"
+    );
+
+    let refused = cli(&stage)
+        .await
+        .args(["deploy", "--stack", "event", "--templates", &templates()])
+        .run()
+        .await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+}
