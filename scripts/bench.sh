@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark runners; each writes its figures to BENCHMARKS.md.
-# Usage: scripts/bench.sh [cold-start|dev-load|ops|all]
+# Usage: scripts/bench.sh [cold-start|dev-load|ops|sync|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -28,4 +28,9 @@ if [[ $what == ops || $what == all ]]; then
   cargo build --release --locked -p notesctl --bin notesctl
   cargo build --locked --workspace --examples
   NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/ops_vs_awscli
+fi
+if [[ $what == sync || $what == all ]]; then
+  cargo build --release --locked -p notesctl --bin notesctl
+  cargo build --locked --workspace --examples
+  NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/sync_vs_awscli
 fi

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PY_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0")
+PY_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "ziglang==0.17.1")
 stamp=".venv/.notesctl-tools"
 want="${PY_TOOLS[*]}"
 if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
@@ -31,7 +31,31 @@ fi
 echo "test.sh: cfn-lint templates/*.yaml" >&2
 .venv/bin/cfn-lint templates/*.yaml
 
+# Lambda artifacts: x86_64 (static musl) and arm64 (glibc 2.34, linked with zig), run in the tests
+# natively and under qemu-aarch64.
+rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-gnu >/dev/null 2>&1 \
+  || rustup target list --installed | grep -q aarch64-unknown-linux-gnu \
+  || { echo "test.sh: cannot add the Rust targets x86_64-unknown-linux-musl and aarch64-unknown-linux-gnu" >&2; exit 2; }
+if ! command -v cargo-zigbuild >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-zigbuild" >&2
+  cargo install cargo-zigbuild --locked --version 0.24.1 >/dev/null
+fi
+if ! command -v qemu-aarch64-static >/dev/null 2>&1 || ! command -v musl-gcc >/dev/null 2>&1 \
+  || [[ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing qemu-user-static, libc6-arm64-cross and musl-tools (Debian packages)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static libc6-arm64-cross musl-tools >/dev/null
+  else
+    echo "test.sh: packaging needs musl-gcc; the arm64 test qemu-aarch64-static and an arm64 glibc: run 'sudo apt-get install musl-tools qemu-user-static libc6-arm64-cross'" >&2
+    exit 2
+  fi
+fi
+
 echo "test.sh: cargo test --workspace" >&2
 # The cross-crate tests run the real binaries (notesctl, notes-lambda): build them first.
 cargo build --workspace --bins "$@"
+echo "test.sh: notesctl package --arch x86_64 --arch arm64" >&2
+PATH="$PWD/.venv/bin:$PATH" target/debug/notesctl package --arch x86_64 --arch arm64 --out target/dist
+export NOTESCTL_DIST="$PWD/target/dist"
 cargo test --workspace "$@"

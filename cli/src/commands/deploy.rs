@@ -134,6 +134,19 @@ pub struct StackReport {
     pub outputs: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,
+    /// The change set's resource changes (what `--preview` shows).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub action: String,
+    pub logical_id: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub replacement: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -177,16 +190,40 @@ impl fmt::Display for DeployReport {
 }
 
 /// Parameters a template declares, from its `Parameters` section.
-pub fn declared_parameters(template: &str) -> anyhow::Result<Vec<String>> {
+pub fn declared_parameters(template: &str) -> anyhow::Result<Vec<(String, Option<String>)>> {
     let doc: serde_yaml::Value = serde_yaml::from_str(template)?;
-    Ok(doc["Parameters"]
-        .as_mapping()
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str().map(str::to_owned))
-                .collect()
+    let Some(params) = doc["Parameters"].as_mapping() else {
+        return Ok(Vec::new());
+    };
+    Ok(params
+        .iter()
+        .filter_map(|(k, v)| {
+            let default = match &v["Default"] {
+                serde_yaml::Value::String(s) => Some(s.clone()),
+                serde_yaml::Value::Number(n) => Some(n.to_string()),
+                serde_yaml::Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+            Some((k.as_str()?.to_owned(), default))
         })
-        .unwrap_or_default())
+        .collect())
+}
+
+/// What the stack's parameters will be: ours where we pass one, the template's default elsewhere.
+pub fn expected_parameters(
+    declared: &[(String, Option<String>)],
+    values: &BTreeMap<&'static str, String>,
+) -> BTreeMap<String, String> {
+    declared
+        .iter()
+        .filter_map(|(k, default)| {
+            values
+                .get(k.as_str())
+                .cloned()
+                .or_else(|| default.clone())
+                .map(|v| (k.clone(), v))
+        })
+        .collect()
 }
 
 struct Ctx<'a> {
@@ -320,10 +357,17 @@ async fn failures(
     cfn: &Client,
     name: &str,
     since: aws_sdk_cloudformation::primitives::DateTime,
+    token: Option<&str>,
 ) -> Vec<Failure> {
     events_since(cfn, name, since)
         .await
         .into_iter()
+        // This run's events carry its request token (where the service sets one).
+        .filter(|e| {
+            token.is_none()
+                || e.client_request_token().is_none()
+                || e.client_request_token() == token
+        })
         .filter(|e| {
             e.resource_status()
                 .is_some_and(|s| s.as_str().ends_with("_FAILED"))
@@ -372,7 +416,7 @@ async fn deployed_matches(
     name: &str,
     stack: &aws_sdk_cloudformation::types::Stack,
     body: &str,
-    params: &[Parameter],
+    expected: &BTreeMap<String, String>,
 ) -> bool {
     let Ok(t) = cfn
         .get_template()
@@ -387,16 +431,47 @@ async fn deployed_matches(
         .template_body()
         .map(|b| b.trim() == body.trim())
         .unwrap_or(false);
-    let deployed: BTreeMap<&str, &str> = stack
+    let deployed: BTreeMap<String, String> = stack
         .parameters()
         .iter()
-        .filter_map(|p| Some((p.parameter_key()?, p.parameter_value().unwrap_or(""))))
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value().unwrap_or("").to_owned(),
+            ))
+        })
         .collect();
-    let ours: BTreeMap<&str, &str> = params
-        .iter()
-        .filter_map(|p| Some((p.parameter_key()?, p.parameter_value().unwrap_or(""))))
-        .collect();
-    same_body && deployed == ours
+    same_body && &deployed == expected
+}
+
+fn failed_report(name: &str, status: &str, reason: String, failure_status: &str) -> StackReport {
+    StackReport {
+        name: name.to_owned(),
+        action: "failed",
+        status: status.to_owned(),
+        outputs: BTreeMap::new(),
+        failures: vec![Failure {
+            logical_id: name.to_owned(),
+            resource_type: "AWS::CloudFormation::Stack".into(),
+            status: failure_status.to_owned(),
+            reason,
+        }],
+        changes: Vec::new(),
+    }
+}
+
+/// Removes what a change set that will not run leaves: the set, and a new stack's review shell.
+async fn discard(ctx: &Ctx<'_>, name: &str, set_name: &str, created: bool) {
+    let _ = ctx
+        .cfn
+        .delete_change_set()
+        .stack_name(name)
+        .change_set_name(set_name)
+        .send()
+        .await;
+    if created {
+        let _ = ctx.cfn.delete_stack().stack_name(name).send().await;
+    }
 }
 
 async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport> {
@@ -404,9 +479,11 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
     let path = ctx.args.templates.join(format!("{short}.yaml"));
     let body = std::fs::read_to_string(&path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}; pass --templates DIR", path.display()))?;
-    let params: Vec<Parameter> = declared_parameters(&body)?
-        .into_iter()
-        .filter_map(|k| {
+    let declared = declared_parameters(&body)?;
+    let expected = expected_parameters(&declared, &ctx.values);
+    let params: Vec<Parameter> = declared
+        .iter()
+        .filter_map(|(k, _)| {
             ctx.values.get(k.as_str()).map(|v| {
                 Parameter::builder()
                     .parameter_key(k)
@@ -417,9 +494,31 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
         .collect();
     let mut stack = settle(ctx, &name, None).await?;
     let mut action = next_action(&name, stack.as_ref().and_then(|s| s.stack_status()));
+    let status_of = |s: &Option<aws_sdk_cloudformation::types::Stack>| {
+        s.as_ref()
+            .and_then(|s| s.stack_status().map(|s| s.as_str().to_owned()))
+            .unwrap_or_default()
+    };
     if action == NextAction::DeleteAndRecreate {
         let review =
             stack.as_ref().and_then(|s| s.stack_status()) == Some(&StackStatus::ReviewInProgress);
+        if ctx.args.preview {
+            let mut r = failed_report(
+                &name,
+                &status_of(&stack),
+                format!("{name} would be deleted and created again (it holds no resources)"),
+                "PREVIEW",
+            );
+            r.action = "preview";
+            r.failures.clear();
+            r.changes.push(Change {
+                action: "Recreate".into(),
+                logical_id: name.clone(),
+                resource_type: "AWS::CloudFormation::Stack".into(),
+                replacement: true,
+            });
+            return Ok(r);
+        }
         if !review {
             confirm(ctx, &format!("{name} is ROLLBACK_COMPLETE (its first create failed); delete it and create it again"))
                 .map_err(|e| anyhow::anyhow!("{e}. {name} is ROLLBACK_COMPLETE: rerun with --yes to delete and recreate it"))?;
@@ -444,40 +543,27 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
         NextAction::Create => ChangeSetType::Create,
         NextAction::Update => ChangeSetType::Update,
         NextAction::Blocked(why) => {
-            return Ok(StackReport {
-                name,
-                action: "failed",
-                status: stack
-                    .and_then(|s| s.stack_status().map(|s| s.as_str().to_owned()))
-                    .unwrap_or_default(),
-                outputs: BTreeMap::new(),
-                failures: vec![Failure {
-                    logical_id: String::new(),
-                    resource_type: "AWS::CloudFormation::Stack".into(),
-                    status: "BLOCKED".into(),
-                    reason: why,
-                }],
-            });
+            return Ok(failed_report(&name, &status_of(&stack), why, "BLOCKED"));
         }
         other => anyhow::bail!("{name}: unexpected next action {other:?} after waiting"),
     };
-    if change_type == ChangeSetType::Update
+    let created = change_type == ChangeSetType::Create;
+    if !created
         && let Some(s) = &stack
-        && deployed_matches(&ctx.cfn, &name, s, &body, &params).await
+        && deployed_matches(&ctx.cfn, &name, s, &body, &expected).await
     {
         return Ok(StackReport {
             name,
             action: "unchanged",
-            status: s
-                .stack_status()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
+            status: status_of(&stack),
             outputs: outputs_of(s),
             failures: vec![],
+            changes: vec![],
         });
     }
     let set_name = format!("notesctl-{}", notes_handlers::domain::clock::now_millis());
-    ctx.cfn
+    let made = ctx
+        .cfn
         .create_change_set()
         .stack_name(&name)
         .change_set_name(&set_name)
@@ -489,9 +575,19 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
         .capabilities(Capability::CapabilityAutoExpand)
         .description(format!("notesctl deploy of {short}"))
         .send()
-        .await
-        .map_err(|e| explain(&format!("creating a change set for {name}"), &e))?;
-    // Wait for the change set.
+        .await;
+    if let Err(e) = made {
+        let reason = e
+            .message()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:#}", explain("creating a change set", &e)));
+        return Ok(failed_report(
+            &name,
+            &status_of(&stack),
+            dependency_hint(&reason),
+            "CHANGE_SET_FAILED",
+        ));
+    }
     let mut delay = Duration::from_millis(300);
     let set = loop {
         let set = ctx
@@ -506,82 +602,83 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
             Some(ChangeSetStatus::CreateComplete) => break set,
             Some(ChangeSetStatus::Failed) => {
                 let reason = set.status_reason().unwrap_or_default().to_owned();
-                let _ = ctx
-                    .cfn
-                    .delete_change_set()
-                    .stack_name(&name)
-                    .change_set_name(&set_name)
-                    .send()
-                    .await;
+                discard(ctx, &name, &set_name, created).await;
                 if is_no_changes(&reason) {
                     let s = describe(&ctx.cfn, &name).await?;
                     return Ok(StackReport {
                         name,
                         action: "unchanged",
-                        status: s
-                            .as_ref()
-                            .and_then(|s| s.stack_status().map(|s| s.as_str().to_owned()))
-                            .unwrap_or_default(),
+                        status: status_of(&s),
                         outputs: s.as_ref().map(outputs_of).unwrap_or_default(),
                         failures: vec![],
+                        changes: vec![],
                     });
                 }
-                anyhow::bail!("the change set for {name} failed: {reason}");
+                return Ok(failed_report(
+                    &name,
+                    &status_of(&stack),
+                    dependency_hint(&reason),
+                    "CHANGE_SET_FAILED",
+                ));
             }
             _ => {}
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 3 / 2).min(Duration::from_secs(3));
     };
+    let changes: Vec<Change> = set
+        .changes()
+        .iter()
+        .filter_map(|c| c.resource_change())
+        .map(|rc| Change {
+            action: rc
+                .action()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default(),
+            logical_id: rc.logical_resource_id().unwrap_or_default().to_owned(),
+            resource_type: rc.resource_type().unwrap_or_default().to_owned(),
+            replacement: rc.replacement().is_some_and(|r| r.as_str() == "True"),
+        })
+        .collect();
     say(
         ctx.global,
         &format!(
             "{name}: {} change set",
-            if change_type == ChangeSetType::Create {
-                "create"
-            } else {
-                "update"
-            }
+            if created { "create" } else { "update" }
         ),
     );
-    for c in set.changes() {
-        if let Some(rc) = c.resource_change() {
-            say(
-                ctx.global,
-                &format!(
-                    "  {:<7} {:<36} {}{}",
-                    rc.action().map(|a| a.as_str()).unwrap_or(""),
-                    rc.logical_resource_id().unwrap_or(""),
-                    rc.resource_type().unwrap_or(""),
-                    rc.replacement()
-                        .filter(|r| r.as_str() == "True")
-                        .map(|_| "  (replacement)")
-                        .unwrap_or("")
-                ),
-            );
-        }
+    for c in &changes {
+        say(
+            ctx.global,
+            &format!(
+                "  {:<7} {:<36} {}{}",
+                c.action,
+                c.logical_id,
+                c.resource_type,
+                if c.replacement { "  (replacement)" } else { "" }
+            ),
+        );
     }
     if ctx.args.preview {
-        let _ = ctx
-            .cfn
-            .delete_change_set()
-            .stack_name(&name)
-            .change_set_name(&set_name)
-            .send()
-            .await;
-        if change_type == ChangeSetType::Create {
-            // The review-only stack a create change set leaves behind.
-            let _ = ctx.cfn.delete_stack().stack_name(&name).send().await;
-        }
+        discard(ctx, &name, &set_name, created).await;
         return Ok(StackReport {
             name,
             action: "preview",
-            status: "PREVIEW".into(),
+            status: status_of(&stack),
             outputs: BTreeMap::new(),
             failures: vec![],
+            changes,
         });
     }
-    confirm(ctx, &format!("apply these changes to {name}"))?;
+    if let Err(e) = confirm(ctx, &format!("apply these changes to {name}")) {
+        discard(ctx, &name, &set_name, created).await;
+        return Err(e);
+    }
+    let token = format!(
+        "notesctl-{}-{}",
+        short,
+        notes_handlers::domain::clock::now_millis()
+    );
     let started = aws_sdk_cloudformation::primitives::DateTime::from(
         std::time::SystemTime::now() - Duration::from_secs(2),
     );
@@ -590,6 +687,7 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
         .execute_change_set()
         .stack_name(&name)
         .change_set_name(&set_name)
+        .client_request_token(&token)
         .send()
         .await
     {
@@ -598,23 +696,15 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
             .message()
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{:#}", explain("executing the change set", &e)));
-        let status = describe(&ctx.cfn, &name)
-            .await?
-            .and_then(|s| s.stack_status().map(|s| s.as_str().to_owned()))
-            .unwrap_or_default();
-        return Ok(StackReport {
-            name: name.clone(),
-            action: "failed",
-            status,
-            outputs: BTreeMap::new(),
-            failures: vec![Failure {
-                logical_id: name,
-                resource_type: "AWS::CloudFormation::Stack".into(),
-                status: "EXECUTE_FAILED".into(),
-                reason,
-            }],
-        });
+        let status = status_of(&describe(&ctx.cfn, &name).await?);
+        return Ok(failed_report(
+            &name,
+            &status,
+            dependency_hint(&reason),
+            "EXECUTE_FAILED",
+        ));
     }
+    wait_for_execution(ctx, &name, &set_name).await;
     let done = settle(ctx, &name, Some(started)).await?;
     let status = done.as_ref().and_then(|s| s.stack_status()).cloned();
     let ok = matches!(
@@ -622,23 +712,21 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
         Some(StackStatus::CreateComplete | StackStatus::UpdateComplete)
     );
     let status_text = status
+        .as_ref()
         .map(|s| s.as_str().to_owned())
         .unwrap_or_else(|| "DELETE_COMPLETE".into());
     if ok {
         let done = done.expect("a completed stack exists");
         return Ok(StackReport {
             name,
-            action: if change_type == ChangeSetType::Create {
-                "created"
-            } else {
-                "updated"
-            },
+            action: if created { "created" } else { "updated" },
             status: status_text,
             outputs: outputs_of(&done),
             failures: vec![],
+            changes,
         });
     }
-    let mut failed = failures(&ctx.cfn, &name, started).await;
+    let mut failed = failures(&ctx.cfn, &name, started, Some(&token)).await;
     if failed.is_empty() {
         failed.push(Failure {
             logical_id: name.clone(),
@@ -651,13 +739,60 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
                 .to_owned(),
         });
     }
+    if let NextAction::Blocked(why) = next_action(&name, status.as_ref()) {
+        failed.push(Failure {
+            logical_id: name.clone(),
+            resource_type: "AWS::CloudFormation::Stack".into(),
+            status: "NEXT_STEP".into(),
+            reason: why,
+        });
+    }
     Ok(StackReport {
         name,
         action: "failed",
         status: status_text,
         outputs: BTreeMap::new(),
         failures: failed,
+        changes,
     })
+}
+
+/// "No export named X" means a stack this one imports from is missing: say which to deploy.
+fn dependency_hint(reason: &str) -> String {
+    if reason.contains("No export named") {
+        format!(
+            "{reason} — a stack this one depends on is not deployed (deploy order: {}); deploy it first or drop --stack",
+            stacks::STACKS.join(", ")
+        )
+    } else {
+        reason.to_owned()
+    }
+}
+
+/// Waits until CloudFormation has started (or finished) the change set, so the stack status read next
+/// is this run's, not the previous one's.
+async fn wait_for_execution(ctx: &Ctx<'_>, name: &str, set_name: &str) {
+    use aws_sdk_cloudformation::types::ExecutionStatus;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        match ctx
+            .cfn
+            .describe_change_set()
+            .stack_name(name)
+            .change_set_name(set_name)
+            .send()
+            .await
+        {
+            Ok(set)
+                if matches!(
+                    set.execution_status(),
+                    Some(ExecutionStatus::Available) | Some(ExecutionStatus::Unavailable)
+                ) => {}
+            // Executing, executed, failed, obsolete, or gone (executed sets may be cleaned up): go on.
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn outputs_of(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
@@ -669,10 +804,38 @@ fn outputs_of(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, 
 }
 
 /// Uploads the zip to the artifacts bucket under its sha256 (once); the bucket and key.
+/// The artifacts bucket: `--artifacts-bucket`, or `notesctl-artifacts-{account}-{region}`.
+pub async fn artifacts_bucket(
+    config: &aws_config::SdkConfig,
+    given: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(b) = given {
+        return Ok(b.to_owned());
+    }
+    let who = aws_sdk_sts::Client::new(config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| explain("finding the AWS account", &e))?;
+    let account = who.account().ok_or_else(|| {
+        anyhow::anyhow!("STS did not say which account this is; pass --artifacts-bucket")
+    })?;
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    Ok(format!("notesctl-artifacts-{account}-{region}"))
+}
+
+/// `{stage}/notes-lambda/{sha256}.zip`: content-addressed, and per stage so `destroy` removes only its own.
+pub fn code_key(stage: &str, zip: &[u8]) -> String {
+    format!("{stage}/notes-lambda/{}.zip", sha256_hex(zip))
+}
+
+/// Uploads the zip to the artifacts bucket under its sha256 (once); the bucket and key. With `upload`
+/// false (a preview) it only works them out.
 async fn upload_code(
     global: &Global,
     config: &aws_config::SdkConfig,
     args: &DeployArgs,
+    upload: bool,
 ) -> anyhow::Result<(String, String)> {
     let path = args
         .artifacts
@@ -684,55 +847,59 @@ async fn upload_code(
             args.arch.as_str()
         )
     })?;
-    let key = format!("notes-lambda/{}.zip", sha256_hex(&zip));
-    let bucket = match &args.artifacts_bucket {
-        Some(b) => b.clone(),
-        None => {
-            let who = aws_sdk_sts::Client::new(config)
-                .get_caller_identity()
-                .send()
-                .await
-                .map_err(|e| explain("finding the AWS account", &e))?;
-            let region = config.region().map(|r| r.to_string()).unwrap_or_default();
-            format!(
-                "notesctl-artifacts-{}-{region}",
-                who.account().unwrap_or("unknown")
-            )
-        }
-    };
+    let key = code_key(&global.stage, &zip);
+    let bucket = artifacts_bucket(config, args.artifacts_bucket.as_deref()).await?;
+    if !upload {
+        return Ok((bucket, key));
+    }
     let s3 = super::sync_frontend::s3_client(config, global.endpoint_url.is_some());
-    if s3.head_bucket().bucket(&bucket).send().await.is_err() {
-        say(global, &format!("creating the artifacts bucket {bucket}"));
-        let mut create = s3.create_bucket().bucket(&bucket);
-        if let Some(region) = config
-            .region()
-            .map(|r| r.to_string())
-            .filter(|r| r != "us-east-1")
+    match s3.head_bucket().bucket(&bucket).send().await {
+        Ok(_) => {}
+        Err(e)
+            if e.as_service_error().is_some_and(|s| s.is_not_found())
+                || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
         {
-            create = create.create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                        region.as_str(),
-                    ))
-                    .build(),
-            );
+            say(global, &format!("creating the artifacts bucket {bucket}"));
+            let mut create = s3.create_bucket().bucket(&bucket);
+            if let Some(region) = config
+                .region()
+                .map(|r| r.to_string())
+                .filter(|r| r != "us-east-1")
+            {
+                create = create.create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                            region.as_str(),
+                        ))
+                        .build(),
+                );
+            }
+            match create.send().await {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+                Err(e) => return Err(explain(&format!("creating bucket {bucket}"), &e)),
+            }
+            let block = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .block_public_policy(true)
+                .ignore_public_acls(true)
+                .restrict_public_buckets(true)
+                .build();
+            let _ = s3
+                .put_public_access_block()
+                .bucket(&bucket)
+                .public_access_block_configuration(block)
+                .send()
+                .await;
         }
-        create
-            .send()
-            .await
-            .map_err(|e| explain(&format!("creating bucket {bucket}"), &e))?;
-        let block = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-            .block_public_acls(true)
-            .block_public_policy(true)
-            .ignore_public_acls(true)
-            .restrict_public_buckets(true)
-            .build();
-        let _ = s3
-            .put_public_access_block()
-            .bucket(&bucket)
-            .public_access_block_configuration(block)
-            .send()
-            .await;
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "{:#}. The bucket {bucket} exists but is not usable here (another account's, or in another region): pass --artifacts-bucket with a bucket of yours in this region",
+                explain(&format!("checking bucket {bucket}"), &e)
+            ));
+        }
     }
     if s3
         .head_object()
@@ -777,6 +944,14 @@ pub fn selected(requested: &[String]) -> anyhow::Result<Vec<&'static str>> {
 pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<Exit> {
     let config = sdk_config(global, None).await?;
     let order = selected(&args.stacks)?;
+    let terminal = std::env::var_os("CI").is_none()
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal();
+    if !args.yes && !args.preview && !terminal {
+        anyhow::bail!(
+            "refusing to deploy without confirmation: pass --yes (no terminal to ask on), or --preview to only look"
+        );
+    }
     let needs_code = order
         .iter()
         .any(|s| matches!(*s, "auth" | "websocket" | "notes"));
@@ -786,20 +961,17 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<Exit> {
         ("AllowedOrigin", args.allowed_origin.clone()),
         ("SaveFunctionTimeout", args.save_timeout.to_string()),
     ]);
-    if needs_code && !args.preview {
-        let (bucket, key) = upload_code(global, &config, &args).await?;
+    if needs_code {
+        let (bucket, key) = upload_code(global, &config, &args, !args.preview).await?;
         values.insert("CodeBucket", bucket);
         values.insert("CodeKey", key);
-    } else if needs_code {
-        values.insert("CodeBucket", "preview".into());
-        values.insert("CodeKey", "preview".into());
     }
     let ctx = Ctx {
         global,
         cfn: Client::new(&config),
         args: &args,
         values,
-        terminal: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        terminal,
     };
     let mut report = DeployReport {
         stacks: Vec::new(),
@@ -809,54 +981,81 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<Exit> {
     for short in order {
         let r = deploy_stack(&ctx, short).await?;
         let failed = r.action == "failed";
+        let why = r
+            .failures
+            .iter()
+            .find(|f| f.status == "BLOCKED" || f.status == "NEXT_STEP")
+            .map(|f| f.reason.clone());
         report.stacks.push(r);
         if failed {
-            report.problem = Some(format!(
+            let stopped = format!(
                 "deploy stopped at {}: the stacks after it were not touched",
                 stacks::stack_name(&global.stage, short)
-            ));
+            );
+            report.problem = Some(match why {
+                Some(w) => format!("{w}\n{stopped}"),
+                None => stopped,
+            });
             output::print(global.output, &report);
             return Ok(Exit::Problem);
         }
     }
     if let (Some(dir), false) = (&args.frontend, args.preview) {
-        let sync_args = super::sync_frontend::SyncArgs {
-            dir: dir.clone(),
-            bucket: None,
-            delete: true,
-            dry_run: false,
-            force: false,
-            concurrency: 16,
-            no_config: false,
-            exclude: Vec::new(),
-            api_url: None,
-            ws_url: None,
-        };
-        let synced = super::sync_frontend::sync(global, &config, &sync_args).await?;
-        let inv_args = super::invalidate::InvalidateArgs {
-            distribution_id: None,
-            paths: vec!["/*".into()],
-            wait: true,
-            timeout: Duration::from_secs(900),
-            bucket: Some(synced.bucket.clone()),
-        };
-        let invalidated = super::invalidate::invalidate(
-            global,
-            &config,
-            &inv_args,
-            Some(synced.content_hash.clone()),
-        )
-        .await?;
-        let problem = invalidated.problem.clone();
-        report.frontend = Some(serde_json::json!({"sync": synced, "invalidation": invalidated}));
-        if let Some(p) = problem {
-            report.problem = Some(p);
+        match ship_frontend(global, &config, dir).await {
+            Ok((value, problem)) => {
+                report.frontend = Some(value);
+                report.problem = problem;
+            }
+            Err(e) => {
+                report.problem = Some(format!(
+                    "the stacks are deployed, but shipping the frontend failed: {e:#}. Run `notesctl sync-frontend {}` to retry",
+                    dir.display()
+                ))
+            }
+        }
+        if report.problem.is_some() {
             output::print(global.output, &report);
             return Ok(Exit::Problem);
         }
     }
     output::print(global.output, &report);
     Ok(Exit::Ok)
+}
+
+/// `sync-frontend` then `invalidate --wait`, for `deploy --frontend`.
+async fn ship_frontend(
+    global: &Global,
+    config: &aws_config::SdkConfig,
+    dir: &std::path::Path,
+) -> anyhow::Result<(serde_json::Value, Option<String>)> {
+    let sync_args = super::sync_frontend::SyncArgs {
+        dir: dir.to_path_buf(),
+        bucket: None,
+        delete: true,
+        dry_run: false,
+        force: false,
+        concurrency: 16,
+        no_config: false,
+        exclude: Vec::new(),
+        api_url: None,
+        ws_url: None,
+    };
+    let synced = super::sync_frontend::sync(global, config, &sync_args).await?;
+    let inv_args = super::invalidate::InvalidateArgs {
+        distribution_id: None,
+        paths: vec!["/*".into()],
+        wait: true,
+        timeout: Duration::from_secs(900),
+        bucket: Some(synced.bucket.clone()),
+    };
+    let invalidated =
+        super::invalidate::invalidate(global, config, &inv_args, Some(synced.content_hash.clone()))
+            .await?;
+    let problem = invalidated.problem.clone();
+    Ok((
+        serde_json::json!({"sync": synced, "invalidation": invalidated}),
+        problem,
+    ))
 }
 
 #[cfg(test)]
@@ -919,13 +1118,285 @@ mod tests {
 
     #[test]
     fn templates_declare_what_they_take_and_stacks_come_in_order() {
-        let t = "Parameters:\n  Stage:\n    Type: String\n  CodeKey:\n    Type: String\nResources: {}\n";
-        assert_eq!(declared_parameters(t).unwrap(), vec!["Stage", "CodeKey"]);
+        let t = "Parameters:\n  Stage:\n    Type: String\n  CodeKey:\n    Type: String\n  Memory:\n    Type: Number\n    Default: 256\nResources: {}\n";
+        let declared = declared_parameters(t).unwrap();
+        assert_eq!(
+            declared,
+            vec![
+                ("Stage".into(), None),
+                ("CodeKey".into(), None),
+                ("Memory".into(), Some("256".into()))
+            ]
+        );
+        let values = BTreeMap::from([("Stage", "p".to_owned()), ("Unused", "x".to_owned())]);
+        let expected = expected_parameters(&declared, &values);
+        assert_eq!(
+            expected,
+            BTreeMap::from([
+                ("Stage".to_owned(), "p".to_owned()),
+                ("Memory".to_owned(), "256".to_owned())
+            ]),
+            "defaults count; undeclared values do not"
+        );
+        assert_eq!(
+            code_key("prod", b"zip"),
+            format!("prod/notes-lambda/{}.zip", sha256_hex(b"zip"))
+        );
         assert_eq!(
             selected(&["notes".into(), "event".into()]).unwrap(),
             vec!["event", "notes"]
         );
         assert_eq!(selected(&[]).unwrap().len(), 6);
         assert!(selected(&["nope".into()]).is_err());
+    }
+
+    mod recorded {
+        //! The paths moto cannot act out, on recorded CloudFormation responses.
+        use super::super::*;
+        use aws_sdk_cloudformation::operation::create_change_set::CreateChangeSetOutput;
+        use aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput;
+        use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+        use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
+        use aws_sdk_cloudformation::operation::describe_stacks::{
+            DescribeStacksError, DescribeStacksOutput,
+        };
+        use aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput;
+        use aws_sdk_cloudformation::operation::get_template::GetTemplateOutput;
+        use aws_sdk_cloudformation::types::{
+            ExecutionStatus, Output, ResourceStatus, Stack, StackEvent,
+        };
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        use aws_smithy_types::error::ErrorMetadata;
+
+        const TEMPLATE: &str = "Parameters:\n  Stage:\n    Type: String\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n";
+
+        fn stack(status: StackStatus) -> Stack {
+            Stack::builder()
+                .stack_name("p-event-stack")
+                .stack_status(status)
+                .creation_time(aws_sdk_cloudformation::primitives::DateTime::from_secs(0))
+                .outputs(
+                    Output::builder()
+                        .output_key("QueueUrl")
+                        .output_value("https://sqs/q")
+                        .build(),
+                )
+                .build()
+        }
+
+        fn setup(dir: &std::path::Path) -> (Global, DeployArgs) {
+            use clap::Parser;
+            std::fs::write(dir.join("event.yaml"), TEMPLATE).unwrap();
+            let cli = crate::Cli::parse_from([
+                "notesctl",
+                "--quiet",
+                "--stage",
+                "p",
+                "deploy",
+                "--yes",
+                "--stack",
+                "event",
+                "--templates",
+                dir.to_str().unwrap(),
+            ]);
+            let crate::Command::Deploy(args) = cli.command else {
+                unreachable!()
+            };
+            (cli.global, args)
+        }
+
+        fn ctx<'a>(global: &'a Global, args: &'a DeployArgs, cfn: Client) -> Ctx<'a> {
+            Ctx {
+                global,
+                cfn,
+                args,
+                values: BTreeMap::from([("Stage", "p".to_owned())]),
+                terminal: false,
+            }
+        }
+
+        fn not_found() -> DescribeStacksError {
+            DescribeStacksError::generic(
+                ErrorMetadata::builder()
+                    .code("ValidationError")
+                    .message("Stack with id p-event-stack does not exist")
+                    .build(),
+            )
+        }
+
+        #[tokio::test]
+        async fn rollback_complete_is_deleted_and_recreated() {
+            let describe = mock!(Client::describe_stacks)
+                .sequence()
+                .output(|| {
+                    DescribeStacksOutput::builder()
+                        .stacks(stack(StackStatus::RollbackComplete))
+                        .build()
+                })
+                .error(not_found)
+                .output(|| {
+                    DescribeStacksOutput::builder()
+                        .stacks(stack(StackStatus::CreateComplete))
+                        .build()
+                })
+                .repeatedly()
+                .build();
+            let delete =
+                mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
+            let create = mock!(Client::create_change_set)
+                .match_requests(|r| r.change_set_type() == Some(&ChangeSetType::Create))
+                .then_output(|| CreateChangeSetOutput::builder().id("cs").build());
+            let describe_set = mock!(Client::describe_change_set)
+                .sequence()
+                .output(|| {
+                    DescribeChangeSetOutput::builder()
+                        .status(ChangeSetStatus::CreateComplete)
+                        .build()
+                })
+                .output(|| {
+                    DescribeChangeSetOutput::builder()
+                        .status(ChangeSetStatus::CreateComplete)
+                        .execution_status(ExecutionStatus::ExecuteComplete)
+                        .build()
+                })
+                .repeatedly()
+                .build();
+            let execute = mock!(Client::execute_change_set)
+                .then_output(|| ExecuteChangeSetOutput::builder().build());
+            let events = mock!(Client::describe_stack_events)
+                .then_output(|| DescribeStackEventsOutput::builder().build());
+            let cfn = mock_client!(
+                aws_sdk_cloudformation,
+                RuleMode::MatchAny,
+                [
+                    &describe,
+                    &delete,
+                    &create,
+                    &describe_set,
+                    &execute,
+                    &events
+                ]
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let (global, args) = setup(dir.path());
+            let report = deploy_stack(&ctx(&global, &args, cfn), "event")
+                .await
+                .unwrap();
+            assert_eq!(
+                (report.action, report.status.as_str()),
+                ("created", "CREATE_COMPLETE")
+            );
+            assert_eq!(report.outputs["QueueUrl"], "https://sqs/q");
+            assert_eq!(delete.num_calls(), 1, "the failed stack was deleted first");
+        }
+
+        /// The failed resource and its reason are reported even though the rollback already undid it.
+        #[tokio::test]
+        async fn a_failed_update_names_what_failed_after_the_rollback() {
+            let describe = mock!(Client::describe_stacks)
+                .sequence()
+                .output(|| {
+                    DescribeStacksOutput::builder()
+                        .stacks(stack(StackStatus::UpdateComplete))
+                        .build()
+                })
+                .output(|| {
+                    DescribeStacksOutput::builder()
+                        .stacks(stack(StackStatus::UpdateRollbackComplete))
+                        .build()
+                })
+                .repeatedly()
+                .build();
+            let template = mock!(Client::get_template).then_output(|| {
+                GetTemplateOutput::builder()
+                    .template_body("Resources: {}")
+                    .build()
+            });
+            let create = mock!(Client::create_change_set)
+                .then_output(|| CreateChangeSetOutput::builder().id("cs").build());
+            let describe_set = mock!(Client::describe_change_set).then_output(|| {
+                DescribeChangeSetOutput::builder()
+                    .status(ChangeSetStatus::CreateComplete)
+                    .execution_status(ExecutionStatus::ExecuteFailed)
+                    .build()
+            });
+            let execute = mock!(Client::execute_change_set)
+                .then_output(|| ExecuteChangeSetOutput::builder().build());
+            let events = mock!(Client::describe_stack_events).then_output(|| {
+                let now = aws_sdk_cloudformation::primitives::DateTime::from(
+                    std::time::SystemTime::now(),
+                );
+                let ev = |id: &str, logical: &str, status: ResourceStatus, reason: &str| {
+                    StackEvent::builder()
+                        .event_id(id)
+                        .stack_id("s")
+                        .stack_name("p-event-stack")
+                        .logical_resource_id(logical)
+                        .resource_type(if logical == "p-event-stack" {
+                            "AWS::CloudFormation::Stack"
+                        } else {
+                            "AWS::SQS::Queue"
+                        })
+                        .resource_status(status)
+                        .resource_status_reason(reason)
+                        .timestamp(now)
+                        .build()
+                };
+                // Newest first, as DescribeStackEvents returns them.
+                DescribeStackEventsOutput::builder()
+                    .stack_events(ev(
+                        "4",
+                        "p-event-stack",
+                        ResourceStatus::UpdateRollbackComplete,
+                        "",
+                    ))
+                    .stack_events(ev(
+                        "3",
+                        "Queue",
+                        ResourceStatus::UpdateComplete,
+                        "rolled back",
+                    ))
+                    .stack_events(ev(
+                        "2",
+                        "Queue",
+                        ResourceStatus::UpdateFailed,
+                        "Invalid value for the parameter VisibilityTimeout",
+                    ))
+                    .stack_events(ev(
+                        "1",
+                        "p-event-stack",
+                        ResourceStatus::UpdateInProgress,
+                        "User Initiated",
+                    ))
+                    .build()
+            });
+            let cfn = mock_client!(
+                aws_sdk_cloudformation,
+                RuleMode::MatchAny,
+                [
+                    &describe,
+                    &template,
+                    &create,
+                    &describe_set,
+                    &execute,
+                    &events
+                ]
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let (global, args) = setup(dir.path());
+            let report = deploy_stack(&ctx(&global, &args, cfn), "event")
+                .await
+                .unwrap();
+            assert_eq!(
+                (report.action, report.status.as_str()),
+                ("failed", "UPDATE_ROLLBACK_COMPLETE")
+            );
+            assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+            assert_eq!(report.failures[0].logical_id, "Queue");
+            assert_eq!(
+                report.failures[0].reason,
+                "Invalid value for the parameter VisibilityTimeout"
+            );
+        }
     }
 }

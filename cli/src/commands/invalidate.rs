@@ -277,6 +277,16 @@ pub async fn invalidate(
             }
         }
     };
+    // Without the bucket's content to name it, each run is its own invalidation (a retry within the
+    // same minute still finds the first one).
+    let content = if content.is_empty() {
+        format!(
+            "minute-{}",
+            notes_handlers::domain::clock::now_millis() / 60_000
+        )
+    } else {
+        content
+    };
     let reference = caller_reference(&args.paths, &content);
     let cf = Client::new(config);
     let (id, mut status) = create(&cf, &distribution_id, &args.paths, &reference).await?;

@@ -315,6 +315,13 @@ async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
         .current_dir(workspace)
         .output()
         .await?;
+    if !meta.status.success() {
+        anyhow::bail!(
+            "`cargo metadata` failed in {}: {}",
+            workspace.display(),
+            String::from_utf8_lossy(&meta.stderr).trim()
+        );
+    }
     let meta: serde_json::Value = serde_json::from_slice(&meta.stdout)?;
     let target_dir = meta["target_directory"]
         .as_str()

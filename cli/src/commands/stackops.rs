@@ -103,7 +103,8 @@ pub struct DestroyArgs {
     /// Delete without asking (required when not on a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Also empty and delete the code artifacts bucket.
+    /// The code artifacts bucket, if not the default (`notesctl-artifacts-{account}-{region}`); this
+    /// stage's zips are deleted from it.
     #[arg(long)]
     pub artifacts_bucket: Option<String>,
 }
@@ -134,8 +135,16 @@ impl fmt::Display for DestroyReport {
 }
 
 /// Deletes every object of a bucket (the frontend's, the artifacts'), so its stack can delete it.
-pub async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<usize> {
-    let objects = super::sync_frontend::list_bucket(s3, bucket).await?;
+pub async fn empty_bucket(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: Option<&str>,
+) -> anyhow::Result<usize> {
+    let objects: Vec<_> = super::sync_frontend::list_bucket(s3, bucket)
+        .await?
+        .into_iter()
+        .filter(|o| prefix.is_none_or(|p| o.key.starts_with(p)))
+        .collect();
     for chunk in objects.chunks(1000) {
         let ids = chunk
             .iter()
@@ -145,7 +154,8 @@ pub async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Resu
                     .build()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        s3.delete_objects()
+        let out = s3
+            .delete_objects()
             .bucket(bucket)
             .delete(
                 aws_sdk_s3::types::Delete::builder()
@@ -156,6 +166,13 @@ pub async fn empty_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Resu
             .send()
             .await
             .map_err(|e| explain(&format!("emptying s3://{bucket}"), &e))?;
+        if let Some(err) = out.errors().first() {
+            anyhow::bail!(
+                "could not delete s3://{bucket}/{}: {}",
+                err.key().unwrap_or("?"),
+                err.message().unwrap_or("no reason given")
+            );
+        }
     }
     Ok(objects.len())
 }
@@ -171,12 +188,21 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<Exit>
             present.push((*short, name));
         }
     }
+    let mut report = DestroyReport {
+        deleted: Vec::new(),
+        retained: Vec::new(),
+    };
+    if present.is_empty() {
+        output::print(global.output, &report);
+        return Ok(Exit::Ok);
+    }
     if !args.yes {
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdin())
+        let terminal = std::env::var_os("CI").is_none()
+            && std::io::IsTerminal::is_terminal(&std::io::stdin())
             && std::io::IsTerminal::is_terminal(&std::io::stderr());
         if !terminal {
             anyhow::bail!(
-                "refusing to delete {} stacks without confirmation: pass --yes (stdin is not a terminal)",
+                "refusing to delete {} stacks without confirmation: pass --yes (no terminal to ask on)",
                 present.len()
             );
         }
@@ -198,15 +224,24 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<Exit>
         && let Ok(bucket) =
             stacks::output(&cfn, &global.stage, "frontend", "BucketName", "--stage").await
     {
-        let n = empty_bucket(&s3, &bucket).await?;
+        let n = empty_bucket(&s3, &bucket, None).await?;
         if !global.quiet {
             eprintln!("emptied s3://{bucket} ({n} objects)");
         }
     }
-    let mut report = DestroyReport {
-        deleted: Vec::new(),
-        retained: Vec::new(),
-    };
+    // This stage's code zips (other stages share the bucket and keep theirs).
+    if let Ok(bucket) =
+        super::deploy::artifacts_bucket(&config, args.artifacts_bucket.as_deref()).await
+        && s3.head_bucket().bucket(&bucket).send().await.is_ok()
+    {
+        let n = empty_bucket(&s3, &bucket, Some(&format!("{}/", global.stage))).await?;
+        if n > 0 && !global.quiet {
+            eprintln!(
+                "deleted this stage's {n} code zips from s3://{bucket}/{}/",
+                global.stage
+            );
+        }
+    }
     for (short, name) in &present {
         if !global.quiet {
             eprintln!("deleting {name}");
@@ -220,12 +255,19 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<Exit>
         loop {
             let status = match cfn.describe_stacks().stack_name(name).send().await {
                 Ok(out) => out.stacks().first().and_then(|s| s.stack_status().cloned()),
-                Err(_) => None,
+                Err(e)
+                    if aws_smithy_types::error::metadata::ProvideErrorMetadata::message(&e)
+                        .is_some_and(|m| m.contains("does not exist")) =>
+                {
+                    None
+                }
+                // Throttled or a blip: keep waiting rather than move on while the stack still exists.
+                Err(_) => Some(StackStatus::DeleteInProgress),
             };
             match status {
                 None | Some(StackStatus::DeleteComplete) => break,
                 Some(StackStatus::DeleteFailed) => anyhow::bail!(
-                    "deleting {name} failed: see its events (`aws cloudformation describe-stack-events --stack-name {name}`)"
+                    "deleting {name} failed: see its events (`aws cloudformation describe-stack-events --stack-name {name}`), fix what they name, and run destroy again"
                 ),
                 _ => {}
             }
@@ -236,15 +278,6 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> anyhow::Result<Exit>
         if *short == "data" {
             report.retained.push(format!("{}-data-table", global.stage));
         }
-    }
-    if let Some(bucket) = &args.artifacts_bucket {
-        empty_bucket(&s3, bucket).await?;
-        s3.delete_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|e| explain(&format!("deleting bucket {bucket}"), &e))?;
-        report.deleted.push(format!("s3://{bucket}"));
     }
     output::print(global.output, &report);
     Ok(Exit::Ok)
@@ -310,12 +343,22 @@ pub async fn status(global: &Global) -> anyhow::Result<Exit> {
                 .first()
                 .and_then(|s| s.stack_status().map(|s| s.as_str().to_owned()))
                 .unwrap_or_else(|| "NOT_DEPLOYED".into()),
-            Err(_) => "NOT_DEPLOYED".into(),
+            Err(e)
+                if aws_smithy_types::error::metadata::ProvideErrorMetadata::message(&e)
+                    .is_some_and(|m| m.contains("does not exist")) =>
+            {
+                "NOT_DEPLOYED".into()
+            }
+            // No credentials, throttling, the wrong endpoint: not "not deployed".
+            Err(e) => return Err(explain(&format!("describing {name}"), &e)),
         };
         report.stacks.push(StackState { name, status });
     }
     match super::queue_depth::Queues::find(global, None).await {
-        Ok(q) => report.queues = Some(q.measure().await?),
+        Ok(q) => match q.measure().await {
+            Ok(m) => report.queues = Some(m),
+            Err(e) => report.notes.push(format!("queues: {e:#}")),
+        },
         Err(e) => report.notes.push(format!("queues: {e:#}")),
     }
     let cw = aws_sdk_cloudwatch::Client::new(&config);
