@@ -96,6 +96,11 @@ pub enum Command {
     SyncFrontend(commands::sync_frontend::SyncArgs),
     /// Invalidate the CloudFront cache (idempotent; --wait follows it to Completed).
     Invalidate(commands::invalidate::InvalidateArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn init_logs(global: &Global) {
@@ -151,6 +156,11 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Alarms(args) => commands::alarms::run(&cli.global, args).await,
             Command::SyncFrontend(args) => commands::sync_frontend::run(&cli.global, args).await,
             Command::Invalidate(args) => commands::invalidate::run(&cli.global, args).await,
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut cmd, "notesctl", &mut std::io::stdout());
+                Ok(Exit::Ok)
+            }
         }
     });
     match result {

@@ -28,6 +28,18 @@ fn help_and_version() {
 }
 
 #[test]
+fn completions_for_shells() {
+    let out = notesctl(&["completions", "bash"]);
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("notesctl") && script.contains("redrive-dlq"),
+        "{script}"
+    );
+    assert_eq!(notesctl(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+#[test]
 fn usage_errors_exit_2_on_stderr() {
     let out = notesctl(&["no-such-command"]);
     assert_eq!(out.status.code(), Some(2));

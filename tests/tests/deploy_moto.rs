@@ -261,3 +261,163 @@ async fn preview_changes_nothing_and_ci_needs_yes() {
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
 }
+
+/// A stack with literal outputs (moto cannot run the real websocket and frontend templates).
+async fn fake_stack(stage: &str, short: &str, outputs: &[(&str, String)]) {
+    let outs: serde_json::Map<String, Value> = outputs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::json!({"Value": v})))
+        .collect();
+    let template = serde_json::json!({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}, "Outputs": outs});
+    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
+    cfn.create_stack()
+        .stack_name(format!("{stage}-{short}-stack"))
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn ws_url_prints_the_url_alone() {
+    let stage = notesctl_tests::unique("ws");
+    let url = format!("wss://abc123.execute-api.us-east-1.amazonaws.com/{stage}");
+    fake_stack(&stage, "websocket", &[("WebSocketUrl", url.clone())]).await;
+    let run = cli(&stage).await.args(["ws-url"]).run().await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, format!("{url}\n"), "only the URL, for scripts");
+    let (code, v) = cli(&stage).await.args(["ws-url"]).json().await;
+    assert_eq!((code, v), (0, serde_json::json!({"webSocketUrl": url})));
+    let missing = cli("no-such-stage").await.args(["ws-url"]).run().await;
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+}
+
+/// `deploy --frontend DIR`: after the stacks, the site is synced (with config.json) and the CDN
+/// invalidated, all in one report.
+#[tokio::test]
+async fn deploy_ships_the_frontend_after_the_stacks() {
+    use aws_sdk_cloudfront::types::*;
+    let stage = notesctl_tests::unique("sh");
+    let sdk = moto::shared().await.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(&stage).send().await.unwrap();
+    let cf = aws_sdk_cloudfront::Client::new(&sdk);
+    let origin = Origin::builder()
+        .id("s3")
+        .domain_name("b.s3.amazonaws.com")
+        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+        .build()
+        .unwrap();
+    let config = DistributionConfig::builder()
+        .caller_reference(notesctl_tests::unique("d"))
+        .comment("t")
+        .enabled(true)
+        .origins(
+            Origins::builder()
+                .quantity(1)
+                .items(origin)
+                .build()
+                .unwrap(),
+        )
+        .default_cache_behavior(
+            DefaultCacheBehavior::builder()
+                .target_origin_id("s3")
+                .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+                .cache_policy_id("658327ea-f89d-4fab-a63d-7e88639e58f6")
+                .trusted_signers(
+                    TrustedSigners::builder()
+                        .enabled(false)
+                        .quantity(0)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let dist = cf
+        .create_distribution()
+        .distribution_config(config)
+        .send()
+        .await
+        .unwrap()
+        .distribution
+        .unwrap()
+        .id;
+    fake_stack(
+        &stage,
+        "auth",
+        &[("ApiUrl", "https://api.example".to_owned())],
+    )
+    .await;
+    fake_stack(
+        &stage,
+        "websocket",
+        &[("WebSocketUrl", "wss://ws.example/prod".to_owned())],
+    )
+    .await;
+    fake_stack(
+        &stage,
+        "frontend",
+        &[
+            ("BucketName", stage.clone()),
+            ("DistributionId", dist.clone()),
+        ],
+    )
+    .await;
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<h1>notes</h1>").unwrap();
+    std::fs::write(site.path().join("app.js"), "1").unwrap();
+    let (code, v) = cli(&stage)
+        .await
+        .args([
+            "deploy",
+            "--yes",
+            "--stack",
+            "data",
+            "--templates",
+            &templates(),
+            "--frontend",
+            site.path().to_str().unwrap(),
+        ])
+        .json()
+        .await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["stacks"][0]["action"], "created");
+    assert_eq!(
+        v["frontend"]["sync"]["uploaded"], 3,
+        "two files and config.json: {v}"
+    );
+    assert_eq!(v["frontend"]["invalidation"]["status"], "Completed");
+    assert_eq!(
+        v["frontend"]["invalidation"]["distributionId"],
+        dist.as_str()
+    );
+    let config = s3
+        .get_object()
+        .bucket(&stage)
+        .key("config.json")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let config: Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(
+        config,
+        serde_json::json!({"apiUrl": "https://api.example", "wsUrl": "wss://ws.example/prod"})
+    );
+}

@@ -505,3 +505,54 @@ async fn alarms_refuse_queues_that_do_not_exist() {
         missing.stderr
     );
 }
+
+/// `queue-depth --watch --output json` is a stream: one JSON document a line, until interrupted.
+#[tokio::test]
+async fn queue_depth_watch_streams_json_lines() {
+    let stage = notesctl_tests::unique("wt");
+    let (sqs, queue, _) = queues(&stage).await;
+    let m = moto::shared().await;
+    let mut child = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
+        .args([
+            "--stage",
+            &stage,
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            &m.endpoint,
+            "queue-depth",
+            "--watch",
+            "--interval",
+            "0.3",
+            "--output",
+            "json",
+        ])
+        .envs(m.env())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&out.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(first["queue"]["visible"], 0);
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body("x")
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(15), out.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["queue"]["visible"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new message never showed");
+    }
+    let _ = child.kill().await;
+}

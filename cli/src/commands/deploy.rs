@@ -234,6 +234,14 @@ struct Ctx<'a> {
     terminal: bool,
 }
 
+/// An event line: above the spinner on a terminal, a plain stderr line elsewhere.
+fn emit_line(spinner: Option<&indicatif::ProgressBar>, global: &Global, text: &str) {
+    match spinner {
+        Some(s) => s.println(text),
+        None => say(global, text),
+    }
+}
+
 fn say(global: &Global, text: &str) {
     if !global.quiet {
         eprintln!("{text}");
@@ -265,11 +273,28 @@ async fn settle(
     let mut delay = Duration::from_millis(500);
     let mut seen = std::collections::HashSet::new();
     let started = std::time::Instant::now();
-    loop {
+    // On a terminal, a spinner with the stack's status between the event lines; plain lines elsewhere.
+    let spinner = (ctx.terminal && !ctx.global.quiet && !ctx.global.no_progress).then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    });
+    let result = loop {
         let waited = started.elapsed();
-        let stack = describe(&ctx.cfn, name).await?;
+        let stack = match describe(&ctx.cfn, name).await {
+            Ok(s) => s,
+            // A blip (throttling, a dropped connection) while waiting is not the end of the deploy.
+            Err(e)
+                if waited < Duration::from_secs(3600)
+                    && format!("{e:#}").contains("Throttling") =>
+            {
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            Err(e) => break Err(e),
+        };
         if let Some(since) = since {
-            print_new_events(ctx, name, since, &mut seen).await;
+            print_new_events(ctx, name, since, &mut seen, spinner.as_ref()).await;
         }
         // Right after ExecuteChangeSet a new stack may still say REVIEW_IN_PROGRESS for a moment.
         let status = stack.as_ref().and_then(|s| s.stack_status());
@@ -281,11 +306,26 @@ async fn settle(
                 s.as_str().ends_with("_IN_PROGRESS") && *s != StackStatus::ReviewInProgress
             });
         if !busy {
-            return Ok(stack);
+            break Ok(stack);
+        }
+        if let (Some(sp), Some(st)) = (&spinner, status) {
+            sp.set_message(format!("{name}: {} ({}s)", st.as_str(), waited.as_secs()));
+        } else if since.is_none() && waited.as_secs() % 30 == 0 {
+            say(
+                ctx.global,
+                &format!(
+                    "waiting for {name}: {}",
+                    status.map(|s| s.as_str()).unwrap_or("?")
+                ),
+            );
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 3 / 2).min(Duration::from_secs(5));
+    };
+    if let Some(s) = spinner {
+        s.finish_and_clear();
     }
+    result
 }
 
 async fn events_since(
@@ -327,6 +367,7 @@ async fn print_new_events(
     name: &str,
     since: aws_sdk_cloudformation::primitives::DateTime,
     seen: &mut std::collections::HashSet<String>,
+    spinner: Option<&indicatif::ProgressBar>,
 ) {
     for e in events_since(&ctx.cfn, name, since).await {
         if !seen.insert(e.event_id().unwrap_or_default().to_owned()) {
@@ -336,7 +377,8 @@ async fn print_new_events(
             .timestamp()
             .map(|t| notes_handlers::domain::clock::iso_millis(t.to_millis().unwrap_or(0)))
             .unwrap_or_default();
-        say(
+        emit_line(
+            spinner,
             ctx.global,
             &format!(
                 "{} {:<28} {:<36} {}{}",
