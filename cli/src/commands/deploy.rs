@@ -310,7 +310,7 @@ async fn settle(
         }
         if let (Some(sp), Some(st)) = (&spinner, status) {
             sp.set_message(format!("{name}: {} ({}s)", st.as_str(), waited.as_secs()));
-        } else if since.is_none() && waited.as_secs() % 30 == 0 {
+        } else if since.is_none() && waited.as_secs().is_multiple_of(30) {
             say(
                 ctx.global,
                 &format!(
