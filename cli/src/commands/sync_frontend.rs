@@ -564,10 +564,11 @@ pub async fn sync(
     }
     let s3 = s3_client(config, global.endpoint_url.is_some());
     let mut remote = list_bucket(&s3, &bucket).await?;
-    // Multipart objects: their ETag is not an MD5; read the MD5 we stored in their metadata.
+    // Multipart objects (their ETag is no MD5) and listings without ETags (some S3-compatible servers):
+    // read the ETag and the MD5 we stored in the object's metadata.
     let local_keys: HashMap<&str, &LocalFile> = local.iter().map(|f| (f.key.as_str(), f)).collect();
     let heads = futures::stream::iter(remote.iter_mut().filter(|r| {
-        r.etag.contains('-')
+        (r.etag.contains('-') || r.etag.is_empty())
             && local_keys
                 .get(r.key.as_str())
                 .is_some_and(|f| f.size == r.size)
@@ -578,6 +579,9 @@ pub async fn sync(
         async move {
             if let Ok(h) = s3.head_object().bucket(&bucket).key(&r.key).send().await {
                 r.md5_meta = h.metadata().and_then(|m| m.get("md5").cloned());
+                if r.etag.is_empty() {
+                    r.etag = h.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+                }
             }
         }
     })
