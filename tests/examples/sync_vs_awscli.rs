@@ -145,15 +145,15 @@ async fn main() {
         eprintln!("{}", rows.last().unwrap());
     }
     let body = format!(
-        "## `sync-frontend` vs `aws s3 sync` (issue targets: ≥ 5× on the first sync, ≥ 10× on the no-op re-sync)\\n\\n\\
-Measured {date} on {machine}, one run, both tools against the same {server} on 127.0.0.1\\n\\
-(`tests/examples/sync_vs_awscli.rs`; `notesctl` release build with `--concurrency 32`, `awscli` v1 from PyPI with\\n\\
-its defaults). The no-op re-sync row times the second run over an unchanged folder (List calls only for notesctl).\\n\\
-moto's own speed caps both tools. Repeat: `scripts/bench.sh sync`.\\n\\n\\
-| what | notesctl | AWS CLI | speed-up |\\n|---|---|---|---|\\n{rows}\\n",
+        "## `sync-frontend` vs `aws s3 sync` (issue targets: ≥ 5× on the first sync, ≥ 10× on the no-op re-sync)\n\n\
+Measured {date} on {machine}, one run, both tools against the same {server} on 127.0.0.1\n\
+(`tests/examples/sync_vs_awscli.rs`; `notesctl` release build with `--concurrency 32`, `awscli` v1 from PyPI with\n\
+its defaults). The no-op re-sync row times the second run over an unchanged folder (List calls only for notesctl).\n\
+moto's own speed caps both tools. Repeat: `scripts/bench.sh sync`.\n\n\
+| what | notesctl | AWS CLI | speed-up |\n|---|---|---|---|\n{rows}\n",
         date = notes_handlers::domain::clock::now_iso(),
         machine = machine(),
-        rows = rows.join("\\n"),
+        rows = rows.join("\n"),
     );
     write_section(
         if server == "moto 5.2.5" {
