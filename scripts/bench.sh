@@ -33,4 +33,13 @@ if [[ $what == sync || $what == all ]]; then
   cargo build --release --locked -p notesctl --bin notesctl
   cargo build --locked --workspace --examples
   NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/sync_vs_awscli
+  # And on a faster S3-compatible server (s3s-fs 0.14.1 is the newest that builds with rustc 1.95).
+  command -v s3s-fs >/dev/null || cargo install s3s-fs --version 0.14.1 --features binary --locked
+  root=$(mktemp -d)
+  s3s-fs --host 127.0.0.1 --port 8014 --access-key testing --secret-key testing "$root" >/dev/null 2>&1 &
+  s3s=$!
+  trap 'kill $s3s 2>/dev/null; rm -rf "$root"' EXIT
+  sleep 1
+  S3_ENDPOINT=http://127.0.0.1:8014 S3_SERVER="s3s-fs 0.14.1" NOTESCTL_BIN="$PWD/target/release/notesctl" \
+    target/debug/examples/sync_vs_awscli
 fi

@@ -59,8 +59,10 @@ async fn main() {
     }
     let m = moto::shared().await;
     let endpoint = std::env::var("S3_ENDPOINT").unwrap_or_else(|_| m.endpoint.clone());
+    let server_name =
+        std::env::var("S3_SERVER").unwrap_or_else(|_| "the S3_ENDPOINT server".to_owned());
     let server = if std::env::var("S3_ENDPOINT").is_ok() {
-        "S3_ENDPOINT"
+        server_name.as_str()
     } else {
         "moto 5.2.5"
     };

@@ -300,3 +300,95 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         })
         .expect("QueueArn")
 }
+
+impl Moto {
+    /// `notesctl` aimed at this moto server, for a stage.
+    pub fn cli(&self, stage: &str) -> crate::cli::Cli {
+        self.cli_at(stage, &self.endpoint)
+    }
+
+    /// `notesctl` with this server's credentials, aimed at `endpoint` (a proxy in front of it).
+    pub fn cli_at(&self, stage: &str, endpoint: &str) -> crate::cli::Cli {
+        let mut c = crate::cli::Cli::new().args([
+            "--stage",
+            stage,
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            endpoint,
+        ]);
+        for (k, v) in self.env() {
+            c = c.env(&k, &v);
+        }
+        c
+    }
+}
+
+/// `notesctl` aimed at this test binary's moto, for a stage.
+pub async fn cli(stage: &str) -> crate::cli::Cli {
+    shared().await.cli(stage)
+}
+
+/// A stack with literal outputs, for commands that read outputs of stacks moto cannot run.
+pub async fn fake_stack(stage: &str, short: &str, outputs: &[(&str, String)]) {
+    let outs: serde_json::Map<String, serde_json::Value> = outputs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), serde_json::json!({"Value": v})))
+        .collect();
+    let template = serde_json::json!({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}, "Outputs": outs});
+    let cfn = aws_sdk_cloudformation::Client::new(&shared().await.sdk_config().await);
+    cfn.create_stack()
+        .stack_name(format!("{stage}-{short}-stack"))
+        .template_body(template.to_string())
+        .send()
+        .await
+        .expect("create a stack on moto");
+}
+
+/// A CloudFront distribution on moto; its id.
+pub async fn create_distribution() -> String {
+    use aws_sdk_cloudfront::types::*;
+    let cf = aws_sdk_cloudfront::Client::new(&shared().await.sdk_config().await);
+    let origin = Origin::builder()
+        .id("s3")
+        .domain_name("bucket.s3.amazonaws.com")
+        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+        .build()
+        .unwrap();
+    let config = DistributionConfig::builder()
+        .caller_reference(crate::unique("dist"))
+        .comment("test")
+        .enabled(true)
+        .origins(
+            Origins::builder()
+                .quantity(1)
+                .items(origin)
+                .build()
+                .unwrap(),
+        )
+        .default_cache_behavior(
+            DefaultCacheBehavior::builder()
+                .target_origin_id("s3")
+                .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+                .cache_policy_id("658327ea-f89d-4fab-a63d-7e88639e58f6")
+                .trusted_signers(
+                    TrustedSigners::builder()
+                        .enabled(false)
+                        .quantity(0)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    cf.create_distribution()
+        .distribution_config(config)
+        .send()
+        .await
+        .expect("create a distribution on moto")
+        .distribution
+        .unwrap()
+        .id
+}

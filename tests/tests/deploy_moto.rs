@@ -2,25 +2,8 @@
 //! run (event, data). The code stacks use `Fn::ImportValue` with a nested `Fn::Sub`, which moto 5.2
 //! cannot parse: their paths are covered by recorded responses in cli/src/commands/deploy.rs.
 
-use notesctl_tests::cli::Cli;
-use notesctl_tests::moto;
+use notesctl_tests::moto::{self, cli};
 use serde_json::Value;
-
-async fn cli(stage: &str) -> Cli {
-    let m = moto::shared().await;
-    let mut c = Cli::new().args([
-        "--stage",
-        stage,
-        "--region",
-        "us-east-1",
-        "--endpoint-url",
-        &m.endpoint,
-    ]);
-    for (k, v) in m.env() {
-        c = c.env(&k, &v);
-    }
-    c
-}
 
 fn templates() -> String {
     notesctl_tests::workspace_root()
@@ -262,27 +245,11 @@ async fn preview_changes_nothing_and_ci_needs_yes() {
     assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
 }
 
-/// A stack with literal outputs (moto cannot run the real websocket and frontend templates).
-async fn fake_stack(stage: &str, short: &str, outputs: &[(&str, String)]) {
-    let outs: serde_json::Map<String, Value> = outputs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), serde_json::json!({"Value": v})))
-        .collect();
-    let template = serde_json::json!({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}, "Outputs": outs});
-    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
-    cfn.create_stack()
-        .stack_name(format!("{stage}-{short}-stack"))
-        .template_body(template.to_string())
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn ws_url_prints_the_url_alone() {
     let stage = notesctl_tests::unique("ws");
     let url = format!("wss://abc123.execute-api.us-east-1.amazonaws.com/{stage}");
-    fake_stack(&stage, "websocket", &[("WebSocketUrl", url.clone())]).await;
+    moto::fake_stack(&stage, "websocket", &[("WebSocketUrl", url.clone())]).await;
     let run = cli(&stage).await.args(["ws-url"]).run().await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, format!("{url}\n"), "only the URL, for scripts");
@@ -301,7 +268,6 @@ async fn ws_url_prints_the_url_alone() {
 /// invalidated, all in one report.
 #[tokio::test]
 async fn deploy_ships_the_frontend_after_the_stacks() {
-    use aws_sdk_cloudfront::types::*;
     let stage = notesctl_tests::unique("sh");
     let sdk = moto::shared().await.sdk_config().await;
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -310,63 +276,20 @@ async fn deploy_ships_the_frontend_after_the_stacks() {
             .build(),
     );
     s3.create_bucket().bucket(&stage).send().await.unwrap();
-    let cf = aws_sdk_cloudfront::Client::new(&sdk);
-    let origin = Origin::builder()
-        .id("s3")
-        .domain_name("b.s3.amazonaws.com")
-        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
-        .build()
-        .unwrap();
-    let config = DistributionConfig::builder()
-        .caller_reference(notesctl_tests::unique("d"))
-        .comment("t")
-        .enabled(true)
-        .origins(
-            Origins::builder()
-                .quantity(1)
-                .items(origin)
-                .build()
-                .unwrap(),
-        )
-        .default_cache_behavior(
-            DefaultCacheBehavior::builder()
-                .target_origin_id("s3")
-                .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
-                .cache_policy_id("658327ea-f89d-4fab-a63d-7e88639e58f6")
-                .trusted_signers(
-                    TrustedSigners::builder()
-                        .enabled(false)
-                        .quantity(0)
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let dist = cf
-        .create_distribution()
-        .distribution_config(config)
-        .send()
-        .await
-        .unwrap()
-        .distribution
-        .unwrap()
-        .id;
-    fake_stack(
+    let dist = moto::create_distribution().await;
+    moto::fake_stack(
         &stage,
         "auth",
         &[("ApiUrl", "https://api.example".to_owned())],
     )
     .await;
-    fake_stack(
+    moto::fake_stack(
         &stage,
         "websocket",
         &[("WebSocketUrl", "wss://ws.example/prod".to_owned())],
     )
     .await;
-    fake_stack(
+    moto::fake_stack(
         &stage,
         "frontend",
         &[

@@ -3,25 +3,8 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use notesctl_tests::cli::Cli;
-use notesctl_tests::moto;
+use notesctl_tests::moto::{self, cli};
 use serde_json::Value;
-
-async fn cli(stage: &str) -> Cli {
-    let m = moto::shared().await;
-    let mut c = Cli::new().args([
-        "--stage",
-        stage,
-        "--region",
-        "us-east-1",
-        "--endpoint-url",
-        &m.endpoint,
-    ]);
-    for (k, v) in m.env() {
-        c = c.env(&k, &v);
-    }
-    c
-}
 
 async fn s3() -> aws_sdk_s3::Client {
     let sdk = moto::shared().await.sdk_config().await;
@@ -55,91 +38,33 @@ fn site(dir: &Path) {
 
 /// Outputs the commands read, on stacks moto can create (a wait-condition handle and literal outputs).
 async fn stacks(stage: &str, bucket: &str, distribution: &str) {
-    let sdk = moto::shared().await.sdk_config().await;
-    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-    for (short, outputs) in [
-        (
-            "auth",
-            vec![(
-                "ApiUrl",
-                format!("https://{stage}.execute-api.us-east-1.amazonaws.com"),
-            )],
-        ),
-        (
-            "websocket",
-            vec![(
-                "WebSocketUrl",
-                format!("wss://{stage}-ws.execute-api.us-east-1.amazonaws.com/{stage}"),
-            )],
-        ),
-        (
-            "frontend",
-            vec![
-                ("BucketName", bucket.to_owned()),
-                ("DistributionId", distribution.to_owned()),
-            ],
-        ),
-    ] {
-        let outs: serde_json::Map<String, Value> = outputs
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), serde_json::json!({"Value": v})))
-            .collect();
-        let template = serde_json::json!({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}, "Outputs": outs});
-        cfn.create_stack()
-            .stack_name(format!("{stage}-{short}-stack"))
-            .template_body(template.to_string())
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
-async fn distribution() -> String {
-    use aws_sdk_cloudfront::types::*;
-    let sdk = moto::shared().await.sdk_config().await;
-    let cf = aws_sdk_cloudfront::Client::new(&sdk);
-    let origin = Origin::builder()
-        .id("s3")
-        .domain_name("bucket.s3.amazonaws.com")
-        .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
-        .build()
-        .unwrap();
-    let config = DistributionConfig::builder()
-        .caller_reference(notesctl_tests::unique("dist"))
-        .comment("test")
-        .enabled(true)
-        .origins(
-            Origins::builder()
-                .quantity(1)
-                .items(origin)
-                .build()
-                .unwrap(),
-        )
-        .default_cache_behavior(
-            DefaultCacheBehavior::builder()
-                .target_origin_id("s3")
-                .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
-                .cache_policy_id("658327ea-f89d-4fab-a63d-7e88639e58f6")
-                .trusted_signers(
-                    TrustedSigners::builder()
-                        .enabled(false)
-                        .quantity(0)
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    cf.create_distribution()
-        .distribution_config(config)
-        .send()
-        .await
-        .unwrap()
-        .distribution
-        .unwrap()
-        .id
+    moto::fake_stack(
+        stage,
+        "auth",
+        &[(
+            "ApiUrl",
+            format!("https://{stage}.execute-api.us-east-1.amazonaws.com"),
+        )],
+    )
+    .await;
+    moto::fake_stack(
+        stage,
+        "websocket",
+        &[(
+            "WebSocketUrl",
+            format!("wss://{stage}-ws.execute-api.us-east-1.amazonaws.com/{stage}"),
+        )],
+    )
+    .await;
+    moto::fake_stack(
+        stage,
+        "frontend",
+        &[
+            ("BucketName", bucket.to_owned()),
+            ("DistributionId", distribution.to_owned()),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -393,7 +318,7 @@ async fn invalidate_is_idempotent_and_waits() {
         .send()
         .await
         .unwrap();
-    let dist = distribution().await;
+    let dist = moto::create_distribution().await;
     stacks(&stage, &stage, &dist).await;
     let (code, v) = cli(&stage)
         .await

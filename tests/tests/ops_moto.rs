@@ -3,26 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use notesctl_tests::cli::Cli;
-use notesctl_tests::moto;
+use notesctl_tests::moto::{self, cli};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-async fn cli(stage: &str) -> Cli {
-    let m = moto::shared().await;
-    let mut c = Cli::new().args([
-        "--stage",
-        stage,
-        "--region",
-        "us-east-1",
-        "--endpoint-url",
-        &m.endpoint,
-    ]);
-    for (k, v) in m.env() {
-        c = c.env(&k, &v);
-    }
-    c
-}
 
 async fn queues(stage: &str) -> (aws_sdk_sqs::Client, String, String) {
     let sdk = moto::shared().await.sdk_config().await;
@@ -393,23 +376,15 @@ async fn an_interrupted_manual_redrive_loses_nothing() {
     let m = moto::shared().await;
     let proxy = notesctl_tests::proxy::FlakyProxy::start(&m.endpoint).await;
     let run = |endpoint: String| {
-        let mut c = Cli::new().args([
-            "--stage",
-            &stage,
-            "--region",
-            "us-east-1",
-            "--endpoint-url",
-            &endpoint,
-            "redrive-dlq",
-            "--yes",
-            "--manual",
-            "--visibility-timeout",
-            "3",
-        ]);
-        for (k, v) in m.env() {
-            c = c.env(&k, &v);
-        }
-        c.json()
+        m.cli_at(&stage, &endpoint)
+            .args([
+                "redrive-dlq",
+                "--yes",
+                "--manual",
+                "--visibility-timeout",
+                "3",
+            ])
+            .json()
     };
     let first = tokio::spawn(run(proxy.endpoint.clone()));
     // Let it move some, then cut the line for longer than the SDK's retries last.
