@@ -47,25 +47,7 @@ fn env(cmd: &mut Command, m: &moto::Moto) {
 }
 
 async fn fill(sqs: &aws_sdk_sqs::Client, url: &str, n: usize) {
-    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
-        let entries = chunk
-            .iter()
-            .map(|i| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(format!("e{i}"))
-                    .message_body(format!("{{\"n\":{i}}}"))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        sqs.send_message_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-    }
+    moto::fill_queue(sqs, url, n, |i, m| m.message_body(format!("{{\"n\":{i}}}"))).await;
 }
 
 #[tokio::main]

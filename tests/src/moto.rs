@@ -392,3 +392,51 @@ pub async fn create_distribution() -> String {
         .unwrap()
         .id
 }
+
+/// Sends `n` messages to a queue, ten per call; `message` fills in the i-th (the id is set).
+pub async fn fill_queue(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    n: usize,
+    message: impl Fn(
+        usize,
+        aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder,
+    ) -> aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder,
+) {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
+        let entries = chunk
+            .iter()
+            .map(|&i| {
+                message(
+                    i,
+                    SendMessageBatchRequestEntry::builder().id(format!("e{i}")),
+                )
+                .build()
+                .unwrap()
+            })
+            .collect();
+        sqs.send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The bytes of an S3 object.
+pub async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("reading s3://{bucket}/{key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}

@@ -326,18 +326,7 @@ async fn deploy_ships_the_frontend_after_the_stacks() {
         v["frontend"]["invalidation"]["distributionId"],
         dist.as_str()
     );
-    let config = s3
-        .get_object()
-        .bucket(&stage)
-        .key("config.json")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let config = moto::read_object(&s3, &stage, "config.json").await;
     let config: Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(
         config,

@@ -135,18 +135,7 @@ async fn sync_decides_by_content_and_writes_config() {
         "multipart: {:?}",
         big.e_tag()
     );
-    let config = s3
-        .get_object()
-        .bucket(&bucket)
-        .key("config.json")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let config = moto::read_object(&s3, &bucket, "config.json").await;
     let config: Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(
         config["apiUrl"],
@@ -188,18 +177,7 @@ async fn sync_decides_by_content_and_writes_config() {
         v["plan"],
         serde_json::json!([{"action": "update", "key": "app.js"}])
     );
-    let body = s3
-        .get_object()
-        .bucket(&bucket)
-        .key("app.js")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let body = moto::read_object(&s3, &bucket, "app.js").await;
     assert_eq!(
         &body[..],
         b"console.log('v1');",
@@ -374,4 +352,51 @@ async fn invalidate_is_idempotent_and_waits() {
         .run()
         .await;
     assert_eq!(missing.code, 2, "{}", missing.stderr);
+}
+
+/// Listing in parallel ranges cut by the local keys returns every object exactly once, in key order —
+/// objects that are not local, and local keys that are not in the bucket, included.
+#[tokio::test]
+async fn range_listing_covers_the_bucket_exactly_once() {
+    use notesctl::commands::sync_frontend::{list_bucket, list_in_ranges};
+    let s3 = s3().await;
+    let bucket = notesctl_tests::unique("ranges");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let remote: Vec<String> = (0..40)
+        .map(|i| format!("k/{i:03}"))
+        .chain(["a-first", "z-last", "k/015x"].map(str::to_owned))
+        .collect();
+    for k in &remote {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(k)
+            .body(k.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut expected = remote.clone();
+    expected.sort();
+    // Local keys: most of the bucket, some keys the bucket lacks, none of its first and last.
+    let local: Vec<String> = (0..45)
+        .filter(|i| i % 7 != 3)
+        .map(|i| format!("k/{i:03}"))
+        .collect();
+    let local_refs: Vec<&str> = local.iter().map(String::as_str).collect();
+    for per_range in [1, 2, 3, 5, 999] {
+        let got: Vec<String> = list_in_ranges(&s3, &bucket, &local_refs, per_range)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(got, expected, "ranges of {per_range}");
+    }
+    let all = list_bucket(&s3, &bucket).await.unwrap();
+    assert_eq!(all.len(), expected.len());
+    assert!(all.iter().all(|o| o.size > 0 && !o.etag.is_empty()));
+    let none = list_in_ranges(&s3, &notesctl_tests::unique("missing"), &local_refs, 3)
+        .await
+        .unwrap_err();
+    assert!(format!("{none:#}").contains("does not exist"), "{none:#}");
 }

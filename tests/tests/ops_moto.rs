@@ -104,36 +104,21 @@ async fn queue_depth_reports_exact_numbers_and_gates() {
 
 #[tokio::test]
 async fn manual_redrive_moves_every_message_with_its_attributes() {
-    use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+    use aws_sdk_sqs::types::MessageAttributeValue;
     let stage = notesctl_tests::unique("rd");
     let (sqs, queue, dlq) = queues(&stage).await;
     let total = 95;
-    for chunk in (0..total).collect::<Vec<_>>().chunks(10) {
-        let entries = chunk
-            .iter()
-            .map(|i| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(format!("e{i}"))
-                    .message_body(format!("{{\"n\":{i}}}"))
-                    .message_attributes(
-                        "n",
-                        MessageAttributeValue::builder()
-                            .data_type("Number")
-                            .string_value(i.to_string())
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        sqs.send_message_batch()
-            .queue_url(&dlq)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-    }
+    moto::fill_queue(&sqs, &dlq, total as usize, |i, m| {
+        m.message_body(format!("{{\"n\":{i}}}")).message_attributes(
+            "n",
+            MessageAttributeValue::builder()
+                .data_type("Number")
+                .string_value(i.to_string())
+                .build()
+                .unwrap(),
+        )
+    })
+    .await;
     let (code, v) = cli(&stage)
         .await
         .args(["redrive-dlq", "--dry-run"])
@@ -351,28 +336,13 @@ async fn tail_interleaves_filters_and_follows() {
 /// lost, at most one batch is duplicated, and a second run finishes the job.
 #[tokio::test]
 async fn an_interrupted_manual_redrive_loses_nothing() {
-    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
     let stage = notesctl_tests::unique("ir");
     let (sqs, queue, dlq) = queues(&stage).await;
     let total = 300;
-    for chunk in (0..total).collect::<Vec<_>>().chunks(10) {
-        let entries = chunk
-            .iter()
-            .map(|i| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(format!("e{i}"))
-                    .message_body(format!("{i}"))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        sqs.send_message_batch()
-            .queue_url(&dlq)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-    }
+    moto::fill_queue(&sqs, &dlq, total as usize, |i, m| {
+        m.message_body(format!("{i}"))
+    })
+    .await;
     let m = moto::shared().await;
     let proxy = notesctl_tests::proxy::FlakyProxy::start(&m.endpoint).await;
     let run = |endpoint: String| {

@@ -159,8 +159,17 @@ fn globs(patterns: &[String]) -> anyhow::Result<globset::GlobSet> {
     Ok(b.build()?)
 }
 
-/// The files of DIR as keys (`/`-separated), without excluded ones.
-pub fn scan(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<LocalFile>> {
+/// A file of DIR, found but not yet read.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub key: String,
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// The files of DIR as keys (`/`-separated), without excluded ones, sorted by key. Names and sizes only:
+/// cheap, so the listing can start while the files are hashed.
+pub fn walk(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Found>> {
     let meta = std::fs::metadata(dir).map_err(|e| {
         anyhow::anyhow!(
             "{}: {e}; pass the folder of the built frontend",
@@ -176,9 +185,10 @@ pub fn scan(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Local
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            let path = entry.path();
+        let entries =
+            std::fs::read_dir(&d).map_err(|e| anyhow::anyhow!("reading {}: {e}", d.display()))?;
+        for entry in entries {
+            let path = entry?.path();
             let rel = path.strip_prefix(dir).unwrap_or(&path);
             let key = rel
                 .components()
@@ -188,24 +198,74 @@ pub fn scan(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Local
             if excluded.is_match(&key) {
                 continue;
             }
-            let ft = std::fs::metadata(&path)?;
+            let ft = std::fs::metadata(&path)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
             if ft.is_dir() {
                 stack.push(path);
-                continue;
+            } else {
+                out.push(Found {
+                    key,
+                    path,
+                    size: ft.len(),
+                });
             }
-            let size = ft.len();
-            let (md5, etag) = digest(std::fs::File::open(&path)?, size)?;
-            out.push(LocalFile {
-                key,
-                source: Source::Path(path),
-                size,
-                md5,
-                etag,
-            });
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+/// Reads and hashes the files on every core; keeps their order.
+pub fn hash_files(found: Vec<Found>) -> anyhow::Result<Vec<LocalFile>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(found.len().max(1));
+    let next = AtomicUsize::new(0);
+    let hash_one = |f: &Found| -> anyhow::Result<LocalFile> {
+        let file = std::fs::File::open(&f.path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.path.display()))?;
+        let (md5, etag) = digest(file, f.size)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.path.display()))?;
+        Ok(LocalFile {
+            key: f.key.clone(),
+            source: Source::Path(f.path.clone()),
+            size: f.size,
+            md5,
+            etag,
+        })
+    };
+    let mut done: Vec<(usize, LocalFile)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(f) = found.get(i) else { break };
+                        mine.push((i, hash_one(f)?));
+                    }
+                    anyhow::Ok(mine)
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(found.len());
+        for w in workers {
+            all.extend(
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a hashing thread panicked"))??,
+            );
+        }
+        anyhow::Ok(all)
+    })?;
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, f)| f).collect())
+}
+
+/// The files of DIR, hashed.
+pub fn scan(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<LocalFile>> {
+    hash_files(walk(dir, excluded)?)
 }
 
 pub fn generated(key: &str, bytes: Vec<u8>) -> LocalFile {
@@ -377,27 +437,100 @@ pub fn s3_client(config: &aws_config::SdkConfig, custom_endpoint: bool) -> Clien
     Client::from_conf(conf)
 }
 
+/// Every object of the bucket, in key order, one page after another.
 pub async fn list_bucket(s3: &Client, bucket: &str) -> anyhow::Result<Vec<RemoteObject>> {
+    list_range(s3, bucket, None, None).await
+}
+
+/// Keys per listing range in [`list_bucket_near`]: one short of a page, so a range whose objects match
+/// the local files ends within its first page (the page's last key is already past the range).
+const RANGE_KEYS: usize = 999;
+
+/// Every object of the bucket, in key order, listed as ranges in parallel: the local keys (sorted) cut
+/// the key space, so a bucket that mirrors 10,000 local files is listed in one round of ten List calls
+/// instead of ten in a row. Objects that are not local are listed too: the ranges cover every key.
+pub async fn list_bucket_near(
+    s3: &Client,
+    bucket: &str,
+    sorted_local_keys: &[&str],
+) -> anyhow::Result<Vec<RemoteObject>> {
+    list_in_ranges(s3, bucket, sorted_local_keys, RANGE_KEYS).await
+}
+
+/// [`list_bucket_near`] with ranges of `per_range` local keys.
+pub async fn list_in_ranges(
+    s3: &Client,
+    bucket: &str,
+    sorted_local_keys: &[&str],
+    per_range: usize,
+) -> anyhow::Result<Vec<RemoteObject>> {
+    let per_range = per_range.max(1);
+    let cuts: Vec<&str> = sorted_local_keys
+        .iter()
+        .skip(per_range - 1)
+        .step_by(per_range)
+        .copied()
+        .collect();
+    let mut bounds: Vec<(Option<&str>, Option<&str>)> = Vec::with_capacity(cuts.len() + 1);
+    let mut after = None;
+    for cut in &cuts {
+        bounds.push((after, Some(*cut)));
+        after = Some(*cut);
+    }
+    bounds.push((after, None));
+    let ranges: Vec<anyhow::Result<Vec<RemoteObject>>> = futures::stream::iter(bounds)
+        .map(|(after, upto)| list_range(s3, bucket, after, upto))
+        .buffered(16)
+        .collect()
+        .await;
     let mut out = Vec::new();
-    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) {
-                anyhow::anyhow!("bucket {bucket} does not exist: deploy the frontend stack, or check --bucket and --region")
-            } else {
-                explain(&format!("listing s3://{bucket}"), &e)
-            }
-        })?;
+    for r in ranges {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// The objects with `after < key <= upto` (either end open), in key order.
+async fn list_range(
+    s3: &Client,
+    bucket: &str,
+    after: Option<&str>,
+    upto: Option<&str>,
+) -> anyhow::Result<Vec<RemoteObject>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_start_after(after.map(str::to_owned))
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_bucket()) {
+                    anyhow::anyhow!("bucket {bucket} does not exist: deploy the frontend stack, or check --bucket and --region")
+                } else {
+                    explain(&format!("listing s3://{bucket}"), &e)
+                }
+            })?;
         for o in page.contents() {
+            let key = o.key().unwrap_or_default();
+            if upto.is_some_and(|u| key > u) {
+                return Ok(out);
+            }
             out.push(RemoteObject {
-                key: o.key().unwrap_or_default().to_owned(),
+                key: key.to_owned(),
                 size: o.size().unwrap_or(0).max(0) as u64,
                 etag: o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
                 md5_meta: None,
             });
         }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
     }
-    Ok(out)
 }
 
 /// The hash of a bucket's content, for idempotent invalidations.
@@ -527,10 +660,22 @@ pub async fn sync(
         None => stacks::output(&cfn, &global.stage, "frontend", "BucketName", "--bucket").await?,
     };
     let excluded = globs(&args.exclude)?;
-    let dir = args.dir.clone();
-    let ex = excluded.clone();
-    let mut local = tokio::task::spawn_blocking(move || scan(&dir, &ex)).await??;
-    if !args.no_config {
+    let (dir, ex) = (args.dir.clone(), excluded.clone());
+    let found = tokio::task::spawn_blocking(move || walk(&dir, &ex)).await??;
+    let s3 = s3_client(config, global.endpoint_url.is_some());
+    // Three things at once: hash the files (every core), list the bucket (ranges in parallel), and
+    // read the URLs for config.json.
+    let keys: Vec<String> = found.iter().map(|f| f.key.clone()).collect();
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let hashing = async {
+        tokio::task::spawn_blocking(move || hash_files(found))
+            .await
+            .map_err(|e| anyhow::anyhow!("hashing the files: {e}"))?
+    };
+    let config_json = async {
+        if args.no_config {
+            return anyhow::Ok(None);
+        }
         let api_url = match &args.api_url {
             Some(u) => u.clone(),
             None => {
@@ -559,19 +704,25 @@ pub async fn sync(
         };
         let body =
             serde_json::to_vec_pretty(&serde_json::json!({"apiUrl": api_url, "wsUrl": ws_url}))?;
+        Ok(Some(generated("config.json", body)))
+    };
+    let (local, remote, config_json) = tokio::join!(
+        hashing,
+        list_bucket_near(&s3, &bucket, &key_refs),
+        config_json
+    );
+    let (mut local, mut remote) = (local?, remote?);
+    if let Some(cfg) = config_json? {
         local.retain(|f| f.key != "config.json");
-        local.push(generated("config.json", body));
+        local.push(cfg);
     }
-    let s3 = s3_client(config, global.endpoint_url.is_some());
-    let mut remote = list_bucket(&s3, &bucket).await?;
-    // Multipart objects (their ETag is no MD5) and listings without ETags (some S3-compatible servers):
-    // read the ETag and the MD5 we stored in the object's metadata.
+    // Listings without ETags (some S3-compatible servers), and multipart objects whose ETag is not the
+    // one our part size gives (uploaded by another tool): read the ETag and the MD5 we store in metadata.
     let local_keys: HashMap<&str, &LocalFile> = local.iter().map(|f| (f.key.as_str(), f)).collect();
     let heads = futures::stream::iter(remote.iter_mut().filter(|r| {
-        (r.etag.contains('-') || r.etag.is_empty())
-            && local_keys
-                .get(r.key.as_str())
-                .is_some_and(|f| f.size == r.size)
+        local_keys.get(r.key.as_str()).is_some_and(|f| {
+            f.size == r.size && (r.etag.is_empty() || (r.etag.contains('-') && r.etag != f.etag))
+        })
     }))
     .map(|r| {
         let s3 = s3.clone();
@@ -585,7 +736,7 @@ pub async fn sync(
             }
         }
     })
-    .buffer_unordered(16)
+    .buffer_unordered(32)
     .collect::<Vec<()>>();
     heads.await;
     let the_plan = plan(&local, &remote, args.delete, args.force, &excluded)?;

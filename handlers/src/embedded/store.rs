@@ -167,6 +167,33 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    /// Reads the note at `key` in `txn`, lets `change` edit it (or decline by returning false) and
+    /// writes it back. The edited note, or `None` when there is none or `change` declined.
+    fn modify_note(
+        txn: &redb::WriteTransaction,
+        operation: &'static str,
+        key: &str,
+        change: impl FnOnce(&mut StoredNote) -> bool,
+    ) -> Result<Option<StoredNote>, StoreError> {
+        let e = err(operation);
+        let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+        let current = notes
+            .get(key)
+            .map_err(|x| e(x.into()))?
+            .map(|v| v.value().to_vec());
+        let Some(bytes) = current else {
+            return Ok(None);
+        };
+        let mut stored: StoredNote = from_json(operation, &bytes)?;
+        if !change(&mut stored) {
+            return Ok(None);
+        }
+        notes
+            .insert(key, to_json(&stored).as_slice())
+            .map_err(|x| e(x.into()))?;
+        Ok(Some(stored))
+    }
+
     fn read_note(
         db: &Database,
         username: &str,
@@ -318,24 +345,14 @@ impl NoteStore for EmbeddedStore {
         let key = user_note_key(username, &note_id.sort_key());
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
-                let e = err(OP);
-                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
-                let current = notes
-                    .get(key.as_str())
-                    .map_err(|x| e(x.into()))?
-                    .map(|v| v.value().to_vec());
-                let Some(bytes) = current else {
-                    return Ok(None);
-                };
-                let mut stored: StoredNote = from_json(OP, &bytes)?;
-                if stored.notified || stored.lease_until >= now_ms {
-                    return Ok(None);
-                }
-                stored.lease_until = lease_until_ms;
-                notes
-                    .insert(key.as_str(), to_json(&stored).as_slice())
-                    .map_err(|x| e(x.into()))?;
-                Ok(Some(stored.note))
+                let claimed = Self::modify_note(txn, OP, &key, |stored| {
+                    let free = !stored.notified && stored.lease_until < now_ms;
+                    if free {
+                        stored.lease_until = lease_until_ms;
+                    }
+                    free
+                })?;
+                Ok(claimed.map(|s| s.note))
             })
         })
         .await
@@ -346,19 +363,10 @@ impl NoteStore for EmbeddedStore {
         let key = user_note_key(username, &note_id.sort_key());
         self.blocking(OP, move |db| {
             Self::write_lazily(db, OP, |txn| {
-                let e = err(OP);
-                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
-                let current = notes
-                    .get(key.as_str())
-                    .map_err(|x| e(x.into()))?
-                    .map(|v| v.value().to_vec());
-                if let Some(bytes) = current {
-                    let mut stored: StoredNote = from_json(OP, &bytes)?;
+                Self::modify_note(txn, OP, &key, |stored| {
                     stored.notified = true;
-                    notes
-                        .insert(key.as_str(), to_json(&stored).as_slice())
-                        .map_err(|x| e(x.into()))?;
-                }
+                    true
+                })?;
                 Ok(())
             })
         })
@@ -386,26 +394,19 @@ impl NoteStore for EmbeddedStore {
         let (content, updated_at) = (content.to_owned(), updated_at.to_owned());
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
-                let e = err(OP);
-                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
-                let current = notes
-                    .get(key.as_str())
-                    .map_err(|x| e(x.into()))?
-                    .map(|v| v.value().to_vec());
-                let Some(bytes) = current else {
+                let Some(stored) = Self::modify_note(txn, OP, &key, |stored| {
+                    stored.note.content = content;
+                    stored.note.updated_at = Some(updated_at);
+                    true
+                })?
+                else {
                     return Ok(None);
                 };
-                let mut stored: StoredNote = from_json(OP, &bytes)?;
-                stored.note.content = content;
-                stored.note.updated_at = Some(updated_at);
-                let bytes = to_json(&stored);
-                notes
-                    .insert(key.as_str(), bytes.as_slice())
-                    .map_err(|x| e(x.into()))?;
                 if stored.note.is_public {
+                    let e = err(OP);
                     let mut public = txn.open_table(PUBLIC).map_err(|x| e(x.into()))?;
                     public
-                        .insert(sort_key.as_str(), bytes.as_slice())
+                        .insert(sort_key.as_str(), to_json(&stored).as_slice())
                         .map_err(|x| e(x.into()))?;
                 }
                 Ok(Some(stored.note))
