@@ -33,12 +33,51 @@ if [[ $what == sync || $what == all ]]; then
   cargo build --release --locked -p notesctl --bin notesctl
   cargo build --locked --workspace --examples
   NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/sync_vs_awscli
-  # And on a faster S3-compatible server (s3s-fs 0.14.1 is the newest that builds with rustc 1.95).
+  # And on two faster S3-compatible servers from crates.io. Garage keeps ETags in its listings, as S3
+  # does; s3s-fs (0.14.1 is the newest that builds with rustc 1.95) does not, so notesctl reads them
+  # with a HEAD per object there.
+  command -v garage >/dev/null ||
+    cargo install garage --version 2.5.0 --locked --no-default-features --features bundled-libs,lmdb
   command -v s3s-fs >/dev/null || cargo install s3s-fs --version 0.14.1 --features binary --locked
   root=$(mktemp -d)
-  s3s-fs --host 127.0.0.1 --port 8014 --access-key testing --secret-key testing "$root" >/dev/null 2>&1 &
-  s3s=$!
-  trap 'kill $s3s 2>/dev/null; rm -rf "$root"' EXIT
+  pids=()
+  trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$root"' EXIT
+  g=(garage -c "$root/garage.toml")
+  cat >"$root/garage.toml" <<EOF
+metadata_dir = "$root/garage/meta"
+data_dir = "$root/garage/data"
+db_engine = "lmdb"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:39001"
+rpc_public_addr = "127.0.0.1:39001"
+rpc_secret = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:39000"
+root_domain = ".s3.garage.localhost"
+EOF
+  "${g[@]}" server >"$root/garage.log" 2>&1 &
+  pids+=($!)
+  for i in $(seq 150); do
+    "${g[@]}" status >/dev/null 2>&1 && break
+    [[ $i == 150 ]] && { echo "Garage did not start; its log: $root/garage.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  node=$("${g[@]}" node id -q | cut -d@ -f1)
+  "${g[@]}" layout assign -z dc1 -c 1G "$node" >/dev/null
+  "${g[@]}" layout apply --version 1 >/dev/null
+  key_id=GK$(python3 -c 'import secrets; print(secrets.token_hex(12))')
+  key_secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+  "${g[@]}" key import --yes -n bench "$key_id" "$key_secret" >/dev/null
+  "${g[@]}" key allow --create-bucket bench >/dev/null
+  S3_ENDPOINT=http://127.0.0.1:39000 S3_SERVER="Garage 2.5.0" S3_ACCESS_KEY_ID="$key_id" \
+    S3_SECRET_ACCESS_KEY="$key_secret" NOTESCTL_BIN="$PWD/target/release/notesctl" \
+    target/debug/examples/sync_vs_awscli
+
+  mkdir -p "$root/s3s"
+  s3s-fs --host 127.0.0.1 --port 8014 --access-key testing --secret-key testing "$root/s3s" >/dev/null 2>&1 &
+  pids+=($!)
   sleep 1
   S3_ENDPOINT=http://127.0.0.1:8014 S3_SERVER="s3s-fs 0.14.1" NOTESCTL_BIN="$PWD/target/release/notesctl" \
     target/debug/examples/sync_vs_awscli

@@ -93,6 +93,11 @@ async fn sync_decides_by_content_and_writes_config() {
         "7 files + config.json, no .DS_Store: {v}"
     );
     assert!(v["bytes"].as_u64().unwrap() > 9 * 1024 * 1024);
+    assert_eq!(
+        v["requests"],
+        serde_json::json!({"list": 1, "head": 0, "put": 11, "delete": 0}),
+        "seven single PUTs, and create + two parts + complete for big.bin: {v}"
+    );
 
     for (key, ctype, cache) in [
         ("index.html", "text/html; charset=utf-8", "no-cache"),
@@ -156,6 +161,11 @@ async fn sync_decides_by_content_and_writes_config() {
         (code, v["uploaded"].as_u64(), v["unchanged"].as_u64()),
         (0, Some(0), Some(8)),
         "{v}"
+    );
+    assert_eq!(
+        v["requests"],
+        serde_json::json!({"list": 1, "head": 0, "put": 0, "delete": 0}),
+        "a no-op re-sync makes List calls only, the multipart object included: {v}"
     );
 
     // A same-size edit with an older modification time is uploaded.
@@ -358,7 +368,7 @@ async fn invalidate_is_idempotent_and_waits() {
 /// objects that are not local, and local keys that are not in the bucket, included.
 #[tokio::test]
 async fn range_listing_covers_the_bucket_exactly_once() {
-    use notesctl::commands::sync_frontend::{list_bucket, list_in_ranges};
+    use notesctl::commands::sync_frontend::{Calls, list_bucket, list_in_ranges};
     let s3 = s3().await;
     let bucket = notesctl_tests::unique("ranges");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
@@ -384,19 +394,31 @@ async fn range_listing_covers_the_bucket_exactly_once() {
         .collect();
     let local_refs: Vec<&str> = local.iter().map(String::as_str).collect();
     for per_range in [1, 2, 3, 5, 999] {
-        let got: Vec<String> = list_in_ranges(&s3, &bucket, &local_refs, per_range)
+        let calls = Calls::default();
+        let got: Vec<String> = list_in_ranges(&s3, &bucket, &local_refs, per_range, &calls)
             .await
             .unwrap()
             .into_iter()
             .map(|o| o.key)
             .collect();
         assert_eq!(got, expected, "ranges of {per_range}");
+        assert_eq!(
+            calls.counts().list as usize,
+            local.len() / per_range + 1,
+            "one List call per range"
+        );
     }
     let all = list_bucket(&s3, &bucket).await.unwrap();
     assert_eq!(all.len(), expected.len());
     assert!(all.iter().all(|o| o.size > 0 && !o.etag.is_empty()));
-    let none = list_in_ranges(&s3, &notesctl_tests::unique("missing"), &local_refs, 3)
-        .await
-        .unwrap_err();
+    let none = list_in_ranges(
+        &s3,
+        &notesctl_tests::unique("missing"),
+        &local_refs,
+        3,
+        &Calls::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(format!("{none:#}").contains("does not exist"), "{none:#}");
 }

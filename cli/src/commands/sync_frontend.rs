@@ -10,6 +10,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
@@ -50,8 +51,8 @@ pub struct SyncArgs {
     /// Allow an empty DIR, case-colliding names, and deleting more than half the bucket.
     #[arg(long)]
     pub force: bool,
-    /// Uploads in flight at once.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// Requests in flight at once (S3's latency, not bandwidth, bounds small files).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Do not write config.json.
     #[arg(long)]
@@ -117,7 +118,9 @@ pub fn digest(mut read: impl Read, size: u64) -> std::io::Result<([u8; 16], Stri
     let mut part = Md5::new();
     let mut parts: Vec<u8> = Vec::new();
     let mut in_part = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
+    // Sized to the file (plus one byte to see the end in one read): most web assets are small, and
+    // zeroing a large buffer per file would cost more than hashing it.
+    let mut buf = vec![0u8; (size as usize).saturating_add(1).clamp(4096, 256 * 1024)];
     loop {
         let n = read.read(&mut buf)?;
         if n == 0 {
@@ -164,11 +167,11 @@ fn globs(patterns: &[String]) -> anyhow::Result<globset::GlobSet> {
 pub struct Found {
     pub key: String,
     pub path: PathBuf,
-    pub size: u64,
 }
 
-/// The files of DIR as keys (`/`-separated), without excluded ones, sorted by key. Names and sizes only:
-/// cheap, so the listing can start while the files are hashed.
+/// The files of DIR as keys (`/`-separated), without excluded ones, sorted by key. Names only (what
+/// the directory listing gives; a `stat` only for symbolic links, which are followed): cheap, so the
+/// bucket listing can start while the files are hashed.
 pub fn walk(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Found>> {
     let meta = std::fs::metadata(dir).map_err(|e| {
         anyhow::anyhow!(
@@ -188,7 +191,8 @@ pub fn walk(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Found
         let entries =
             std::fs::read_dir(&d).map_err(|e| anyhow::anyhow!("reading {}: {e}", d.display()))?;
         for entry in entries {
-            let path = entry?.path();
+            let entry = entry?;
+            let path = entry.path();
             let rel = path.strip_prefix(dir).unwrap_or(&path);
             let key = rel
                 .components()
@@ -198,16 +202,16 @@ pub fn walk(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Found
             if excluded.is_match(&key) {
                 continue;
             }
-            let ft = std::fs::metadata(&path)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-            if ft.is_dir() {
+            let mut is_dir = entry.file_type()?.is_dir();
+            if entry.file_type()?.is_symlink() {
+                is_dir = std::fs::metadata(&path)
+                    .map_err(|e| anyhow::anyhow!("following the link {}: {e}", path.display()))?
+                    .is_dir();
+            }
+            if is_dir {
                 stack.push(path);
             } else {
-                out.push(Found {
-                    key,
-                    path,
-                    size: ft.len(),
-                });
+                out.push(Found { key, path });
             }
         }
     }
@@ -224,14 +228,14 @@ pub fn hash_files(found: Vec<Found>) -> anyhow::Result<Vec<LocalFile>> {
         .min(found.len().max(1));
     let next = AtomicUsize::new(0);
     let hash_one = |f: &Found| -> anyhow::Result<LocalFile> {
-        let file = std::fs::File::open(&f.path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.path.display()))?;
-        let (md5, etag) = digest(file, f.size)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.path.display()))?;
+        let failed = |e: std::io::Error| anyhow::anyhow!("reading {}: {e}", f.path.display());
+        let file = std::fs::File::open(&f.path).map_err(failed)?;
+        let size = file.metadata().map_err(failed)?.len();
+        let (md5, etag) = digest(file, size).map_err(failed)?;
         Ok(LocalFile {
             key: f.key.clone(),
             source: Source::Path(f.path.clone()),
-            size: f.size,
+            size,
             md5,
             etag,
         })
@@ -390,6 +394,8 @@ pub struct SyncReport {
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedChange>,
+    /// The S3 requests this run made, by kind.
+    pub requests: CallCounts,
     /// A content hash of what the bucket now holds (keys and ETags): invalidations use it as their
     /// caller reference.
     #[serde(skip)]
@@ -421,7 +427,22 @@ impl fmt::Display for SyncReport {
             f,
             "{verb} {} ({} bytes), {del} {}, {} unchanged — s3://{}",
             self.uploaded, self.bytes, self.deleted, self.unchanged, self.bucket
-        )
+        )?;
+        let r = self.requests;
+        let kinds: Vec<String> = [
+            ("list", r.list),
+            ("head", r.head),
+            ("put", r.put),
+            ("delete", r.delete),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+        if !kinds.is_empty() {
+            write!(f, " ({} requests)", kinds.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -437,9 +458,42 @@ pub fn s3_client(config: &aws_config::SdkConfig, custom_endpoint: bool) -> Clien
     Client::from_conf(conf)
 }
 
+/// The S3 requests a sync made, by kind. The report shows what a run cost: a no-op re-sync of a
+/// bucket whose listing carries ETags makes List calls only.
+#[derive(Debug, Default)]
+pub struct Calls {
+    list: AtomicU64,
+    head: AtomicU64,
+    put: AtomicU64,
+    delete: AtomicU64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CallCounts {
+    pub list: u64,
+    pub head: u64,
+    pub put: u64,
+    pub delete: u64,
+}
+
+impl Calls {
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> CallCounts {
+        CallCounts {
+            list: self.list.load(Ordering::Relaxed),
+            head: self.head.load(Ordering::Relaxed),
+            put: self.put.load(Ordering::Relaxed),
+            delete: self.delete.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Every object of the bucket, in key order, one page after another.
 pub async fn list_bucket(s3: &Client, bucket: &str) -> anyhow::Result<Vec<RemoteObject>> {
-    list_range(s3, bucket, None, None).await
+    list_range(s3, bucket, None, None, &Calls::default()).await
 }
 
 /// Keys per listing range in [`list_bucket_near`]: one short of a page, so a range whose objects match
@@ -453,8 +507,9 @@ pub async fn list_bucket_near(
     s3: &Client,
     bucket: &str,
     sorted_local_keys: &[&str],
+    calls: &Calls,
 ) -> anyhow::Result<Vec<RemoteObject>> {
-    list_in_ranges(s3, bucket, sorted_local_keys, RANGE_KEYS).await
+    list_in_ranges(s3, bucket, sorted_local_keys, RANGE_KEYS, calls).await
 }
 
 /// [`list_bucket_near`] with ranges of `per_range` local keys.
@@ -463,6 +518,7 @@ pub async fn list_in_ranges(
     bucket: &str,
     sorted_local_keys: &[&str],
     per_range: usize,
+    calls: &Calls,
 ) -> anyhow::Result<Vec<RemoteObject>> {
     let per_range = per_range.max(1);
     let cuts: Vec<&str> = sorted_local_keys
@@ -479,7 +535,7 @@ pub async fn list_in_ranges(
     }
     bounds.push((after, None));
     let ranges: Vec<anyhow::Result<Vec<RemoteObject>>> = futures::stream::iter(bounds)
-        .map(|(after, upto)| list_range(s3, bucket, after, upto))
+        .map(|(after, upto)| list_range(s3, bucket, after, upto, calls))
         .buffered(16)
         .collect()
         .await;
@@ -496,10 +552,12 @@ async fn list_range(
     bucket: &str,
     after: Option<&str>,
     upto: Option<&str>,
+    calls: &Calls,
 ) -> anyhow::Result<Vec<RemoteObject>> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
+        Calls::count(&calls.list);
         let page = s3
             .list_objects_v2()
             .bucket(bucket)
@@ -554,12 +612,13 @@ async fn read_source(f: &LocalFile) -> anyhow::Result<Arc<Vec<u8>>> {
     }
 }
 
-async fn upload(s3: &Client, bucket: &str, f: &LocalFile) -> anyhow::Result<()> {
+async fn upload(s3: &Client, bucket: &str, f: &LocalFile, calls: &Calls) -> anyhow::Result<()> {
     let bytes = read_source(f).await?;
     let content_type = mime::content_type(&f.key);
     let cache = cache_control(&f.key);
     let md5_hex = hex(&f.md5);
     if f.size < PART_SIZE {
+        Calls::count(&calls.put);
         s3.put_object()
             .bucket(bucket)
             .key(&f.key)
@@ -573,6 +632,7 @@ async fn upload(s3: &Client, bucket: &str, f: &LocalFile) -> anyhow::Result<()> 
             .map_err(|e| explain(&format!("uploading {}", f.key), &e))?;
         return Ok(());
     }
+    Calls::count(&calls.put);
     let created = s3
         .create_multipart_upload()
         .bucket(bucket)
@@ -587,6 +647,7 @@ async fn upload(s3: &Client, bucket: &str, f: &LocalFile) -> anyhow::Result<()> 
     let mut parts = Vec::new();
     for (i, chunk) in bytes.chunks(PART_SIZE as usize).enumerate() {
         let n = i as i32 + 1;
+        Calls::count(&calls.put);
         let part = s3
             .upload_part()
             .bucket(bucket)
@@ -615,6 +676,7 @@ async fn upload(s3: &Client, bucket: &str, f: &LocalFile) -> anyhow::Result<()> 
             }
         }
     }
+    Calls::count(&calls.put);
     s3.complete_multipart_upload()
         .bucket(bucket)
         .key(&f.key)
@@ -663,6 +725,7 @@ pub async fn sync(
     let (dir, ex) = (args.dir.clone(), excluded.clone());
     let found = tokio::task::spawn_blocking(move || walk(&dir, &ex)).await??;
     let s3 = s3_client(config, global.endpoint_url.is_some());
+    let calls = Calls::default();
     // Three things at once: hash the files (every core), list the bucket (ranges in parallel), and
     // read the URLs for config.json.
     let keys: Vec<String> = found.iter().map(|f| f.key.clone()).collect();
@@ -708,7 +771,7 @@ pub async fn sync(
     };
     let (local, remote, config_json) = tokio::join!(
         hashing,
-        list_bucket_near(&s3, &bucket, &key_refs),
+        list_bucket_near(&s3, &bucket, &key_refs, &calls),
         config_json
     );
     let (mut local, mut remote) = (local?, remote?);
@@ -725,10 +788,10 @@ pub async fn sync(
         })
     }))
     .map(|r| {
-        let s3 = s3.clone();
-        let bucket = bucket.clone();
+        let (s3, bucket, calls) = (&s3, &bucket, &calls);
         async move {
-            if let Ok(h) = s3.head_object().bucket(&bucket).key(&r.key).send().await {
+            Calls::count(&calls.head);
+            if let Ok(h) = s3.head_object().bucket(bucket).key(&r.key).send().await {
                 r.md5_meta = h.metadata().and_then(|m| m.get("md5").cloned());
                 if r.etag.is_empty() {
                     r.etag = h.e_tag().unwrap_or_default().trim_matches('"').to_owned();
@@ -736,7 +799,7 @@ pub async fn sync(
             }
         }
     })
-    .buffer_unordered(32)
+    .buffer_unordered(args.concurrency as usize)
     .collect::<Vec<()>>();
     heads.await;
     let the_plan = plan(&local, &remote, args.delete, args.force, &excluded)?;
@@ -754,6 +817,7 @@ pub async fn sync(
         bucket: bucket.clone(),
         dry_run: args.dry_run,
         plan: Vec::new(),
+        requests: CallCounts::default(),
         content_hash: String::new(),
     };
     if args.dry_run {
@@ -769,14 +833,15 @@ pub async fn sync(
                 key: k.clone(),
             }))
             .collect();
+        report.requests = calls.counts();
         return Ok(report);
     }
     let bar = progress_bar(global, bytes);
     let results: Vec<anyhow::Result<u64>> = futures::stream::iter(uploads.iter().copied())
         .map(|f| {
-            let (s3, bucket, bar) = (&s3, &bucket, &bar);
+            let (s3, bucket, bar, calls) = (&s3, &bucket, &bar, &calls);
             async move {
-                upload(s3, bucket, f).await?;
+                upload(s3, bucket, f, calls).await?;
                 if let Some(b) = bar {
                     b.inc(f.size);
                 }
@@ -805,6 +870,7 @@ pub async fn sync(
             .iter()
             .map(|k| ObjectIdentifier::builder().key(k).build())
             .collect::<Result<Vec<_>, _>>()?;
+        Calls::count(&calls.delete);
         let out = s3
             .delete_objects()
             .bucket(&bucket)
@@ -842,6 +908,7 @@ pub async fn sync(
         })
         .collect();
     report.content_hash = content_hash(&objects);
+    report.requests = calls.counts();
     Ok(report)
 }
 
@@ -1039,6 +1106,39 @@ mod tests {
             "a version is not a hash"
         );
         assert_eq!(cache_control("favicon.ico"), "public, max-age=300");
+    }
+
+    #[test]
+    fn scan_hashes_every_file_in_key_order_following_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sizes = [0usize, 1, 4095, 4096, 4097, 300 * 1024];
+        for (i, size) in sizes.iter().enumerate() {
+            let sub = root.join(format!("d{}", i % 3));
+            std::fs::create_dir_all(&sub).unwrap();
+            let body: Vec<u8> = (0..*size).map(|b| (b % 251) as u8).collect();
+            std::fs::write(sub.join(format!("f{i}.bin")), body).unwrap();
+        }
+        std::fs::write(root.join(".DS_Store"), b"junk").unwrap();
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(root.join("real/x.css"), b"a{}").unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("linked")).unwrap();
+        let files = scan(root, &none()).unwrap();
+        let keys: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "in key order");
+        assert!(keys.contains(&"linked/x.css") && keys.contains(&"real/x.css"));
+        assert!(!keys.contains(&".DS_Store"));
+        assert_eq!(files.len(), sizes.len() + 2);
+        for f in &files {
+            let Source::Path(p) = &f.source else {
+                panic!("a file")
+            };
+            let body = std::fs::read(p).unwrap();
+            assert_eq!(f.size, body.len() as u64, "{}", f.key);
+            assert_eq!(f.md5, <[u8; 16]>::from(Md5::digest(&body)), "{}", f.key);
+        }
     }
 
     #[test]
