@@ -6,6 +6,7 @@ pub mod bench;
 pub mod browser;
 pub mod cli;
 pub mod dev;
+pub mod fake_s3;
 pub mod lambda;
 pub mod moto;
 pub mod proxy;

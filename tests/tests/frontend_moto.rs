@@ -422,3 +422,118 @@ async fn range_listing_covers_the_bucket_exactly_once() {
     .unwrap_err();
     assert!(format!("{none:#}").contains("does not exist"), "{none:#}");
 }
+
+/// Servers whose listings carry no ETags (s3s-fs), and multipart objects uploaded by other tools: the
+/// sync reads those objects' ETag and stored MD5 with HeadObject — only those — and still decides by
+/// content. Served by a fake S3 endpoint, since moto always lists ETags.
+#[tokio::test]
+async fn objects_the_listing_cannot_decide_are_read_with_head() {
+    use md5::{Digest, Md5};
+    use notesctl_tests::fake_s3::{FakeObject, FakeS3};
+    let md5_hex =
+        |b: &[u8]| -> String { Md5::digest(b).iter().map(|x| format!("{x:02x}")).collect() };
+    let dir = tempfile::tempdir().unwrap();
+    let (same, edited_old, edited_new, foreign, listed) = (
+        b"export const same = 1;".as_slice(),
+        b"export const v = 'a';".as_slice(),
+        b"export const v = 'b';".as_slice(),
+        vec![3u8; 4096],
+        b"listed with its ETag".as_slice(),
+    );
+    write(dir.path(), "same.js", same);
+    write(dir.path(), "edited.js", edited_new);
+    write(dir.path(), "foreign.bin", &foreign);
+    write(dir.path(), "listed.txt", listed);
+    write(dir.path(), "new.css", b"a{}");
+    let objects = [
+        (
+            "same.js",
+            FakeObject {
+                size: same.len() as u64,
+                etag: md5_hex(same),
+                ..Default::default()
+            },
+        ),
+        (
+            "edited.js",
+            FakeObject {
+                size: edited_old.len() as u64,
+                etag: md5_hex(edited_old),
+                ..Default::default()
+            },
+        ),
+        (
+            // Uploaded by another tool in parts of another size: the ETag is no MD5 we can compute, but
+            // the MD5 it stored in metadata is ours to compare.
+            "foreign.bin",
+            FakeObject {
+                size: foreign.len() as u64,
+                etag: "0123456789abcdef0123456789abcdef-3".into(),
+                listed_etag: true,
+                metadata: vec![("md5".into(), md5_hex(&foreign))],
+            },
+        ),
+        (
+            "listed.txt",
+            FakeObject {
+                size: listed.len() as u64,
+                etag: md5_hex(listed),
+                listed_etag: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "remote-only.txt",
+            FakeObject {
+                size: 1,
+                etag: md5_hex(b"x"),
+                ..Default::default()
+            },
+        ),
+    ]
+    .into_iter()
+    .map(|(k, o)| (k.to_owned(), o))
+    .collect();
+    let s3 = FakeS3::start(objects).await;
+    let (code, v) = notesctl_tests::cli::Cli::new()
+        .args(["--region", "us-east-1", "--endpoint-url", &s3.endpoint])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .args([
+            "sync-frontend",
+            dir.path().to_str().unwrap(),
+            "--bucket",
+            "site",
+            "--no-config",
+        ])
+        .json()
+        .await;
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (v["uploaded"].as_u64(), v["unchanged"].as_u64()),
+        (Some(2), Some(3)),
+        "edited.js and new.css go up; same.js, foreign.bin and listed.txt stay: {v}"
+    );
+    assert_eq!(
+        v["requests"],
+        serde_json::json!({"list": 1, "head": 3, "put": 2, "delete": 0}),
+        "HEAD for same.js, edited.js and foreign.bin only: {v}"
+    );
+    let mut heads: Vec<String> = s3
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("HEAD "))
+        .collect();
+    heads.sort();
+    assert_eq!(
+        heads,
+        [
+            "HEAD /site/edited.js",
+            "HEAD /site/foreign.bin",
+            "HEAD /site/same.js"
+        ],
+        "{heads:?}"
+    );
+    assert_eq!(s3.object("edited.js").unwrap().etag, md5_hex(edited_new));
+    assert_eq!(s3.object("new.css").unwrap().etag, md5_hex(b"a{}"));
+}

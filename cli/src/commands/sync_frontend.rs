@@ -577,6 +577,10 @@ async fn list_range(
             if upto.is_some_and(|u| key > u) {
                 return Ok(out);
             }
+            // A server that ignores StartAfter would list earlier ranges' keys again.
+            if after.is_some_and(|a| key <= a) {
+                continue;
+            }
             out.push(RemoteObject {
                 key: key.to_owned(),
                 size: o.size().unwrap_or(0).max(0) as u64,
