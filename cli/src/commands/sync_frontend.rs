@@ -605,70 +605,107 @@ pub fn content_hash(objects: &[RemoteObject]) -> String {
     hex(&sha2::Sha256::digest(lines.join("\n").as_bytes())[..16])
 }
 
-async fn read_source(f: &LocalFile) -> anyhow::Result<Arc<Vec<u8>>> {
+/// `len` bytes of a file from `offset`. A file that shrank since it was hashed fails here instead of
+/// going up half-written.
+async fn read_range(f: &LocalFile, offset: u64, len: u64) -> anyhow::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
     match &f.source {
-        Source::Bytes(b) => Ok(b.clone()),
+        Source::Bytes(b) => Ok(b[offset as usize..(offset + len) as usize].to_vec()),
         Source::Path(p) => {
-            Ok(Arc::new(tokio::fs::read(p).await.map_err(|e| {
-                anyhow::anyhow!("reading {}: {e}", p.display())
-            })?))
+            let failed = |e: std::io::Error| {
+                anyhow::anyhow!(
+                    "reading {}: {e} (did it change during the sync? run again)",
+                    p.display()
+                )
+            };
+            let mut file = tokio::fs::File::open(p).await.map_err(failed)?;
+            if offset > 0 {
+                file.seek(std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(failed)?;
+            }
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact(&mut buf).await.map_err(failed)?;
+            Ok(buf)
         }
     }
 }
 
-async fn upload(s3: &Client, bucket: &str, f: &LocalFile, calls: &Calls) -> anyhow::Result<()> {
-    let bytes = read_source(f).await?;
-    let content_type = mime::content_type(&f.key);
-    let cache = cache_control(&f.key);
-    let md5_hex = hex(&f.md5);
-    if f.size < PART_SIZE {
-        Calls::count(&calls.put);
-        s3.put_object()
-            .bucket(bucket)
-            .key(&f.key)
-            .body(ByteStream::from(bytes.as_ref().clone()))
-            .content_type(content_type)
-            .cache_control(cache)
-            .content_md5(base64::engine::general_purpose::STANDARD.encode(f.md5))
-            .metadata("md5", &md5_hex)
-            .send()
-            .await
-            .map_err(|e| explain(&format!("uploading {}", f.key), &e))?;
-        return Ok(());
+/// What the uploads share: the client, the bucket, the request budget and the counters.
+struct Uploader<'a> {
+    s3: &'a Client,
+    bucket: &'a str,
+    calls: &'a Calls,
+    /// One permit per request in flight, multipart parts included, so memory stays within
+    /// `concurrency` × PART_SIZE however large the files.
+    slots: tokio::sync::Semaphore,
+    concurrency: usize,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Uploader<'_> {
+    fn progress(&self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
     }
-    Calls::count(&calls.put);
-    let created = s3
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(&f.key)
-        .content_type(content_type)
-        .cache_control(cache)
-        .metadata("md5", &md5_hex)
-        .send()
-        .await
-        .map_err(|e| explain(&format!("starting the upload of {}", f.key), &e))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_owned();
-    let mut parts = Vec::new();
-    for (i, chunk) in bytes.chunks(PART_SIZE as usize).enumerate() {
-        let n = i as i32 + 1;
-        Calls::count(&calls.put);
-        let part = s3
-            .upload_part()
-            .bucket(bucket)
-            .key(&f.key)
-            .upload_id(&upload_id)
-            .part_number(n)
-            .body(ByteStream::from(chunk.to_vec()))
-            .send()
+
+    async fn slot(&self) -> anyhow::Result<tokio::sync::SemaphorePermit<'_>> {
+        Ok(self.slots.acquire().await?)
+    }
+
+    async fn upload(&self, f: &LocalFile) -> anyhow::Result<()> {
+        let (s3, bucket) = (self.s3, self.bucket);
+        let content_type = mime::content_type(&f.key);
+        let cache = cache_control(&f.key);
+        let md5_hex = hex(&f.md5);
+        if f.size < PART_SIZE {
+            let _slot = self.slot().await?;
+            let bytes = read_range(f, 0, f.size).await?;
+            Calls::count(&self.calls.put);
+            s3.put_object()
+                .bucket(bucket)
+                .key(&f.key)
+                .body(ByteStream::from(bytes))
+                .content_type(content_type)
+                .cache_control(cache)
+                .content_md5(base64::engine::general_purpose::STANDARD.encode(f.md5))
+                .metadata("md5", &md5_hex)
+                .send()
+                .await
+                .map_err(|e| explain(&format!("uploading {}", f.key), &e))?;
+            self.progress(f.size);
+            return Ok(());
+        }
+        let created = {
+            let _slot = self.slot().await?;
+            Calls::count(&self.calls.put);
+            s3.create_multipart_upload()
+                .bucket(bucket)
+                .key(&f.key)
+                .content_type(content_type)
+                .cache_control(cache)
+                .metadata("md5", &md5_hex)
+                .send()
+                .await
+                .map_err(|e| explain(&format!("starting the upload of {}", f.key), &e))?
+        };
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        // The parts go up in parallel, each read from the file when its turn comes.
+        let count = f.size.div_ceil(PART_SIZE);
+        let parts: Vec<anyhow::Result<CompletedPart>> = futures::stream::iter(1..=count)
+            .map(|n| self.upload_part(f, &upload_id, n))
+            .buffer_unordered(self.concurrency)
+            .collect()
             .await;
-        match part {
-            Ok(p) => parts.push(
-                CompletedPart::builder()
-                    .part_number(n)
-                    .set_e_tag(p.e_tag)
-                    .build(),
-            ),
+        let parts = match parts.into_iter().collect::<anyhow::Result<Vec<_>>>() {
+            Ok(mut parts) => {
+                parts.sort_by_key(|p| p.part_number());
+                parts
+            }
             Err(e) => {
+                // Best effort: an upload left behind costs storage until the bucket's lifecycle
+                // rule (if any) removes it.
                 let _ = s3
                     .abort_multipart_upload()
                     .bucket(bucket)
@@ -676,24 +713,56 @@ async fn upload(s3: &Client, bucket: &str, f: &LocalFile, calls: &Calls) -> anyh
                     .upload_id(&upload_id)
                     .send()
                     .await;
-                return Err(explain(&format!("uploading part {n} of {}", f.key), &e));
+                return Err(e);
             }
-        }
+        };
+        let _slot = self.slot().await?;
+        Calls::count(&self.calls.put);
+        s3.complete_multipart_upload()
+            .bucket(bucket)
+            .key(&f.key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| explain(&format!("completing the upload of {}", f.key), &e))?;
+        Ok(())
     }
-    Calls::count(&calls.put);
-    s3.complete_multipart_upload()
-        .bucket(bucket)
-        .key(&f.key)
-        .upload_id(&upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| explain(&format!("completing the upload of {}", f.key), &e))?;
-    Ok(())
+
+    async fn upload_part(
+        &self,
+        f: &LocalFile,
+        upload_id: &str,
+        n: u64,
+    ) -> anyhow::Result<CompletedPart> {
+        let _slot = self.slot().await?;
+        let offset = (n - 1) * PART_SIZE;
+        let len = PART_SIZE.min(f.size - offset);
+        let chunk = read_range(f, offset, len).await?;
+        let md5 = Md5::digest(&chunk);
+        Calls::count(&self.calls.put);
+        let part = self
+            .s3
+            .upload_part()
+            .bucket(self.bucket)
+            .key(&f.key)
+            .upload_id(upload_id)
+            .part_number(n as i32)
+            .content_md5(base64::engine::general_purpose::STANDARD.encode(md5))
+            .body(ByteStream::from(chunk))
+            .send()
+            .await
+            .map_err(|e| explain(&format!("uploading part {n} of {}", f.key), &e))?;
+        self.progress(len);
+        Ok(CompletedPart::builder()
+            .part_number(n as i32)
+            .set_e_tag(part.e_tag)
+            .build())
+    }
 }
 
 fn progress_bar(global: &Global, len: u64) -> Option<indicatif::ProgressBar> {
@@ -840,22 +909,21 @@ pub async fn sync(
         report.requests = calls.counts();
         return Ok(report);
     }
-    let bar = progress_bar(global, bytes);
-    let results: Vec<anyhow::Result<u64>> = futures::stream::iter(uploads.iter().copied())
-        .map(|f| {
-            let (s3, bucket, bar, calls) = (&s3, &bucket, &bar, &calls);
-            async move {
-                upload(s3, bucket, f, calls).await?;
-                if let Some(b) = bar {
-                    b.inc(f.size);
-                }
-                Ok(f.size)
-            }
-        })
-        .buffer_unordered(args.concurrency as usize)
+    let concurrency = args.concurrency as usize;
+    let uploader = Uploader {
+        s3: &s3,
+        bucket: &bucket,
+        calls: &calls,
+        slots: tokio::sync::Semaphore::new(concurrency),
+        concurrency,
+        bar: progress_bar(global, bytes),
+    };
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(uploads.iter().copied())
+        .map(|f| uploader.upload(f))
+        .buffer_unordered(concurrency)
         .collect()
         .await;
-    if let Some(b) = bar {
+    if let Some(b) = &uploader.bar {
         b.finish_and_clear();
     }
     let failures: Vec<String> = results
