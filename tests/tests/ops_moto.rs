@@ -381,7 +381,9 @@ async fn an_interrupted_manual_redrive_loses_nothing() {
     let (code, v) = first.await.unwrap();
     assert_eq!(code, 1, "the first run notices the outage: {v}");
     let moved_first = v["moved"].as_u64().unwrap();
-    assert!(moved_first >= 40 && moved_first < total, "{v}");
+    // At least 40 had reached the queue when the line was cut; the last batch of ten may have been
+    // sent without its delete, and is not counted as moved.
+    assert!(moved_first >= 30 && moved_first < total, "{v}");
     assert!(
         v["problem"]
             .as_str()
