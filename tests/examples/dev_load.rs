@@ -40,22 +40,7 @@ async fn main() {
 
     let mut tokens = Vec::new();
     for u in 0..USERS {
-        let creds = json!({"username": format!("user{u}"), "password": "load-test-password"});
-        http.post(format!("{}/auth/signup", dev.api_url))
-            .json(&creds)
-            .send()
-            .await
-            .unwrap();
-        let r: Value = http
-            .post(format!("{}/auth/login", dev.api_url))
-            .json(&creds)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens.push(r["token"].as_str().unwrap().to_owned());
+        tokens.push(dev.sign_up(&format!("user{u}"), "load-test-password").await);
     }
     let saved: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut sockets = 0;

@@ -58,25 +58,8 @@ async fn main() {
         unsafe { std::env::set_var("NOTESCTL_BIN", &release) };
     }
     let m = moto::shared().await;
-    let sdk = m.sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
     let stage = notesctl_tests::unique("bench");
-    let dlq = sqs
-        .create_queue()
-        .queue_name(format!("{stage}-note-processing-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("{stage}-note-processing-queue"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let (sqs, queue, dlq) = moto::stage_queues(&stage).await;
     fill(&sqs, &queue, 25).await;
     let mut rows = Vec::new();
 
@@ -176,7 +159,7 @@ done"#,
     }
 
     // tail --follow: write an event, time until the line is printed.
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&m.sdk_config().await);
     let group = format!("/aws/lambda/{stage}-notes-save");
     logs.create_log_group()
         .log_group_name(&group)

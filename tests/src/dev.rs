@@ -65,6 +65,32 @@ impl DevServer {
         }
     }
 
+    /// Signs a user up and logs in; the token.
+    pub async fn sign_up(&self, username: &str, password: &str) -> String {
+        let http = reqwest::Client::new();
+        let creds = serde_json::json!({"username": username, "password": password});
+        let signup = http
+            .post(format!("{}/auth/signup", self.api_url))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        assert!(signup.status().is_success(), "signup: {}", signup.status());
+        let login: serde_json::Value = http
+            .post(format!("{}/auth/login", self.api_url))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        login["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {login}"))
+            .to_owned()
+    }
+
     /// SIGKILL: no chance to clean up.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;

@@ -440,3 +440,24 @@ pub async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Ve
         .into_bytes()
         .to_vec()
 }
+
+/// A stage's note-processing queue and its DLQ (by the naming convention, without the redrive
+/// policy): the client, the queue URL and the DLQ URL.
+pub async fn stage_queues(stage: &str) -> (aws_sdk_sqs::Client, String, String) {
+    let sqs = aws_sdk_sqs::Client::new(&shared().await.sdk_config().await);
+    let mut urls = Vec::new();
+    for name in ["note-processing-queue", "note-processing-dlq"] {
+        urls.push(
+            sqs.create_queue()
+                .queue_name(format!("{stage}-{name}"))
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap(),
+        );
+    }
+    let dlq = urls.pop().unwrap();
+    let queue = urls.pop().unwrap();
+    (sqs, queue, dlq)
+}

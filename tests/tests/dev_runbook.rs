@@ -105,24 +105,7 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
 
     // A real note that had been dead-lettered: redriven, it is saved.
     let http = reqwest::Client::new();
-    let creds = json!({"username": "ada", "password": "pw"});
-    http.post(format!("{}/auth/signup", dev.api_url))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
-    let token = http
-        .post(format!("{}/auth/login", dev.api_url))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = dev.sign_up("ada", "pw").await;
     sqs.send_message()
         .queue_url(&dlq)
         .message_body(note_created("1767225600000-rescued", "ada"))
@@ -196,24 +179,7 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &[]).await;
     let http = reqwest::Client::new();
-    let creds = json!({"username": "ada", "password": "pw"});
-    http.post(format!("{}/auth/signup", dev.api_url))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap();
-    let token = http
-        .post(format!("{}/auth/login", dev.api_url))
-        .json(&creds)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = dev.sign_up("ada", "pw").await;
     let post = |content: &'static str| {
         let (http, url, token) = (
             http.clone(),

@@ -7,32 +7,10 @@ use notesctl_tests::moto::{self, cli};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-async fn queues(stage: &str) -> (aws_sdk_sqs::Client, String, String) {
-    let sdk = moto::shared().await.sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let dlq = sqs
-        .create_queue()
-        .queue_name(format!("{stage}-note-processing-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue = sqs
-        .create_queue()
-        .queue_name(format!("{stage}-note-processing-queue"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    (sqs, queue, dlq)
-}
-
 #[tokio::test]
 async fn queue_depth_reports_exact_numbers_and_gates() {
     let stage = notesctl_tests::unique("qd");
-    let (sqs, queue, dlq) = queues(&stage).await;
+    let (sqs, queue, dlq) = moto::stage_queues(&stage).await;
     for i in 0..7 {
         sqs.send_message()
             .queue_url(&queue)
@@ -106,7 +84,7 @@ async fn queue_depth_reports_exact_numbers_and_gates() {
 async fn manual_redrive_moves_every_message_with_its_attributes() {
     use aws_sdk_sqs::types::MessageAttributeValue;
     let stage = notesctl_tests::unique("rd");
-    let (sqs, queue, dlq) = queues(&stage).await;
+    let (sqs, queue, dlq) = moto::stage_queues(&stage).await;
     let total = 95;
     moto::fill_queue(&sqs, &dlq, total as usize, |i, m| {
         m.message_body(format!("{{\"n\":{i}}}")).message_attributes(
@@ -337,7 +315,7 @@ async fn tail_interleaves_filters_and_follows() {
 #[tokio::test]
 async fn an_interrupted_manual_redrive_loses_nothing() {
     let stage = notesctl_tests::unique("ir");
-    let (sqs, queue, dlq) = queues(&stage).await;
+    let (sqs, queue, dlq) = moto::stage_queues(&stage).await;
     let total = 300;
     moto::fill_queue(&sqs, &dlq, total as usize, |i, m| {
         m.message_body(format!("{i}"))
@@ -457,7 +435,7 @@ async fn alarms_refuse_queues_that_do_not_exist() {
 #[tokio::test]
 async fn queue_depth_watch_streams_json_lines() {
     let stage = notesctl_tests::unique("wt");
-    let (sqs, queue, _) = queues(&stage).await;
+    let (sqs, queue, _) = moto::stage_queues(&stage).await;
     let m = moto::shared().await;
     let mut child = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
         .args([
