@@ -5,21 +5,17 @@ use lambda_runtime::{Error, LambdaEvent};
 use serde_json::json;
 
 use crate::deps::Deps;
-use crate::domain::AppError;
 use crate::domain::clock::now_iso;
 use crate::domain::events::NoteEvent;
-use crate::domain::note::NoteId;
 use crate::http::{self, HttpRequest, HttpResponse};
 
-use super::update::not_found;
+use super::update::{not_found, note_id_param};
 
 pub async fn handle(deps: &Deps, event: LambdaEvent<HttpRequest>) -> Result<HttpResponse, Error> {
     let req = &event.payload;
     Ok(http::respond(deps, req, || async {
         let claims = http::authenticate(deps, req).await?;
-        let note_id = http::path_param(req, "noteId")
-            .ok_or_else(|| AppError::bad_request("noteId path parameter is required"))?;
-        let note_id = NoteId::parse(note_id).map_err(|_| not_found("delete"))?;
+        let note_id = note_id_param(req, "delete")?;
         let note = deps
             .notes
             .delete_note(&claims.username, &note_id)

@@ -17,13 +17,18 @@ pub fn not_found(verb: &str) -> AppError {
     ))
 }
 
+/// The `{noteId}` of the path; a malformed id is the same 404 as someone else's note.
+pub fn note_id_param(req: &HttpRequest, verb: &str) -> Result<NoteId, AppError> {
+    let note_id = http::path_param(req, "noteId")
+        .ok_or_else(|| AppError::bad_request("noteId path parameter is required"))?;
+    NoteId::parse(note_id).map_err(|_| not_found(verb))
+}
+
 pub async fn handle(deps: &Deps, event: LambdaEvent<HttpRequest>) -> Result<HttpResponse, Error> {
     let req = &event.payload;
     Ok(http::respond(deps, req, || async {
         let claims = http::authenticate(deps, req).await?;
-        let note_id = http::path_param(req, "noteId")
-            .ok_or_else(|| AppError::bad_request("noteId path parameter is required"))?;
-        let note_id = NoteId::parse(note_id).map_err(|_| not_found("update"))?;
+        let note_id = note_id_param(req, "update")?;
         let edit = NoteEdit::from_json(&http::json_body(req)?)?;
         let updated_at = now_iso();
         let note = deps
