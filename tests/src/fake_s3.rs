@@ -166,7 +166,7 @@ fn response(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Percent-decoding of a path segment or query value.
+/// Percent-decoding of a path or query value (the SDK encodes a space as `%20`; `+` is itself).
 fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -185,10 +185,6 @@ fn decode(s: &str) -> String {
                         i += 1;
                     }
                 }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
             }
             b => {
                 out.push(b);

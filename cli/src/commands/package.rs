@@ -183,17 +183,20 @@ pub fn lambda_zip(binary: &[u8]) -> Vec<u8> {
     let mut z = Vec::with_capacity(data.len() + 128);
     let le16 = |z: &mut Vec<u8>, v: u16| z.extend_from_slice(&v.to_le_bytes());
     let le32 = |z: &mut Vec<u8>, v: u32| z.extend_from_slice(&v.to_le_bytes());
+    // The fields the local header and the central directory entry share, in the same order: version
+    // needed (2.0), flags, method (deflate), time, date, CRC-32, sizes, name length.
+    let shared = |z: &mut Vec<u8>| {
+        for v in [20, 0, 8, time, date] {
+            le16(z, v);
+        }
+        le32(z, crc);
+        le32(z, data.len() as u32);
+        le32(z, binary.len() as u32);
+        le16(z, name.len() as u16);
+    };
     // Local file header.
     le32(&mut z, 0x0403_4b50);
-    le16(&mut z, 20);
-    le16(&mut z, 0);
-    le16(&mut z, 8);
-    le16(&mut z, time);
-    le16(&mut z, date);
-    le32(&mut z, crc);
-    le32(&mut z, data.len() as u32);
-    le32(&mut z, binary.len() as u32);
-    le16(&mut z, name.len() as u16);
+    shared(&mut z);
     le16(&mut z, 0);
     z.extend_from_slice(name);
     z.extend_from_slice(&data);
@@ -201,15 +204,7 @@ pub fn lambda_zip(binary: &[u8]) -> Vec<u8> {
     // Central directory: made by Unix (3), version 2.0, mode 0100755 in the external attributes.
     le32(&mut z, 0x0201_4b50);
     le16(&mut z, (3 << 8) | 20);
-    le16(&mut z, 20);
-    le16(&mut z, 0);
-    le16(&mut z, 8);
-    le16(&mut z, time);
-    le16(&mut z, date);
-    le32(&mut z, crc);
-    le32(&mut z, data.len() as u32);
-    le32(&mut z, binary.len() as u32);
-    le16(&mut z, name.len() as u16);
+    shared(&mut z);
     le16(&mut z, 0);
     le16(&mut z, 0);
     le16(&mut z, 0);

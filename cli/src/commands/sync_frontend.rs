@@ -202,12 +202,14 @@ pub fn walk(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Found
             if excluded.is_match(&key) {
                 continue;
             }
-            let mut is_dir = entry.file_type()?.is_dir();
-            if entry.file_type()?.is_symlink() {
-                is_dir = std::fs::metadata(&path)
+            let ft = entry.file_type()?;
+            let is_dir = if ft.is_symlink() {
+                std::fs::metadata(&path)
                     .map_err(|e| anyhow::anyhow!("following the link {}: {e}", path.display()))?
-                    .is_dir();
-            }
+                    .is_dir()
+            } else {
+                ft.is_dir()
+            };
             if is_dir {
                 stack.push(path);
             } else {
@@ -220,7 +222,7 @@ pub fn walk(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Found
 }
 
 /// Reads and hashes the files on every core; keeps their order.
-pub fn hash_files(found: Vec<Found>) -> anyhow::Result<Vec<LocalFile>> {
+pub fn hash_files(found: &[Found]) -> anyhow::Result<Vec<LocalFile>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -269,7 +271,7 @@ pub fn hash_files(found: Vec<Found>) -> anyhow::Result<Vec<LocalFile>> {
 
 /// The files of DIR, hashed.
 pub fn scan(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<LocalFile>> {
-    hash_files(walk(dir, excluded)?)
+    hash_files(&walk(dir, excluded)?)
 }
 
 pub fn generated(key: &str, bytes: Vec<u8>) -> LocalFile {
@@ -796,15 +798,15 @@ pub async fn sync(
     };
     let excluded = globs(&args.exclude)?;
     let (dir, ex) = (args.dir.clone(), excluded.clone());
-    let found = tokio::task::spawn_blocking(move || walk(&dir, &ex)).await??;
+    let found = Arc::new(tokio::task::spawn_blocking(move || walk(&dir, &ex)).await??);
     let s3 = s3_client(config, global.endpoint_url.is_some());
     let calls = Calls::default();
     // Three things at once: hash the files (every core), list the bucket (ranges in parallel), and
     // read the URLs for config.json.
-    let keys: Vec<String> = found.iter().map(|f| f.key.clone()).collect();
-    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let key_refs: Vec<&str> = found.iter().map(|f| f.key.as_str()).collect();
+    let to_hash = found.clone();
     let hashing = async {
-        tokio::task::spawn_blocking(move || hash_files(found))
+        tokio::task::spawn_blocking(move || hash_files(&to_hash))
             .await
             .map_err(|e| anyhow::anyhow!("hashing the files: {e}"))?
     };
