@@ -603,12 +603,14 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
             changes: vec![],
         });
     }
-    let set_name = format!("notesctl-{}", notes_handlers::domain::clock::now_millis());
     let made = ctx
         .cfn
         .create_change_set()
         .stack_name(&name)
-        .change_set_name(&set_name)
+        .change_set_name(format!(
+            "notesctl-{}",
+            notes_handlers::domain::clock::now_millis()
+        ))
         .change_set_type(change_type.clone())
         .template_body(&body)
         .set_parameters(Some(params.clone()))
@@ -618,18 +620,27 @@ async fn deploy_stack(ctx: &Ctx<'_>, short: &str) -> anyhow::Result<StackReport>
         .description(format!("notesctl deploy of {short}"))
         .send()
         .await;
-    if let Err(e) = made {
-        let reason = e
-            .message()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{:#}", explain("creating a change set", &e)));
-        return Ok(failed_report(
-            &name,
-            &status_of(&stack),
-            dependency_hint(&reason),
-            "CHANGE_SET_FAILED",
-        ));
-    }
+    let made = match made {
+        Ok(made) => made,
+        Err(e) => {
+            let reason = e
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{:#}", explain("creating a change set", &e)));
+            return Ok(failed_report(
+                &name,
+                &status_of(&stack),
+                dependency_hint(&reason),
+                "CHANGE_SET_FAILED",
+            ));
+        }
+    };
+    // Every later call names the set by the ARN CloudFormation returned: a name is only unique per
+    // stack, and a server that looks names up across stacks (moto) would otherwise act on another
+    // deploy's set made in the same millisecond.
+    let Some(set_name) = made.id().map(str::to_owned) else {
+        anyhow::bail!("{name}: CloudFormation created a change set but returned no ARN for it");
+    };
     let mut delay = Duration::from_millis(300);
     let set = loop {
         let set = ctx
@@ -1266,6 +1277,9 @@ mod tests {
             )
         }
 
+        const SET_ARN: &str =
+            "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/notesctl-1/0f1e2d3c";
+
         #[tokio::test]
         async fn rollback_complete_is_deleted_and_recreated() {
             let describe = mock!(Client::describe_stacks)
@@ -1287,8 +1301,10 @@ mod tests {
                 mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
             let create = mock!(Client::create_change_set)
                 .match_requests(|r| r.change_set_type() == Some(&ChangeSetType::Create))
-                .then_output(|| CreateChangeSetOutput::builder().id("cs").build());
+                .then_output(|| CreateChangeSetOutput::builder().id(SET_ARN).build());
+            // Later calls name the set by its ARN, never by a name another stack may share.
             let describe_set = mock!(Client::describe_change_set)
+                .match_requests(|r| r.change_set_name() == Some(SET_ARN))
                 .sequence()
                 .output(|| {
                     DescribeChangeSetOutput::builder()
@@ -1304,6 +1320,7 @@ mod tests {
                 .repeatedly()
                 .build();
             let execute = mock!(Client::execute_change_set)
+                .match_requests(|r| r.change_set_name() == Some(SET_ARN))
                 .then_output(|| ExecuteChangeSetOutput::builder().build());
             let events = mock!(Client::describe_stack_events)
                 .then_output(|| DescribeStackEventsOutput::builder().build());
