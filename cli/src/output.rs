@@ -1,10 +1,11 @@
-//! Printing results: text or one JSON document on stdout, errors on stderr, documented exit codes.
+//! What a command prints: one report on stdout (text for people, one JSON document with `--output
+//! json`), lines for streams, errors on stderr, and the documented exit codes.
 
 use std::fmt::Display;
 use std::io::Write;
 use std::process::ExitCode;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -13,7 +14,7 @@ pub enum Output {
 }
 
 /// How a command that ran ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Exit {
     /// 0: success.
     Ok,
@@ -28,18 +29,59 @@ impl Exit {
             Exit::Problem => ExitCode::from(1),
         }
     }
+
+    /// `Problem` when `problem` holds, else `Ok`.
+    pub fn problem_if(problem: bool) -> Exit {
+        if problem { Exit::Problem } else { Exit::Ok }
+    }
 }
 
-/// Prints a result once, as text or as one JSON line. A closed stdout (`| head`) is not an error.
-pub fn print<R: Display + Serialize>(format: Output, report: &R) {
-    let text = match format {
-        Output::Text => report.to_string(),
-        Output::Json => {
-            serde_json::to_string(report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        }
-    };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", text.trim_end()).and_then(|_| out.flush());
+/// A command's result: readable (`Display`), machine-readable (`Serialize`), and its own judge of
+/// how the run ended.
+pub trait Report: Display + Serialize {
+    fn exit(&self) -> Exit {
+        Exit::Ok
+    }
+}
+
+/// What a stream (`tail`, `queue-depth --watch`, `dev`) returns: its lines are already out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streamed(pub Exit);
+
+/// Prints a report once and maps its exit code. A closed stdout (`| head`) is not an error.
+pub fn print<R: Report>(format: Output, report: &R) -> Exit {
+    Lines::new(format).write(report);
+    report.exit()
+}
+
+/// The one writer of result lines on stdout: a document per line with `--output json` (JSON Lines),
+/// the text otherwise. `write` says whether the reader is still there.
+#[derive(Debug, Clone, Copy)]
+pub struct Lines {
+    format: Output,
+}
+
+impl Lines {
+    pub fn new(format: Output) -> Lines {
+        Lines { format }
+    }
+
+    pub fn format(&self) -> Output {
+        self.format
+    }
+
+    /// Writes one item; `false` once stdout is closed (a stream should then stop quietly).
+    pub fn write<T: Display + Serialize + ?Sized>(&self, item: &T) -> bool {
+        let text = match self.format {
+            Output::Text => item.to_string(),
+            Output::Json => serde_json::to_string(item)
+                .unwrap_or_else(|e| format!("{{\"error\":\"cannot encode the result: {e}\"}}")),
+        };
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", text.trim_end())
+            .and_then(|_| out.flush())
+            .is_ok()
+    }
 }
 
 /// 2: usage or environment error. The message and its causes go to stderr.

@@ -2,6 +2,8 @@
 
 use std::process::Stdio;
 
+use serde::de::DeserializeOwned;
+
 #[derive(Default)]
 pub struct Cli {
     args: Vec<String>,
@@ -15,13 +17,33 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn json(&self) -> serde_json::Value {
+    /// stdout as one JSON document of the report type the command serialises.
+    pub fn json<T: DeserializeOwned>(&self) -> T {
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
             panic!(
-                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
+                "stdout is not one {} ({e}):\n{}\nstderr:\n{}",
+                std::any::type_name::<T>(),
+                self.stdout,
+                self.stderr
             )
         })
+    }
+
+    /// stdout as JSON Lines (a stream: `tail`, `queue-depth --watch`), one item per line.
+    pub fn json_lines<T: DeserializeOwned>(&self) -> Vec<T> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!(
+                        "a line is not one {} ({e}): {l}\nstderr:\n{}",
+                        std::any::type_name::<T>(),
+                        self.stderr
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -62,8 +84,8 @@ impl Cli {
         }
     }
 
-    /// Runs with `--output json` and returns the exit code and the parsed document.
-    pub async fn json(self) -> (i32, serde_json::Value) {
+    /// Runs with `--output json` and returns the exit code and the report, read as its type.
+    pub async fn json<T: DeserializeOwned>(self) -> (i32, T) {
         let run = self.args(["--output", "json"]).run().await;
         let v = run.json();
         (run.code, v)

@@ -53,14 +53,14 @@ impl DevServer {
             .expect("dev printed its URLs within 30 s")
             .expect("read stdout")
             .expect("one line");
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+        let v: notesctl::commands::dev::Listening = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("not the listening line: {line}: {e}"));
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         DevServer {
             child,
-            api_url: v["apiUrl"].as_str().unwrap().to_owned(),
-            ws_url: v["wsUrl"].as_str().unwrap().to_owned(),
-            frontend_url: v["frontendUrl"].as_str().unwrap().to_owned(),
+            api_url: v.api_url,
+            ws_url: v.ws_url,
+            frontend_url: v.frontend_url,
             data_dir: data_dir.to_path_buf(),
         }
     }

@@ -2,8 +2,11 @@
 //! run (event, data). The code stacks use `Fn::ImportValue` with a nested `Fn::Sub`, which moto 5.2
 //! cannot parse: their paths are covered by recorded responses in cli/src/commands/deploy.rs.
 
+use notesctl::commands::deploy::{DeployReport, StackAction};
+use notesctl::commands::destroy::DestroyReport;
+use notesctl::commands::outputs::{OutputsReport, WsUrl};
+use notesctl::commands::status::StatusReport;
 use notesctl_tests::moto::{self, cli};
-use serde_json::Value;
 
 fn templates() -> String {
     notesctl_tests::workspace_root()
@@ -12,18 +15,8 @@ fn templates() -> String {
         .to_string()
 }
 
-fn actions(v: &Value) -> Vec<(String, String)> {
-    v["stacks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_owned(),
-                s["action"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+fn actions(v: &DeployReport) -> Vec<StackAction> {
+    v.stacks.iter().map(|s| s.action).collect()
 }
 
 #[tokio::test]
@@ -45,41 +38,34 @@ async fn create_unchanged_update_outputs_destroy() {
                     "data",
                 ])
                 .args(extra.iter().copied())
-                .json()
+                .json::<DeployReport>()
                 .await
         }
     };
     let (code, v) = deploy(&[]).await;
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 0, "{v:?}");
+    let names: Vec<&str> = v.stacks.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
-        actions(&v),
+        names,
         [
-            (format!("{stage}-event-stack"), "created".into()),
-            (format!("{stage}-data-stack"), "created".into())
+            format!("{stage}-event-stack"),
+            format!("{stage}-data-stack")
         ]
     );
-    assert_eq!(v["stacks"][0]["status"], "CREATE_COMPLETE");
+    assert_eq!(actions(&v), [StackAction::Created, StackAction::Created]);
+    assert_eq!(v.stacks[0].status, "CREATE_COMPLETE");
 
     // moto's change sets never say "no changes"; deploy compares what is deployed and says unchanged.
     let (code, v) = deploy(&[]).await;
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 0, "{v:?}");
     assert_eq!(
-        actions(&v)
-            .iter()
-            .map(|(_, a)| a.as_str())
-            .collect::<Vec<_>>(),
-        ["unchanged", "unchanged"]
+        actions(&v),
+        [StackAction::Unchanged, StackAction::Unchanged]
     );
 
     let (code, v) = deploy(&["--save-timeout", "60"]).await;
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(
-        actions(&v)
-            .iter()
-            .map(|(_, a)| a.as_str())
-            .collect::<Vec<_>>(),
-        ["updated", "unchanged"]
-    );
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(actions(&v), [StackAction::Updated, StackAction::Unchanged]);
     let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
     let stack = cfn
         .describe_stacks()
@@ -104,18 +90,21 @@ async fn create_unchanged_update_outputs_destroy() {
         "only declared parameters are passed"
     );
 
-    let (code, v) = cli(&stage).await.args(["outputs"]).json().await;
-    assert_eq!(code, 0, "{v}");
-    assert!(v.get(format!("{stage}-data-stack")).is_some(), "{v}");
+    let (code, v) = cli(&stage)
+        .await
+        .args(["outputs"])
+        .json::<OutputsReport>()
+        .await;
+    assert_eq!(code, 0, "{v:?}");
+    assert!(v.0.contains_key(&format!("{stage}-data-stack")), "{v:?}");
 
-    let (code, v) = cli(&stage).await.args(["status"]).json().await;
-    assert_eq!(code, 0, "{v}");
-    let states: Vec<&str> = v["stacks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["status"].as_str().unwrap())
-        .collect();
+    let (code, v) = cli(&stage)
+        .await
+        .args(["status"])
+        .json::<StatusReport>()
+        .await;
+    assert_eq!(code, 0, "{v:?}");
+    let states: Vec<&str> = v.stacks.iter().map(|s| s.status.as_str()).collect();
     assert_eq!(
         states,
         [
@@ -129,10 +118,7 @@ async fn create_unchanged_update_outputs_destroy() {
     );
     // moto 5.2 cannot resolve the queue's `Fn::FindInMap` on a Number parameter, so it makes no
     // queue: status says so rather than failing.
-    assert!(
-        v["queues"].is_object() || v["notes"].as_array().is_some_and(|n| !n.is_empty()),
-        "{v}"
-    );
+    assert!(v.queues.is_some() || !v.notes.is_empty(), "{v:?}");
 
     let refused = cli(&stage).await.args(["destroy"]).run().await;
     assert_eq!(
@@ -140,20 +126,21 @@ async fn create_unchanged_update_outputs_destroy() {
         "no --yes without a terminal: {}",
         refused.stderr
     );
-    let (code, v) = cli(&stage).await.args(["destroy", "--yes"]).json().await;
-    assert_eq!(code, 0, "{v}");
+    let (code, v) = cli(&stage)
+        .await
+        .args(["destroy", "--yes"])
+        .json::<DestroyReport>()
+        .await;
+    assert_eq!(code, 0, "{v:?}");
     assert_eq!(
-        v["deleted"],
-        serde_json::json!([
+        v.deleted,
+        [
             format!("{stage}-data-stack"),
             format!("{stage}-event-stack")
-        ]),
+        ],
         "reverse order"
     );
-    assert_eq!(
-        v["retained"],
-        serde_json::json!([format!("{stage}-data-table")])
-    );
+    assert_eq!(v.retained, [format!("{stage}-data-table")]);
     let missing = cli(&stage).await.args(["outputs"]).run().await;
     assert_eq!(missing.code, 2);
 }
@@ -177,16 +164,13 @@ async fn a_failing_template_is_reported_and_the_next_deploy_recovers() {
             "--templates",
             dir.path().to_str().unwrap(),
         ])
-        .json()
+        .json::<DeployReport>()
         .await;
-    assert_eq!(code, 1, "{v}");
-    assert_eq!(v["stacks"][0]["action"], "failed");
+    assert_eq!(code, 1, "{v:?}");
+    assert_eq!(v.stacks[0].action, StackAction::Failed);
     assert!(
-        v["stacks"][0]["failures"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("no-such-export"),
-        "{v}"
+        v.stacks[0].failures[0].reason.contains("no-such-export"),
+        "{v:?}"
     );
     let (code, v) = cli(&stage)
         .await
@@ -198,10 +182,10 @@ async fn a_failing_template_is_reported_and_the_next_deploy_recovers() {
             "--templates",
             &templates(),
         ])
-        .json()
+        .json::<DeployReport>()
         .await;
-    assert_eq!(code, 0, "the stack left behind is replaced: {v}");
-    assert_eq!(v["stacks"][0]["action"], "created");
+    assert_eq!(code, 0, "the stack left behind is replaced: {v:?}");
+    assert_eq!(v.stacks[0].action, StackAction::Created);
 }
 
 #[tokio::test]
@@ -253,8 +237,18 @@ async fn ws_url_prints_the_url_alone() {
     let run = cli(&stage).await.args(["ws-url"]).run().await;
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout, format!("{url}\n"), "only the URL, for scripts");
-    let (code, v) = cli(&stage).await.args(["ws-url"]).json().await;
-    assert_eq!((code, v), (0, serde_json::json!({"webSocketUrl": url})));
+    let run = cli(&stage)
+        .await
+        .args(["ws-url", "--output", "json"])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap(),
+        serde_json::json!({"webSocketUrl": url}),
+        "the documented shape"
+    );
+    assert_eq!(run.json::<WsUrl>().web_socket_url, url);
     let missing = cli("no-such-stage").await.args(["ws-url"]).run().await;
     assert_eq!(missing.code, 2);
     assert!(
@@ -313,21 +307,16 @@ async fn deploy_ships_the_frontend_after_the_stacks() {
             "--frontend",
             site.path().to_str().unwrap(),
         ])
-        .json()
+        .json::<DeployReport>()
         .await;
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["stacks"][0]["action"], "created");
-    assert_eq!(
-        v["frontend"]["sync"]["uploaded"], 3,
-        "two files and config.json: {v}"
-    );
-    assert_eq!(v["frontend"]["invalidation"]["status"], "Completed");
-    assert_eq!(
-        v["frontend"]["invalidation"]["distributionId"],
-        dist.as_str()
-    );
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(v.stacks[0].action, StackAction::Created);
+    let shipped = v.frontend.expect("the frontend was shipped");
+    assert_eq!(shipped.sync.uploaded, 3, "two files and config.json");
+    assert_eq!(shipped.invalidation.status, "Completed");
+    assert_eq!(shipped.invalidation.distribution_id, dist);
     let config = moto::read_object(&s3, &stage, "config.json").await;
-    let config: Value = serde_json::from_slice(&config).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(
         config,
         serde_json::json!({"apiUrl": "https://api.example", "wsUrl": "wss://ws.example/prod"})

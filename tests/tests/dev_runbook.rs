@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use notesctl::aws::queues::QueueDepth;
+use notesctl::commands::redrive::{Method, RedriveReport};
+use notesctl::commands::tail::Line;
 use notesctl_tests::cli::Cli;
 use notesctl_tests::dev::DevServer;
 use serde_json::{Value, json};
@@ -20,22 +23,22 @@ async fn sqs(dev: &DevServer) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&config)
 }
 
-async fn depth(dev: &DevServer) -> (i32, Value) {
+async fn depth(dev: &DevServer) -> (i32, QueueDepth) {
     Cli::new()
         .args(["queue-depth", "--local", &dev.api_url])
         .json()
         .await
 }
 
-async fn wait_for_dlq(dev: &DevServer, n: u64) -> Value {
+async fn wait_for_dlq(dev: &DevServer, n: u64) -> QueueDepth {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (code, v) = depth(dev).await;
-        assert_eq!(code, 0, "{v}");
-        if v["dlq"]["visible"].as_u64() == Some(n) {
+        assert_eq!(code, 0, "{v:?}");
+        if v.dlq.visible == n {
             return v;
         }
-        assert!(Instant::now() < deadline, "the DLQ never held {n}: {v}");
+        assert!(Instant::now() < deadline, "the DLQ never held {n}: {v:?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -78,30 +81,25 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
         .await
         .unwrap();
     let v = wait_for_dlq(&dev, 1).await;
-    assert_eq!(
-        v["queue"]["visible"].as_u64().unwrap() + v["queue"]["inFlight"].as_u64().unwrap(),
-        0
-    );
+    assert_eq!(v.queue.visible + v.queue.in_flight, 0);
     let (code, v) = Cli::new()
         .args(["queue-depth", "--local", &dev.api_url, "--fail-above", "0"])
-        .json()
+        .json::<QueueDepth>()
         .await;
-    assert_eq!(code, 1, "CI gate: {v}");
+    assert_eq!(code, 1, "CI gate: {v:?}");
     assert!(
-        v["problem"]
-            .as_str()
-            .unwrap()
-            .contains("production-note-processing-dlq")
+        v.problem
+            .as_deref()
+            .is_some_and(|p| p.contains("production-note-processing-dlq"))
     );
 
     let (code, v) = Cli::new()
         .args(["redrive-dlq", "--local", &dev.api_url, "--dry-run"])
-        .json()
+        .json::<RedriveReport>()
         .await;
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["found"], 1);
-    assert_eq!(v["moved"], 0);
-    assert_eq!(v["sample"][0]["noteId"], "not-a-note-id");
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!((v.found, v.moved), (1, 0));
+    assert_eq!(v.sample[0].note_id.as_deref(), Some("not-a-note-id"));
 
     // A real note that had been dead-lettered: redriven, it is saved.
     let http = reqwest::Client::new();
@@ -126,13 +124,10 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
 
     let (code, v) = Cli::new()
         .args(["redrive-dlq", "--local", &dev.api_url, "--yes"])
-        .json()
+        .json::<RedriveReport>()
         .await;
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(
-        (v["moved"].as_u64(), v["method"].as_str()),
-        (Some(2), Some("move-task"))
-    );
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!((v.moved, v.method), (2, Method::MoveTask));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let notes: Value = http
@@ -163,13 +158,10 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
     wait_for_dlq(&dev, 1).await;
     let (code, v) = Cli::new()
         .args(["redrive-dlq", "--local", &dev.api_url, "--yes", "--manual"])
-        .json()
+        .json::<RedriveReport>()
         .await;
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(
-        (v["moved"].as_u64(), v["method"].as_str()),
-        (Some(1), Some("manual"))
-    );
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!((v.moved, v.method), (1, Method::Manual));
 }
 
 /// `tail --local` reads the functions' logs from `dev`, as `tail` reads CloudWatch Logs on AWS.
@@ -219,15 +211,8 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
             .run()
             .await;
         assert_eq!(run.code, 0, "{}", run.stderr);
-        let lines: Vec<Value> = run
-            .stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines
-            .iter()
-            .any(|l| l["function"] == "production-notes-save")
-        {
+        let lines: Vec<Line> = run.json_lines();
+        if lines.iter().any(|l| l.function == "production-notes-save") {
             break lines;
         }
         assert!(Instant::now() < deadline, "no save logs: {}", run.stdout);
@@ -235,14 +220,11 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
     };
     let publish = lines
         .iter()
-        .position(|l| {
-            l["function"] == "production-notes-publish"
-                && l["message"].as_str().unwrap().contains(&first)
-        })
+        .position(|l| l.function == "production-notes-publish" && l.message.contains(&first))
         .expect("publish logged the note");
     let save = lines
         .iter()
-        .position(|l| l["function"] == "production-notes-save")
+        .position(|l| l.function == "production-notes-save")
         .unwrap();
     assert!(publish < save, "interleaved by time: publish before save");
 
@@ -291,7 +273,7 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
             break line;
         }
     };
-    let v: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["function"], "production-notes-publish");
+    let v: Line = serde_json::from_str(&line).unwrap();
+    assert_eq!(v.function, "production-notes-publish");
     let _ = follow.kill().await;
 }

@@ -3,8 +3,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use notesctl::aws::s3::CallCounts;
+use notesctl::commands::invalidate::InvalidateReport;
+use notesctl::commands::sync_frontend::{PlannedAction, PlannedChange, SyncReport};
 use notesctl_tests::moto::{self, cli};
-use serde_json::Value;
 
 async fn s3() -> aws_sdk_s3::Client {
     let sdk = moto::shared().await.sdk_config().await;
@@ -13,6 +15,15 @@ async fn s3() -> aws_sdk_s3::Client {
             .force_path_style(true)
             .build(),
     )
+}
+
+fn requests(list: u64, head: u64, put: u64, delete: u64) -> CallCounts {
+    CallCounts {
+        list,
+        head,
+        put,
+        delete,
+    }
 }
 
 fn write(dir: &Path, key: &str, content: &[u8]) {
@@ -84,23 +95,19 @@ async fn sync_decides_by_content_and_writes_config() {
     let (code, v) = cli(&stage)
         .await
         .args(["sync-frontend", dir.path().to_str().unwrap()])
-        .json()
+        .json::<SyncReport>()
         .await;
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 0, "{v:?}");
     assert_eq!(
-        (
-            v["uploaded"].as_u64(),
-            v["deleted"].as_u64(),
-            v["unchanged"].as_u64()
-        ),
-        (Some(8), Some(0), Some(0)),
-        "7 files + config.json, no .DS_Store: {v}"
+        (v.uploaded, v.deleted, v.unchanged),
+        (8, 0, 0),
+        "7 files + config.json, no .DS_Store: {v:?}"
     );
-    assert!(v["bytes"].as_u64().unwrap() > 17 * 1024 * 1024);
+    assert!(v.bytes > 17 * 1024 * 1024);
     assert_eq!(
-        v["requests"],
-        serde_json::json!({"list": 1, "head": 0, "put": 12, "delete": 0}),
-        "seven single PUTs, and create + three parts + complete for big.bin: {v}"
+        v.requests,
+        requests(1, 0, 12, 0),
+        "seven single PUTs, and create + three parts + complete for big.bin: {v:?}"
     );
 
     for (key, ctype, cache) in [
@@ -145,7 +152,7 @@ async fn sync_decides_by_content_and_writes_config() {
         big.e_tag()
     );
     let config = moto::read_object(&s3, &bucket, "config.json").await;
-    let config: Value = serde_json::from_slice(&config).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
     assert_eq!(
         config["apiUrl"],
         format!("https://{stage}.execute-api.us-east-1.amazonaws.com")
@@ -159,17 +166,13 @@ async fn sync_decides_by_content_and_writes_config() {
     let (code, v) = cli(&stage)
         .await
         .args(["sync-frontend", dir.path().to_str().unwrap()])
-        .json()
+        .json::<SyncReport>()
         .await;
+    assert_eq!((code, v.uploaded, v.unchanged), (0, 0, 8), "{v:?}");
     assert_eq!(
-        (code, v["uploaded"].as_u64(), v["unchanged"].as_u64()),
-        (0, Some(0), Some(8)),
-        "{v}"
-    );
-    assert_eq!(
-        v["requests"],
-        serde_json::json!({"list": 1, "head": 0, "put": 0, "delete": 0}),
-        "a no-op re-sync makes List calls only, the multipart object included: {v}"
+        v.requests,
+        requests(1, 0, 0, 0),
+        "a no-op re-sync makes List calls only, the multipart object included: {v:?}"
     );
 
     // A same-size edit with an older modification time is uploaded.
@@ -184,12 +187,15 @@ async fn sync_decides_by_content_and_writes_config() {
     let (code, v) = cli(&stage)
         .await
         .args(["sync-frontend", dir.path().to_str().unwrap(), "--dry-run"])
-        .json()
+        .json::<SyncReport>()
         .await;
-    assert_eq!((code, v["uploaded"].as_u64()), (0, Some(1)), "{v}");
+    assert_eq!((code, v.uploaded), (0, 1), "{v:?}");
     assert_eq!(
-        v["plan"],
-        serde_json::json!([{"action": "update", "key": "app.js"}])
+        v.plan,
+        [PlannedChange {
+            action: PlannedAction::Update,
+            key: "app.js".into()
+        }]
     );
     let body = moto::read_object(&s3, &bucket, "app.js").await;
     assert_eq!(
@@ -200,13 +206,9 @@ async fn sync_decides_by_content_and_writes_config() {
     let (code, v) = cli(&stage)
         .await
         .args(["sync-frontend", dir.path().to_str().unwrap()])
-        .json()
+        .json::<SyncReport>()
         .await;
-    assert_eq!(
-        (code, v["uploaded"].as_u64(), v["unchanged"].as_u64()),
-        (0, Some(1), Some(7)),
-        "{v}"
-    );
+    assert_eq!((code, v.uploaded, v.unchanged), (0, 1, 7), "{v:?}");
 
     // --delete removes what the plan says, keeps excluded keys, and never more than half without --force.
     s3.put_object()
@@ -226,9 +228,9 @@ async fn sync_decides_by_content_and_writes_config() {
             "--exclude",
             "uploads/**",
         ])
-        .json()
+        .json::<SyncReport>()
         .await;
-    assert_eq!((code, v["deleted"].as_u64()), (0, Some(1)), "{v}");
+    assert_eq!((code, v.deleted), (0, 1), "{v:?}");
     assert!(
         s3.head_object()
             .bucket(&bucket)
@@ -315,13 +317,13 @@ async fn invalidate_is_idempotent_and_waits() {
     let (code, v) = cli(&stage)
         .await
         .args(["invalidate", "--wait", "--timeout", "60s"])
-        .json()
+        .json::<InvalidateReport>()
         .await;
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["status"], "Completed");
-    assert_eq!(v["distributionId"], dist.as_str());
-    assert_eq!(v["paths"], serde_json::json!(["/*"]));
-    let first = v["invalidationId"].as_str().unwrap().to_owned();
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(v.status, "Completed");
+    assert_eq!(v.distribution_id, dist);
+    assert_eq!(v.paths, ["/*"]);
+    let first = v.invalidation_id;
     // CloudFront answers a repeated caller reference with the invalidation it already has (moto
     // creates another), so a retry is idempotent exactly when the reference repeats.
     let cf = aws_sdk_cloudfront::Client::new(&moto::shared().await.sdk_config().await);
@@ -340,10 +342,14 @@ async fn invalidate_is_idempotent_and_waits() {
             inv.invalidation_batch.unwrap().caller_reference
         }
     };
-    let (_, again) = cli(&stage).await.args(["invalidate"]).json().await;
+    let (_, again) = cli(&stage)
+        .await
+        .args(["invalidate"])
+        .json::<InvalidateReport>()
+        .await;
     let first_ref = reference(first.clone()).await;
     assert_eq!(
-        reference(again["invalidationId"].as_str().unwrap().to_owned()).await,
+        reference(again.invalidation_id).await,
         first_ref,
         "a retry repeats the caller reference"
     );
@@ -354,9 +360,13 @@ async fn invalidate_is_idempotent_and_waits() {
         .send()
         .await
         .unwrap();
-    let (_, changed) = cli(&stage).await.args(["invalidate"]).json().await;
+    let (_, changed) = cli(&stage)
+        .await
+        .args(["invalidate"])
+        .json::<InvalidateReport>()
+        .await;
     assert_ne!(
-        reference(changed["invalidationId"].as_str().unwrap().to_owned()).await,
+        reference(changed.invalidation_id).await,
         first_ref,
         "new content, new invalidation"
     );
@@ -372,7 +382,7 @@ async fn invalidate_is_idempotent_and_waits() {
 /// objects that are not local, and local keys that are not in the bucket, included.
 #[tokio::test]
 async fn range_listing_covers_the_bucket_exactly_once() {
-    use notesctl::commands::sync_frontend::{Calls, list_bucket, list_in_ranges};
+    use notesctl::aws::s3::{Calls, list_bucket, list_in_ranges};
     let s3 = s3().await;
     let bucket = notesctl_tests::unique("ranges");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
@@ -510,18 +520,18 @@ async fn objects_the_listing_cannot_decide_are_read_with_head() {
             "site",
             "--no-config",
         ])
-        .json()
+        .json::<SyncReport>()
         .await;
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 0, "{v:?}");
     assert_eq!(
-        (v["uploaded"].as_u64(), v["unchanged"].as_u64()),
-        (Some(2), Some(3)),
-        "edited.js and new.css go up; same.js, foreign.bin and listed.txt stay: {v}"
+        (v.uploaded, v.unchanged),
+        (2, 3),
+        "edited.js and new.css go up; same.js, foreign.bin and listed.txt stay: {v:?}"
     );
     assert_eq!(
-        v["requests"],
-        serde_json::json!({"list": 1, "head": 3, "put": 2, "delete": 0}),
-        "HEAD for same.js, edited.js and foreign.bin only: {v}"
+        v.requests,
+        requests(1, 3, 2, 0),
+        "HEAD for same.js, edited.js and foreign.bin only: {v:?}"
     );
     let mut heads: Vec<String> = s3
         .requests()

@@ -3,8 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use notesctl::aws::queues::QueueDepth;
+use notesctl::commands::redrive::{Method, RedriveReport};
+use notesctl::commands::tail::Line;
 use notesctl_tests::moto::{self, cli};
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test]
@@ -42,24 +44,28 @@ async fn queue_depth_reports_exact_numbers_and_gates() {
         .await
         .unwrap();
 
-    let (code, v) = cli(&stage).await.args(["queue-depth"]).json().await;
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["queue"]["name"], format!("{stage}-note-processing-queue"));
+    let (code, v) = cli(&stage)
+        .await
+        .args(["queue-depth"])
+        .json::<QueueDepth>()
+        .await;
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(v.queue.name, format!("{stage}-note-processing-queue"));
     assert_eq!(
-        (
-            v["queue"]["visible"].as_u64(),
-            v["queue"]["inFlight"].as_u64(),
-            v["queue"]["delayed"].as_u64()
-        ),
-        (Some(5), Some(2), Some(1))
+        (v.queue.visible, v.queue.in_flight, v.queue.delayed),
+        (5, 2, 1)
     );
-    assert_eq!(v["dlq"]["visible"], 1);
+    assert_eq!(v.dlq.visible, 1);
     let (code, v) = cli(&stage)
         .await
         .args(["queue-depth", "--fail-above", "4"])
-        .json()
+        .json::<QueueDepth>()
         .await;
-    assert_eq!(code, 1, "{v}");
+    assert_eq!(code, 1, "{v:?}");
+    assert!(
+        v.problem
+            .is_some_and(|p| p.contains("above --fail-above 4"))
+    );
     let run = cli(&stage)
         .await
         .args(["queue-depth", "--fail-above", "5"])
@@ -100,22 +106,22 @@ async fn manual_redrive_moves_every_message_with_its_attributes() {
     let (code, v) = cli(&stage)
         .await
         .args(["redrive-dlq", "--dry-run"])
-        .json()
+        .json::<RedriveReport>()
         .await;
-    assert_eq!((code, v["found"].as_u64()), (0, Some(total)), "{v}");
+    assert_eq!((code, v.found), (0, total), "{v:?}");
 
     let (code, v) = cli(&stage)
         .await
         .args(["redrive-dlq", "--yes"])
-        .json()
+        .json::<RedriveReport>()
         .await;
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, 0, "{v:?}");
     assert_eq!(
-        v["method"], "manual",
+        v.method,
+        Method::Manual,
         "moto has no StartMessageMoveTask: fell back"
     );
-    assert_eq!(v["moved"], total);
-    assert_eq!(v["failed"], 0);
+    assert_eq!((v.moved, v.failed), (total, 0));
 
     let mut seen = std::collections::BTreeSet::new();
     loop {
@@ -132,7 +138,7 @@ async fn manual_redrive_moves_every_message_with_its_attributes() {
             break;
         }
         for m in got.messages() {
-            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let body: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
             let n = body["n"].as_u64().unwrap();
             let attr = m.message_attributes().unwrap()["n"].string_value().unwrap();
             assert_eq!(attr, n.to_string(), "attributes travel with the body");
@@ -146,15 +152,19 @@ async fn manual_redrive_moves_every_message_with_its_attributes() {
         }
     }
     assert_eq!(seen.len() as u64, total, "none lost");
-    let (_, v) = cli(&stage).await.args(["queue-depth"]).json().await;
-    assert_eq!(v["dlq"]["visible"], 0);
+    let (_, v) = cli(&stage)
+        .await
+        .args(["queue-depth"])
+        .json::<QueueDepth>()
+        .await;
+    assert_eq!(v.dlq.visible, 0);
 
     let (code, v) = cli(&stage)
         .await
         .args(["redrive-dlq", "--yes", "--max", "5"])
-        .json()
+        .json::<RedriveReport>()
         .await;
-    assert_eq!((code, v["moved"].as_u64()), (0, Some(0)), "empty DLQ: {v}");
+    assert_eq!((code, v.moved), (0, 0), "empty DLQ: {v:?}");
 }
 
 async fn put_logs(group: &str, stream: &str, messages: &[(i64, &str)]) {
@@ -219,22 +229,15 @@ async fn tail_interleaves_filters_and_follows() {
         .run()
         .await;
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let lines: Vec<Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let messages: Vec<&str> = lines
-        .iter()
-        .map(|l| l["message"].as_str().unwrap())
-        .collect();
+    let lines: Vec<Line> = run.json_lines();
+    let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
     assert_eq!(
         messages,
         ["saved note 1", "published note 2", "ERROR saving note 2"],
         "interleaved by time, --since honoured"
     );
-    assert_eq!(lines[1]["function"], format!("{stage}-notes-publish"));
-    assert_eq!(lines[0]["stream"], "s1");
+    assert_eq!(lines[1].function, format!("{stage}-notes-publish"));
+    assert_eq!(lines[0].stream, "s1");
 
     let run = cli(&stage)
         .await
@@ -302,9 +305,9 @@ async fn tail_interleaves_filters_and_follows() {
         .expect("printed")
         .unwrap()
         .unwrap();
-    let v: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["message"], "a brand new event");
-    assert_eq!(v["stream"], "s2-new-stream");
+    let v: Line = serde_json::from_str(&line).unwrap();
+    assert_eq!(v.message, "a brand new event");
+    assert_eq!(v.stream, "s2-new-stream");
     let none = tokio::time::timeout(Duration::from_millis(1500), out.next_line()).await;
     assert!(none.is_err(), "no duplicates while following: {none:?}");
     let _ = child.kill().await;
@@ -332,7 +335,7 @@ async fn an_interrupted_manual_redrive_loses_nothing() {
                 "--visibility-timeout",
                 "3",
             ])
-            .json()
+            .json::<RedriveReport>()
     };
     let first = tokio::spawn(run(proxy.endpoint.clone()));
     // Let it move some, then cut the line for longer than the SDK's retries last.
@@ -357,22 +360,21 @@ async fn an_interrupted_manual_redrive_loses_nothing() {
     }
     proxy.break_for(Duration::from_secs(8));
     let (code, v) = first.await.unwrap();
-    assert_eq!(code, 1, "the first run notices the outage: {v}");
-    let moved_first = v["moved"].as_u64().unwrap();
+    assert_eq!(code, 1, "the first run notices the outage: {v:?}");
+    let moved_first = v.moved;
     // At least 40 had reached the queue when the line was cut; the last batch of ten may have been
     // sent without its delete, and is not counted as moved.
-    assert!(moved_first >= 30 && moved_first < total, "{v}");
+    assert!(moved_first >= 30 && moved_first < total, "{v:?}");
     assert!(
-        v["problem"]
-            .as_str()
-            .unwrap()
-            .contains("run the command again"),
-        "{v}"
+        v.problem
+            .as_deref()
+            .is_some_and(|p| p.contains("run the command again")),
+        "{v:?}"
     );
     tokio::time::sleep(Duration::from_secs(8)).await;
 
     let (code, v) = run(proxy.endpoint.clone()).await;
-    assert_eq!(code, 0, "the second run finishes: {v}");
+    assert_eq!(code, 0, "the second run finishes: {v:?}");
     let mut counts = std::collections::BTreeMap::<u64, u32>::new();
     loop {
         let got = sqs
@@ -405,12 +407,12 @@ async fn an_interrupted_manual_redrive_loses_nothing() {
         duplicated <= 10,
         "{duplicated} duplicates: more than one batch"
     );
-    let (_, v) = cli(&stage).await.args(["queue-depth"]).json().await;
-    assert_eq!(
-        (v["dlq"]["visible"].as_u64(), v["dlq"]["inFlight"].as_u64()),
-        (Some(0), Some(0)),
-        "{v}"
-    );
+    let (_, v) = cli(&stage)
+        .await
+        .args(["queue-depth"])
+        .json::<QueueDepth>()
+        .await;
+    assert_eq!((v.dlq.visible, v.dlq.in_flight), (0, 0), "{v:?}");
 }
 
 /// `alarms` refuses to create alarms for queues that do not exist (they would watch nothing). The
@@ -458,8 +460,8 @@ async fn queue_depth_watch_streams_json_lines() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first: Value = serde_json::from_str(&out.next_line().await.unwrap().unwrap()).unwrap();
-    assert_eq!(first["queue"]["visible"], 0);
+    let first: QueueDepth = serde_json::from_str(&out.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(first.queue.visible, 0);
     sqs.send_message()
         .queue_url(&queue)
         .message_body("x")
@@ -473,8 +475,8 @@ async fn queue_depth_watch_streams_json_lines() {
             .unwrap()
             .unwrap()
             .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["queue"]["visible"] == 1 {
+        let v: QueueDepth = serde_json::from_str(&line).unwrap();
+        if v.queue.visible == 1 {
             break;
         }
         assert!(Instant::now() < deadline, "the new message never showed");

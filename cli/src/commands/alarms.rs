@@ -4,12 +4,13 @@
 
 use std::fmt;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, StateValue, Statistic};
-use serde::Serialize;
+use aws_sdk_cloudwatch::types::Dimension;
+use serde::{Deserialize, Serialize};
 
-use super::queue_depth::queue_url;
-use crate::aws::{explain, sdk_config};
-use crate::{Exit, Global, names, output};
+use crate::aws::alarms::{AlarmState, alarm_specs, states};
+use crate::aws::{explain, queues};
+use crate::context::Context;
+use crate::output::{Exit, Report};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct AlarmsArgs {
@@ -24,69 +25,19 @@ pub struct AlarmsArgs {
     pub queue_depth_threshold: f64,
 }
 
-/// One alarm, as `PutMetricAlarm` receives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlarmSpec {
-    pub name: String,
-    pub description: String,
-    pub metric: &'static str,
-    pub queue: String,
-    pub statistic: Statistic,
-    pub period: i32,
-    pub evaluation_periods: i32,
-    pub threshold: f64,
-    pub comparison: ComparisonOperator,
-}
-
-/// The alarms for a stage: queue depth (Average > threshold over 2 × 5 min) and dead letters
-/// (Sum ≥ 1 over 1 min), each on its own queue by `QueueName`.
-pub fn alarm_specs(stage: &str, queue_depth_threshold: f64) -> Vec<AlarmSpec> {
-    vec![
-        AlarmSpec {
-            name: format!("{stage}-notes-queue-depth-high"),
-            description: format!(
-                "Notes are piling up in {}: save-note is failing or too slow. Check `notesctl tail save` and `notesctl queue-depth`.",
-                names::queue(stage)
-            ),
-            metric: "ApproximateNumberOfMessagesVisible",
-            queue: names::queue(stage),
-            statistic: Statistic::Average,
-            period: 300,
-            evaluation_periods: 2,
-            threshold: queue_depth_threshold,
-            comparison: ComparisonOperator::GreaterThanThreshold,
-        },
-        AlarmSpec {
-            name: format!("{stage}-notes-dlq-messages"),
-            description: format!(
-                "Notes were dead-lettered in {}. Inspect with `notesctl redrive-dlq --dry-run`, fix the cause, then redrive.",
-                names::dlq(stage)
-            ),
-            metric: "ApproximateNumberOfMessagesVisible",
-            queue: names::dlq(stage),
-            statistic: Statistic::Sum,
-            period: 60,
-            evaluation_periods: 1,
-            threshold: 1.0,
-            comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
-        },
-    ]
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct AlarmState {
-    pub name: String,
-    pub state: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AlarmsReport {
     pub alarms: Vec<AlarmState>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_arn: Option<String>,
+}
+
+impl Report for AlarmsReport {
+    /// An alarm that fires is a problem the run found.
+    fn exit(&self) -> Exit {
+        Exit::problem_if(self.alarms.iter().any(AlarmState::firing))
+    }
 }
 
 impl fmt::Display for AlarmsReport {
@@ -111,20 +62,14 @@ pub struct Clients {
     pub cw: aws_sdk_cloudwatch::Client,
 }
 
-pub async fn run(global: &Global, args: AlarmsArgs) -> anyhow::Result<Exit> {
-    let config = sdk_config(global, None).await?;
+pub async fn run(ctx: &Context, args: AlarmsArgs) -> anyhow::Result<AlarmsReport> {
+    let config = ctx.aws().await?;
     let clients = Clients {
         sqs: aws_sdk_sqs::Client::new(&config),
         sns: aws_sdk_sns::Client::new(&config),
         cw: aws_sdk_cloudwatch::Client::new(&config),
     };
-    let report = apply(&clients, &global.stage, &args).await?;
-    let firing = report
-        .alarms
-        .iter()
-        .any(|a| a.state == StateValue::Alarm.as_str());
-    output::print(global.output, &report);
-    Ok(if firing { Exit::Problem } else { Exit::Ok })
+    apply(&clients, ctx.stage(), &args).await
 }
 
 /// Creates or updates the alarms and reports their states.
@@ -136,7 +81,7 @@ pub async fn apply(
     let specs = alarm_specs(stage, args.queue_depth_threshold);
     // An alarm on a queue that does not exist watches nothing: check first.
     for spec in &specs {
-        queue_url(&clients.sqs, &spec.queue).await?;
+        queues::lookup(&clients.sqs, &spec.queue).await?;
     }
     let topic_arn = match (&args.sns_topic_arn, &args.email) {
         (Some(arn), _) => Some(arn.clone()),
@@ -190,28 +135,20 @@ pub async fn apply(
             .await
             .map_err(|e| explain(&format!("creating alarm {}", spec.name), &e))?;
     }
-    let described = clients
-        .cw
-        .describe_alarms()
-        .set_alarm_names(Some(specs.iter().map(|s| s.name.clone()).collect()))
-        .send()
-        .await
-        .map_err(|e| explain("reading the alarms' states", &e))?;
-    let alarms = specs
-        .iter()
-        .map(|spec| {
-            let found = described
-                .metric_alarms()
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let found = states(&clients.cw, &names).await?;
+    let alarms = names
+        .into_iter()
+        .map(|name| {
+            found
                 .iter()
-                .find(|a| a.alarm_name() == Some(spec.name.as_str()));
-            AlarmState {
-                name: spec.name.clone(),
-                state: found
-                    .and_then(|a| a.state_value())
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_else(|| "UNKNOWN".into()),
-                reason: found.and_then(|a| a.state_reason()).map(str::to_owned),
-            }
+                .find(|a| a.name == name)
+                .cloned()
+                .unwrap_or(AlarmState {
+                    name,
+                    state: "UNKNOWN".into(),
+                    reason: Some("CloudWatch does not list it after it was created".into()),
+                })
         })
         .collect();
     Ok(AlarmsReport { alarms, topic_arn })
@@ -225,7 +162,7 @@ mod tests {
 
     use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
     use aws_sdk_cloudwatch::operation::put_metric_alarm::PutMetricAlarmOutput;
-    use aws_sdk_cloudwatch::types::MetricAlarm;
+    use aws_sdk_cloudwatch::types::{MetricAlarm, StateValue};
     use aws_sdk_sns::operation::create_topic::CreateTopicOutput;
     use aws_sdk_sns::operation::subscribe::SubscribeOutput;
     use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlOutput;
@@ -329,42 +266,5 @@ mod tests {
             2,
             "Subscribe is idempotent on SNS's side"
         );
-    }
-
-    /// Required fix 10: every alarm names its queue; the seed's had no dimension and watched nothing.
-    #[test]
-    fn fix10_each_alarm_watches_its_own_queue() {
-        let specs = alarm_specs("production", 100.0);
-        assert_eq!(specs.len(), 2);
-        let depth = &specs[0];
-        assert_eq!(depth.name, "production-notes-queue-depth-high");
-        assert_eq!(depth.queue, "production-note-processing-queue");
-        assert_eq!(
-            (
-                depth.statistic.clone(),
-                depth.period,
-                depth.evaluation_periods,
-                depth.threshold
-            ),
-            (Statistic::Average, 300, 2, 100.0)
-        );
-        assert_eq!(depth.comparison, ComparisonOperator::GreaterThanThreshold);
-        let dlq = &specs[1];
-        assert_eq!(dlq.name, "production-notes-dlq-messages");
-        assert_eq!(dlq.queue, "production-note-processing-dlq");
-        assert_eq!(
-            (
-                dlq.statistic.clone(),
-                dlq.period,
-                dlq.evaluation_periods,
-                dlq.threshold
-            ),
-            (Statistic::Sum, 60, 1, 1.0)
-        );
-        assert_eq!(
-            dlq.comparison,
-            ComparisonOperator::GreaterThanOrEqualToThreshold
-        );
-        assert_eq!(alarm_specs("x", 7.0)[0].threshold, 7.0);
     }
 }

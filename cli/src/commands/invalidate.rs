@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use aws_sdk_cloudfront::Client;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::sync_frontend::{content_hash, list_bucket, s3_client};
-use crate::aws::{explain, sdk_config};
-use crate::{Exit, Global, output, stacks};
+use crate::aws::s3::{content_hash, list_bucket, s3_client};
+use crate::aws::{explain, stacks};
+use crate::context::Context;
+use crate::output::{Exit, Report};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct InvalidateArgs {
@@ -33,6 +34,23 @@ pub struct InvalidateArgs {
     /// Bucket whose content names the invalidation (default: the frontend stack's BucketName output).
     #[arg(long)]
     pub bucket: Option<String>,
+    /// The bucket's content hash when the caller already knows it (`deploy --frontend` just synced).
+    #[arg(skip)]
+    pub content: Option<String>,
+}
+
+impl InvalidateArgs {
+    /// `deploy --frontend`: everything, waited for, named by the content just synced to `bucket`.
+    pub fn after_sync(bucket: &str, content_hash: &str) -> InvalidateArgs {
+        InvalidateArgs {
+            distribution_id: None,
+            paths: vec!["/*".into()],
+            wait: true,
+            timeout: Duration::from_secs(900),
+            bucket: Some(bucket.to_owned()),
+            content: Some(content_hash.to_owned()),
+        }
+    }
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -53,15 +71,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InvalidateReport {
     pub invalidation_id: String,
     pub status: String,
     pub distribution_id: String,
     pub paths: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+impl Report for InvalidateReport {
+    /// Still running at `--timeout` is a problem the run found.
+    fn exit(&self) -> Exit {
+        Exit::problem_if(self.problem.is_some())
+    }
 }
 
 impl fmt::Display for InvalidateReport {
@@ -178,22 +203,14 @@ pub async fn create(
 
 /// Polls until `Completed` or the timeout; the last status seen.
 pub async fn wait(
-    global: &Global,
+    ctx: &Context,
     cf: &Client,
     distribution_id: &str,
     id: &str,
     timeout: Duration,
 ) -> anyhow::Result<String> {
     let started = Instant::now();
-    let terminal = !global.quiet
-        && !global.no_progress
-        && std::env::var_os("CI").is_none()
-        && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let spinner = terminal.then(|| {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.enable_steady_tick(Duration::from_millis(120));
-        s
-    });
+    let spinner = ctx.spinner();
     let mut delay = Duration::from_secs(2);
     let status = loop {
         let status = match cf
@@ -216,10 +233,10 @@ pub async fn wait(
                 "invalidation {id}: {status} ({}s)",
                 elapsed.as_secs()
             )),
-            None if !global.quiet => {
-                eprintln!("invalidation {id}: {status} ({}s)", elapsed.as_secs())
-            }
-            None => {}
+            None => ctx.say(format!(
+                "invalidation {id}: {status} ({}s)",
+                elapsed.as_secs()
+            )),
         }
         if status == "Completed" || elapsed >= timeout {
             break status;
@@ -238,20 +255,16 @@ pub async fn wait(
     Ok(status)
 }
 
-/// Invalidates and, with `wait`, follows it; shared by `invalidate` and `deploy --frontend`.
-pub async fn invalidate(
-    global: &Global,
-    config: &aws_config::SdkConfig,
-    args: &InvalidateArgs,
-    content: Option<String>,
-) -> anyhow::Result<InvalidateReport> {
-    let cfn = aws_sdk_cloudformation::Client::new(config);
+/// Invalidates and, with `--wait`, follows it to `Completed` or `--timeout`.
+pub async fn run(ctx: &Context, args: InvalidateArgs) -> anyhow::Result<InvalidateReport> {
+    let config = ctx.aws().await?;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
     let distribution_id = match &args.distribution_id {
         Some(d) => d.clone(),
         None => {
             stacks::output(
                 &cfn,
-                &global.stage,
+                ctx.stage(),
                 "frontend",
                 "DistributionId",
                 "--distribution-id",
@@ -259,18 +272,18 @@ pub async fn invalidate(
             .await?
         }
     };
-    let content = match content {
+    let content = match args.content.clone() {
         Some(c) => c,
         None => {
             let bucket = match &args.bucket {
                 Some(b) => Some(b.clone()),
-                None => stacks::output(&cfn, &global.stage, "frontend", "BucketName", "--bucket")
+                None => stacks::output(&cfn, ctx.stage(), "frontend", "BucketName", "--bucket")
                     .await
                     .ok(),
             };
             match bucket {
                 Some(b) => content_hash(
-                    &list_bucket(&s3_client(config, global.endpoint_url.is_some()), &b).await?,
+                    &list_bucket(&s3_client(&config, ctx.custom_endpoint()), &b).await?,
                 ),
                 // Without the bucket, the paths alone name it: a retry still finds the same one.
                 None => String::new(),
@@ -288,11 +301,11 @@ pub async fn invalidate(
         content
     };
     let reference = caller_reference(&args.paths, &content);
-    let cf = Client::new(config);
+    let cf = Client::new(&config);
     let (id, mut status) = create(&cf, &distribution_id, &args.paths, &reference).await?;
     let mut problem = None;
     if args.wait && status != "Completed" {
-        status = wait(global, &cf, &distribution_id, &id, args.timeout).await?;
+        status = wait(ctx, &cf, &distribution_id, &id, args.timeout).await?;
         if status != "Completed" {
             problem = Some(format!(
                 "invalidation {id} is still {status} after {}s; it goes on in CloudFront — check it with `notesctl invalidate --wait` again or the console",
@@ -307,18 +320,6 @@ pub async fn invalidate(
         paths: args.paths.clone(),
         problem,
     })
-}
-
-pub async fn run(global: &Global, args: InvalidateArgs) -> anyhow::Result<Exit> {
-    let config = sdk_config(global, None).await?;
-    let report = invalidate(global, &config, &args, None).await?;
-    let exit = if report.problem.is_some() {
-        Exit::Problem
-    } else {
-        Exit::Ok
-    };
-    output::print(global.output, &report);
-    Ok(exit)
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
-//! One module per verb.
+//! One module per verb. Each exposes `run(&Context, Args) -> Result<Report>` and depends only on the
+//! context and the shared AWS helpers below it; `deploy --frontend` calls `sync_frontend::run` and
+//! `invalidate::run`, and nothing else crosses between verbs.
 
 pub mod alarms;
 pub mod deploy;
+pub mod destroy;
 pub mod dev;
 pub mod invalidate;
+pub mod outputs;
 pub mod package;
 pub mod queue_depth;
 pub mod redrive;
-pub mod stackops;
+pub mod status;
 pub mod sync_frontend;
 pub mod tail;

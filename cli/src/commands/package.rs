@@ -11,47 +11,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use serde::Serialize;
-use sha2::Digest;
+use serde::{Deserialize, Serialize};
 
-use crate::{Exit, Global, output};
+use crate::context::Context;
+pub use crate::lambda::{Arch, sha256_hex};
+use crate::output::Report;
 
 /// AL2023's glibc: the newest symbol version a Lambda binary may require.
 pub const MAX_GLIBC: (u32, u32) = (2, 34);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    #[value(name = "x86_64")]
-    #[serde(rename = "x86_64")]
-    X86_64,
-    Arm64,
-}
-
-impl Arch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-
-    /// The Rust target the binary is built for.
-    pub fn rust_target(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64-unknown-linux-musl",
-            Arch::Arm64 => "aarch64-unknown-linux-gnu",
-        }
-    }
-
-    /// ELF `e_machine`.
-    pub fn elf_machine(self) -> u16 {
-        match self {
-            Arch::X86_64 => 62,
-            Arch::Arm64 => 183,
-        }
-    }
-}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PackageArgs {
@@ -69,7 +36,7 @@ pub struct PackageArgs {
     pub workspace: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Artifact {
     pub path: String,
     pub arch: Arch,
@@ -77,10 +44,12 @@ pub struct Artifact {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PackageReport {
     pub artifacts: Vec<Artifact>,
 }
+
+impl Report for PackageReport {}
 
 impl fmt::Display for PackageReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -225,13 +194,6 @@ pub fn lambda_zip(binary: &[u8]) -> Vec<u8> {
     z
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
@@ -331,7 +293,7 @@ pub fn write_artifact(binary: &[u8], arch: Arch, out: &Path) -> anyhow::Result<A
     let zip = lambda_zip(binary);
     let sha = sha256_hex(&zip);
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
-    let path = out.join(format!("notes-lambda-{}.zip", arch.as_str()));
+    let path = crate::lambda::zip_path(out, arch);
     std::fs::write(&path, &zip)?;
     std::fs::write(
         out.join(format!("notes-lambda-{}.zip.sha256", arch.as_str())),
@@ -345,7 +307,7 @@ pub fn write_artifact(binary: &[u8], arch: Arch, out: &Path) -> anyhow::Result<A
     })
 }
 
-pub async fn run(global: &Global, args: PackageArgs) -> anyhow::Result<Exit> {
+pub async fn run(ctx: &Context, args: PackageArgs) -> anyhow::Result<PackageReport> {
     if args.binary.is_some() && args.arches.len() != 1 {
         anyhow::bail!("--binary packages one binary: give exactly one --arch");
     }
@@ -354,13 +316,11 @@ pub async fn run(global: &Global, args: PackageArgs) -> anyhow::Result<Exit> {
         let path = match &args.binary {
             Some(p) => p.clone(),
             None => {
-                if !global.quiet {
-                    eprintln!(
-                        "building notes-lambda for {} ({})",
-                        arch.as_str(),
-                        arch.rust_target()
-                    );
-                }
+                ctx.say(format!(
+                    "building notes-lambda for {} ({})",
+                    arch.as_str(),
+                    arch.rust_target()
+                ));
                 build(&args.workspace, arch).await?
             }
         };
@@ -368,8 +328,7 @@ pub async fn run(global: &Global, args: PackageArgs) -> anyhow::Result<Exit> {
             std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         artifacts.push(write_artifact(&bytes, arch, &args.out)?);
     }
-    output::print(global.output, &PackageReport { artifacts });
-    Ok(Exit::Ok)
+    Ok(PackageReport { artifacts })
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
@@ -16,11 +15,12 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::queue_depth::Queues;
-use crate::aws::{LocalArg, explain};
-use crate::{Exit, Global, output};
+use crate::aws::explain;
+use crate::aws::queues::Queues;
+use crate::context::{Context, LocalArg, confirm};
+use crate::output::{Exit, Report};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedriveArgs {
@@ -47,14 +47,14 @@ pub struct RedriveArgs {
     pub local: LocalArg,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     MoveTask,
     Manual,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Sample {
     pub message_id: String,
@@ -64,22 +64,29 @@ pub struct Sample {
     pub receive_count: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RedriveReport {
     pub moved: u64,
     pub failed: u64,
     pub method: Method,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
     /// Dead letters counted before moving.
     pub found: u64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sample: Vec<Sample>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     pub source: String,
     pub destination: String,
+}
+
+impl Report for RedriveReport {
+    /// Interrupted, or a message the queue refused: a problem the run found.
+    fn exit(&self) -> Exit {
+        Exit::problem_if(self.problem.is_some() || self.failed > 0)
+    }
 }
 
 impl fmt::Display for RedriveReport {
@@ -158,27 +165,9 @@ async fn arn_of(sqs: &Client, url: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("{url} has no QueueArn attribute"))
 }
 
-fn progress(global: &Global, text: &str) {
-    if !global.quiet {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{text}");
-    }
-}
-
-fn confirm(n: u64, from: &str, to: &str) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        anyhow::bail!(
-            "refusing to move {n} messages from {from} to {to} without confirmation: pass --yes (stdin is not a terminal)"
-        );
-    }
-    eprint!("Move {n} messages from {from} to {to}? [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
-}
-
-pub async fn run(global: &Global, args: RedriveArgs) -> anyhow::Result<Exit> {
-    let queues = Queues::find(global, args.local.local.as_deref()).await?;
+pub async fn run(ctx: &Context, args: RedriveArgs) -> anyhow::Result<RedriveReport> {
+    let config = ctx.aws_or_local(&args.local).await?;
+    let queues = Queues::find(&config, ctx.stage(), args.local.local.is_some()).await?;
     let sqs = &queues.sqs;
     let depth = queues.measure().await?;
     let found = depth.dlq.visible + depth.dlq.in_flight;
@@ -194,13 +183,13 @@ pub async fn run(global: &Global, args: RedriveArgs) -> anyhow::Result<Exit> {
         found,
         sample: Vec::new(),
         problem: None,
-        source: queues.dlq.0.clone(),
-        destination: queues.queue.0.clone(),
+        source: queues.dlq.name.clone(),
+        destination: queues.queue.name.clone(),
     };
     if args.dry_run {
         let out = sqs
             .receive_message()
-            .queue_url(&queues.dlq.1)
+            .queue_url(&queues.dlq.url)
             .max_number_of_messages(10)
             .visibility_timeout(0)
             .message_system_attribute_names(MessageSystemAttributeName::All)
@@ -208,32 +197,34 @@ pub async fn run(global: &Global, args: RedriveArgs) -> anyhow::Result<Exit> {
             .await
             .map_err(|e| explain("sampling the DLQ", &e))?;
         report.sample = out.messages().iter().map(sample_of).collect();
-        output::print(global.output, &report);
-        return Ok(Exit::Ok);
+        return Ok(report);
     }
     if found == 0 {
-        output::print(global.output, &report);
-        return Ok(Exit::Ok);
+        return Ok(report);
     }
-    if !args.yes && !confirm(found, &report.source, &report.destination)? {
-        anyhow::bail!("not confirmed; nothing moved");
+    if !args.yes {
+        confirm(
+            &format!(
+                "move {found} messages from {} to {}",
+                report.source, report.destination
+            ),
+            "nothing moved",
+        )
+        .await?;
     }
     if report.method == Method::MoveTask {
-        match move_task(global, sqs, &queues, &args, &mut report).await? {
+        match move_task(ctx, sqs, &queues, &args, &mut report).await? {
             MoveOutcome::Done => {}
             MoveOutcome::Unsupported(why) => {
-                progress(
-                    global,
-                    &format!(
-                        "the SQS move task is not available here ({why}); moving messages one batch at a time"
-                    ),
-                );
+                ctx.say(format!(
+                    "the SQS move task is not available here ({why}); moving messages one batch at a time"
+                ));
                 report.method = Method::Manual;
             }
         }
     }
     if report.method == Method::Manual
-        && let Err(e) = manual(global, sqs, &queues, &args, &mut report).await
+        && let Err(e) = manual(ctx, sqs, &queues, &args, &mut report).await
     {
         // What moved stays moved: report it, and how to finish.
         report.problem = Some(format!(
@@ -241,12 +232,7 @@ pub async fn run(global: &Global, args: RedriveArgs) -> anyhow::Result<Exit> {
             report.moved
         ));
     }
-    output::print(global.output, &report);
-    Ok(if report.problem.is_some() || report.failed > 0 {
-        Exit::Problem
-    } else {
-        Exit::Ok
-    })
+    Ok(report)
 }
 
 enum MoveOutcome {
@@ -255,14 +241,14 @@ enum MoveOutcome {
 }
 
 async fn move_task(
-    global: &Global,
+    ctx: &Context,
     sqs: &Client,
     queues: &Queues,
     args: &RedriveArgs,
     report: &mut RedriveReport,
 ) -> anyhow::Result<MoveOutcome> {
     let (dlq_arn, queue_arn) =
-        tokio::try_join!(arn_of(sqs, &queues.dlq.1), arn_of(sqs, &queues.queue.1))?;
+        tokio::try_join!(arn_of(sqs, &queues.dlq.url), arn_of(sqs, &queues.queue.url))?;
     let running = match sqs
         .list_message_move_tasks()
         .source_arn(&dlq_arn)
@@ -337,7 +323,7 @@ async fn move_task(
                 ));
                 return Ok(MoveOutcome::Done);
             }
-            _ => progress(global, &format!("moving: {} of {total}", report.moved)),
+            _ => ctx.say(format!("moving: {} of {total}", report.moved)),
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
@@ -357,13 +343,13 @@ where
 }
 
 async fn manual(
-    global: &Global,
+    ctx: &Context,
     sqs: &Client,
     queues: &Queues,
     args: &RedriveArgs,
     report: &mut RedriveReport,
 ) -> anyhow::Result<()> {
-    let fifo = queues.queue.1.ends_with(".fifo");
+    let fifo = queues.queue.url.ends_with(".fifo");
     let limit = args.max.unwrap_or(u64::MAX);
     let started = Instant::now();
     let mut empty_polls = 0;
@@ -372,7 +358,7 @@ async fn manual(
         let want = (limit - report.moved).min(10) as i32;
         let got = sqs
             .receive_message()
-            .queue_url(&queues.dlq.1)
+            .queue_url(&queues.dlq.url)
             .max_number_of_messages(want)
             .wait_time_seconds(1)
             .visibility_timeout(args.visibility_timeout as i32)
@@ -384,7 +370,7 @@ async fn manual(
                 explain(
                     &format!(
                         "receiving from {} after moving {}",
-                        queues.dlq.0, report.moved
+                        queues.dlq.name, report.moved
                     ),
                     &e,
                 )
@@ -402,13 +388,10 @@ async fn manual(
             if in_flight == 0 || waited > Duration::from_secs(args.visibility_timeout as u64 + 5) {
                 break;
             }
-            progress(
-                global,
-                &format!(
-                    "{in_flight} messages are in flight in {} (an interrupted run?); waiting for them",
-                    queues.dlq.0
-                ),
-            );
+            ctx.say(format!(
+                "{in_flight} messages are in flight in {} (an interrupted run?); waiting for them",
+                queues.dlq.name
+            ));
             continue;
         }
         empty_polls = 0;
@@ -444,7 +427,7 @@ async fn manual(
         }
         let sent = sqs
             .send_message_batch()
-            .queue_url(&queues.queue.1)
+            .queue_url(&queues.queue.url)
             .set_entries(Some(entries))
             .send()
             .await
@@ -452,7 +435,7 @@ async fn manual(
                 explain(
                     &format!(
                         "sending to {} after moving {}",
-                        queues.queue.0, report.moved
+                        queues.queue.name, report.moved
                     ),
                     &e,
                 )
@@ -482,17 +465,14 @@ async fn manual(
         let n = deletes.len() as u64;
         if n > 0 {
             sqs.delete_message_batch()
-                .queue_url(&queues.dlq.1)
+                .queue_url(&queues.dlq.url)
                 .set_entries(Some(deletes))
                 .send()
                 .await
-                .map_err(|e| explain(&format!("deleting moved messages from {} (they were sent; a rerun may duplicate this batch)", queues.dlq.0), &e))?;
+                .map_err(|e| explain(&format!("deleting moved messages from {} (they were sent; a rerun may duplicate this batch)", queues.dlq.name), &e))?;
         }
         report.moved += n;
-        progress(
-            global,
-            &format!("moved {} of {}", report.moved, report.found),
-        );
+        ctx.say(format!("moved {} of {}", report.moved, report.found));
         if let Some(rate) = args.max_per_second.filter(|r| *r > 0) {
             let due = Duration::from_secs_f64(report.moved as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -507,15 +487,16 @@ async fn manual(
 mod tests {
     //! The native move task, which moto lacks, on recorded SQS responses.
     use super::*;
+    use crate::aws::queues::QueueRef;
     use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
     use aws_sdk_sqs::operation::list_message_move_tasks::ListMessageMoveTasksOutput;
     use aws_sdk_sqs::operation::start_message_move_task::StartMessageMoveTaskOutput;
     use aws_sdk_sqs::types::ListMessageMoveTasksResultEntry;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
 
-    fn global() -> Global {
+    fn ctx() -> Context {
         use clap::Parser;
-        crate::Cli::parse_from(["notesctl", "--quiet", "queue-depth"]).global
+        Context::new(crate::Cli::parse_from(["notesctl", "--quiet", "queue-depth"]).global)
     }
 
     fn args() -> RedriveArgs {
@@ -526,7 +507,7 @@ mod tests {
             max_per_second: Some(50),
             manual: false,
             visibility_timeout: 30,
-            local: LocalArg { local: None },
+            local: LocalArg::default(),
         }
     }
 
@@ -571,16 +552,14 @@ mod tests {
     }
 
     fn queues(client: Client) -> Queues {
+        let queue = |name: &str| QueueRef {
+            name: name.into(),
+            url: format!("https://sqs/1/{name}"),
+        };
         Queues::new(
             client,
-            (
-                "p-note-processing-queue".into(),
-                "https://sqs/1/p-note-processing-queue".into(),
-            ),
-            (
-                "p-note-processing-dlq".into(),
-                "https://sqs/1/p-note-processing-dlq".into(),
-            ),
+            queue("p-note-processing-queue"),
+            queue("p-note-processing-dlq"),
         )
     }
 
@@ -616,7 +595,7 @@ mod tests {
         let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list, &start]);
         let q = queues(client);
         let mut r = report();
-        let outcome = move_task(&global(), &q.sqs, &q, &args(), &mut r)
+        let outcome = move_task(&ctx(), &q.sqs, &q, &args(), &mut r)
             .await
             .unwrap();
         assert!(matches!(outcome, MoveOutcome::Done));
@@ -644,7 +623,7 @@ mod tests {
         let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list, &start]);
         let q = queues(client);
         let mut r = report();
-        move_task(&global(), &q.sqs, &q, &args(), &mut r)
+        move_task(&ctx(), &q.sqs, &q, &args(), &mut r)
             .await
             .unwrap();
         assert_eq!(r.moved, 3);
@@ -671,7 +650,7 @@ mod tests {
         let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list, &start]);
         let q = queues(client);
         let mut r = report();
-        move_task(&global(), &q.sqs, &q, &args(), &mut r)
+        move_task(&ctx(), &q.sqs, &q, &args(), &mut r)
             .await
             .unwrap();
         assert_eq!(start.num_calls(), 0, "no second task");
@@ -691,7 +670,7 @@ mod tests {
             .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled()));
         let q = queues(client);
         let mut r = report();
-        let outcome = move_task(&global(), &q.sqs, &q, &args(), &mut r)
+        let outcome = move_task(&ctx(), &q.sqs, &q, &args(), &mut r)
             .await
             .unwrap();
         assert!(matches!(outcome, MoveOutcome::Unsupported(_)));

@@ -5,21 +5,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::Write;
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::{Iso8601, Rfc3339};
 
-use crate::aws::{LocalArg, explain, sdk_config};
-use crate::{Exit, Global, Output, names};
+use crate::aws::explain;
+use crate::context::{Context, LocalArg};
+use crate::names;
+use crate::output::{Exit, Lines, Streamed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// Time, the name you typed, the message.
     Short,
+    /// Full timestamp, function name, log stream, the message.
     Detailed,
 }
 
@@ -37,6 +40,7 @@ pub struct TailArgs {
     /// A CloudWatch Logs filter pattern.
     #[arg(long)]
     pub filter: Option<String>,
+    /// How a line looks in text output.
     #[arg(long, value_enum, default_value_t = Format::Short)]
     pub format: Format,
     #[command(flatten)]
@@ -44,7 +48,7 @@ pub struct TailArgs {
 }
 
 /// One log event, as printed (`{"timestamp","function","stream","message"}` in JSON Lines).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Line {
     pub timestamp: String,
     pub function: String,
@@ -112,15 +116,10 @@ struct Group {
     name: String,
 }
 
-fn emit(global: &Global, format: Format, line: &mut Line) -> bool {
+/// Writes a line; `false` once stdout is closed (`| head`), which ends the stream quietly.
+fn emit(lines: Lines, format: Format, line: &mut Line) -> bool {
     line.format = Some(format);
-    let text = match global.output {
-        Output::Json => serde_json::to_string(line).unwrap_or_default(),
-        Output::Text => line.to_string(),
-    };
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`| head`) ends the stream quietly.
-    writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
+    lines.write(line)
 }
 
 /// One page of `FilterLogEvents`: (event id, line) pairs and the next token.
@@ -198,8 +197,9 @@ async fn backlog(
     Ok(lines)
 }
 
-pub async fn run(global: &Global, args: TailArgs) -> anyhow::Result<Exit> {
-    let config = sdk_config(global, args.local.local.as_deref()).await?;
+pub async fn run(ctx: &Context, args: TailArgs) -> anyhow::Result<Streamed> {
+    let config = ctx.aws_or_local(&args.local).await?;
+    let lines = ctx.lines();
     let client = Client::new(&config);
     let now = notes_handlers::domain::clock::now_millis();
     let start = parse_since(&args.since, now)?;
@@ -207,7 +207,7 @@ pub async fn run(global: &Global, args: TailArgs) -> anyhow::Result<Exit> {
         .functions
         .iter()
         .map(|f| {
-            let function = names::function(&global.stage, f);
+            let function = names::function(ctx.stage(), f);
             Group {
                 label: f.clone(),
                 name: names::log_group(&function),
@@ -221,22 +221,22 @@ pub async fn run(global: &Global, args: TailArgs) -> anyhow::Result<Exit> {
     for (id, mut line) in backlog(&client, &groups, start, filter).await? {
         cursor = cursor.max(line.millis);
         seen.insert(id, line.millis);
-        if !emit(global, args.format, &mut line) {
-            return Ok(Exit::Ok);
+        if !emit(lines, args.format, &mut line) {
+            return Ok(Streamed(Exit::Ok));
         }
     }
     if !args.follow {
-        return Ok(Exit::Ok);
+        return Ok(Streamed(Exit::Ok));
     }
-    if args.local.local.is_none() && live_tail(global, &client, &groups, &args).await? {
-        return Ok(Exit::Ok);
+    if args.local.local.is_none() && live_tail(lines, &client, &groups, &args).await? {
+        return Ok(Streamed(Exit::Ok));
     }
-    poll(global, &client, &groups, &args, cursor, seen).await
+    poll(lines, &client, &groups, &args, cursor, seen).await
 }
 
 /// Follows with StartLiveTail. `Ok(false)` when the service (or an emulator) does not offer it.
 async fn live_tail(
-    global: &Global,
+    lines: Lines,
     client: &Client,
     groups: &[Group],
     args: &TailArgs,
@@ -309,7 +309,7 @@ async fn live_tail(
                         label,
                         format: None,
                     };
-                    if !emit(global, args.format, &mut line) {
+                    if !emit(lines, args.format, &mut line) {
                         return Ok(true);
                     }
                 }
@@ -335,18 +335,18 @@ const MAX_POLL: Duration = Duration::from_secs(5);
 const OVERLAP_MS: i64 = 10_000;
 
 async fn poll(
-    global: &Global,
+    out: Lines,
     client: &Client,
     groups: &[Group],
     args: &TailArgs,
     mut cursor: i64,
     mut seen: HashMap<String, i64>,
-) -> anyhow::Result<Exit> {
+) -> anyhow::Result<Streamed> {
     let mut interval = POLL;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(Exit::Ok),
+            _ = tokio::signal::ctrl_c() => return Ok(Streamed(Exit::Ok)),
         }
         let from = cursor - OVERLAP_MS;
         match backlog(client, groups, from, args.filter.as_deref()).await {
@@ -358,8 +358,8 @@ async fn poll(
                     }
                     cursor = cursor.max(line.millis);
                     seen.insert(id, line.millis);
-                    if !emit(global, args.format, &mut line) {
-                        return Ok(Exit::Ok);
+                    if !emit(out, args.format, &mut line) {
+                        return Ok(Streamed(Exit::Ok));
                     }
                 }
                 seen.retain(|_, ts| *ts >= cursor - 2 * OVERLAP_MS);

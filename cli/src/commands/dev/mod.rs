@@ -21,10 +21,11 @@ use axum::routing::get;
 use notes_handlers::Deps;
 use notes_handlers::deps::Settings;
 use notes_handlers::embedded::{EmbeddedStore, FileSecret, LocalNotifier};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::{Exit, Global, output};
+use crate::context::{Context, add_app_log_layer};
+use crate::output::{Exit, Streamed};
 use bus::DevBus;
 use frontend::Frontend;
 use gateway::Gateway;
@@ -53,7 +54,7 @@ pub struct DevArgs {
 }
 
 /// What `dev` prints once it listens.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Listening {
     pub api_url: String,
@@ -91,7 +92,9 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<Exit> {
+pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
+    // What the handlers log also goes to their log groups, whatever -q/-v say for stderr.
+    add_app_log_layer(Box::new(logbook::LogBookLayer));
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -183,14 +186,11 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<Exit> {
         local.ip().to_string()
     };
     let base = format!("http://{shown_host}:{}", local.port());
-    output::print(
-        global.output,
-        &Listening {
-            api_url: base.clone(),
-            ws_url: format!("ws://{shown_host}:{}/ws", local.port()),
-            frontend_url: format!("{base}/"),
-        },
-    );
+    ctx.lines().write(&Listening {
+        api_url: base.clone(),
+        ws_url: format!("ws://{shown_host}:{}/ws", local.port()),
+        frontend_url: format!("{base}/"),
+    });
     tracing::info!(data_dir = %args.data_dir.display(), "listening on {local}");
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -221,7 +221,7 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<Exit> {
         ended = &mut server => {
             let _ = stop_tx.send(true);
             return match ended {
-                Ok(Ok(())) => Ok(Exit::Ok),
+                Ok(Ok(())) => Ok(Streamed(Exit::Ok)),
                 Ok(Err(e)) => Err(anyhow::Error::new(e).context("the dev server stopped")),
                 Err(e) => Err(anyhow::Error::new(e).context("the dev server crashed")),
             };
@@ -240,7 +240,7 @@ pub async fn run(global: &Global, args: DevArgs) -> anyhow::Result<Exit> {
         "stopped; queued notes are kept in {}",
         args.data_dir.display()
     );
-    Ok(Exit::Ok)
+    Ok(Streamed(Exit::Ok))
 }
 
 /// Invokes a handler as Lambda would, inside a `function` span, so its logs land in the function's

@@ -1,55 +1,15 @@
-//! AWS configuration for the commands: the usual credential chain (profiles, SSO, environment),
-//! `--region`, `--endpoint-url` for emulators, and `--local` for a running `notesctl dev`.
+//! AWS helpers that several commands share, one home each: an SDK error as one line (here), the
+//! stacks and their outputs, S3 listing and batch deletes, the queues by name, the alarms, and the
+//! artifacts bucket.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+pub mod alarms;
+pub mod artifacts;
+pub mod queues;
+pub mod s3;
+pub mod stacks;
+
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-
-use crate::Global;
-
-/// Where a `--local` flag points when given without a URL.
-pub const DEFAULT_LOCAL: &str = "http://127.0.0.1:3000";
-
-/// `--local [URL]`: run against a `notesctl dev` server instead of AWS.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LocalArg {
-    /// Talk to a running `notesctl dev` (default http://127.0.0.1:3000) instead of AWS.
-    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = DEFAULT_LOCAL)]
-    pub local: Option<String>,
-}
-
-pub async fn sdk_config(global: &Global, local: Option<&str>) -> anyhow::Result<SdkConfig> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(url) = local {
-        loader = loader
-            .endpoint_url(url)
-            .region(Region::new("local"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "notesctl-dev",
-            ));
-        return Ok(loader.load().await);
-    }
-    if let Some(profile) = &global.profile {
-        loader = loader.profile_name(profile);
-    }
-    if let Some(region) = &global.region {
-        loader = loader.region(Region::new(region.clone()));
-    }
-    if let Some(url) = &global.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let config = loader.load().await;
-    if config.region().is_none() {
-        anyhow::bail!(
-            "no AWS region is configured: pass --region, or set AWS_REGION or a region in your profile"
-        );
-    }
-    Ok(config)
-}
 
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -1,0 +1,202 @@
+//! A stack's change set, from creation to execution: made from the template and parameters, read
+//! until CloudFormation has worked out the changes, executed, or discarded with what it leaves.
+//! Every call after the creation names the set by the ARN CloudFormation returned: a name is unique
+//! only per stack, and a server that looks names up across stacks (moto) would otherwise act on
+//! another deploy's set made in the same millisecond.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::types::{
+    Capability, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter, Stack, TemplateStage,
+};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::plan::is_no_changes;
+use super::{Change, ChangeAction};
+use crate::aws::explain;
+
+/// The template and the parameters a stack gets.
+pub struct Template {
+    pub body: String,
+    /// Every declared parameter's value: ours, or the template's default.
+    pub expected: BTreeMap<String, String>,
+    /// What is passed: ours, for the parameters the template declares.
+    pub parameters: Vec<Parameter>,
+}
+
+/// What CloudFormation made of a new change set.
+pub enum Worked {
+    Changes(Vec<Change>),
+    NoChanges,
+    Failed(String),
+}
+
+/// Whether the deployed template and parameters are already ours (so nothing would change). Decided
+/// before any change set, so it holds against emulators that never report "no changes" too.
+pub async fn deployed_matches(
+    cfn: &Client,
+    name: &str,
+    stack: &Stack,
+    template: &Template,
+) -> bool {
+    let Ok(t) = cfn
+        .get_template()
+        .stack_name(name)
+        .template_stage(TemplateStage::Original)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let same_body = t
+        .template_body()
+        .map(|b| b.trim() == template.body.trim())
+        .unwrap_or(false);
+    let deployed: BTreeMap<String, String> = stack
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value().unwrap_or("").to_owned(),
+            ))
+        })
+        .collect();
+    same_body && deployed == template.expected
+}
+
+/// Creates the change set; its ARN, or CloudFormation's reason for refusing it.
+pub async fn create(
+    cfn: &Client,
+    name: &str,
+    short: &str,
+    template: &Template,
+    change_type: ChangeSetType,
+) -> anyhow::Result<Result<String, String>> {
+    let made = cfn
+        .create_change_set()
+        .stack_name(name)
+        .change_set_name(format!(
+            "notesctl-{}",
+            notes_handlers::domain::clock::now_millis()
+        ))
+        .change_set_type(change_type)
+        .template_body(&template.body)
+        .set_parameters(Some(template.parameters.clone()))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .capabilities(Capability::CapabilityAutoExpand)
+        .description(format!("notesctl deploy of {short}"))
+        .send()
+        .await;
+    match made {
+        Ok(made) => match made.id() {
+            Some(arn) => Ok(Ok(arn.to_owned())),
+            None => anyhow::bail!(
+                "{name}: CloudFormation created a change set but returned no ARN for it"
+            ),
+        },
+        Err(e) => Ok(Err(e.message().map(str::to_owned).unwrap_or_else(|| {
+            format!("{:#}", explain("creating a change set", &e))
+        }))),
+    }
+}
+
+/// Reads the change set until CloudFormation has worked out its changes (or refused).
+pub async fn worked_out(cfn: &Client, name: &str, arn: &str) -> anyhow::Result<Worked> {
+    let mut delay = Duration::from_millis(300);
+    loop {
+        let set = cfn
+            .describe_change_set()
+            .stack_name(name)
+            .change_set_name(arn)
+            .send()
+            .await
+            .map_err(|e| explain(&format!("reading the change set of {name}"), &e))?;
+        match set.status() {
+            Some(ChangeSetStatus::CreateComplete) => {
+                return Ok(Worked::Changes(
+                    set.changes()
+                        .iter()
+                        .filter_map(|c| c.resource_change())
+                        .map(|rc| Change {
+                            action: ChangeAction::from(
+                                rc.action().map(|a| a.as_str()).unwrap_or_default(),
+                            ),
+                            logical_id: rc.logical_resource_id().unwrap_or_default().to_owned(),
+                            resource_type: rc.resource_type().unwrap_or_default().to_owned(),
+                            replacement: rc.replacement().is_some_and(|r| r.as_str() == "True"),
+                        })
+                        .collect(),
+                ));
+            }
+            Some(ChangeSetStatus::Failed) => {
+                let reason = set.status_reason().unwrap_or_default().to_owned();
+                return Ok(if is_no_changes(&reason) {
+                    Worked::NoChanges
+                } else {
+                    Worked::Failed(reason)
+                });
+            }
+            _ => {}
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(3));
+    }
+}
+
+/// Executes the change set under `token`; CloudFormation's reason if it refuses outright (an
+/// unknown export, a missing capability).
+pub async fn execute(cfn: &Client, name: &str, arn: &str, token: &str) -> Result<(), String> {
+    cfn.execute_change_set()
+        .stack_name(name)
+        .change_set_name(arn)
+        .client_request_token(token)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            e.message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("{:#}", explain("executing the change set", &e)))
+        })
+}
+
+/// Waits until CloudFormation has started (or finished) the change set, so the stack status read next
+/// is this run's, not the previous one's.
+pub async fn wait_for_execution(cfn: &Client, name: &str, arn: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        match cfn
+            .describe_change_set()
+            .stack_name(name)
+            .change_set_name(arn)
+            .send()
+            .await
+        {
+            Ok(set)
+                if matches!(
+                    set.execution_status(),
+                    Some(ExecutionStatus::Available) | Some(ExecutionStatus::Unavailable)
+                ) => {}
+            // Executing, executed, failed, obsolete, or gone (executed sets may be cleaned up): go on.
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Removes what a change set that will not run leaves: the set, and a new stack's review shell.
+pub async fn discard(cfn: &Client, name: &str, arn: &str, new_stack: bool) {
+    let _ = cfn
+        .delete_change_set()
+        .stack_name(name)
+        .change_set_name(arn)
+        .send()
+        .await;
+    if new_stack {
+        let _ = cfn.delete_stack().stack_name(name).send().await;
+    }
+}

@@ -1,0 +1,687 @@
+//! `notesctl deploy`: the six stacks in dependency order, through change sets, with the change set's
+//! summary first (`--preview` stops there), stack events streamed while it runs, and the failed
+//! resources and their reasons when it fails — found even when a rollback already removed them.
+//!
+//! No changes is `unchanged` and exit 0 (the AWS CLI and SAM break pipelines there). The decision is
+//! made by comparing the deployed template and parameters with ours before any change set, so it holds
+//! against emulators that never report "no changes" too.
+//!
+//! A stack's deploy is a short sequence of steps: read the template ([`template`]), let the stack
+//! settle and decide what to do with it ([`plan::next_action`]), skip it when nothing changed, make a
+//! change set and read its changes ([`change_set`]), execute it, follow its events ([`events`]), and
+//! report the outcome.
+
+pub mod artifacts;
+pub mod change_set;
+pub mod events;
+pub mod plan;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::primitives::DateTime;
+use aws_sdk_cloudformation::types::{ChangeSetType, Parameter, Stack, StackStatus};
+
+use super::invalidate::{self, InvalidateArgs};
+use super::sync_frontend::{self, SyncArgs};
+use crate::aws::{explain, stacks};
+use crate::context::{Context, confirm, interactive};
+use crate::lambda::Arch;
+use change_set::{Template, Worked};
+use plan::{NextAction, declared_parameters, dependency_hint, expected_parameters, next_action};
+pub use report::{
+    Change, ChangeAction, DeployReport, Failure, FailureStatus, FrontendReport, StackAction,
+    StackReport,
+};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    /// Where `notesctl package` wrote the zips.
+    #[arg(long, default_value = "dist")]
+    pub artifacts: PathBuf,
+    /// The functions' architecture (the zip `notes-lambda-{arch}.zip` is deployed).
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    /// Deploy only these stacks (event, data, auth, websocket, notes, frontend); repeatable.
+    #[arg(long = "stack", value_name = "NAME")]
+    pub stacks: Vec<String>,
+    /// Show what would change and stop.
+    #[arg(long)]
+    pub preview: bool,
+    /// Apply without asking (required when not on a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// The CloudFormation templates.
+    #[arg(long, default_value = "templates")]
+    pub templates: PathBuf,
+    /// After the stacks, sync this frontend folder and invalidate the CDN.
+    #[arg(long, value_name = "DIR")]
+    pub frontend: Option<PathBuf>,
+    /// CORS origin allowed by the API.
+    #[arg(long, default_value = "*")]
+    pub allowed_origin: String,
+    /// notes-save's timeout in seconds; the queue's visibility timeout is six times this.
+    #[arg(long, default_value_t = 30)]
+    pub save_timeout: u32,
+    /// Bucket for the code zips (default: notesctl-artifacts-{account}-{region}, created if missing).
+    #[arg(long)]
+    pub artifacts_bucket: Option<String>,
+}
+
+/// One deploy run: the context, the stacks' client, the arguments and the parameter values.
+struct Deploy<'a> {
+    ctx: &'a Context,
+    cfn: Client,
+    args: &'a DeployArgs,
+    values: BTreeMap<&'static str, String>,
+}
+
+const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
+
+fn status_of(stack: &Option<Stack>) -> String {
+    stack
+        .as_ref()
+        .and_then(|s| s.stack_status().map(|s| s.as_str().to_owned()))
+        .unwrap_or_default()
+}
+
+impl StackReport {
+    fn new(name: &str, action: StackAction, stack: &Option<Stack>) -> StackReport {
+        StackReport {
+            name: name.to_owned(),
+            action,
+            status: status_of(stack),
+            outputs: match action {
+                StackAction::Created | StackAction::Updated | StackAction::Unchanged => {
+                    stack.as_ref().map(stacks::outputs_of).unwrap_or_default()
+                }
+                _ => BTreeMap::new(),
+            },
+            failures: Vec::new(),
+            changes: Vec::new(),
+        }
+    }
+
+    /// The stack as a whole failed at one of our steps.
+    fn failed(
+        name: &str,
+        stack: &Option<Stack>,
+        status: FailureStatus,
+        reason: String,
+    ) -> StackReport {
+        let mut r = StackReport::new(name, StackAction::Failed, stack);
+        r.failures.push(Failure {
+            logical_id: name.to_owned(),
+            resource_type: STACK_TYPE.into(),
+            status,
+            reason,
+        });
+        r
+    }
+}
+
+impl Deploy<'_> {
+    /// The stack's template and parameters, from `--templates`.
+    fn template(&self, short: &str) -> anyhow::Result<Template> {
+        let path = self.args.templates.join(format!("{short}.yaml"));
+        let body = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!("reading {}: {e}; pass --templates DIR", path.display())
+        })?;
+        let declared = declared_parameters(&body)?;
+        let expected = expected_parameters(&declared, &self.values);
+        let parameters = declared
+            .iter()
+            .filter_map(|(k, _)| {
+                self.values.get(k.as_str()).map(|v| {
+                    Parameter::builder()
+                        .parameter_key(k)
+                        .parameter_value(v)
+                        .build()
+                })
+            })
+            .collect();
+        Ok(Template {
+            body,
+            expected,
+            parameters,
+        })
+    }
+
+    async fn confirm(&self, action: &str) -> anyhow::Result<()> {
+        if self.args.yes {
+            return Ok(());
+        }
+        confirm(action, "nothing changed").await
+    }
+
+    /// Settles the stack and decides: a change set of this type, or a report without one (blocked, or
+    /// a recreate under `--preview`). A stack whose first create failed is deleted first.
+    async fn decide(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<Result<(Option<Stack>, ChangeSetType), StackReport>> {
+        let mut stack = events::settle(self.ctx, &self.cfn, name, None).await?;
+        let mut action = next_action(name, stack.as_ref().and_then(|s| s.stack_status()));
+        if action == NextAction::DeleteAndRecreate {
+            let review = stack.as_ref().and_then(|s| s.stack_status())
+                == Some(&StackStatus::ReviewInProgress);
+            if self.args.preview {
+                let mut r = StackReport::new(name, StackAction::Preview, &stack);
+                r.changes.push(Change {
+                    action: ChangeAction::Recreate,
+                    logical_id: name.to_owned(),
+                    resource_type: STACK_TYPE.into(),
+                    replacement: true,
+                });
+                return Ok(Err(r));
+            }
+            if !review {
+                self.confirm(&format!("{name} is ROLLBACK_COMPLETE (its first create failed); delete it and create it again"))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}. {name} is ROLLBACK_COMPLETE: rerun with --yes to delete and recreate it"))?;
+            }
+            self.ctx.say(format!(
+                "{name}: deleting the {} stack",
+                if review { "never-created" } else { "failed" }
+            ));
+            self.cfn
+                .delete_stack()
+                .stack_name(name)
+                .send()
+                .await
+                .map_err(|e| explain(&format!("deleting {name}"), &e))?;
+            stack = events::settle(self.ctx, &self.cfn, name, None).await?;
+            action = next_action(name, stack.as_ref().and_then(|s| s.stack_status()));
+        }
+        match action {
+            NextAction::Create => Ok(Ok((stack, ChangeSetType::Create))),
+            NextAction::Update => Ok(Ok((stack, ChangeSetType::Update))),
+            NextAction::Blocked(why) => Ok(Err(StackReport::failed(
+                name,
+                &stack,
+                FailureStatus::Blocked,
+                why,
+            ))),
+            other => anyhow::bail!("{name}: unexpected next action {other:?} after waiting"),
+        }
+    }
+
+    fn show_changes(&self, name: &str, new_stack: bool, changes: &[Change]) {
+        let kind = if new_stack { "create" } else { "update" };
+        self.ctx.say(format!("{name}: {kind} change set"));
+        for c in changes {
+            self.ctx.say(format!(
+                "  {:<7} {:<36} {}{}",
+                c.action.to_string(),
+                c.logical_id,
+                c.resource_type,
+                if c.replacement { "  (replacement)" } else { "" }
+            ));
+        }
+    }
+
+    /// What the stack is after its change set ran: created/updated, or failed with the resources
+    /// that failed (from this run's events) and the next step where a person must act.
+    async fn outcome(
+        &self,
+        name: &str,
+        new_stack: bool,
+        changes: Vec<Change>,
+        started: DateTime,
+        token: &str,
+    ) -> anyhow::Result<StackReport> {
+        let done = events::settle(self.ctx, &self.cfn, name, Some(started)).await?;
+        let status = done.as_ref().and_then(|s| s.stack_status()).cloned();
+        if matches!(
+            status,
+            Some(StackStatus::CreateComplete | StackStatus::UpdateComplete)
+        ) {
+            let action = if new_stack {
+                StackAction::Created
+            } else {
+                StackAction::Updated
+            };
+            let mut r = StackReport::new(name, action, &done);
+            r.changes = changes;
+            return Ok(r);
+        }
+        let mut r = StackReport::new(name, StackAction::Failed, &done);
+        if done.is_none() {
+            r.status = "DELETE_COMPLETE".into();
+        }
+        r.changes = changes;
+        r.failures = events::failures(&self.cfn, name, started, Some(token)).await;
+        if r.failures.is_empty() {
+            r.failures.push(Failure {
+                logical_id: name.to_owned(),
+                resource_type: STACK_TYPE.into(),
+                status: FailureStatus::Resource(r.status.clone()),
+                reason: done
+                    .as_ref()
+                    .and_then(|s| s.stack_status_reason())
+                    .unwrap_or("no reason given")
+                    .to_owned(),
+            });
+        }
+        if let NextAction::Blocked(why) = next_action(name, status.as_ref()) {
+            r.failures.push(Failure {
+                logical_id: name.to_owned(),
+                resource_type: STACK_TYPE.into(),
+                status: FailureStatus::NextStep,
+                reason: why,
+            });
+        }
+        Ok(r)
+    }
+
+    async fn deploy_stack(&self, short: &str) -> anyhow::Result<StackReport> {
+        let name = stacks::stack_name(self.ctx.stage(), short);
+        let template = self.template(short)?;
+        let (stack, change_type) = match self.decide(&name).await? {
+            Ok(go) => go,
+            Err(report) => return Ok(report),
+        };
+        let new_stack = change_type == ChangeSetType::Create;
+        if let Some(s) = &stack
+            && !new_stack
+            && change_set::deployed_matches(&self.cfn, &name, s, &template).await
+        {
+            return Ok(StackReport::new(&name, StackAction::Unchanged, &stack));
+        }
+        let cfn = &self.cfn;
+        let arn = match change_set::create(cfn, &name, short, &template, change_type).await? {
+            Ok(arn) => arn,
+            Err(reason) => {
+                let reason = dependency_hint(&reason);
+                let status = FailureStatus::ChangeSetFailed;
+                return Ok(StackReport::failed(&name, &stack, status, reason));
+            }
+        };
+        let changes = match change_set::worked_out(cfn, &name, &arn).await? {
+            Worked::Changes(changes) => changes,
+            Worked::NoChanges => {
+                change_set::discard(cfn, &name, &arn, new_stack).await;
+                let now = stacks::describe(cfn, &name).await?;
+                return Ok(StackReport::new(&name, StackAction::Unchanged, &now));
+            }
+            Worked::Failed(reason) => {
+                change_set::discard(cfn, &name, &arn, new_stack).await;
+                let reason = dependency_hint(&reason);
+                let status = FailureStatus::ChangeSetFailed;
+                return Ok(StackReport::failed(&name, &stack, status, reason));
+            }
+        };
+        self.show_changes(&name, new_stack, &changes);
+        if self.args.preview {
+            change_set::discard(cfn, &name, &arn, new_stack).await;
+            let mut r = StackReport::new(&name, StackAction::Preview, &stack);
+            r.changes = changes;
+            return Ok(r);
+        }
+        if let Err(e) = self
+            .confirm(&format!("apply these changes to {name}"))
+            .await
+        {
+            change_set::discard(cfn, &name, &arn, new_stack).await;
+            return Err(e);
+        }
+        let token = format!(
+            "notesctl-{short}-{}",
+            notes_handlers::domain::clock::now_millis()
+        );
+        let started = DateTime::from(std::time::SystemTime::now() - Duration::from_secs(2));
+        if let Err(reason) = change_set::execute(cfn, &name, &arn, &token).await {
+            let now = stacks::describe(cfn, &name).await?;
+            let status = FailureStatus::ExecuteFailed;
+            return Ok(StackReport::failed(
+                &name,
+                &now,
+                status,
+                dependency_hint(&reason),
+            ));
+        }
+        change_set::wait_for_execution(cfn, &name, &arn).await;
+        self.outcome(&name, new_stack, changes, started, &token)
+            .await
+    }
+}
+
+pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport> {
+    let order = stacks::selected(&args.stacks)?;
+    if !args.yes && !args.preview && !interactive() {
+        anyhow::bail!(
+            "refusing to deploy without confirmation: pass --yes (no terminal to ask on), or --preview to only look"
+        );
+    }
+    let config = ctx.aws().await?;
+    let needs_code = order
+        .iter()
+        .any(|s| matches!(*s, "auth" | "websocket" | "notes"));
+    let mut values = BTreeMap::from([
+        ("Stage", ctx.stage().to_owned()),
+        ("Architecture", args.arch.as_str().to_owned()),
+        ("AllowedOrigin", args.allowed_origin.clone()),
+        ("SaveFunctionTimeout", args.save_timeout.to_string()),
+    ]);
+    if needs_code {
+        let (bucket, key) = artifacts::upload_code(ctx, &config, &args, !args.preview).await?;
+        values.insert("CodeBucket", bucket);
+        values.insert("CodeKey", key);
+    }
+    let deploy = Deploy {
+        ctx,
+        cfn: Client::new(&config),
+        args: &args,
+        values,
+    };
+    let mut report = DeployReport {
+        stacks: Vec::new(),
+        frontend: None,
+        problem: None,
+    };
+    for short in order {
+        let r = deploy.deploy_stack(short).await?;
+        let failed = r.action == StackAction::Failed;
+        let advice = r
+            .failures
+            .iter()
+            .find(|f| f.status.is_advice())
+            .map(|f| f.reason.clone());
+        report.stacks.push(r);
+        if failed {
+            let stopped = format!(
+                "deploy stopped at {}: the stacks after it were not touched",
+                stacks::stack_name(ctx.stage(), short)
+            );
+            report.problem = Some(match advice {
+                Some(w) => format!("{w}\n{stopped}"),
+                None => stopped,
+            });
+            return Ok(report);
+        }
+    }
+    if let (Some(dir), false) = (&args.frontend, args.preview) {
+        match ship_frontend(ctx, dir).await {
+            Ok(shipped) => {
+                report.problem = shipped.invalidation.problem.clone();
+                report.frontend = Some(shipped);
+            }
+            Err(e) => {
+                report.problem = Some(format!(
+                    "the stacks are deployed, but shipping the frontend failed: {e:#}. Run `notesctl sync-frontend {}` to retry",
+                    dir.display()
+                ))
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// `sync-frontend` then `invalidate --wait`, for `deploy --frontend`.
+async fn ship_frontend(ctx: &Context, dir: &Path) -> anyhow::Result<FrontendReport> {
+    let sync = sync_frontend::run(ctx, SyncArgs::for_deploy(dir.to_path_buf())).await?;
+    let after_sync = InvalidateArgs::after_sync(&sync.bucket, &sync.content_hash);
+    let invalidation = invalidate::run(ctx, after_sync).await?;
+    Ok(FrontendReport { sync, invalidation })
+}
+
+#[cfg(test)]
+mod recorded {
+    //! The paths moto cannot act out, on recorded CloudFormation responses.
+    use super::*;
+    use aws_sdk_cloudformation::operation::create_change_set::CreateChangeSetOutput;
+    use aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput;
+    use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+    use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
+    use aws_sdk_cloudformation::operation::describe_stacks::{
+        DescribeStacksError, DescribeStacksOutput,
+    };
+    use aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput;
+    use aws_sdk_cloudformation::operation::get_template::GetTemplateOutput;
+    use aws_sdk_cloudformation::types::ChangeSetStatus;
+    use aws_sdk_cloudformation::types::{
+        ExecutionStatus, Output, ResourceStatus, Stack, StackEvent,
+    };
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_types::error::ErrorMetadata;
+
+    const TEMPLATE: &str = "Parameters:\n  Stage:\n    Type: String\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n";
+
+    fn stack(status: StackStatus) -> Stack {
+        Stack::builder()
+            .stack_name("p-event-stack")
+            .stack_status(status)
+            .creation_time(aws_sdk_cloudformation::primitives::DateTime::from_secs(0))
+            .outputs(
+                Output::builder()
+                    .output_key("QueueUrl")
+                    .output_value("https://sqs/q")
+                    .build(),
+            )
+            .build()
+    }
+
+    fn setup(dir: &std::path::Path) -> (Context, DeployArgs) {
+        use clap::Parser;
+        std::fs::write(dir.join("event.yaml"), TEMPLATE).unwrap();
+        let cli = crate::Cli::parse_from([
+            "notesctl",
+            "--quiet",
+            "--stage",
+            "p",
+            "deploy",
+            "--yes",
+            "--stack",
+            "event",
+            "--templates",
+            dir.to_str().unwrap(),
+        ]);
+        let crate::Command::Deploy(args) = cli.command else {
+            unreachable!()
+        };
+        (Context::new(cli.global), args)
+    }
+
+    fn deploy<'a>(ctx: &'a Context, args: &'a DeployArgs, cfn: Client) -> Deploy<'a> {
+        Deploy {
+            ctx,
+            cfn,
+            args,
+            values: BTreeMap::from([("Stage", "p".to_owned())]),
+        }
+    }
+
+    fn not_found() -> DescribeStacksError {
+        DescribeStacksError::generic(
+            ErrorMetadata::builder()
+                .code("ValidationError")
+                .message("Stack with id p-event-stack does not exist")
+                .build(),
+        )
+    }
+
+    const SET_ARN: &str =
+        "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/notesctl-1/0f1e2d3c";
+
+    #[tokio::test]
+    async fn rollback_complete_is_deleted_and_recreated() {
+        let describe = mock!(Client::describe_stacks)
+            .sequence()
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::RollbackComplete))
+                    .build()
+            })
+            .error(not_found)
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::CreateComplete))
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let delete =
+            mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
+        let create = mock!(Client::create_change_set)
+            .match_requests(|r| r.change_set_type() == Some(&ChangeSetType::Create))
+            .then_output(|| CreateChangeSetOutput::builder().id(SET_ARN).build());
+        // Later calls name the set by its ARN, never by a name another stack may share.
+        let describe_set = mock!(Client::describe_change_set)
+            .match_requests(|r| r.change_set_name() == Some(SET_ARN))
+            .sequence()
+            .output(|| {
+                DescribeChangeSetOutput::builder()
+                    .status(ChangeSetStatus::CreateComplete)
+                    .build()
+            })
+            .output(|| {
+                DescribeChangeSetOutput::builder()
+                    .status(ChangeSetStatus::CreateComplete)
+                    .execution_status(ExecutionStatus::ExecuteComplete)
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let execute = mock!(Client::execute_change_set)
+            .match_requests(|r| r.change_set_name() == Some(SET_ARN))
+            .then_output(|| ExecuteChangeSetOutput::builder().build());
+        let events = mock!(Client::describe_stack_events)
+            .then_output(|| DescribeStackEventsOutput::builder().build());
+        let cfn = mock_client!(
+            aws_sdk_cloudformation,
+            RuleMode::MatchAny,
+            [
+                &describe,
+                &delete,
+                &create,
+                &describe_set,
+                &execute,
+                &events
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, args) = setup(dir.path());
+        let report = deploy(&ctx, &args, cfn)
+            .deploy_stack("event")
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.action, report.status.as_str()),
+            (StackAction::Created, "CREATE_COMPLETE")
+        );
+        assert_eq!(report.outputs["QueueUrl"], "https://sqs/q");
+        assert_eq!(delete.num_calls(), 1, "the failed stack was deleted first");
+    }
+
+    /// The failed resource and its reason are reported even though the rollback already undid it.
+    #[tokio::test]
+    async fn a_failed_update_names_what_failed_after_the_rollback() {
+        let describe = mock!(Client::describe_stacks)
+            .sequence()
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::UpdateComplete))
+                    .build()
+            })
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::UpdateRollbackComplete))
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let template = mock!(Client::get_template).then_output(|| {
+            GetTemplateOutput::builder()
+                .template_body("Resources: {}")
+                .build()
+        });
+        let create = mock!(Client::create_change_set)
+            .then_output(|| CreateChangeSetOutput::builder().id("cs").build());
+        let describe_set = mock!(Client::describe_change_set).then_output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .execution_status(ExecutionStatus::ExecuteFailed)
+                .build()
+        });
+        let execute = mock!(Client::execute_change_set)
+            .then_output(|| ExecuteChangeSetOutput::builder().build());
+        let events = mock!(Client::describe_stack_events).then_output(|| {
+            let now =
+                aws_sdk_cloudformation::primitives::DateTime::from(std::time::SystemTime::now());
+            let ev = |id: &str, logical: &str, status: ResourceStatus, reason: &str| {
+                StackEvent::builder()
+                    .event_id(id)
+                    .stack_id("s")
+                    .stack_name("p-event-stack")
+                    .logical_resource_id(logical)
+                    .resource_type(if logical == "p-event-stack" {
+                        "AWS::CloudFormation::Stack"
+                    } else {
+                        "AWS::SQS::Queue"
+                    })
+                    .resource_status(status)
+                    .resource_status_reason(reason)
+                    .timestamp(now)
+                    .build()
+            };
+            // Newest first, as DescribeStackEvents returns them.
+            DescribeStackEventsOutput::builder()
+                .stack_events(ev(
+                    "4",
+                    "p-event-stack",
+                    ResourceStatus::UpdateRollbackComplete,
+                    "",
+                ))
+                .stack_events(ev(
+                    "3",
+                    "Queue",
+                    ResourceStatus::UpdateComplete,
+                    "rolled back",
+                ))
+                .stack_events(ev(
+                    "2",
+                    "Queue",
+                    ResourceStatus::UpdateFailed,
+                    "Invalid value for the parameter VisibilityTimeout",
+                ))
+                .stack_events(ev(
+                    "1",
+                    "p-event-stack",
+                    ResourceStatus::UpdateInProgress,
+                    "User Initiated",
+                ))
+                .build()
+        });
+        let cfn = mock_client!(
+            aws_sdk_cloudformation,
+            RuleMode::MatchAny,
+            [
+                &describe,
+                &template,
+                &create,
+                &describe_set,
+                &execute,
+                &events
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, args) = setup(dir.path());
+        let report = deploy(&ctx, &args, cfn)
+            .deploy_stack("event")
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.action, report.status.as_str()),
+            (StackAction::Failed, "UPDATE_ROLLBACK_COMPLETE")
+        );
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert_eq!(report.failures[0].logical_id, "Queue");
+        assert_eq!(
+            report.failures[0].reason,
+            "Invalid value for the parameter VisibilityTimeout"
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! What `deploy` reports: per stack, what it did, its status and outputs, the changes, and what
+//! failed; then the frontend, and the problem that stopped the run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::super::invalidate::InvalidateReport;
+use super::super::sync_frontend::SyncReport;
+use crate::output::{Exit, Report};
+
+/// What a deploy did with a stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackAction {
+    Created,
+    Updated,
+    Unchanged,
+    Preview,
+    Failed,
+}
+
+impl fmt::Display for StackAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StackAction::Created => "created",
+            StackAction::Updated => "updated",
+            StackAction::Unchanged => "unchanged",
+            StackAction::Preview => "preview",
+            StackAction::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackReport {
+    pub name: String,
+    pub action: StackAction,
+    pub status: String,
+    pub outputs: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<Failure>,
+    /// The change set's resource changes (what `--preview` shows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+}
+
+/// A resource change as CloudFormation names it (`Add`, `Modify`, `Remove`, …), or the whole stack
+/// deleted and created again (`Recreate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeAction {
+    Add,
+    Modify,
+    Remove,
+    Import,
+    Dynamic,
+    Recreate,
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl From<&str> for ChangeAction {
+    fn from(s: &str) -> ChangeAction {
+        match s {
+            "Add" => ChangeAction::Add,
+            "Modify" => ChangeAction::Modify,
+            "Remove" => ChangeAction::Remove,
+            "Import" => ChangeAction::Import,
+            "Dynamic" => ChangeAction::Dynamic,
+            "Recreate" => ChangeAction::Recreate,
+            other => ChangeAction::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ChangeAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeAction::Other(s) => f.write_str(s),
+            known => write!(f, "{known:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub action: ChangeAction,
+    pub logical_id: String,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub replacement: bool,
+}
+
+/// Why a stack's deploy failed: a resource's own status (`CREATE_FAILED`, …), or a stage of ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureStatus {
+    /// The stack is in a state only a person can get it out of; the reason says how.
+    #[serde(rename = "BLOCKED")]
+    Blocked,
+    /// After a failure: what to do next.
+    #[serde(rename = "NEXT_STEP")]
+    NextStep,
+    #[serde(rename = "CHANGE_SET_FAILED")]
+    ChangeSetFailed,
+    #[serde(rename = "EXECUTE_FAILED")]
+    ExecuteFailed,
+    #[serde(untagged)]
+    Resource(String),
+}
+
+impl FailureStatus {
+    /// A step for the person, rather than a resource that failed.
+    pub fn is_advice(&self) -> bool {
+        matches!(self, FailureStatus::Blocked | FailureStatus::NextStep)
+    }
+}
+
+impl fmt::Display for FailureStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailureStatus::Blocked => "BLOCKED",
+            FailureStatus::NextStep => "NEXT_STEP",
+            FailureStatus::ChangeSetFailed => "CHANGE_SET_FAILED",
+            FailureStatus::ExecuteFailed => "EXECUTE_FAILED",
+            FailureStatus::Resource(s) => s,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: FailureStatus,
+    pub reason: String,
+}
+
+/// `deploy --frontend`: the sync and the invalidation that followed the stacks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrontendReport {
+    pub sync: SyncReport,
+    pub invalidation: InvalidateReport,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployReport {
+    pub stacks: Vec<StackReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend: Option<FrontendReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl Report for DeployReport {
+    fn exit(&self) -> Exit {
+        Exit::problem_if(self.problem.is_some())
+    }
+}
+
+impl fmt::Display for DeployReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.stacks {
+            writeln!(
+                f,
+                "{:<32} {:<10} {}",
+                s.name,
+                s.action.to_string(),
+                s.status
+            )?;
+            for fail in &s.failures {
+                writeln!(
+                    f,
+                    "  ✗ {} ({}) {}: {}",
+                    fail.logical_id, fail.resource_type, fail.status, fail.reason
+                )?;
+            }
+        }
+        if let Some(fe) = &self.frontend {
+            writeln!(f, "frontend: {}", fe.sync)?;
+            writeln!(f, "frontend: {}", fe.invalidation)?;
+        }
+        if let Some(p) = &self.problem {
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}

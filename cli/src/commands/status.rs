@@ -1,0 +1,117 @@
+//! `notesctl status`: one screen — stacks, queue depths and alarm states. Exit 1 if a stack failed
+//! or an alarm fires.
+
+use std::fmt;
+
+use aws_sdk_cloudformation::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::aws::alarms::{AlarmState, alarm_specs, states};
+use crate::aws::queues::{QueueDepth, Queues};
+use crate::aws::stacks;
+use crate::context::Context;
+use crate::names;
+use crate::output::{Exit, Report};
+
+/// What `status` shows for a stack that does not exist.
+pub const NOT_DEPLOYED: &str = "NOT_DEPLOYED";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackState {
+    pub name: String,
+    pub status: String,
+}
+
+impl StackState {
+    /// A stack a failed create, update or delete left behind.
+    pub fn failed(&self) -> bool {
+        self.status.contains("FAILED") || self.status.contains("ROLLBACK")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub stacks: Vec<StackState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<QueueDepth>,
+    pub alarms: Vec<AlarmState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Report for StatusReport {
+    fn exit(&self) -> Exit {
+        Exit::problem_if(
+            self.stacks.iter().any(StackState::failed)
+                || self.alarms.iter().any(AlarmState::firing),
+        )
+    }
+}
+
+impl fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "STACKS")?;
+        for s in &self.stacks {
+            writeln!(f, "  {:<34} {}", s.name, s.status)?;
+        }
+        if let Some(q) = &self.queues {
+            writeln!(f, "QUEUES")?;
+            for line in q.to_string().lines() {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        writeln!(f, "ALARMS")?;
+        if self.alarms.is_empty() {
+            writeln!(f, "  none (create them with `notesctl alarms`)")?;
+        }
+        for a in &self.alarms {
+            writeln!(f, "  {:<45} {}", a.name, a.state)?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn run(ctx: &Context) -> anyhow::Result<StatusReport> {
+    let config = ctx.aws().await?;
+    let cfn = Client::new(&config);
+    let mut report = StatusReport {
+        stacks: Vec::new(),
+        queues: None,
+        alarms: Vec::new(),
+        notes: Vec::new(),
+    };
+    for short in stacks::STACKS {
+        let name = stacks::stack_name(ctx.stage(), short);
+        let status = stacks::describe(&cfn, &name)
+            .await?
+            .and_then(|s| s.stack_status().map(|s| s.as_str().to_owned()))
+            .unwrap_or_else(|| NOT_DEPLOYED.into());
+        report.stacks.push(StackState { name, status });
+    }
+    match Queues::find(&config, ctx.stage(), false).await {
+        Ok(q) => match q.measure().await {
+            Ok(m) => report.queues = Some(m),
+            Err(e) => report.notes.push(format!("queues: {e:#}")),
+        },
+        Err(e) => report.notes.push(format!("queues: {e:#}")),
+    }
+    let cw = aws_sdk_cloudwatch::Client::new(&config);
+    let names: Vec<String> = alarm_specs(ctx.stage(), 100.0)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    match states(&cw, &names).await {
+        Ok(found) => report.alarms = found,
+        Err(e) => report.notes.push(format!("alarms: {e:#}")),
+    }
+    if report.queues.as_ref().is_some_and(|q| q.dlq.visible > 0) {
+        report.notes.push(format!(
+            "{} holds dead letters: `notesctl redrive-dlq --dry-run`",
+            names::dlq(ctx.stage())
+        ));
+    }
+    Ok(report)
+}

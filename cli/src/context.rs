@@ -1,0 +1,248 @@
+//! What every command shares, below all of them: the global options, the AWS configuration they
+//! select, whether a person is there to be asked or shown progress, the one confirmation prompt, and
+//! the logs.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use tokio::sync::OnceCell;
+
+use crate::output::{Lines, Output};
+
+/// Options every command accepts, before or after the subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Prefix of every resource name.
+    #[arg(
+        long,
+        global = true,
+        env = "NOTESCTL_STAGE",
+        default_value = "production"
+    )]
+    pub stage: String,
+    /// Result format on stdout: text for people, json for scripts.
+    #[arg(long, global = true, env = "NOTESCTL_OUTPUT", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// More logging on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Never draw progress, even on a terminal (progress is off when CI is set).
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// AWS profile (default: the usual chain — AWS_PROFILE, SSO, environment).
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+    /// AWS region (default: AWS_REGION or the profile's).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Any AWS-compatible endpoint (moto, LocalStack).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+}
+
+/// Where a `--local` flag points when given without a URL.
+pub const DEFAULT_LOCAL: &str = "http://127.0.0.1:3000";
+
+/// `--local [URL]`: run against a `notesctl dev` server instead of AWS.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LocalArg {
+    /// Talk to a running `notesctl dev` (default http://127.0.0.1:3000) instead of AWS.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = DEFAULT_LOCAL)]
+    pub local: Option<String>,
+}
+
+/// The run's shared state: the global options and, loaded once on first use, the AWS configuration.
+#[derive(Debug)]
+pub struct Context {
+    pub global: Global,
+    aws: OnceCell<SdkConfig>,
+}
+
+impl Context {
+    pub fn new(global: Global) -> Context {
+        Context {
+            global,
+            aws: OnceCell::new(),
+        }
+    }
+
+    pub fn stage(&self) -> &str {
+        &self.global.stage
+    }
+
+    pub fn output(&self) -> Output {
+        self.global.output
+    }
+
+    /// The writer of result lines for streams.
+    pub fn lines(&self) -> Lines {
+        Lines::new(self.global.output)
+    }
+
+    /// The AWS configuration of `--profile`, `--region` and `--endpoint-url`, loaded once.
+    pub async fn aws(&self) -> anyhow::Result<SdkConfig> {
+        self.aws
+            .get_or_try_init(|| sdk_config(&self.global, None))
+            .await
+            .cloned()
+    }
+
+    /// The configuration for `--local URL` (a running `notesctl dev`), or for AWS without it.
+    pub async fn aws_or_local(&self, local: &LocalArg) -> anyhow::Result<SdkConfig> {
+        match &local.local {
+            Some(url) => sdk_config(&self.global, Some(url)).await,
+            None => self.aws().await,
+        }
+    }
+
+    /// Whether a custom endpoint (`--endpoint-url`) serves AWS here: S3 is then addressed by path.
+    pub fn custom_endpoint(&self) -> bool {
+        self.global.endpoint_url.is_some()
+    }
+
+    /// A progress line on stderr, unless `-q`.
+    pub fn say(&self, text: impl std::fmt::Display) {
+        if !self.global.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Spinners and bars are drawn only for a person: on a terminal, outside CI, without `-q` or
+    /// `--no-progress`. Elsewhere commands print plain lines (or nothing).
+    pub fn progress_enabled(&self) -> bool {
+        !self.global.quiet
+            && !self.global.no_progress
+            && std::env::var_os("CI").is_none()
+            && std::io::stderr().is_terminal()
+    }
+
+    /// A spinner on stderr when progress is enabled.
+    pub fn spinner(&self) -> Option<indicatif::ProgressBar> {
+        self.progress_enabled().then(|| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.enable_steady_tick(Duration::from_millis(120));
+            s
+        })
+    }
+}
+
+/// Whether a person can answer a prompt: stdin and stderr are terminals and CI is unset.
+pub fn interactive() -> bool {
+    std::env::var_os("CI").is_none()
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+}
+
+/// Asks "`Action`? [y/N]" on the terminal. Refuses without one (the caller skips this for `--yes`);
+/// anything but yes is "not confirmed; `unchanged`".
+pub async fn confirm(action: &str, unchanged: &str) -> anyhow::Result<()> {
+    if !interactive() {
+        anyhow::bail!(
+            "refusing to {action} without confirmation: pass --yes (no terminal to ask on)"
+        );
+    }
+    let mut question = action.to_owned();
+    if let Some(first) = question.get(..1) {
+        question.replace_range(..1, &first.to_uppercase());
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        eprint!("{question}? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).map(|_| answer)
+    })
+    .await??;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        anyhow::bail!("not confirmed; {unchanged}")
+    }
+}
+
+/// The usual credential chain (profiles, SSO, environment), `--region`, `--endpoint-url` for
+/// emulators; or, for `--local URL`, a running `notesctl dev` with its own credentials.
+pub async fn sdk_config(global: &Global, local: Option<&str>) -> anyhow::Result<SdkConfig> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(url) = local {
+        loader = loader
+            .endpoint_url(url)
+            .region(Region::new("local"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "notesctl-dev",
+            ));
+        return Ok(loader.load().await);
+    }
+    if let Some(profile) = &global.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = &global.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(url) = &global.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        anyhow::bail!(
+            "no AWS region is configured: pass --region, or set AWS_REGION or a region in your profile"
+        );
+    }
+    Ok(config)
+}
+
+/// The app's own log targets: what the functions log.
+const APP_LOGS: &str = "notes_handlers=info,notesctl=info";
+
+type Registry = tracing_subscriber::Registry;
+type ExtraLayer = Box<dyn tracing_subscriber::Layer<Registry> + Send + Sync>;
+static EXTRA: OnceLock<tracing_subscriber::reload::Handle<Option<ExtraLayer>, Registry>> =
+    OnceLock::new();
+
+/// Logs on stderr by `-q`/`-v` (or `NOTESCTL_LOG`), plus an empty slot that receives the app's info
+/// logs whatever `-q`/`-v` say, for a command that keeps them (see [`add_app_log_layer`]).
+pub fn init_logs(global: &Global) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTESCTL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,notesctl={level},notes_handlers={level}"))
+    });
+    let (slot, handle) = tracing_subscriber::reload::Layer::new(None::<ExtraLayer>);
+    // The filter wraps the slot, not what goes into it: a per-layer filter must be in place when the
+    // subscriber is built.
+    let slot = slot.with_filter(tracing_subscriber::EnvFilter::new(APP_LOGS));
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_filter(filter);
+    if tracing_subscriber::registry()
+        .with(slot)
+        .with(stderr)
+        .try_init()
+        .is_ok()
+    {
+        let _ = EXTRA.set(handle);
+    }
+}
+
+/// Sends the app's info logs (`notes_handlers`, `notesctl`) to `layer` too, from now on.
+pub fn add_app_log_layer(layer: ExtraLayer) {
+    if let Some(handle) = EXTRA.get() {
+        let _ = handle.modify(|slot| *slot = Some(layer));
+    }
+}
