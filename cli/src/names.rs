@@ -1,5 +1,8 @@
-//! Resource names, by the original system's convention (`spec/CLI.md`): operational commands find
-//! queues and log groups by name, so they work without the stacks' outputs.
+//! Resource names, by the original system's convention (`{stage}-…`): operational commands find
+//! queues and log groups by name, so they work without the stacks' outputs. Function names come from
+//! the handlers' own declaration.
+
+use notes_handlers::HandlerName;
 
 pub fn queue(stage: &str) -> String {
     format!("{stage}-note-processing-queue")
@@ -9,31 +12,11 @@ pub fn dlq(stage: &str) -> String {
     format!("{stage}-note-processing-dlq")
 }
 
-/// Every function of the app: (short name, name suffix).
-pub const FUNCTIONS: &[(&str, &str)] = &[
-    ("signup", "auth-signup"),
-    ("login", "auth-login"),
-    ("get-user", "auth-get-user"),
-    ("publish", "notes-publish"),
-    ("save", "notes-save"),
-    ("get", "notes-get"),
-    ("get-public", "notes-get-public"),
-    ("update", "notes-update"),
-    ("delete", "notes-delete"),
-    ("connect", "websocket-connect"),
-    ("disconnect", "websocket-disconnect"),
-    ("notify", "websocket-notify"),
-];
-
 /// The full function name for a short name (`save`), a handler name (`notes-save`) or a full name.
 pub fn function(stage: &str, given: &str) -> String {
-    if let Some((_, suffix)) = FUNCTIONS
-        .iter()
-        .find(|(short, suffix)| given == *short || given == *suffix)
-    {
-        format!("{stage}-{suffix}")
-    } else {
-        given.to_owned()
+    match HandlerName::find(given) {
+        Some(h) => h.spec().function_name(stage),
+        None => given.to_owned(),
     }
 }
 

@@ -1,59 +1,180 @@
 //! One binary, many functions: `_HANDLER` names which handler this container runs.
+//!
+//! [`handlers!`] below is the one declaration of every handler — its name, its short name, its code,
+//! the environment it reads and its trigger — and everything else is derived from it: the
+//! [`HandlerName`] enum and its parsing, the Lambda runtime loop ([`run`]), in-process invocation
+//! ([`invoke_json`]), the required environment (`config`), the HTTP routes (`router`), and the names
+//! `notesctl` and the template checks use.
 
 use std::str::FromStr;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 use crate::deps::Deps;
+use crate::spec::{Env, Spec, Trigger};
 use crate::{auth, notes, websocket};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HandlerName {
-    AuthSignup,
-    AuthLogin,
-    AuthGetUser,
-    NotesPublish,
-    NotesSave,
-    NotesGet,
-    NotesGetPublic,
-    NotesUpdate,
-    NotesDelete,
-    WebsocketConnect,
-    WebsocketDisconnect,
-    WebsocketNotify,
+macro_rules! handlers {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident {
+            name: $name:literal,
+            short: $short:literal,
+            handle: $($handle:ident)::+,
+            env: [$($env:ident),* $(,)?],
+            trigger: $trigger:expr $(,)?
+        }
+    )*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum HandlerName {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl HandlerName {
+            pub const ALL: &'static [HandlerName] = &[$(Self::$variant),*];
+
+            /// Everything this handler declares.
+            pub const fn spec(self) -> &'static Spec {
+                match self {
+                    $(Self::$variant => &Spec {
+                        handler: Self::$variant,
+                        name: $name,
+                        short: $short,
+                        env: &[$(Env::$env),*],
+                        trigger: $trigger,
+                    },)*
+                }
+            }
+        }
+
+        /// Serves the named handler on the Lambda Runtime API until the container is stopped.
+        pub async fn run(handler: HandlerName, deps: Deps) -> Result<(), Error> {
+            let deps = &deps;
+            match handler {
+                $(HandlerName::$variant => {
+                    lambda_runtime::run(service_fn(|e| $($handle)::+(deps, e))).await
+                })*
+            }
+        }
+
+        /// Calls a handler as Lambda would, from JSON (tests and `notesctl dev`).
+        pub async fn invoke_json(
+            handler: HandlerName,
+            deps: &Deps,
+            payload: serde_json::Value,
+            context: lambda_runtime::Context,
+        ) -> Result<serde_json::Value, Error> {
+            match handler {
+                $(HandlerName::$variant => {
+                    let event = LambdaEvent::new(serde_json::from_value(payload)?, context);
+                    Ok(serde_json::to_value($($handle)::+(deps, event).await?)?)
+                })*
+            }
+        }
+    };
+}
+
+/// The result events notify pushes to the browsers.
+const RESULT_EVENTS: &[&str] = &["note-saved", "note-failed", "note-updated", "note-deleted"];
+
+handlers! {
+    AuthSignup {
+        name: "auth-signup",
+        short: "signup",
+        handle: auth::signup::handle,
+        env: [TableName, AllowedOrigin],
+        trigger: Trigger::Http { method: "POST", path: "/auth/signup" },
+    }
+    AuthLogin {
+        name: "auth-login",
+        short: "login",
+        handle: auth::login::handle,
+        env: [TableName, SecretArn, AllowedOrigin],
+        trigger: Trigger::Http { method: "POST", path: "/auth/login" },
+    }
+    AuthGetUser {
+        name: "auth-get-user",
+        short: "get-user",
+        handle: auth::get_user::handle,
+        env: [TableName, SecretArn, AllowedOrigin],
+        trigger: Trigger::Http { method: "GET", path: "/auth/user" },
+    }
+    NotesPublish {
+        name: "notes-publish",
+        short: "publish",
+        handle: notes::publish::handle,
+        env: [EventBusName, SecretArn, AllowedOrigin],
+        trigger: Trigger::Http { method: "POST", path: "/notes" },
+    }
+    NotesSave {
+        name: "notes-save",
+        short: "save",
+        handle: notes::save::handle,
+        env: [TableName, EventBusName, MaxReceiveCount],
+        trigger: Trigger::ProcessingQueue,
+    }
+    NotesGet {
+        name: "notes-get",
+        short: "get",
+        handle: notes::get::handle,
+        env: [TableName, SecretArn, AllowedOrigin],
+        trigger: Trigger::Http { method: "GET", path: "/notes" },
+    }
+    NotesGetPublic {
+        name: "notes-get-public",
+        short: "get-public",
+        handle: notes::get_public::handle,
+        env: [TableName, AllowedOrigin],
+        trigger: Trigger::Http { method: "GET", path: "/notes/public" },
+    }
+    NotesUpdate {
+        name: "notes-update",
+        short: "update",
+        handle: notes::update::handle,
+        env: [TableName, EventBusName, SecretArn, AllowedOrigin],
+        trigger: Trigger::Http { method: "PUT", path: "/notes/{noteId}" },
+    }
+    NotesDelete {
+        name: "notes-delete",
+        short: "delete",
+        handle: notes::delete::handle,
+        env: [TableName, EventBusName, SecretArn, AllowedOrigin],
+        trigger: Trigger::Http { method: "DELETE", path: "/notes/{noteId}" },
+    }
+    WebsocketConnect {
+        name: "websocket-connect",
+        short: "connect",
+        handle: websocket::connect::handle,
+        env: [ConnectionsTableName, SecretArn],
+        trigger: Trigger::WebSocket { route: "$connect" },
+    }
+    WebsocketDisconnect {
+        name: "websocket-disconnect",
+        short: "disconnect",
+        handle: websocket::disconnect::handle,
+        env: [ConnectionsTableName],
+        trigger: Trigger::WebSocket { route: "$disconnect" },
+    }
+    WebsocketNotify {
+        name: "websocket-notify",
+        short: "notify",
+        handle: websocket::notify::handle,
+        env: [ConnectionsTableName, WebsocketApiEndpoint, WebsocketStage],
+        trigger: Trigger::Events { detail_types: RESULT_EVENTS },
+    }
 }
 
 impl HandlerName {
-    pub const ALL: [HandlerName; 12] = [
-        Self::AuthSignup,
-        Self::AuthLogin,
-        Self::AuthGetUser,
-        Self::NotesPublish,
-        Self::NotesSave,
-        Self::NotesGet,
-        Self::NotesGetPublic,
-        Self::NotesUpdate,
-        Self::NotesDelete,
-        Self::WebsocketConnect,
-        Self::WebsocketDisconnect,
-        Self::WebsocketNotify,
-    ];
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AuthSignup => "auth-signup",
-            Self::AuthLogin => "auth-login",
-            Self::AuthGetUser => "auth-get-user",
-            Self::NotesPublish => "notes-publish",
-            Self::NotesSave => "notes-save",
-            Self::NotesGet => "notes-get",
-            Self::NotesGetPublic => "notes-get-public",
-            Self::NotesUpdate => "notes-update",
-            Self::NotesDelete => "notes-delete",
-            Self::WebsocketConnect => "websocket-connect",
-            Self::WebsocketDisconnect => "websocket-disconnect",
-            Self::WebsocketNotify => "websocket-notify",
-        }
+        self.spec().name
+    }
+
+    /// The handler a person means by `given`: its short name (`save`) or its name (`notes-save`).
+    pub fn find(given: &str) -> Option<HandlerName> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|h| given == h.spec().short || given == h.spec().name)
     }
 }
 
@@ -72,7 +193,11 @@ pub enum UnknownHandler {
 }
 
 fn names() -> String {
-    HandlerName::ALL.map(HandlerName::as_str).join(", ")
+    HandlerName::ALL
+        .iter()
+        .map(|h| h.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl FromStr for HandlerName {
@@ -84,87 +209,11 @@ impl FromStr for HandlerName {
             return Err(UnknownHandler::Missing);
         }
         Self::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|h| h.as_str() == s)
             .ok_or_else(|| UnknownHandler::Unknown(s.to_owned()))
     }
-}
-
-/// Serves the named handler on the Lambda Runtime API until the container is stopped.
-pub async fn run(handler: HandlerName, deps: Deps) -> Result<(), Error> {
-    let deps = &deps;
-    use HandlerName::*;
-    match handler {
-        AuthSignup => lambda_runtime::run(service_fn(|e| auth::signup::handle(deps, e))).await,
-        AuthLogin => lambda_runtime::run(service_fn(|e| auth::login::handle(deps, e))).await,
-        AuthGetUser => lambda_runtime::run(service_fn(|e| auth::get_user::handle(deps, e))).await,
-        NotesPublish => lambda_runtime::run(service_fn(|e| notes::publish::handle(deps, e))).await,
-        NotesSave => lambda_runtime::run(service_fn(|e| notes::save::handle(deps, e))).await,
-        NotesGet => lambda_runtime::run(service_fn(|e| notes::get::handle(deps, e))).await,
-        NotesGetPublic => {
-            lambda_runtime::run(service_fn(|e| notes::get_public::handle(deps, e))).await
-        }
-        NotesUpdate => lambda_runtime::run(service_fn(|e| notes::update::handle(deps, e))).await,
-        NotesDelete => lambda_runtime::run(service_fn(|e| notes::delete::handle(deps, e))).await,
-        WebsocketConnect => {
-            lambda_runtime::run(service_fn(|e| websocket::connect::handle(deps, e))).await
-        }
-        WebsocketDisconnect => {
-            lambda_runtime::run(service_fn(|e| websocket::disconnect::handle(deps, e))).await
-        }
-        WebsocketNotify => {
-            lambda_runtime::run(service_fn(|e| websocket::notify::handle(deps, e))).await
-        }
-    }
-}
-
-/// Used by tests and `notesctl dev` to call a handler as Lambda would, from JSON.
-pub async fn invoke_json(
-    handler: HandlerName,
-    deps: &Deps,
-    payload: serde_json::Value,
-    context: lambda_runtime::Context,
-) -> Result<serde_json::Value, Error> {
-    fn ev<T: serde::de::DeserializeOwned>(
-        payload: serde_json::Value,
-        context: lambda_runtime::Context,
-    ) -> Result<LambdaEvent<T>, Error> {
-        Ok(LambdaEvent::new(serde_json::from_value(payload)?, context))
-    }
-    use HandlerName::*;
-    let value = match handler {
-        AuthSignup => {
-            serde_json::to_value(auth::signup::handle(deps, ev(payload, context)?).await?)?
-        }
-        AuthLogin => serde_json::to_value(auth::login::handle(deps, ev(payload, context)?).await?)?,
-        AuthGetUser => {
-            serde_json::to_value(auth::get_user::handle(deps, ev(payload, context)?).await?)?
-        }
-        NotesPublish => {
-            serde_json::to_value(notes::publish::handle(deps, ev(payload, context)?).await?)?
-        }
-        NotesSave => serde_json::to_value(notes::save::handle(deps, ev(payload, context)?).await?)?,
-        NotesGet => serde_json::to_value(notes::get::handle(deps, ev(payload, context)?).await?)?,
-        NotesGetPublic => {
-            serde_json::to_value(notes::get_public::handle(deps, ev(payload, context)?).await?)?
-        }
-        NotesUpdate => {
-            serde_json::to_value(notes::update::handle(deps, ev(payload, context)?).await?)?
-        }
-        NotesDelete => {
-            serde_json::to_value(notes::delete::handle(deps, ev(payload, context)?).await?)?
-        }
-        WebsocketConnect => {
-            serde_json::to_value(websocket::connect::handle(deps, ev(payload, context)?).await?)?
-        }
-        WebsocketDisconnect => {
-            serde_json::to_value(websocket::disconnect::handle(deps, ev(payload, context)?).await?)?
-        }
-        WebsocketNotify => {
-            serde_json::to_value(websocket::notify::handle(deps, ev(payload, context)?).await?)?
-        }
-    };
-    Ok(value)
 }
 
 #[cfg(test)]
@@ -173,9 +222,16 @@ mod tests {
 
     #[test]
     fn every_name_round_trips_and_unknown_names_say_what_to_do() {
-        for h in HandlerName::ALL {
+        for &h in HandlerName::ALL {
             assert_eq!(h.as_str().parse::<HandlerName>().unwrap(), h);
+            assert_eq!(h.spec().handler, h);
+            assert_eq!(HandlerName::find(h.spec().short), Some(h));
+            assert_eq!(HandlerName::find(h.spec().name), Some(h));
         }
+        assert_eq!(HandlerName::ALL.len(), 12);
+        let shorts: std::collections::BTreeSet<_> =
+            HandlerName::ALL.iter().map(|h| h.spec().short).collect();
+        assert_eq!(shorts.len(), 12, "short names are unique");
         let e = "notes-explode"
             .parse::<HandlerName>()
             .unwrap_err()

@@ -16,6 +16,7 @@ pub mod http;
 pub mod notes;
 pub mod ports;
 pub mod router;
+pub mod spec;
 pub mod telemetry;
 pub mod websocket;
 

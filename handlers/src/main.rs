@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use notes_handlers::spec::Env;
 use notes_handlers::{HandlerName, config, dispatch, telemetry};
 
 #[tokio::main]
@@ -25,9 +26,7 @@ async fn main() -> ExitCode {
         }
     };
     // A missing or weak JWT secret is a configuration error: fail the init, not every request.
-    if config::required_env(handler)
-        .iter()
-        .any(|(name, _)| *name == "SECRET_ARN")
+    if handler.spec().reads(Env::SecretArn)
         && let Err(e) = deps.token_keys().await
     {
         eprintln!("notes-lambda: {handler}: the JWT secret is unusable: {e}");

@@ -1,22 +1,23 @@
-//! The HTTP API's route table, as API Gateway matches it: method + path → handler and path
-//! parameters. `notesctl dev` routes with it; on AWS the same table is in the templates.
+//! The HTTP API's routes, as API Gateway matches them: method + path → handler and path parameters.
+//! The routes are the handlers' declared HTTP triggers; `notesctl dev` routes with them, and
+//! `notesctl validate` holds the templates' routes to them.
 
 use http::Method;
 
 use crate::dispatch::HandlerName;
 use crate::domain::AppError;
+use crate::spec::Trigger;
 
-/// `(method, path pattern, handler)`; `{name}` matches one non-empty path segment.
-pub const ROUTES: &[(&str, &str, HandlerName)] = &[
-    ("POST", "/auth/signup", HandlerName::AuthSignup),
-    ("POST", "/auth/login", HandlerName::AuthLogin),
-    ("GET", "/auth/user", HandlerName::AuthGetUser),
-    ("POST", "/notes", HandlerName::NotesPublish),
-    ("GET", "/notes", HandlerName::NotesGet),
-    ("GET", "/notes/public", HandlerName::NotesGetPublic),
-    ("PUT", "/notes/{noteId}", HandlerName::NotesUpdate),
-    ("DELETE", "/notes/{noteId}", HandlerName::NotesDelete),
-];
+/// `(method, path pattern, handler)` of every HTTP handler; `{name}` matches one non-empty path
+/// segment.
+pub fn routes() -> impl Iterator<Item = (&'static str, &'static str, HandlerName)> {
+    HandlerName::ALL
+        .iter()
+        .filter_map(|&h| match h.spec().trigger {
+            Trigger::Http { method, path } => Some((method, path, h)),
+            _ => None,
+        })
+}
 
 /// A matched route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,7 @@ fn match_pattern(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
 pub fn route(method: &Method, path: &str) -> Result<Matched, AppError> {
     let mut path_known = false;
     let mut best: Option<Matched> = None;
-    for &(m, pattern, handler) in ROUTES {
+    for (m, pattern, handler) in routes() {
         let Some(params) = match_pattern(pattern, path) else {
             continue;
         };
@@ -73,10 +74,9 @@ pub fn route(method: &Method, path: &str) -> Result<Matched, AppError> {
         return Ok(found);
     }
     if path_known {
-        let allowed: Vec<&str> = ROUTES
-            .iter()
+        let allowed: Vec<&str> = routes()
             .filter(|(_, p, _)| match_pattern(p, path).is_some())
-            .map(|(m, _, _)| *m)
+            .map(|(m, _, _)| m)
             .collect();
         return Err(AppError::NotFound(format!(
             "No route for {method} {path}; {path} takes {}",

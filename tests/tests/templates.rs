@@ -70,21 +70,10 @@ fn no_iam_action_has_a_wildcard() {
 
 #[test]
 fn every_function_is_the_one_binary_with_a_seven_day_log_group() {
-    let handlers: BTreeSet<&str> = [
-        "auth-signup",
-        "auth-login",
-        "auth-get-user",
-        "notes-publish",
-        "notes-save",
-        "notes-get",
-        "notes-get-public",
-        "notes-update",
-        "notes-delete",
-        "websocket-connect",
-        "websocket-disconnect",
-        "websocket-notify",
-    ]
-    .into();
+    let handlers: BTreeSet<&str> = notes_handlers::HandlerName::ALL
+        .iter()
+        .map(|h| h.as_str())
+        .collect();
     let mut seen = BTreeSet::new();
     for name in STACKS {
         let t = template(name);

@@ -215,7 +215,8 @@ fn logs_error(code: &'static str, message: impl Into<String>) -> AwsError {
 fn function_of(group: &str) -> Option<notes_handlers::HandlerName> {
     let function = group.strip_prefix("/aws/lambda/")?;
     notes_handlers::HandlerName::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .find(|h| function == h.as_str() || function.ends_with(&format!("-{}", h.as_str())))
 }
 
