@@ -4,15 +4,18 @@
 use async_trait::async_trait;
 
 use crate::domain::cursor::{Page, PageRequest};
+pub use crate::domain::error::Chain;
 use crate::domain::events::NoteEvent;
 use crate::domain::note::{Note, NoteId};
 use crate::domain::user::UserRecord;
 
 type Source = Box<dyn std::error::Error + Send + Sync>;
 
-/// A storage operation failed. `throttled` marks failures a retry may fix.
+/// A storage operation failed. `throttled` marks failures a retry may fix. The cause is kept as
+/// itself (the SDK's or the database's error), so `{:#}` and `source()` reach every layer; one line
+/// of all of them is [`StoreError::chain`].
 #[derive(Debug, thiserror::Error)]
-#[error("{operation} failed: {source}")]
+#[error("{operation} failed")]
 pub struct StoreError {
     pub operation: &'static str,
     pub throttled: bool,
@@ -40,6 +43,11 @@ impl StoreError {
     /// Throttled, conflicting or a server error: a retry may succeed.
     pub fn is_throttled(&self) -> bool {
         self.throttled
+    }
+
+    /// The error and its causes on one line.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
     }
 }
 

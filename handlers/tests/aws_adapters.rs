@@ -306,3 +306,45 @@ async fn fix7_an_early_stop_at_one_megabyte_still_gives_a_cursor() {
         )
     );
 }
+
+/// A failed store call keeps the SDK's error as its cause: `source()` reaches it (and the service's
+/// code), `chain()` puts every layer on one line, and a throttled call is marked retryable.
+#[tokio::test]
+async fn store_errors_keep_their_cause() {
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException;
+    use aws_smithy_runtime_api::client::result::SdkError;
+    use notes_handlers::ports::UserStore;
+    let throttled = mock!(aws_sdk_dynamodb::Client::get_item).then_error(|| {
+        GetItemError::ProvisionedThroughputExceededException(
+            ProvisionedThroughputExceededException::builder()
+                .message("Rate of requests exceeds the allowed throughput")
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("ProvisionedThroughputExceededException")
+                        .message("Rate of requests exceeds the allowed throughput")
+                        .build(),
+                )
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&throttled], |c| c
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+    let store = DynamoStore::new(client, "data", "conns");
+    let err = store.get_user("ada").await.unwrap_err();
+    assert!(err.is_throttled());
+    let cause = std::error::Error::source(&err).expect("a cause");
+    let sdk = cause
+        .downcast_ref::<SdkError<GetItemError, HttpResponse>>()
+        .expect("the SDK's own error, not its text");
+    assert!(matches!(
+        sdk.as_service_error(),
+        Some(GetItemError::ProvisionedThroughputExceededException(_))
+    ));
+    let line = err.chain().to_string();
+    assert!(
+        line.starts_with(&err.to_string())
+            && line.contains("Rate of requests exceeds the allowed throughput"),
+        "{line}"
+    );
+}

@@ -158,11 +158,11 @@ fn connection_keys(c: &Connection) -> [(String, String); 3] {
     ]
 }
 
-fn build<T, E: std::fmt::Display>(
+fn build<T, E: std::error::Error + Send + Sync + 'static>(
     operation: &'static str,
     r: Result<T, E>,
 ) -> Result<T, StoreError> {
-    r.map_err(|e| StoreError::new(operation, e.to_string()))
+    r.map_err(|e| StoreError::new(operation, e))
 }
 
 impl DynamoStore {

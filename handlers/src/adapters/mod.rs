@@ -7,7 +7,6 @@ pub mod secrets_manager;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::ports::StoreError;
@@ -37,10 +36,9 @@ where
         || e.raw_response()
             .is_some_and(|r| r.status().is_server_error())
         || matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_));
-    let message = DisplayErrorContext(&e).to_string();
     if retryable {
-        StoreError::throttled(operation, message)
+        StoreError::throttled(operation, e)
     } else {
-        StoreError::new(operation, message)
+        StoreError::new(operation, e)
     }
 }

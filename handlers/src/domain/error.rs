@@ -106,9 +106,29 @@ impl AppError {
 impl From<crate::ports::StoreError> for AppError {
     fn from(e: crate::ports::StoreError) -> Self {
         if e.is_throttled() {
-            Self::Unavailable(e.to_string())
+            Self::Unavailable(e.chain().to_string())
         } else {
-            Self::Internal(e.to_string())
+            Self::Internal(e.chain().to_string())
         }
+    }
+}
+
+/// An error and its causes on one line, `a: b: c`, each cause once (a layer that repeats the text of
+/// the one below is not shown twice).
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown: Vec<String> = Vec::new();
+        let mut next = Some(self.0);
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !text.is_empty() && !shown.iter().any(|s| s.contains(&text)) {
+                shown.push(text);
+            }
+            next = e.source();
+        }
+        f.write_str(&shown.join(": "))
     }
 }

@@ -76,8 +76,15 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
 }
 
-fn err(operation: &'static str) -> impl Fn(redb::Error) -> StoreError {
-    move |e| StoreError::new(operation, e)
+/// `.during(operation)`: a failed embedded-database call as the store's error, its cause kept.
+trait During<T> {
+    fn during(self, operation: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T, E: Into<redb::Error>> During<T> for Result<T, E> {
+    fn during(self, operation: &'static str) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::new(operation, e.into()))
+    }
 }
 
 fn user_note_key(username: &str, sort_key: &str) -> String {
@@ -112,8 +119,7 @@ impl EmbeddedStore {
     }
 
     fn init(db: Database) -> Result<Self, StoreError> {
-        let e = err("creating the embedded tables");
-        let txn = db.begin_write().map_err(|x| e(x.into()))?;
+        let txn = db.begin_write().during("creating the embedded tables")?;
         for table in [
             USERS,
             NOTES,
@@ -122,9 +128,10 @@ impl EmbeddedStore {
             USER_CONNECTIONS,
             TOMBSTONES,
         ] {
-            txn.open_table(table).map_err(|x| e(x.into()))?;
+            txn.open_table(table)
+                .during("creating the embedded tables")?;
         }
-        txn.commit().map_err(|x| e(x.into()))?;
+        txn.commit().during("creating the embedded tables")?;
         Ok(Self { db: Arc::new(db) })
     }
 
@@ -144,10 +151,9 @@ impl EmbeddedStore {
         operation: &'static str,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let e = err(operation);
-        let txn = db.begin_write().map_err(|x| e(x.into()))?;
+        let txn = db.begin_write().during(operation)?;
         let out = f(&txn)?;
-        txn.commit().map_err(|x| e(x.into()))?;
+        txn.commit().during(operation)?;
         Ok(out)
     }
 
@@ -158,12 +164,11 @@ impl EmbeddedStore {
         operation: &'static str,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let e = err(operation);
-        let mut txn = db.begin_write().map_err(|x| e(x.into()))?;
+        let mut txn = db.begin_write().during(operation)?;
         txn.set_durability(redb::Durability::None)
-            .map_err(|x| StoreError::new(operation, x.to_string()))?;
+            .map_err(|x| StoreError::new(operation, x))?;
         let out = f(&txn)?;
-        txn.commit().map_err(|x| e(x.into()))?;
+        txn.commit().during(operation)?;
         Ok(out)
     }
 
@@ -175,11 +180,10 @@ impl EmbeddedStore {
         key: &str,
         change: impl FnOnce(&mut StoredNote) -> bool,
     ) -> Result<Option<StoredNote>, StoreError> {
-        let e = err(operation);
-        let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+        let mut notes = txn.open_table(NOTES).during(operation)?;
         let current = notes
             .get(key)
-            .map_err(|x| e(x.into()))?
+            .during(operation)?
             .map(|v| v.value().to_vec());
         let Some(bytes) = current else {
             return Ok(None);
@@ -190,7 +194,7 @@ impl EmbeddedStore {
         }
         notes
             .insert(key, to_json(&stored).as_slice())
-            .map_err(|x| e(x.into()))?;
+            .during(operation)?;
         Ok(Some(stored))
     }
 
@@ -200,11 +204,10 @@ impl EmbeddedStore {
         note_id: &NoteId,
     ) -> Result<Option<StoredNote>, StoreError> {
         const OP: &str = "reading a note";
-        let e = err(OP);
-        let txn = db.begin_read().map_err(|x| e(x.into()))?;
-        let table = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+        let txn = db.begin_read().during(OP)?;
+        let table = txn.open_table(NOTES).during(OP)?;
         let key = user_note_key(username, &note_id.sort_key());
-        match table.get(key.as_str()).map_err(|x| e(x.into()))? {
+        match table.get(key.as_str()).during(OP)? {
             Some(v) => Ok(Some(from_json(OP, v.value())?)),
             None => Ok(None),
         }
@@ -217,11 +220,10 @@ impl EmbeddedStore {
         page: &PageRequest,
         public: bool,
     ) -> Result<Page<Note>, StoreError> {
-        let e = err(operation);
-        let txn = db.begin_read().map_err(|x| e(x.into()))?;
+        let txn = db.begin_read().during(operation)?;
         let table = txn
             .open_table(if public { PUBLIC } else { NOTES })
-            .map_err(|x| e(x.into()))?;
+            .during(operation)?;
         let lower = prefix.to_owned();
         // Exclusive upper bound: the cursor's key, or the end of this owner's range.
         let upper = match &page.after {
@@ -232,10 +234,10 @@ impl EmbeddedStore {
         let mut more = false;
         for entry in table
             .range(lower.as_str()..upper.as_str())
-            .map_err(|x| e(x.into()))?
+            .during(operation)?
             .rev()
         {
-            let (_, v) = entry.map_err(|x| e(x.into()))?;
+            let (_, v) = entry.during(operation)?;
             if items.len() == page.limit {
                 more = true;
                 break;
@@ -259,16 +261,12 @@ impl UserStore for EmbeddedStore {
         let user = user.clone();
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
-                let e = err(OP);
-                let mut t = txn.open_table(USERS).map_err(|x| e(x.into()))?;
-                if t.get(user.username.as_str())
-                    .map_err(|x| e(x.into()))?
-                    .is_some()
-                {
+                let mut t = txn.open_table(USERS).during(OP)?;
+                if t.get(user.username.as_str()).during(OP)?.is_some() {
                     return Ok(Created::AlreadyExists);
                 }
                 t.insert(user.username.as_str(), to_json(&user).as_slice())
-                    .map_err(|x| e(x.into()))?;
+                    .during(OP)?;
                 Ok(Created::Created)
             })
         })
@@ -279,10 +277,9 @@ impl UserStore for EmbeddedStore {
         const OP: &str = "reading a user";
         let username = username.to_owned();
         self.blocking(OP, move |db| {
-            let e = err(OP);
-            let txn = db.begin_read().map_err(|x| e(x.into()))?;
-            let t = txn.open_table(USERS).map_err(|x| e(x.into()))?;
-            match t.get(username.as_str()).map_err(|x| e(x.into()))? {
+            let txn = db.begin_read().during(OP)?;
+            let t = txn.open_table(USERS).during(OP)?;
+            match t.get(username.as_str()).during(OP)? {
                 Some(v) => Ok(Some(from_json(OP, v.value())?)),
                 None => Ok(None),
             }
@@ -298,20 +295,15 @@ impl NoteStore for EmbeddedStore {
         let note = note.clone();
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
-                let e = err(OP);
                 let sort_key = note.note_id.sort_key();
                 let key = user_note_key(&note.username, &sort_key);
-                let tombstones = txn.open_table(TOMBSTONES).map_err(|x| e(x.into()))?;
+                let tombstones = txn.open_table(TOMBSTONES).during(OP)?;
                 let tomb_key = user_note_key(&note.username, note.note_id.as_str());
-                if tombstones
-                    .get(tomb_key.as_str())
-                    .map_err(|x| e(x.into()))?
-                    .is_some()
-                {
+                if tombstones.get(tomb_key.as_str()).during(OP)?.is_some() {
                     return Ok(Saved::Deleted);
                 }
-                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
-                if notes.get(key.as_str()).map_err(|x| e(x.into()))?.is_some() {
+                let mut notes = txn.open_table(NOTES).during(OP)?;
+                if notes.get(key.as_str()).during(OP)?.is_some() {
                     return Ok(Saved::AlreadyExists);
                 }
                 let stored = to_json(&StoredNote {
@@ -319,14 +311,12 @@ impl NoteStore for EmbeddedStore {
                     notified: false,
                     lease_until: lease_until_ms,
                 });
-                notes
-                    .insert(key.as_str(), stored.as_slice())
-                    .map_err(|x| e(x.into()))?;
+                notes.insert(key.as_str(), stored.as_slice()).during(OP)?;
                 if note.is_public {
-                    let mut public = txn.open_table(PUBLIC).map_err(|x| e(x.into()))?;
+                    let mut public = txn.open_table(PUBLIC).during(OP)?;
                     public
                         .insert(sort_key.as_str(), stored.as_slice())
-                        .map_err(|x| e(x.into()))?;
+                        .during(OP)?;
                 }
                 Ok(Saved::Created)
             })
@@ -403,11 +393,10 @@ impl NoteStore for EmbeddedStore {
                     return Ok(None);
                 };
                 if stored.note.is_public {
-                    let e = err(OP);
-                    let mut public = txn.open_table(PUBLIC).map_err(|x| e(x.into()))?;
+                    let mut public = txn.open_table(PUBLIC).during(OP)?;
                     public
                         .insert(sort_key.as_str(), to_json(&stored).as_slice())
-                        .map_err(|x| e(x.into()))?;
+                        .during(OP)?;
                 }
                 Ok(Some(stored.note))
             })
@@ -426,26 +415,25 @@ impl NoteStore for EmbeddedStore {
         let tomb_key = user_note_key(username, note_id.as_str());
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
-                let e = err(OP);
-                let mut notes = txn.open_table(NOTES).map_err(|x| e(x.into()))?;
+                let mut notes = txn.open_table(NOTES).during(OP)?;
                 let removed = notes
                     .remove(key.as_str())
-                    .map_err(|x| e(x.into()))?
+                    .during(OP)?
                     .map(|v| v.value().to_vec());
                 let Some(bytes) = removed else {
                     return Ok(None);
                 };
                 let stored: StoredNote = from_json(OP, &bytes)?;
                 if stored.note.is_public {
-                    let mut public = txn.open_table(PUBLIC).map_err(|x| e(x.into()))?;
-                    public.remove(sort_key.as_str()).map_err(|x| e(x.into()))?;
+                    let mut public = txn.open_table(PUBLIC).during(OP)?;
+                    public.remove(sort_key.as_str()).during(OP)?;
                 }
-                let mut tombstones = txn.open_table(TOMBSTONES).map_err(|x| e(x.into()))?;
+                let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
                 let expires =
                     crate::domain::clock::now_millis() + crate::domain::note::TOMBSTONE_MS;
                 tombstones
                     .insert(tomb_key.as_str(), to_json(&expires).as_slice())
-                    .map_err(|x| e(x.into()))?;
+                    .during(OP)?;
                 Ok(Some(stored.note))
             })
         })
@@ -481,16 +469,13 @@ impl ConnectionRegistry for EmbeddedStore {
         let stored = StoredConnection::from(connection);
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
-                let e = err(OP);
                 let bytes = to_json(&stored);
-                let mut all = txn.open_table(CONNECTIONS).map_err(|x| e(x.into()))?;
+                let mut all = txn.open_table(CONNECTIONS).during(OP)?;
                 all.insert(stored.connection_id.as_str(), bytes.as_slice())
-                    .map_err(|x| e(x.into()))?;
-                let mut by_user = txn.open_table(USER_CONNECTIONS).map_err(|x| e(x.into()))?;
+                    .during(OP)?;
+                let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
                 let key = format!("{}\0{}", stored.username, stored.connection_id);
-                by_user
-                    .insert(key.as_str(), bytes.as_slice())
-                    .map_err(|x| e(x.into()))?;
+                by_user.insert(key.as_str(), bytes.as_slice()).during(OP)?;
                 Ok(())
             })
         })
@@ -502,19 +487,18 @@ impl ConnectionRegistry for EmbeddedStore {
         let id = connection_id.to_owned();
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
-                let e = err(OP);
-                let mut all = txn.open_table(CONNECTIONS).map_err(|x| e(x.into()))?;
+                let mut all = txn.open_table(CONNECTIONS).during(OP)?;
                 let removed = all
                     .remove(id.as_str())
-                    .map_err(|x| e(x.into()))?
+                    .during(OP)?
                     .map(|v| v.value().to_vec());
                 let Some(bytes) = removed else {
                     return Ok(None);
                 };
                 let stored: StoredConnection = from_json(OP, &bytes)?;
-                let mut by_user = txn.open_table(USER_CONNECTIONS).map_err(|x| e(x.into()))?;
+                let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
                 let key = format!("{}\0{}", stored.username, stored.connection_id);
-                by_user.remove(key.as_str()).map_err(|x| e(x.into()))?;
+                by_user.remove(key.as_str()).during(OP)?;
                 Ok(Some(stored.into()))
             })
         })
@@ -526,13 +510,11 @@ impl ConnectionRegistry for EmbeddedStore {
         let stored = StoredConnection::from(connection);
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
-                let e = err(OP);
-                let mut all = txn.open_table(CONNECTIONS).map_err(|x| e(x.into()))?;
-                all.remove(stored.connection_id.as_str())
-                    .map_err(|x| e(x.into()))?;
-                let mut by_user = txn.open_table(USER_CONNECTIONS).map_err(|x| e(x.into()))?;
+                let mut all = txn.open_table(CONNECTIONS).during(OP)?;
+                all.remove(stored.connection_id.as_str()).during(OP)?;
+                let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
                 let key = format!("{}\0{}", stored.username, stored.connection_id);
-                by_user.remove(key.as_str()).map_err(|x| e(x.into()))?;
+                by_user.remove(key.as_str()).during(OP)?;
                 Ok(())
             })
         })
@@ -543,15 +525,11 @@ impl ConnectionRegistry for EmbeddedStore {
         const OP: &str = "listing a user's connections";
         let (lower, upper) = (format!("{username}\0"), format!("{username}\u{1}"));
         self.blocking(OP, move |db| {
-            let e = err(OP);
-            let txn = db.begin_read().map_err(|x| e(x.into()))?;
-            let t = txn.open_table(USER_CONNECTIONS).map_err(|x| e(x.into()))?;
+            let txn = db.begin_read().during(OP)?;
+            let t = txn.open_table(USER_CONNECTIONS).during(OP)?;
             let mut out = Vec::new();
-            for entry in t
-                .range(lower.as_str()..upper.as_str())
-                .map_err(|x| e(x.into()))?
-            {
-                let (_, v) = entry.map_err(|x| e(x.into()))?;
+            for entry in t.range(lower.as_str()..upper.as_str()).during(OP)? {
+                let (_, v) = entry.during(OP)?;
                 out.push(from_json::<StoredConnection>(OP, v.value())?.into());
             }
             Ok(out)
@@ -562,12 +540,11 @@ impl ConnectionRegistry for EmbeddedStore {
     async fn all_connections(&self) -> Result<Vec<Connection>, StoreError> {
         const OP: &str = "listing connections";
         self.blocking(OP, move |db| {
-            let e = err(OP);
-            let txn = db.begin_read().map_err(|x| e(x.into()))?;
-            let t = txn.open_table(CONNECTIONS).map_err(|x| e(x.into()))?;
+            let txn = db.begin_read().during(OP)?;
+            let t = txn.open_table(CONNECTIONS).during(OP)?;
             let mut out = Vec::new();
-            for entry in t.iter().map_err(|x| e(x.into()))? {
-                let (_, v) = entry.map_err(|x| e(x.into()))?;
+            for entry in t.iter().during(OP)? {
+                let (_, v) = entry.during(OP)?;
                 out.push(from_json::<StoredConnection>(OP, v.value())?.into());
             }
             Ok(out)

@@ -34,8 +34,8 @@ pub async fn publish_reliably(deps: &Deps, event: &NoteEvent) -> Result<(), AppE
                     code = %f.code, reason = %f.message, "event bus refused the entry");
             }
             Err(e) => {
-                last = e.to_string();
-                tracing::warn!(attempt, event = event.detail_type(), error = %e, "publishing failed");
+                last = e.chain().to_string();
+                tracing::warn!(attempt, event = event.detail_type(), error = %last, "publishing failed");
             }
         }
     }

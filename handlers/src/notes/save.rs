@@ -6,10 +6,11 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use lambda_runtime::{Error, LambdaEvent};
 
 use crate::deps::Deps;
+use crate::domain::AppError;
 use crate::domain::clock::{now_iso, now_millis};
 use crate::domain::events::NoteEvent;
 use crate::domain::note::Note;
-use crate::ports::Saved;
+use crate::ports::{Saved, StoreError};
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,29 +51,46 @@ fn receive_count(record: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
+/// Why a message is not a `note-created` event.
+#[derive(Debug, thiserror::Error)]
+pub enum BadMessage {
+    #[error("message has no body")]
+    NoBody,
+    #[error("message body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("message is not a note event: {0}")]
+    NotANoteEvent(serde_json::Error),
+    #[error("expected note-created, got {0}")]
+    NotCreated(&'static str),
+}
+
 /// The `note-created` event inside an SQS message body (an EventBridge envelope, or the bare event).
-pub fn parse_created(body: &str) -> Result<NoteEvent, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("message body is not JSON: {e}"))?;
+pub fn parse_created(body: &str) -> Result<NoteEvent, BadMessage> {
+    let value: serde_json::Value = serde_json::from_str(body).map_err(BadMessage::NotJson)?;
     let detail = value.get("detail").cloned().unwrap_or(value);
-    let event: NoteEvent =
-        serde_json::from_value(detail).map_err(|e| format!("message is not a note event: {e}"))?;
+    let event: NoteEvent = serde_json::from_value(detail).map_err(BadMessage::NotANoteEvent)?;
     match event {
         NoteEvent::Created { .. } => Ok(event),
-        other => Err(format!(
-            "expected note-created, got {}",
-            other.detail_type()
-        )),
+        other => Err(BadMessage::NotCreated(other.detail_type())),
     }
+}
+
+/// Why a stored note's `note-saved` did not go out.
+#[derive(Debug, thiserror::Error)]
+enum AnnounceError {
+    #[error(transparent)]
+    Publish(#[from] AppError),
+    #[error("{}", .0.chain())]
+    Mark(#[from] StoreError),
 }
 
 pub async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
     let Some(body) = record.body.as_deref() else {
-        return Outcome::Retry("message has no body".to_owned());
+        return Outcome::Retry(BadMessage::NoBody.to_string());
     };
     let event = match parse_created(body) {
         Ok(e) => e,
-        Err(reason) => return Outcome::Retry(reason),
+        Err(bad) => return Outcome::Retry(bad.to_string()),
     };
     let NoteEvent::Created {
         note_id,
@@ -100,7 +118,7 @@ pub async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
     let saved = match deps.notes.save_if_absent(&note, lease_until).await {
         Ok(saved) => saved,
         Err(e) => {
-            let reason = e.to_string();
+            let reason = e.chain().to_string();
             // Only a note that could not be stored is a failed note; on the last delivery its
             // author hears of it.
             if receive_count(record) >= deps.settings.max_receive_count {
@@ -123,7 +141,7 @@ pub async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
             .await
         {
             Ok(claimed) => (Outcome::Duplicate, claimed),
-            Err(e) => return Outcome::Retry(e.to_string()),
+            Err(e) => return Outcome::Retry(e.chain().to_string()),
         },
     };
     let Some(stored) = to_announce else {
@@ -132,11 +150,11 @@ pub async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
     match announce(deps, &stored).await {
         Ok(()) => outcome,
         // Stored but not announced: redelivery announces it once the lease runs out.
-        Err(reason) => Outcome::Retry(reason),
+        Err(e) => Outcome::Retry(e.to_string()),
     }
 }
 
-async fn announce(deps: &Deps, stored: &Note) -> Result<(), String> {
+async fn announce(deps: &Deps, stored: &Note) -> Result<(), AnnounceError> {
     let event = NoteEvent::Saved {
         note_id: stored.note_id.clone(),
         username: stored.username.clone(),
@@ -145,13 +163,11 @@ async fn announce(deps: &Deps, stored: &Note) -> Result<(), String> {
         saved_at: stored.saved_at.clone(),
         timestamp: now_iso(),
     };
-    super::publish_reliably(deps, &event)
-        .await
-        .map_err(|e| e.to_string())?;
+    super::publish_reliably(deps, &event).await?;
     deps.notes
         .mark_notified(&stored.username, &stored.note_id)
-        .await
-        .map_err(|e| e.to_string())
+        .await?;
+    Ok(())
 }
 
 async fn announce_failure(deps: &Deps, note: &Note, reason: &str) {

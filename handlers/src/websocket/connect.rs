@@ -46,7 +46,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<WsRequest>) -> Result<WsResp
         ttl: now_millis() / 1000 + CONNECTION_TTL_SECS,
     };
     if let Err(e) = deps.connections.register(&connection).await {
-        tracing::error!(error = %e, connection_id, "registering the connection failed");
+        tracing::error!(error = %e.chain(), connection_id, "registering the connection failed");
         return Ok(ws_response(500, "Internal server error"));
     }
     tracing::info!(connection_id, username = %claims.username, "connected");

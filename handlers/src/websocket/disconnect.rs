@@ -19,7 +19,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<WsRequest>) -> Result<WsResp
             Ok(ws_response(200, "Disconnected"))
         }
         Err(e) => {
-            tracing::error!(error = %e, connection_id, "removing the connection failed");
+            tracing::error!(error = %e.chain(), connection_id, "removing the connection failed");
             Ok(ws_response(500, "Internal server error"))
         }
     }

@@ -58,7 +58,7 @@ pub async fn notify(deps: &Deps, event: &NoteEvent) -> Result<NotifyReport, Noti
     } else {
         deps.connections.connections_of(event.username()).await
     }
-    .map_err(|e| NotifyFailure::Registry(e.to_string()))?;
+    .map_err(|e| NotifyFailure::Registry(e.chain().to_string()))?;
     let message = event.to_detail_json();
     let total = targets.len();
     let results: Vec<(Connection, Result<Posted, NotifyError>)> = futures::stream::iter(targets)
@@ -81,7 +81,7 @@ pub async fn notify(deps: &Deps, event: &NoteEvent) -> Result<NotifyReport, Noti
             Ok(Posted::Gone) => {
                 report.gone += 1;
                 if let Err(e) = deps.connections.remove(&conn).await {
-                    tracing::warn!(connection_id = %conn.connection_id, error = %e, "removing a gone connection failed");
+                    tracing::warn!(connection_id = %conn.connection_id, error = %e.chain(), "removing a gone connection failed");
                 }
             }
             Err(e @ NotifyError::Retryable { .. }) => retry.push(e.to_string()),
