@@ -12,21 +12,31 @@ use crate::deps::{Deps, Settings};
 use crate::dispatch::HandlerName;
 use crate::spec::Env;
 
-/// A required environment variable is missing or empty.
+/// The function's configuration cannot work: a required variable is missing, or one is set to
+/// something the handler cannot use. Either fails the init, naming the variable.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "{handler} needs the environment variable {name} ({purpose}); set it in the function's configuration",
-    name = .env.name(),
-    purpose = .env.purpose()
-)]
-pub struct MissingEnv {
-    pub handler: HandlerName,
-    pub env: Env,
+pub enum ConfigError {
+    #[error(
+        "{handler} needs the environment variable {name} ({purpose}); set it in the function's configuration",
+        name = .env.name(),
+        purpose = .env.purpose()
+    )]
+    Missing { handler: HandlerName, env: Env },
+    #[error(
+        "{handler}: the environment variable {name} is {value:?}, not {expected}; fix it in the function's configuration (or remove it for the default)",
+        name = .env.name()
+    )]
+    Invalid {
+        handler: HandlerName,
+        env: Env,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 /// Checks the handler's variables, then builds AWS clients once for the container's lifetime. Only
 /// the variables the handler declares are read.
-pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, MissingEnv> {
+pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, ConfigError> {
     let spec = handler.spec();
     let var = |env: Env| {
         if spec.reads(env) {
@@ -36,7 +46,26 @@ pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, MissingEnv> {
         }
     };
     if let Some(env) = spec.required_env().find(|e| var(*e).trim().is_empty()) {
-        return Err(MissingEnv { handler, env });
+        return Err(ConfigError::Missing { handler, env });
+    }
+    let mut settings = Settings::default();
+    let origin = var(Env::AllowedOrigin);
+    if !origin.trim().is_empty() {
+        settings.allowed_origin = origin.trim().to_owned();
+    }
+    let max_receive = var(Env::MaxReceiveCount);
+    if !max_receive.trim().is_empty() {
+        settings.max_receive_count = match max_receive.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    handler,
+                    env: Env::MaxReceiveCount,
+                    value: max_receive,
+                    expected: "a whole number of at least 1 (the queue's maxReceiveCount)",
+                });
+            }
+        };
     }
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = Arc::new(DynamoStore::new(
@@ -60,14 +89,6 @@ pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, MissingEnv> {
     let notifier = Arc::new(ApiGatewayNotifier::new(
         aws_sdk_apigatewaymanagement::Client::from_conf(mgmt.build()),
     ));
-    let mut settings = Settings::default();
-    let origin = var(Env::AllowedOrigin);
-    if !origin.trim().is_empty() {
-        settings.allowed_origin = origin.trim().to_owned();
-    }
-    if let Ok(n) = var(Env::MaxReceiveCount).parse() {
-        settings.max_receive_count = n;
-    }
     Ok(Deps::new(
         store.clone(),
         store.clone(),

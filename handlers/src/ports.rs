@@ -103,12 +103,15 @@ pub trait NoteStore: Send + Sync {
         content: &str,
         updated_at: &str,
     ) -> Result<Option<Note>, StoreError>;
-    /// Deletes the owner's note (both copies of a public one) and leaves a tombstone so a late
-    /// redelivery of its `note-created` cannot store it again; the deleted note, or `None`.
+    /// Deletes the owner's note (both copies of a public one) and leaves a tombstone until
+    /// `tombstone_until_ms`, so a late redelivery of its `note-created` cannot store it again; the
+    /// deleted note, or `None`. Once the tombstone has expired it counts for nothing, as DynamoDB's
+    /// TTL would have removed it.
     async fn delete_note(
         &self,
         username: &str,
         note_id: &NoteId,
+        tombstone_until_ms: i64,
     ) -> Result<Option<Note>, StoreError>;
     /// The owner's notes, private and public, newest first.
     async fn list_user_notes(

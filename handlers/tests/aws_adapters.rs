@@ -251,7 +251,13 @@ async fn fix3_update_and_delete_go_by_key() {
         .unwrap()
         .unwrap();
     assert_eq!(updated.content, "edited");
-    assert!(store.delete_note("ada", &id).await.unwrap().is_some());
+    assert!(
+        store
+            .delete_note("ada", &id, i64::MAX)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(
         store
             .update_content("eve", &id, "pwned", "t")
@@ -259,7 +265,7 @@ async fn fix3_update_and_delete_go_by_key() {
             .unwrap(),
         None
     );
-    assert_eq!(store.delete_note("eve", &id).await.unwrap(), None);
+    assert_eq!(store.delete_note("eve", &id, i64::MAX).await.unwrap(), None);
     assert_eq!(transact.num_calls(), 2, "eve's calls stop at the GetItem");
 }
 

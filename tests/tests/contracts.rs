@@ -85,6 +85,9 @@ fn page(after: Option<String>, limit: usize) -> PageRequest {
     PageRequest { after, limit }
 }
 
+/// A tombstone that outlives the test.
+const FOREVER: i64 = i64::MAX / 2;
+
 async fn note_store_contract(store: &dyn NoteStore) {
     let private = note("ada", 1_710_000_000_001, false);
     let public = note("ada", 1_710_000_000_002, true);
@@ -206,25 +209,55 @@ async fn note_store_contract(store: &dyn NoteStore) {
     );
 
     assert_eq!(
-        store.delete_note("eve", &public.note_id).await.unwrap(),
+        store
+            .delete_note("eve", &public.note_id, FOREVER)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
         store
-            .delete_note("ada", &public.note_id)
+            .delete_note("ada", &public.note_id, FOREVER)
             .await
             .unwrap()
             .map(|n| n.note_id),
         Some(public.note_id.clone())
     );
     assert_eq!(
-        store.delete_note("ada", &public.note_id).await.unwrap(),
+        store
+            .delete_note("ada", &public.note_id, FOREVER)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
         store.save_if_absent(&public, lease).await.unwrap(),
         Saved::Deleted,
         "a redelivery cannot bring a deleted note back"
+    );
+    // A tombstone counts until it expires, then for nothing (DynamoDB's TTL removes it, days late
+    // at worst; until then the adapter ignores it too).
+    let gone = note("ada", 1_710_000_000_003, false);
+    store.save_if_absent(&gone, lease).await.unwrap();
+    let expired = notes_handlers::domain::clock::now_millis() - 5_000;
+    assert!(
+        store
+            .delete_note("ada", &gone.note_id, expired)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.save_if_absent(&gone, lease).await.unwrap(),
+        Saved::Created,
+        "an expired tombstone does not keep a note out"
+    );
+    assert!(
+        store
+            .delete_note("ada", &gone.note_id, FOREVER)
+            .await
+            .unwrap()
+            .is_some()
     );
     assert!(
         store

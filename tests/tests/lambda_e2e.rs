@@ -293,3 +293,33 @@ async fn missing_configuration_fails_at_init_naming_the_variable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("EVENT_BUS_NAME"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_unusable_setting_fails_at_init_naming_the_variable() {
+    let api = RuntimeApi::start().await;
+    let process = LambdaProcess::spawn(
+        "notes-save",
+        &api,
+        &[
+            ("TABLE_NAME".into(), "t".into()),
+            ("EVENT_BUS_NAME".into(), "b".into()),
+            ("MAX_RECEIVE_COUNT".into(), "three".into()),
+        ],
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        process.child.wait_with_output(),
+    )
+    .await
+    .expect("exits promptly")
+    .unwrap();
+    assert!(
+        !out.status.success(),
+        "an unparsable count is not silently 3"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("MAX_RECEIVE_COUNT") && stderr.contains("\"three\""),
+        "{stderr}"
+    );
+}

@@ -394,7 +394,13 @@ impl NoteStore for DynamoStore {
             ConditionCheck::builder()
                 .table_name(&self.table)
                 .set_key(Some(tombstone_key(&note.username, &note.note_id)))
-                .condition_expression("attribute_not_exists(pk)")
+                // TTL deletes expired items days late; until then they are still read.
+                .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(
+                    ":now",
+                    AttributeValue::N((crate::domain::clock::now_millis() / 1000).to_string()),
+                )
                 .build(),
         )?;
         let mut items = vec![
@@ -536,6 +542,7 @@ impl NoteStore for DynamoStore {
         &self,
         username: &str,
         note_id: &NoteId,
+        tombstone_until_ms: i64,
     ) -> Result<Option<Note>, StoreError> {
         const OP: &str = "deleting a note";
         let Some(note) = self.get_note(username, note_id).await? else {
@@ -567,8 +574,7 @@ impl NoteStore for DynamoStore {
             );
         }
         let mut tombstone = tombstone_key(username, note_id);
-        let expires =
-            crate::domain::clock::now_millis() / 1000 + crate::domain::note::TOMBSTONE_MS / 1000;
+        let expires = tombstone_until_ms / 1000;
         tombstone.insert("ttl".into(), AttributeValue::N(expires.to_string()));
         items.push(
             TransactWriteItem::builder()

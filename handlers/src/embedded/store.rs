@@ -297,10 +297,22 @@ impl NoteStore for EmbeddedStore {
             Self::write(db, OP, |txn| {
                 let sort_key = note.note_id.sort_key();
                 let key = user_note_key(&note.username, &sort_key);
-                let tombstones = txn.open_table(TOMBSTONES).during(OP)?;
+                let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
                 let tomb_key = user_note_key(&note.username, note.note_id.as_str());
-                if tombstones.get(tomb_key.as_str()).during(OP)?.is_some() {
-                    return Ok(Saved::Deleted);
+                let until = tombstones
+                    .get(tomb_key.as_str())
+                    .during(OP)?
+                    .map(|v| from_json::<i64>(OP, v.value()))
+                    .transpose()?;
+                match until {
+                    Some(until) if until > crate::domain::clock::now_millis() => {
+                        return Ok(Saved::Deleted);
+                    }
+                    // Expired: gone, as DynamoDB's TTL removes it.
+                    Some(_) => {
+                        tombstones.remove(tomb_key.as_str()).during(OP)?;
+                    }
+                    None => {}
                 }
                 let mut notes = txn.open_table(NOTES).during(OP)?;
                 if notes.get(key.as_str()).during(OP)?.is_some() {
@@ -408,6 +420,7 @@ impl NoteStore for EmbeddedStore {
         &self,
         username: &str,
         note_id: &NoteId,
+        tombstone_until_ms: i64,
     ) -> Result<Option<Note>, StoreError> {
         const OP: &str = "deleting a note";
         let sort_key = note_id.sort_key();
@@ -429,10 +442,8 @@ impl NoteStore for EmbeddedStore {
                     public.remove(sort_key.as_str()).during(OP)?;
                 }
                 let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
-                let expires =
-                    crate::domain::clock::now_millis() + crate::domain::note::TOMBSTONE_MS;
                 tombstones
-                    .insert(tomb_key.as_str(), to_json(&expires).as_slice())
+                    .insert(tomb_key.as_str(), to_json(&tombstone_until_ms).as_slice())
                     .during(OP)?;
                 Ok(Some(stored.note))
             })

@@ -5,8 +5,9 @@ use lambda_runtime::{Error, LambdaEvent};
 use serde_json::json;
 
 use crate::deps::Deps;
-use crate::domain::clock::now_iso;
+use crate::domain::clock::{now_iso, now_millis};
 use crate::domain::events::NoteEvent;
+use crate::domain::note::TOMBSTONE_MS;
 use crate::http::{self, HttpRequest, HttpResponse};
 
 use super::update::{not_found, note_id_param};
@@ -18,7 +19,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<HttpRequest>) -> Result<Http
         let note_id = note_id_param(req, "delete")?;
         let note = deps
             .notes
-            .delete_note(&claims.username, &note_id)
+            .delete_note(&claims.username, &note_id, now_millis() + TOMBSTONE_MS)
             .await?
             .ok_or_else(|| not_found("delete"))?;
         let deleted_at = now_iso();

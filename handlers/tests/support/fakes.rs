@@ -87,7 +87,7 @@ impl NoteStore for BrokenNotes {
     ) -> Result<Option<Note>, StoreError> {
         Err(StoreError::new("updating", "unavailable"))
     }
-    async fn delete_note(&self, _: &str, _: &NoteId) -> Result<Option<Note>, StoreError> {
+    async fn delete_note(&self, _: &str, _: &NoteId, _: i64) -> Result<Option<Note>, StoreError> {
         Err(StoreError::new("deleting", "unavailable"))
     }
     async fn list_user_notes(&self, _: &str, _: &PageRequest) -> Result<Page<Note>, StoreError> {

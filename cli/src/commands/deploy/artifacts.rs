@@ -16,7 +16,7 @@ pub async fn upload_code(
     upload: bool,
 ) -> anyhow::Result<(String, String)> {
     let path = zip_path(&args.artifacts, args.arch);
-    let zip = std::fs::read(&path).map_err(|e| {
+    let zip = tokio::fs::read(&path).await.map_err(|e| {
         anyhow::anyhow!(
             "{}: {e}; run `notesctl package --arch {}` first",
             path.display(),

@@ -125,9 +125,9 @@ impl StackReport {
 
 impl Deploy<'_> {
     /// The stack's template and parameters, from `--templates`.
-    fn template(&self, short: &str) -> anyhow::Result<Template> {
+    async fn template(&self, short: &str) -> anyhow::Result<Template> {
         let path = self.args.templates.join(format!("{short}.yaml"));
-        let body = std::fs::read_to_string(&path).map_err(|e| {
+        let body = tokio::fs::read_to_string(&path).await.map_err(|e| {
             anyhow::anyhow!("reading {}: {e}; pass --templates DIR", path.display())
         })?;
         let declared = declared_parameters(&body)?;
@@ -279,7 +279,7 @@ impl Deploy<'_> {
 
     async fn deploy_stack(&self, short: &str) -> anyhow::Result<StackReport> {
         let name = stacks::stack_name(self.ctx.stage(), short);
-        let template = self.template(short)?;
+        let template = self.template(short).await?;
         let (stack, change_type) = match self.decide(&name).await? {
             Ok(go) => go,
             Err(report) => return Ok(report),

@@ -30,7 +30,8 @@ pub enum Frontend {
 }
 
 impl Frontend {
-    fn read(&self, rel: &str) -> Option<Vec<u8>> {
+    /// The file's bytes; read from disk off the request threads (tokio's file I/O).
+    async fn read(&self, rel: &str) -> Option<Vec<u8>> {
         match self {
             Frontend::Embedded => EMBEDDED
                 .iter()
@@ -41,23 +42,23 @@ impl Frontend {
                 if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
                     return None;
                 }
-                std::fs::read(dir.join(rel)).ok()
+                tokio::fs::read(dir.join(rel)).await.ok()
             }
         }
     }
 
     /// The file for a URL path: `/` is `index.html`; a path without an extension that names no file
     /// falls back to `index.html` (the single-page app's own routes). `None`: not the frontend's.
-    pub fn get(&self, path: &str) -> Option<Response> {
+    pub async fn get(&self, path: &str) -> Option<Response> {
         let rel = path.trim_start_matches('/');
         let rel = if rel.is_empty() { "index.html" } else { rel };
         if rel == "config.json" || rel.split('/').any(|seg| seg == ".." || seg == ".") {
             return None;
         }
-        let (name, bytes) = match self.read(rel) {
+        let (name, bytes) = match self.read(rel).await {
             Some(b) => (rel, b),
             None if !rel.rsplit('/').next().unwrap_or_default().contains('.') => {
-                ("index.html", self.read("index.html")?)
+                ("index.html", self.read("index.html").await?)
             }
             None => return None,
         };
@@ -85,17 +86,17 @@ impl Frontend {
 mod tests {
     use super::*;
 
-    #[test]
-    fn serves_files_and_refuses_escapes() {
+    #[tokio::test]
+    async fn serves_files_and_refuses_escapes() {
         let f = Frontend::Embedded;
-        assert!(f.get("/").is_some());
-        assert!(f.get("/app.js").is_some());
-        assert!(f.get("/dashboard").is_some(), "SPA fallback");
-        assert!(f.get("/missing.js").is_none());
+        assert!(f.get("/").await.is_some());
+        assert!(f.get("/app.js").await.is_some());
+        assert!(f.get("/dashboard").await.is_some(), "SPA fallback");
+        assert!(f.get("/missing.js").await.is_none());
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), "<p>hi</p>").unwrap();
         let f = Frontend::Dir(dir.path().to_path_buf());
-        assert!(f.get("/index.html").is_some());
-        assert!(f.get("/../etc/passwd").is_none());
+        assert!(f.get("/index.html").await.is_some());
+        assert!(f.get("/../etc/passwd").await.is_none());
     }
 }

@@ -406,7 +406,7 @@ pub async fn fallback(
     if is_api || !matches!(*req.method(), Method::GET | Method::HEAD) {
         return api(state, peer, req).await;
     }
-    match state.frontend.get(path) {
+    match state.frontend.get(path).await {
         Some(resp) => resp,
         None => api(state, peer, req).await,
     }
