@@ -11,23 +11,14 @@ use std::str::FromStr;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 use crate::deps::Deps;
-use crate::spec::{Env, Spec, Trigger};
+use crate::spec::{Env, Spec, Trigger, http, websocket};
 use crate::{auth, notes, websocket};
 
 macro_rules! handlers {
-    ($(
-        $(#[$doc:meta])*
-        $variant:ident {
-            name: $name:literal,
-            short: $short:literal,
-            handle: $($handle:ident)::+,
-            env: [$($env:ident),* $(,)?],
-            trigger: $trigger:expr $(,)?
-        }
-    )*) => {
+    ($($variant:ident: $name:literal as $short:literal => $($handle:ident)::+, env [$($env:ident),*], $trigger:expr;)*) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum HandlerName {
-            $($(#[$doc])* $variant,)*
+            $($variant,)*
         }
 
         impl HandlerName {
@@ -36,13 +27,15 @@ macro_rules! handlers {
             /// Everything this handler declares.
             pub const fn spec(self) -> &'static Spec {
                 match self {
-                    $(Self::$variant => &Spec {
-                        handler: Self::$variant,
-                        name: $name,
-                        short: $short,
-                        env: &[$(Env::$env),*],
-                        trigger: $trigger,
-                    },)*
+                    $(Self::$variant => {
+                        const SPEC: Spec = Spec {
+                            name: $name,
+                            short: $short,
+                            env: &[$(Env::$env),*],
+                            trigger: $trigger,
+                        };
+                        &SPEC
+                    })*
                 }
             }
         }
@@ -77,91 +70,22 @@ macro_rules! handlers {
 /// The result events notify pushes to the browsers.
 const RESULT_EVENTS: &[&str] = &["note-saved", "note-failed", "note-updated", "note-deleted"];
 
+// Each handler: its name (`_HANDLER`, the function's `Handler` and name suffix) as its short name,
+// its code, every environment variable it reads, and its trigger.
+#[rustfmt::skip]
 handlers! {
-    AuthSignup {
-        name: "auth-signup",
-        short: "signup",
-        handle: auth::signup::handle,
-        env: [TableName, AllowedOrigin],
-        trigger: Trigger::Http { method: "POST", path: "/auth/signup" },
-    }
-    AuthLogin {
-        name: "auth-login",
-        short: "login",
-        handle: auth::login::handle,
-        env: [TableName, SecretArn, AllowedOrigin],
-        trigger: Trigger::Http { method: "POST", path: "/auth/login" },
-    }
-    AuthGetUser {
-        name: "auth-get-user",
-        short: "get-user",
-        handle: auth::get_user::handle,
-        env: [TableName, SecretArn, AllowedOrigin],
-        trigger: Trigger::Http { method: "GET", path: "/auth/user" },
-    }
-    NotesPublish {
-        name: "notes-publish",
-        short: "publish",
-        handle: notes::publish::handle,
-        env: [EventBusName, SecretArn, AllowedOrigin],
-        trigger: Trigger::Http { method: "POST", path: "/notes" },
-    }
-    NotesSave {
-        name: "notes-save",
-        short: "save",
-        handle: notes::save::handle,
-        env: [TableName, EventBusName, MaxReceiveCount],
-        trigger: Trigger::ProcessingQueue,
-    }
-    NotesGet {
-        name: "notes-get",
-        short: "get",
-        handle: notes::get::handle,
-        env: [TableName, SecretArn, AllowedOrigin],
-        trigger: Trigger::Http { method: "GET", path: "/notes" },
-    }
-    NotesGetPublic {
-        name: "notes-get-public",
-        short: "get-public",
-        handle: notes::get_public::handle,
-        env: [TableName, AllowedOrigin],
-        trigger: Trigger::Http { method: "GET", path: "/notes/public" },
-    }
-    NotesUpdate {
-        name: "notes-update",
-        short: "update",
-        handle: notes::update::handle,
-        env: [TableName, EventBusName, SecretArn, AllowedOrigin],
-        trigger: Trigger::Http { method: "PUT", path: "/notes/{noteId}" },
-    }
-    NotesDelete {
-        name: "notes-delete",
-        short: "delete",
-        handle: notes::delete::handle,
-        env: [TableName, EventBusName, SecretArn, AllowedOrigin],
-        trigger: Trigger::Http { method: "DELETE", path: "/notes/{noteId}" },
-    }
-    WebsocketConnect {
-        name: "websocket-connect",
-        short: "connect",
-        handle: websocket::connect::handle,
-        env: [ConnectionsTableName, SecretArn],
-        trigger: Trigger::WebSocket { route: "$connect" },
-    }
-    WebsocketDisconnect {
-        name: "websocket-disconnect",
-        short: "disconnect",
-        handle: websocket::disconnect::handle,
-        env: [ConnectionsTableName],
-        trigger: Trigger::WebSocket { route: "$disconnect" },
-    }
-    WebsocketNotify {
-        name: "websocket-notify",
-        short: "notify",
-        handle: websocket::notify::handle,
-        env: [ConnectionsTableName, WebsocketApiEndpoint, WebsocketStage],
-        trigger: Trigger::Events { detail_types: RESULT_EVENTS },
-    }
+    AuthSignup: "auth-signup" as "signup" => auth::signup::handle, env [TableName, AllowedOrigin], http("POST", "/auth/signup");
+    AuthLogin: "auth-login" as "login" => auth::login::handle, env [TableName, SecretArn, AllowedOrigin], http("POST", "/auth/login");
+    AuthGetUser: "auth-get-user" as "get-user" => auth::get_user::handle, env [TableName, SecretArn, AllowedOrigin], http("GET", "/auth/user");
+    NotesPublish: "notes-publish" as "publish" => notes::publish::handle, env [EventBusName, SecretArn, AllowedOrigin], http("POST", "/notes");
+    NotesSave: "notes-save" as "save" => notes::save::handle, env [TableName, EventBusName, MaxReceiveCount], Trigger::ProcessingQueue;
+    NotesGet: "notes-get" as "get" => notes::get::handle, env [TableName, SecretArn, AllowedOrigin], http("GET", "/notes");
+    NotesGetPublic: "notes-get-public" as "get-public" => notes::get_public::handle, env [TableName, AllowedOrigin], http("GET", "/notes/public");
+    NotesUpdate: "notes-update" as "update" => notes::update::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("PUT", "/notes/{noteId}");
+    NotesDelete: "notes-delete" as "delete" => notes::delete::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("DELETE", "/notes/{noteId}");
+    WebsocketConnect: "websocket-connect" as "connect" => websocket::connect::handle, env [ConnectionsTableName, SecretArn], websocket("$connect");
+    WebsocketDisconnect: "websocket-disconnect" as "disconnect" => websocket::disconnect::handle, env [ConnectionsTableName], websocket("$disconnect");
+    WebsocketNotify: "websocket-notify" as "notify" => websocket::notify::handle, env [ConnectionsTableName, WebsocketApiEndpoint, WebsocketStage], Trigger::Events { detail_types: RESULT_EVENTS };
 }
 
 impl HandlerName {
@@ -224,7 +148,6 @@ mod tests {
     fn every_name_round_trips_and_unknown_names_say_what_to_do() {
         for &h in HandlerName::ALL {
             assert_eq!(h.as_str().parse::<HandlerName>().unwrap(), h);
-            assert_eq!(h.spec().handler, h);
             assert_eq!(HandlerName::find(h.spec().short), Some(h));
             assert_eq!(HandlerName::find(h.spec().name), Some(h));
         }

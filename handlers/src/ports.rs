@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 
+use crate::domain::AppError;
 use crate::domain::cursor::{Page, PageRequest};
 pub use crate::domain::error::Chain;
 use crate::domain::events::NoteEvent;
@@ -48,6 +49,17 @@ impl StoreError {
     /// The error and its causes on one line.
     pub fn chain(&self) -> Chain<'_> {
         Chain(self)
+    }
+}
+
+/// A failed store call fails the request: 503 when a retry may succeed, 500 otherwise.
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        if e.is_throttled() {
+            AppError::Unavailable(e.chain().to_string())
+        } else {
+            AppError::Internal(e.chain().to_string())
+        }
     }
 }
 

@@ -3,8 +3,6 @@
 //! environment, the HTTP routes, the function names `notesctl` uses, and the template checks are all
 //! derived from it.
 
-use crate::dispatch::HandlerName;
-
 /// An environment variable of the original system's contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Env {
@@ -80,10 +78,19 @@ pub enum Trigger {
     },
 }
 
+/// `Trigger::Http`, as the declarations write it.
+pub const fn http(method: &'static str, path: &'static str) -> Trigger {
+    Trigger::Http { method, path }
+}
+
+/// `Trigger::WebSocket`, as the declarations write it.
+pub const fn websocket(route: &'static str) -> Trigger {
+    Trigger::WebSocket { route }
+}
+
 /// One handler's declaration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Spec {
-    pub handler: HandlerName,
     /// `_HANDLER`, the function's `Handler`, and the suffix of its name: `{Stage}-{name}`.
     pub name: &'static str,
     /// What people type: `notesctl tail save`.

@@ -219,7 +219,7 @@ proptest! {
         let rt = runtime();
         rt.block_on(async {
             let app = App::new();
-            let r = app.http("GET", "/notes", None, Some(&header_token)).await;
+            let r = app.get("/notes", &header_token).await;
             prop_assert!(r.status == 401 || r.status == 400, "token {:?} gave {} {}", header_token, r.status, r.body);
             for token in [&header_token, &query_token] {
                 let r = app.invoke(HandlerName::WebsocketConnect, support::ws_event("$connect", "c", Some(token))).await;

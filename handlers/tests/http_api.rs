@@ -46,7 +46,7 @@ async fn signup_login_and_profile() {
     );
     assert_eq!(claims.exp - claims.iat, LIFETIME_SECS);
 
-    let r = app.http("GET", "/auth/user", None, Some(token)).await;
+    let r = app.get("/auth/user", token).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["pk"], "USER#ada");
     assert_eq!(r.body["sk"], "PROFILE");
@@ -63,20 +63,10 @@ async fn unknown_user_and_wrong_password_get_the_same_answer() {
     let app = App::new();
     app.signup_and_login("ada").await;
     let wrong = app
-        .http(
-            "POST",
-            "/auth/login",
-            Some(json!({"username":"ada","password":"nope"})),
-            None,
-        )
+        .post_anonymous("/auth/login", json!({"username":"ada","password":"nope"}))
         .await;
     let unknown = app
-        .http(
-            "POST",
-            "/auth/login",
-            Some(json!({"username":"bob","password":"nope"})),
-            None,
-        )
+        .post_anonymous("/auth/login", json!({"username":"bob","password":"nope"}))
         .await;
     assert_eq!(wrong.status, 401);
     assert_eq!(unknown.status, 401);
@@ -111,21 +101,11 @@ async fn fix8_short_secrets_are_refused() {
         .0
     });
     let r = app
-        .http(
-            "POST",
-            "/auth/signup",
-            Some(json!({"username":"ada","password":"pw"})),
-            None,
-        )
+        .post_anonymous("/auth/signup", json!({"username":"ada","password":"pw"}))
         .await;
     assert_eq!(r.status, 201);
     let r = app
-        .http(
-            "POST",
-            "/auth/login",
-            Some(json!({"username":"ada","password":"pw"})),
-            None,
-        )
+        .post_anonymous("/auth/login", json!({"username":"ada","password":"pw"}))
         .await;
     assert_eq!(r.status, 500);
     assert!(r.body.get("token").is_none());
@@ -224,11 +204,10 @@ async fn publish_answers_202_and_publishes_note_created() {
     let mut app = App::new();
     let token = app.signup_and_login("ada").await;
     let r = app
-        .http(
-            "POST",
+        .post(
             "/notes",
-            Some(json!({"content": "  hello  ", "isPublic": true})),
-            Some(&token),
+            json!({"content": "  hello  ", "isPublic": true}),
+            &token,
         )
         .await;
     assert_eq!(r.status, 202);
@@ -273,28 +252,14 @@ async fn refused_events_are_retried_then_fail_loudly() {
     let bus = Arc::new(RefusingBus::refusing(1));
     let app = App::new().with(|d| d.bus = bus.clone());
     let token = app.signup_and_login("ada").await;
-    let r = app
-        .http(
-            "POST",
-            "/notes",
-            Some(json!({"content": "x"})),
-            Some(&token),
-        )
-        .await;
+    let r = app.post("/notes", json!({"content": "x"}), &token).await;
     assert_eq!(r.status, 202, "one refusal is retried");
     assert_eq!(bus.accepted.lock().unwrap().len(), 1);
 
     let bus = Arc::new(RefusingBus::refusing(usize::MAX));
     let app = App::new().with(|d| d.bus = bus.clone());
     let token = app.signup_and_login("ada").await;
-    let r = app
-        .http(
-            "POST",
-            "/notes",
-            Some(json!({"content": "x"})),
-            Some(&token),
-        )
-        .await;
+    let r = app.post("/notes", json!({"content": "x"}), &token).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(bus.accepted.lock().unwrap().is_empty());
     assert!(bus.calls.load(std::sync::atomic::Ordering::SeqCst) >= 3);
@@ -308,7 +273,7 @@ async fn fix2_public_notes_belong_to_their_owner() {
     let public_id = app.post_and_save(&token, "for everyone", true).await;
     let private_id = app.post_and_save(&token, "for me", false).await;
 
-    let mine = app.http("GET", "/notes", None, Some(&token)).await;
+    let mine = app.get("/notes", &token).await;
     assert_eq!(mine.status, 200);
     let ids: Vec<&str> = mine.body["notes"]
         .as_array()
@@ -331,11 +296,10 @@ async fn fix2_public_notes_belong_to_their_owner() {
     assert_eq!(public.body["notes"][0]["username"], "ada");
 
     let r = app
-        .http(
-            "PUT",
+        .put(
             &format!("/notes/{public_id}"),
-            Some(json!({"content": "edited"})),
-            Some(&token),
+            json!({"content": "edited"}),
+            &token,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -354,9 +318,7 @@ async fn fix2_public_notes_belong_to_their_owner() {
         }]
     ));
 
-    let r = app
-        .http("DELETE", &format!("/notes/{public_id}"), None, Some(&token))
-        .await;
+    let r = app.delete(&format!("/notes/{public_id}"), &token).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["message"], "Note deleted successfully");
     assert_eq!(r.body["noteId"], public_id);
@@ -364,10 +326,7 @@ async fn fix2_public_notes_belong_to_their_owner() {
         app.http("GET", "/notes/public", None, None).await.body["count"],
         0
     );
-    assert_eq!(
-        app.http("GET", "/notes", None, Some(&token)).await.body["count"],
-        1
-    );
+    assert_eq!(app.get("/notes", &token).await.body["count"], 1);
     assert!(matches!(
         app.drain_events().as_slice(),
         [NoteEvent::Deleted {
@@ -385,34 +344,24 @@ async fn fix3_other_users_notes_are_not_found() {
     let eve = app.signup_and_login("eve").await;
     let id = app.post_and_save(&ada, "ada's", true).await;
     let r = app
-        .http(
-            "PUT",
-            &format!("/notes/{id}"),
-            Some(json!({"content": "pwned"})),
-            Some(&eve),
-        )
+        .put(&format!("/notes/{id}"), json!({"content": "pwned"}), &eve)
         .await;
     assert_eq!(r.status, 404);
     assert_eq!(
         r.body["message"],
         "Note not found or you do not have permission to update it"
     );
-    let r = app
-        .http("DELETE", &format!("/notes/{id}"), None, Some(&eve))
-        .await;
+    let r = app.delete(&format!("/notes/{id}"), &eve).await;
     assert_eq!(r.status, 404);
     let r = app
-        .http(
-            "PUT",
+        .put(
             "/notes/1700000000000-unknown",
-            Some(json!({"content": "x"})),
-            Some(&ada),
+            json!({"content": "x"}),
+            &ada,
         )
         .await;
     assert_eq!(r.status, 404);
-    let r = app
-        .http("DELETE", "/notes/not-an-id!", None, Some(&ada))
-        .await;
+    let r = app.delete("/notes/not-an-id!", &ada).await;
     assert_eq!(r.status, 404);
     let public = app.http("GET", "/notes/public", None, None).await;
     assert_eq!(public.body["notes"][0]["content"], "ada's");
@@ -452,7 +401,7 @@ async fn fix7_lists_page_with_a_cursor() {
                 Some(c) => format!("{path}?cursor={c}&limit=20"),
                 None => format!("{path}?limit=20"),
             };
-            let r = app.http("GET", &url, None, Some(&token)).await;
+            let r = app.get(&url, &token).await;
             assert_eq!(r.status, 200, "{}", r.body);
             pages += 1;
             for n in r.body["notes"].as_array().unwrap() {
@@ -466,12 +415,10 @@ async fn fix7_lists_page_with_a_cursor() {
         assert_eq!(seen, expect, "{path}: every note once, newest first");
         assert!(pages >= 2, "{path}");
     }
-    let r = app.http("GET", "/notes", None, Some(&token)).await;
+    let r = app.get("/notes", &token).await;
     assert_eq!(r.body["count"], 50, "default page");
     assert!(r.body["cursor"].is_string());
-    let r = app
-        .http("GET", "/notes?cursor=%%%", None, Some(&token))
-        .await;
+    let r = app.get("/notes?cursor=%%%", &token).await;
     assert_eq!(r.status, 400);
 }
 
@@ -486,9 +433,7 @@ async fn preflight_and_cors_on_errors() {
         r.raw["headers"]["access-control-allow-methods"],
         "GET,POST,PUT,DELETE,OPTIONS"
     );
-    let r = app
-        .http("POST", "/auth/signup", Some(json!({})), None)
-        .await;
+    let r = app.post_anonymous("/auth/signup", json!({})).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.raw["headers"]["access-control-allow-origin"], "*");
     assert_eq!(r.body["errors"][0]["path"], json!(["username"]));

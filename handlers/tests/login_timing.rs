@@ -15,11 +15,9 @@ async fn unknown_users_cost_a_verification() {
     app.signup_and_login("ada").await;
     let before = VERIFICATIONS.load(Ordering::SeqCst);
     let r = app
-        .http(
-            "POST",
+        .post_anonymous(
             "/auth/login",
-            Some(json!({"username": "nobody", "password": "x"})),
-            None,
+            json!({"username": "nobody", "password": "x"}),
         )
         .await;
     assert_eq!(r.status, 401);
@@ -29,11 +27,9 @@ async fn unknown_users_cost_a_verification() {
         "the unknown user was verified against the dummy hash"
     );
     let r = app
-        .http(
-            "POST",
+        .post_anonymous(
             "/auth/login",
-            Some(json!({"username": "ada", "password": "wrong"})),
-            None,
+            json!({"username": "ada", "password": "wrong"}),
         )
         .await;
     assert_eq!(r.status, 401);

@@ -12,7 +12,7 @@ use notes_handlers::domain::note::NoteId;
 use notes_handlers::ports::{Connection, ConnectionRegistry, NoteStore};
 use serde_json::json;
 use support::fakes::{BrokenNotes, Script, ScriptedNotifier};
-use support::{App, envelope, eventbridge_event, sqs_event, ws_event};
+use support::{App, envelope, eventbridge_event, sqs_event};
 
 fn created(id: &str, user: &str, public: bool) -> NoteEvent {
     NoteEvent::Created {
@@ -45,13 +45,8 @@ async fn fix4_save_is_idempotent_and_reports_only_bad_records() {
         out["batchItemFailures"],
         json!([{"itemIdentifier": "garbage"}, {"itemIdentifier": "wrong-type"}])
     );
-    let again = app
-        .invoke(
-            HandlerName::NotesSave,
-            sqs_event(&[("c", envelope(&ev), 2)]),
-        )
-        .await;
-    assert_eq!(again["batchItemFailures"], json!([]));
+    let again = app.save(&[("c", &ev, 2)]).await;
+    assert!(again.is_empty(), "{again:?}");
 
     let events = app.drain_events();
     let saved: Vec<_> = events
@@ -92,25 +87,11 @@ async fn fix4_save_is_idempotent_and_reports_only_bad_records() {
 async fn failing_saves_are_retried_and_announced_on_the_last_attempt() {
     let mut app = App::new().with(|d| d.notes = Arc::new(BrokenNotes));
     let ev = created("1710253330000-k3j9x2a", "ada", false);
-    let out = app
-        .invoke(
-            HandlerName::NotesSave,
-            sqs_event(&[("m", envelope(&ev), 1)]),
-        )
-        .await;
-    assert_eq!(out["batchItemFailures"], json!([{"itemIdentifier": "m"}]));
+    let out = app.save(&[("m", &ev, 1)]).await;
+    assert_eq!(out, ["m"]);
     assert!(app.drain_events().is_empty(), "not yet: SQS will redeliver");
-    let out = app
-        .invoke(
-            HandlerName::NotesSave,
-            sqs_event(&[("m", envelope(&ev), 3)]),
-        )
-        .await;
-    assert_eq!(
-        out["batchItemFailures"],
-        json!([{"itemIdentifier": "m"}]),
-        "still goes to the DLQ"
-    );
+    let out = app.save(&[("m", &ev, 3)]).await;
+    assert_eq!(out, ["m"], "still goes to the DLQ");
     match app.drain_events().as_slice() {
         [
             NoteEvent::Failed {
@@ -138,21 +119,11 @@ async fn a_missed_note_saved_is_sent_on_redelivery() {
     let bus = Arc::new(support::fakes::RefusingBus::refusing(usize::MAX));
     let saved_deps_bus = app.deps.bus.clone();
     app.deps.bus = bus;
-    let out = app
-        .invoke(
-            HandlerName::NotesSave,
-            sqs_event(&[("m", envelope(&ev), 1)]),
-        )
-        .await;
-    assert_eq!(out["batchItemFailures"], json!([{"itemIdentifier": "m"}]));
+    let out = app.save(&[("m", &ev, 1)]).await;
+    assert_eq!(out, ["m"]);
     app.deps.bus = saved_deps_bus;
-    let out = app
-        .invoke(
-            HandlerName::NotesSave,
-            sqs_event(&[("m", envelope(&ev), 2)]),
-        )
-        .await;
-    assert_eq!(out["batchItemFailures"], json!([]));
+    let out = app.save(&[("m", &ev, 2)]).await;
+    assert!(out.is_empty(), "{out:?}");
     let events = app.drain_events();
     assert!(
         matches!(events.as_slice(), [NoteEvent::Saved { .. }]),
@@ -197,12 +168,7 @@ async fn app_with_connections(notifier: Arc<ScriptedNotifier>) -> App {
 async fn private_events_reach_only_the_owner() {
     let notifier = Arc::new(ScriptedNotifier::new(&[]));
     let app = app_with_connections(notifier.clone()).await;
-    let out = app
-        .invoke(
-            HandlerName::WebsocketNotify,
-            eventbridge_event(&saved("ada", false)),
-        )
-        .await;
+    let out = app.notify(&saved("ada", false)).await;
     assert_eq!(out, json!({"delivered": 2, "gone": 0, "failed": 0}));
     assert_eq!(notifier.delivered_to(), vec!["ada-1", "ada-2"]);
     let (_, body) = notifier.delivered.lock().unwrap()[0].clone();
@@ -216,12 +182,7 @@ async fn private_events_reach_only_the_owner() {
 async fn fix5_gone_connections_are_removed_under_their_own_user() {
     let notifier = Arc::new(ScriptedNotifier::new(&[("bob-1", Script::Gone)]));
     let app = app_with_connections(notifier.clone()).await;
-    let out = app
-        .invoke(
-            HandlerName::WebsocketNotify,
-            eventbridge_event(&saved("ada", true)),
-        )
-        .await;
+    let out = app.notify(&saved("ada", true)).await;
     assert_eq!(out, json!({"delivered": 3, "gone": 1, "failed": 0}));
     assert_eq!(notifier.delivered_to(), vec!["ada-1", "ada-2", "eve-1"]);
     assert!(
@@ -264,12 +225,7 @@ async fn posts_run_with_bounded_concurrency() {
             .await
             .unwrap();
     }
-    let out = app
-        .invoke(
-            HandlerName::WebsocketNotify,
-            eventbridge_event(&saved("ada", false)),
-        )
-        .await;
+    let out = app.notify(&saved("ada", false)).await;
     assert_eq!(out["delivered"], 40);
     let max = notifier.max_in_flight.load(Ordering::SeqCst);
     assert!(max > 1 && max <= 4, "max in flight {max}");
@@ -284,12 +240,7 @@ async fn websocket_connect_verifies_the_token() {
         ("forged", Some("x.y.z")),
         ("empty", Some("")),
     ] {
-        let r = app
-            .invoke(
-                HandlerName::WebsocketConnect,
-                ws_event("$connect", "c1", token),
-            )
-            .await;
+        let r = app.ws("$connect", "c1", token).await;
         assert_eq!(r["statusCode"], 401, "{what}");
     }
     // Required fix 1 for the WebSocket: an unsigned token naming a user is refused.
@@ -302,21 +253,11 @@ async fn websocket_connect_verifies_the_token() {
         b64(json!({"alg":"none"})),
         b64(json!({"username":"ada","exp":9999999999u64}))
     );
-    let r = app
-        .invoke(
-            HandlerName::WebsocketConnect,
-            ws_event("$connect", "c1", Some(&unsigned)),
-        )
-        .await;
+    let r = app.ws("$connect", "c1", Some(&unsigned)).await;
     assert_eq!(r["statusCode"], 401);
     assert!(app.store.all_connections().await.unwrap().is_empty());
 
-    let r = app
-        .invoke(
-            HandlerName::WebsocketConnect,
-            ws_event("$connect", "c1", Some(&token)),
-        )
-        .await;
+    let r = app.ws("$connect", "c1", Some(&token)).await;
     assert_eq!(r["statusCode"], 200);
     let rows = app.store.connections_of("ada").await.unwrap();
     assert_eq!(rows.len(), 1);
@@ -325,20 +266,10 @@ async fn websocket_connect_verifies_the_token() {
         "2 h TTL"
     );
 
-    let r = app
-        .invoke(
-            HandlerName::WebsocketDisconnect,
-            ws_event("$disconnect", "c1", None),
-        )
-        .await;
+    let r = app.ws("$disconnect", "c1", None).await;
     assert_eq!(r["statusCode"], 200);
     assert!(app.store.all_connections().await.unwrap().is_empty());
-    let r = app
-        .invoke(
-            HandlerName::WebsocketDisconnect,
-            ws_event("$disconnect", "unknown", None),
-        )
-        .await;
+    let r = app.ws("$disconnect", "unknown", None).await;
     assert_eq!(r["statusCode"], 200, "disconnecting twice is fine");
 }
 
@@ -346,33 +277,16 @@ async fn websocket_connect_verifies_the_token() {
 async fn the_whole_flow_in_process() {
     let mut app = App::new();
     let token = app.signup_and_login("ada").await;
-    let r = app
-        .invoke(
-            HandlerName::WebsocketConnect,
-            ws_event("$connect", "c1", Some(&token)),
-        )
-        .await;
+    let r = app.ws("$connect", "c1", Some(&token)).await;
     assert_eq!(r["statusCode"], 200);
     let mut socket = app.notifier.attach("c1");
-    let r = app
-        .http(
-            "POST",
-            "/notes",
-            Some(json!({"content": "live"})),
-            Some(&token),
-        )
-        .await;
+    let r = app.post("/notes", json!({"content": "live"}), &token).await;
     assert_eq!(r.status, 202);
     let created = app.drain_events();
-    app.invoke(
-        HandlerName::NotesSave,
-        sqs_event(&[("m", envelope(&created[0]), 1)]),
-    )
-    .await;
+    app.save(&[("m", &created[0], 1)]).await;
     let saved = app.drain_events();
     assert_eq!(saved.len(), 1);
-    app.invoke(HandlerName::WebsocketNotify, eventbridge_event(&saved[0]))
-        .await;
+    app.notify(&saved[0]).await;
     let msg: serde_json::Value = serde_json::from_str(&socket.try_recv().unwrap()).unwrap();
     assert_eq!(msg["eventType"], "note-saved");
     assert_eq!(msg["noteId"], r.body["noteId"]);
@@ -393,17 +307,8 @@ async fn a_stored_but_unannounced_note_is_not_reported_failed() {
         d.settings.announce_lease_ms = 0;
     });
     let ev = created("1710253330000-k3j9x2a", "ada", false);
-    let out = app
-        .invoke(
-            HandlerName::NotesSave,
-            sqs_event(&[("m", envelope(&ev), 3)]),
-        )
-        .await;
-    assert_eq!(
-        out["batchItemFailures"],
-        json!([{"itemIdentifier": "m"}]),
-        "left for redelivery"
-    );
+    let out = app.save(&[("m", &ev, 3)]).await;
+    assert_eq!(out, ["m"], "left for redelivery");
     let attempted = bus.attempted.lock().unwrap().clone();
     assert!(
         attempted
@@ -412,13 +317,8 @@ async fn a_stored_but_unannounced_note_is_not_reported_failed() {
         "no note-failed for a stored note: {attempted:?}"
     );
     bus.refusals.store(0, Ordering::SeqCst);
-    let out = app
-        .invoke(
-            HandlerName::NotesSave,
-            sqs_event(&[("m", envelope(&ev), 4)]),
-        )
-        .await;
-    assert_eq!(out["batchItemFailures"], json!([]));
+    let out = app.save(&[("m", &ev, 4)]).await;
+    assert!(out.is_empty(), "{out:?}");
     assert_eq!(
         bus.accepted.lock().unwrap().len(),
         1,
@@ -432,20 +332,9 @@ async fn a_stored_but_unannounced_note_is_not_reported_failed() {
 async fn concurrent_deliveries_announce_once() {
     let mut app = App::new();
     let ev = created("1710253330000-k3j9x2a", "ada", true);
-    let (a, b) = tokio::join!(
-        app.invoke(
-            HandlerName::NotesSave,
-            sqs_event(&[("a", envelope(&ev), 1)])
-        ),
-        app.invoke(
-            HandlerName::NotesSave,
-            sqs_event(&[("b", envelope(&ev), 1)])
-        ),
-    );
-    assert_eq!(
-        (&a["batchItemFailures"], &b["batchItemFailures"]),
-        (&json!([]), &json!([]))
-    );
+    let (first, second) = ([("a", &ev, 1)], [("b", &ev, 1)]);
+    let (a, b) = tokio::join!(app.save(&first), app.save(&second));
+    assert!(a.is_empty() && b.is_empty(), "{a:?} {b:?}");
     let saved = app
         .drain_events()
         .into_iter()
@@ -460,37 +349,24 @@ async fn a_deleted_note_is_not_resurrected_by_a_redelivery() {
     let mut app = App::new();
     let token = app.signup_and_login("ada").await;
     let r = app
-        .http(
-            "POST",
+        .post(
             "/notes",
-            Some(json!({"content": "short-lived", "isPublic": true})),
-            Some(&token),
+            json!({"content": "short-lived", "isPublic": true}),
+            &token,
         )
         .await;
     let created_events = app.drain_events();
-    let body = envelope(&created_events[0]);
-    app.invoke(
-        HandlerName::NotesSave,
-        sqs_event(&[("m1", body.clone(), 1)]),
-    )
-    .await;
+    app.save(&[("m1", &created_events[0], 1)]).await;
     let id = r.body["noteId"].as_str().unwrap();
     assert_eq!(
-        app.http("DELETE", &format!("/notes/{id}"), None, Some(&token))
-            .await
-            .status,
+        app.delete(&format!("/notes/{id}"), &token).await.status,
         200
     );
     app.drain_events();
-    let out = app
-        .invoke(HandlerName::NotesSave, sqs_event(&[("m2", body, 2)]))
-        .await;
-    assert_eq!(out["batchItemFailures"], json!([]));
+    let out = app.save(&[("m2", &created_events[0], 2)]).await;
+    assert!(out.is_empty(), "{out:?}");
     assert!(app.drain_events().is_empty(), "no second note-saved");
-    assert_eq!(
-        app.http("GET", "/notes", None, Some(&token)).await.body["count"],
-        0
-    );
+    assert_eq!(app.get("/notes", &token).await.body["count"], 0);
     assert_eq!(
         app.http("GET", "/notes/public", None, None).await.body["count"],
         0

@@ -217,19 +217,17 @@ async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
         );
     }
     let mut cmd = tokio::process::Command::new("cargo");
+    let release = [
+        "--release",
+        "--locked",
+        "-p",
+        "notes-handlers",
+        "--bin",
+        "notes-lambda",
+    ];
     match arch {
         Arch::X86_64 => {
-            cmd.args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "notes-handlers",
-                "--bin",
-                "notes-lambda",
-                "--target",
-                target,
-            ]);
+            cmd.arg("build").args(release).args(["--target", target]);
             if !which("musl-gcc") {
                 // A static musl binary needs no musl-gcc for this crate graph: gcc assembles the C bits.
                 cmd.env("CC_x86_64_unknown_linux_musl", "gcc");
@@ -241,17 +239,9 @@ async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
                     "arm64 builds link against glibc 2.34 with zig: run `cargo install cargo-zigbuild` and `pip install ziglang` (or build elsewhere and pass --binary)"
                 );
             }
-            cmd.args([
-                "zigbuild",
-                "--release",
-                "--locked",
-                "-p",
-                "notes-handlers",
-                "--bin",
-                "notes-lambda",
-                "--target",
-                &format!("{target}.2.34"),
-            ]);
+            cmd.arg("zigbuild")
+                .args(release)
+                .args(["--target", &format!("{target}.2.34")]);
         }
     }
     cmd.current_dir(workspace)

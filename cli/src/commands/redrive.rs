@@ -563,23 +563,49 @@ mod tests {
         )
     }
 
+    /// ListMessageMoveTasks answering these task lists in turn (the last one again after that).
+    fn listed(answers: &[&[(&'static str, i64)]]) -> aws_smithy_mocks::Rule {
+        let answers: Vec<Vec<(&'static str, i64)>> = answers.iter().map(|a| a.to_vec()).collect();
+        let mut rule = mock!(Client::list_message_move_tasks).sequence();
+        for tasks in answers {
+            rule = rule.output(move || {
+                ListMessageMoveTasksOutput::builder()
+                    .set_results(Some(tasks.iter().map(|(s, n)| task(s, *n)).collect()))
+                    .build()
+            });
+        }
+        rule.repeatedly().build()
+    }
+
+    /// StartMessageMoveTask answering with task handle `handle`.
+    fn starts(handle: &'static str) -> aws_smithy_mocks::Rule {
+        mock!(Client::start_message_move_task).then_output(move || {
+            StartMessageMoveTaskOutput::builder()
+                .task_handle(handle)
+                .build()
+        })
+    }
+
+    /// Runs the move task against SQS answering by `rules` (and the queues' ARNs).
+    async fn run_move_task(
+        rules: &[&aws_smithy_mocks::Rule],
+    ) -> (anyhow::Result<MoveOutcome>, RedriveReport) {
+        let arns = arns();
+        let client = mock_client!(
+            aws_sdk_sqs,
+            RuleMode::MatchAny,
+            std::iter::once(&arns).chain(rules.iter().copied()),
+            |c| c.retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+        );
+        let q = queues(client);
+        let mut r = report();
+        let outcome = move_task(&ctx(), &q.sqs, &q, &args(), &mut r).await;
+        (outcome, r)
+    }
+
     #[tokio::test]
     async fn move_task_runs_to_completion_with_progress() {
-        let arns = arns();
-        let list = mock!(Client::list_message_move_tasks)
-            .sequence()
-            .output(|| ListMessageMoveTasksOutput::builder().build())
-            .output(|| {
-                ListMessageMoveTasksOutput::builder()
-                    .results(task("RUNNING", 4))
-                    .build()
-            })
-            .output(|| {
-                ListMessageMoveTasksOutput::builder()
-                    .results(task("COMPLETED", 10))
-                    .build()
-            })
-            .build();
+        let list = listed(&[&[], &[("RUNNING", 4)], &[("COMPLETED", 10)]]);
         let start = mock!(Client::start_message_move_task)
             .match_requests(|r| {
                 r.source_arn() == Some("arn:aws:sqs:eu-west-2:1:p-note-processing-dlq")
@@ -592,40 +618,17 @@ mod tests {
                     .task_handle("h1")
                     .build()
             });
-        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list, &start]);
-        let q = queues(client);
-        let mut r = report();
-        let outcome = move_task(&ctx(), &q.sqs, &q, &args(), &mut r)
-            .await
-            .unwrap();
-        assert!(matches!(outcome, MoveOutcome::Done));
+        let (outcome, r) = run_move_task(&[&list, &start]).await;
+        assert!(matches!(outcome.unwrap(), MoveOutcome::Done));
         assert_eq!((r.moved, r.problem), (10, None));
         assert_eq!(start.num_calls(), 1);
     }
 
     #[tokio::test]
     async fn a_failed_task_reports_its_reason() {
-        let arns = arns();
-        let list = mock!(Client::list_message_move_tasks)
-            .sequence()
-            .output(|| ListMessageMoveTasksOutput::builder().build())
-            .output(|| {
-                ListMessageMoveTasksOutput::builder()
-                    .results(task("FAILED", 3))
-                    .build()
-            })
-            .build();
-        let start = mock!(Client::start_message_move_task).then_output(|| {
-            StartMessageMoveTaskOutput::builder()
-                .task_handle("h1")
-                .build()
-        });
-        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list, &start]);
-        let q = queues(client);
-        let mut r = report();
-        move_task(&ctx(), &q.sqs, &q, &args(), &mut r)
-            .await
-            .unwrap();
+        let (list, start) = (listed(&[&[], &[("FAILED", 3)]]), starts("h1"));
+        let (outcome, r) = run_move_task(&[&list, &start]).await;
+        outcome.unwrap();
         assert_eq!(r.moved, 3);
         let problem = r.problem.unwrap();
         assert!(
@@ -636,43 +639,22 @@ mod tests {
 
     #[tokio::test]
     async fn an_already_running_task_is_reported_not_duplicated() {
-        let arns = arns();
-        let list = mock!(Client::list_message_move_tasks).then_output(|| {
-            ListMessageMoveTasksOutput::builder()
-                .results(task("RUNNING", 2))
-                .build()
-        });
-        let start = mock!(Client::start_message_move_task).then_output(|| {
-            StartMessageMoveTaskOutput::builder()
-                .task_handle("h2")
-                .build()
-        });
-        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list, &start]);
-        let q = queues(client);
-        let mut r = report();
-        move_task(&ctx(), &q.sqs, &q, &args(), &mut r)
-            .await
-            .unwrap();
+        let (list, start) = (listed(&[&[("RUNNING", 2)]]), starts("h2"));
+        let (outcome, r) = run_move_task(&[&list, &start]).await;
+        outcome.unwrap();
         assert_eq!(start.num_calls(), 0, "no second task");
         assert!(r.problem.unwrap().contains("already running"));
     }
 
     #[tokio::test]
     async fn an_unsupported_service_falls_back() {
-        let arns = arns();
         let list = mock!(Client::list_message_move_tasks).then_http_response(|| {
             aws_smithy_runtime_api::http::Response::new(
                 aws_smithy_runtime_api::http::StatusCode::try_from(500).unwrap(),
                 aws_smithy_types::body::SdkBody::from("{}"),
             )
         });
-        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&arns, &list], |c| c
-            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled()));
-        let q = queues(client);
-        let mut r = report();
-        let outcome = move_task(&ctx(), &q.sqs, &q, &args(), &mut r)
-            .await
-            .unwrap();
-        assert!(matches!(outcome, MoveOutcome::Unsupported(_)));
+        let (outcome, _) = run_move_task(&[&list]).await;
+        assert!(matches!(outcome.unwrap(), MoveOutcome::Unsupported(_)));
     }
 }

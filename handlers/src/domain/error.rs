@@ -18,6 +18,26 @@ impl FieldError {
     }
 }
 
+/// A required string field of a JSON body, or `None` with "`field` is required" or "`field` must be
+/// a string" added to `errors`.
+pub fn string_field<'a>(
+    obj: &'a serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a str> {
+    match obj.get(field) {
+        Some(serde_json::Value::String(s)) => Some(s),
+        None | Some(serde_json::Value::Null) => {
+            errors.push(FieldError::new(field, format!("{field} is required")));
+            None
+        }
+        Some(_) => {
+            errors.push(FieldError::new(field, format!("{field} must be a string")));
+            None
+        }
+    }
+}
+
 /// Why a request failed. Client errors carry the sentence the client sees; server errors carry the
 /// cause for the log only, never for the response body.
 #[derive(Debug, thiserror::Error)]
@@ -99,16 +119,6 @@ impl AppError {
         match self {
             Self::BadRequest { errors, .. } => errors,
             _ => &[],
-        }
-    }
-}
-
-impl From<crate::ports::StoreError> for AppError {
-    fn from(e: crate::ports::StoreError) -> Self {
-        if e.is_throttled() {
-            Self::Unavailable(e.chain().to_string())
-        } else {
-            Self::Internal(e.chain().to_string())
         }
     }
 }

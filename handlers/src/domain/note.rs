@@ -4,7 +4,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::clock::iso_millis;
-use super::error::{AppError, FieldError};
+use super::error::{AppError, FieldError, string_field};
 
 /// Largest note content, in bytes of UTF-8. Chosen so a `note-created` event (content plus envelope)
 /// stays well inside EventBridge's 256 KiB entry limit and a stored item inside DynamoDB's 400 KB.
@@ -132,19 +132,12 @@ pub struct OwnNoteView<'a> {
     pub updated_at: Option<&'a str>,
 }
 
-/// A note as `GET /notes/public` shows it to anyone.
+/// A note as `GET /notes/public` shows it to anyone: the owner's view and whose it is.
 #[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct PublicNoteView<'a> {
-    pub note_id: &'a str,
     pub username: &'a str,
-    pub content: &'a str,
-    pub is_public: bool,
-    pub status: &'a str,
-    pub created_at: &'a str,
-    pub saved_at: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<&'a str>,
+    #[serde(flatten)]
+    pub note: OwnNoteView<'a>,
 }
 
 impl Note {
@@ -162,14 +155,8 @@ impl Note {
 
     pub fn public_view(&self) -> PublicNoteView<'_> {
         PublicNoteView {
-            note_id: self.note_id.as_str(),
             username: &self.username,
-            content: &self.content,
-            is_public: self.is_public,
-            status: &self.status,
-            created_at: &self.created_at,
-            saved_at: &self.saved_at,
-            updated_at: self.updated_at.as_deref(),
+            note: self.own_view(),
         }
     }
 }
@@ -206,12 +193,9 @@ fn validate_content(
     obj: &serde_json::Map<String, serde_json::Value>,
     errors: &mut Vec<FieldError>,
 ) -> String {
-    match obj.get("content") {
-        None | Some(serde_json::Value::Null) => {
-            errors.push(FieldError::new("content", "content is required"));
-            String::new()
-        }
-        Some(serde_json::Value::String(s)) => {
+    match string_field(obj, "content", errors) {
+        None => String::new(),
+        Some(s) => {
             let trimmed = s.trim();
             if trimmed.is_empty() {
                 errors.push(FieldError::new("content", "content must not be empty"));
@@ -222,10 +206,6 @@ fn validate_content(
                 ));
             }
             trimmed.to_owned()
-        }
-        Some(_) => {
-            errors.push(FieldError::new("content", "content must be a string"));
-            String::new()
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{AppError, FieldError};
+use super::error::{AppError, FieldError, string_field};
 
 pub const MAX_USERNAME_CHARS: usize = 64;
 /// argon2 hashes any length, but an unbounded password is a cheap way to burn our CPU.
@@ -60,8 +60,8 @@ impl Credentials {
             .as_object()
             .ok_or_else(|| AppError::bad_request("Request body must be a JSON object"))?;
         let mut errors = Vec::new();
-        let username = match obj.get("username") {
-            Some(serde_json::Value::String(s)) => {
+        let username = match string_field(obj, "username", &mut errors) {
+            Some(s) => {
                 let s = s.trim();
                 if s.is_empty() {
                     errors.push(FieldError::new("username", "username must not be empty"));
@@ -79,17 +79,10 @@ impl Credentials {
                 }
                 s.to_owned()
             }
-            None | Some(serde_json::Value::Null) => {
-                errors.push(FieldError::new("username", "username is required"));
-                String::new()
-            }
-            Some(_) => {
-                errors.push(FieldError::new("username", "username must be a string"));
-                String::new()
-            }
+            None => String::new(),
         };
-        let password = match obj.get("password") {
-            Some(serde_json::Value::String(s)) => {
+        let password = match string_field(obj, "password", &mut errors) {
+            Some(s) => {
                 if s.is_empty() {
                     errors.push(FieldError::new("password", "password must not be empty"));
                 } else if s.len() > MAX_PASSWORD_BYTES {
@@ -98,16 +91,9 @@ impl Credentials {
                         format!("password must be at most {MAX_PASSWORD_BYTES} bytes"),
                     ));
                 }
-                s.clone()
+                s.to_owned()
             }
-            None | Some(serde_json::Value::Null) => {
-                errors.push(FieldError::new("password", "password is required"));
-                String::new()
-            }
-            Some(_) => {
-                errors.push(FieldError::new("password", "password must be a string"));
-                String::new()
-            }
+            None => String::new(),
         };
         if errors.is_empty() {
             Ok(Self { username, password })

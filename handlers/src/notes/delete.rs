@@ -30,9 +30,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<HttpRequest>) -> Result<Http
             deleted_at: deleted_at.clone(),
             timestamp: deleted_at.clone(),
         };
-        if let Err(e) = super::publish_reliably(deps, &event).await {
-            tracing::error!(error = %e, note_id = %note_id, "note-deleted not published");
-        }
+        super::announce_change(deps, &event).await;
         Ok(http::json_response(
             deps,
             200,

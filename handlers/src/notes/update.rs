@@ -44,10 +44,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<HttpRequest>) -> Result<Http
             updated_at: updated_at.clone(),
             timestamp: updated_at.clone(),
         };
-        // The update is stored: a lost notification must not turn it into an error.
-        if let Err(e) = super::publish_reliably(deps, &event).await {
-            tracing::error!(error = %e, note_id = %note_id, "note-updated not published");
-        }
+        super::announce_change(deps, &event).await;
         Ok(http::json_response(
             deps,
             200,

@@ -7,11 +7,9 @@ use crate::deps::Deps;
 
 pub async fn handle(deps: &Deps, event: LambdaEvent<WsRequest>) -> Result<WsResponse, Error> {
     let req = &event.payload;
-    let Some(connection_id) = req.request_context.connection_id.as_deref() else {
-        return Ok(ws_response(
-            400,
-            "connectionId missing from the request context",
-        ));
+    let connection_id = match super::connection_id(req) {
+        Ok(id) => id,
+        Err(refused) => return Ok(*refused),
     };
     match deps.connections.unregister(connection_id).await {
         Ok(removed) => {

@@ -135,13 +135,63 @@ impl App {
         self.http_raw(handler, ev).await
     }
 
+    /// A POST without a token (sign-up, login).
+    pub async fn post_anonymous(&self, path: &str, body: Value) -> Response {
+        self.http("POST", path, Some(body), None).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.http("GET", path, None, Some(token)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value, token: &str) -> Response {
+        self.http("POST", path, Some(body), Some(token)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value, token: &str) -> Response {
+        self.http("PUT", path, Some(body), Some(token)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.http("DELETE", path, None, Some(token)).await
+    }
+
+    /// Runs notify on `event` as the rule delivers it; its report.
+    pub async fn notify(&self, event: &NoteEvent) -> Value {
+        self.invoke(HandlerName::WebsocketNotify, eventbridge_event(event))
+            .await
+    }
+
+    /// A WebSocket route (`$connect`, `$disconnect`) for a connection; the gateway response.
+    pub async fn ws(&self, route: &str, connection_id: &str, token: Option<&str>) -> Value {
+        let handler = match route {
+            "$connect" => HandlerName::WebsocketConnect,
+            _ => HandlerName::WebsocketDisconnect,
+        };
+        self.invoke(handler, ws_event(route, connection_id, token))
+            .await
+    }
+
+    /// Runs save on one SQS batch of `(messageId, event, receiveCount)`; the ids it reported failed.
+    pub async fn save(&self, records: &[(&str, &NoteEvent, u32)]) -> Vec<String> {
+        let batch: Vec<(&str, String, u32)> = records
+            .iter()
+            .map(|(id, ev, count)| (*id, envelope(ev), *count))
+            .collect();
+        let out = self.invoke(HandlerName::NotesSave, sqs_event(&batch)).await;
+        out["batchItemFailures"]
+            .as_array()
+            .expect("a partial batch response")
+            .iter()
+            .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub async fn signup_and_login(&self, username: &str) -> String {
         let creds = json!({"username": username, "password": "correct horse battery"});
-        let r = self
-            .http("POST", "/auth/signup", Some(creds.clone()), None)
-            .await;
+        let r = self.post_anonymous("/auth/signup", creds.clone()).await;
         assert_eq!(r.status, 201, "{}", r.body);
-        let r = self.http("POST", "/auth/login", Some(creds), None).await;
+        let r = self.post_anonymous("/auth/login", creds).await;
         assert_eq!(r.status, 200, "{}", r.body);
         r.body["token"].as_str().unwrap().to_owned()
     }
@@ -156,23 +206,11 @@ impl App {
 
     /// Publishes a note and runs save on the `note-created` event it produced; returns the noteId.
     pub async fn post_and_save(&mut self, token: &str, content: &str, is_public: bool) -> String {
-        let r = self
-            .http(
-                "POST",
-                "/notes",
-                Some(json!({"content": content, "isPublic": is_public})),
-                Some(token),
-            )
-            .await;
+        let body = json!({"content": content, "isPublic": is_public});
+        let r = self.post("/notes", body, token).await;
         assert_eq!(r.status, 202, "{}", r.body);
         let created: Vec<_> = self.drain_events();
-        let out = self
-            .invoke(
-                HandlerName::NotesSave,
-                sqs_event(&[("m1", envelope(&created[0]), 1)]),
-            )
-            .await;
-        assert_eq!(out["batchItemFailures"], json!([]));
+        assert!(self.save(&[("m1", &created[0], 1)]).await.is_empty());
         self.drain_events();
         r.body["noteId"].as_str().unwrap().to_owned()
     }

@@ -485,13 +485,18 @@ mod recorded {
         (Context::new(cli.global), args)
     }
 
-    fn deploy<'a>(ctx: &'a Context, args: &'a DeployArgs, cfn: Client) -> Deploy<'a> {
-        Deploy {
-            ctx,
+    /// Deploys the event stack (a one-queue template) against CloudFormation answering by `rules`.
+    async fn deploy_event(rules: &[&aws_smithy_mocks::Rule]) -> StackReport {
+        let cfn = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, rules);
+        let dir = tempfile::tempdir().unwrap();
+        let (ctx, args) = setup(dir.path());
+        let deploy = Deploy {
+            ctx: &ctx,
             cfn,
-            args,
+            args: &args,
             values: BTreeMap::from([("Stage", "p".to_owned())]),
-        }
+        };
+        deploy.deploy_stack("event").await.unwrap()
     }
 
     fn not_found() -> DescribeStacksError {
@@ -529,7 +534,7 @@ mod recorded {
             .match_requests(|r| r.change_set_type() == Some(&ChangeSetType::Create))
             .then_output(|| CreateChangeSetOutput::builder().id(SET_ARN).build());
         // Later calls name the set by its ARN, never by a name another stack may share.
-        let describe_set = mock!(Client::describe_change_set)
+        let set = mock!(Client::describe_change_set)
             .match_requests(|r| r.change_set_name() == Some(SET_ARN))
             .sequence()
             .output(|| {
@@ -550,24 +555,7 @@ mod recorded {
             .then_output(|| ExecuteChangeSetOutput::builder().build());
         let events = mock!(Client::describe_stack_events)
             .then_output(|| DescribeStackEventsOutput::builder().build());
-        let cfn = mock_client!(
-            aws_sdk_cloudformation,
-            RuleMode::MatchAny,
-            [
-                &describe,
-                &delete,
-                &create,
-                &describe_set,
-                &execute,
-                &events
-            ]
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let (ctx, args) = setup(dir.path());
-        let report = deploy(&ctx, &args, cfn)
-            .deploy_stack("event")
-            .await
-            .unwrap();
+        let report = deploy_event(&[&describe, &delete, &create, &set, &execute, &events]).await;
         assert_eq!(
             (report.action, report.status.as_str()),
             (StackAction::Created, "CREATE_COMPLETE")
@@ -600,7 +588,7 @@ mod recorded {
         });
         let create = mock!(Client::create_change_set)
             .then_output(|| CreateChangeSetOutput::builder().id("cs").build());
-        let describe_set = mock!(Client::describe_change_set).then_output(|| {
+        let set = mock!(Client::describe_change_set).then_output(|| {
             DescribeChangeSetOutput::builder()
                 .status(ChangeSetStatus::CreateComplete)
                 .execution_status(ExecutionStatus::ExecuteFailed)
@@ -655,24 +643,7 @@ mod recorded {
                 ))
                 .build()
         });
-        let cfn = mock_client!(
-            aws_sdk_cloudformation,
-            RuleMode::MatchAny,
-            [
-                &describe,
-                &template,
-                &create,
-                &describe_set,
-                &execute,
-                &events
-            ]
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let (ctx, args) = setup(dir.path());
-        let report = deploy(&ctx, &args, cfn)
-            .deploy_stack("event")
-            .await
-            .unwrap();
+        let report = deploy_event(&[&describe, &template, &create, &set, &execute, &events]).await;
         assert_eq!(
             (report.action, report.status.as_str()),
             (StackAction::Failed, "UPDATE_ROLLBACK_COMPLETE")

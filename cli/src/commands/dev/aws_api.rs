@@ -7,12 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::gateway::Gateway;
 use super::queue::{LocalQueue, Message, Which};
 
 pub const ACCOUNT: &str = "000000000000";
@@ -163,7 +162,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Serves one AWS JSON-protocol request (`X-Amz-Target: AmazonSQS.<Operation>`).
-pub async fn serve(State(gw): State<Gateway>, req: Request) -> Response {
+pub async fn serve(queue: &LocalQueue, move_tasks: &SharedMoveTasks, req: Request) -> Response {
     let target = req
         .headers()
         .get("x-amz-target")
@@ -186,7 +185,7 @@ pub async fn serve(State(gw): State<Gateway>, req: Request) -> Response {
     let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
     let result = match target.strip_prefix("Logs_20140328.") {
         Some(op) => logs(op, &input).map(|v| (v, "application/x-amz-json-1.1")),
-        None => sqs(&gw.queue, &gw.move_tasks, &target, &input, &host)
+        None => sqs(queue, move_tasks, &target, &input, &host)
             .await
             .map(|v| (v, "application/x-amz-json-1.0")),
     };
