@@ -55,6 +55,8 @@ fi
 echo "test.sh: cargo test --workspace" >&2
 # The cross-crate tests run the real binaries (notesctl, notes-lambda): build them first.
 cargo build --workspace --bins "$@"
+echo "test.sh: notesctl validate templates/" >&2
+target/debug/notesctl validate --templates templates
 echo "test.sh: notesctl package --arch x86_64 --arch arm64" >&2
 PATH="$PWD/.venv/bin:$PATH" target/debug/notesctl package --arch x86_64 --arch arm64 --out target/dist
 export NOTESCTL_DIST="$PWD/target/dist"

@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod mime;
 pub mod names;
 pub mod output;
+pub mod template;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,8 @@ pub struct Cli {
 pub enum Command {
     /// Build notes-lambda for Lambda (provided.al2023) into a reproducible zip.
     Package(commands::package::PackageArgs),
+    /// Check the templates against the handlers and the rules AWS enforces at run time (no AWS needed).
+    Validate(commands::validate::ValidateArgs),
     /// Create or update the stacks through change sets, streaming their events.
     Deploy(commands::deploy::DeployArgs),
     /// Print the stacks' outputs.
@@ -90,6 +93,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
     use commands::*;
     match command {
         Command::Package(args) => report(ctx, package::run(ctx, args).await),
+        Command::Validate(args) => report(ctx, validate::run(ctx, args).await),
         Command::Deploy(args) => report(ctx, deploy::run(ctx, args).await),
         Command::Outputs(args) => report(ctx, outputs::run(ctx, args).await),
         Command::WsUrl => report(ctx, outputs::ws_url(ctx).await),

@@ -4,6 +4,14 @@
 
 use notes_handlers::HandlerName;
 
+pub fn data_table(stage: &str) -> String {
+    format!("{stage}-data-table")
+}
+
+pub fn connections_table(stage: &str) -> String {
+    format!("{stage}-websocket-connections")
+}
+
 pub fn queue(stage: &str) -> String {
     format!("{stage}-note-processing-queue")
 }

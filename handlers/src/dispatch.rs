@@ -11,11 +11,11 @@ use std::str::FromStr;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 use crate::deps::Deps;
-use crate::spec::{Env, Spec, Trigger, http, websocket};
+use crate::spec::{Env, Grant, Resource, Spec, Trigger, http, websocket};
 use crate::{auth, notes, websocket};
 
 macro_rules! handlers {
-    ($($variant:ident: $name:literal as $short:literal => $($handle:ident)::+, env [$($env:ident),*], $trigger:expr;)*) => {
+    ($($variant:ident: $name:literal as $short:literal => $($handle:ident)::+, env [$($env:ident),*], $trigger:expr, calls [$($res:ident($($op:ident),*)),*];)*) => {
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum HandlerName {
             $($variant,)*
@@ -33,6 +33,7 @@ macro_rules! handlers {
                             short: $short,
                             env: &[$(Env::$env),*],
                             trigger: $trigger,
+                            calls: &[$(Grant { on: Resource::$res, ops: &[$(stringify!($op)),*] }),*],
                         };
                         &SPEC
                     })*
@@ -71,21 +72,22 @@ macro_rules! handlers {
 const RESULT_EVENTS: &[&str] = &["note-saved", "note-failed", "note-updated", "note-deleted"];
 
 // Each handler: its name (`_HANDLER`, the function's `Handler` and name suffix) as its short name,
-// its code, every environment variable it reads, and its trigger.
+// its code, every environment variable it reads, its trigger, and the AWS actions its code calls on
+// each resource (IAM's names, without the service prefix the resource implies).
 #[rustfmt::skip]
 handlers! {
-    AuthSignup: "auth-signup" as "signup" => auth::signup::handle, env [TableName, AllowedOrigin], http("POST", "/auth/signup");
-    AuthLogin: "auth-login" as "login" => auth::login::handle, env [TableName, SecretArn, AllowedOrigin], http("POST", "/auth/login");
-    AuthGetUser: "auth-get-user" as "get-user" => auth::get_user::handle, env [TableName, SecretArn, AllowedOrigin], http("GET", "/auth/user");
-    NotesPublish: "notes-publish" as "publish" => notes::publish::handle, env [EventBusName, SecretArn, AllowedOrigin], http("POST", "/notes");
-    NotesSave: "notes-save" as "save" => notes::save::handle, env [TableName, EventBusName, MaxReceiveCount], Trigger::ProcessingQueue;
-    NotesGet: "notes-get" as "get" => notes::get::handle, env [TableName, SecretArn, AllowedOrigin], http("GET", "/notes");
-    NotesGetPublic: "notes-get-public" as "get-public" => notes::get_public::handle, env [TableName, AllowedOrigin], http("GET", "/notes/public");
-    NotesUpdate: "notes-update" as "update" => notes::update::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("PUT", "/notes/{noteId}");
-    NotesDelete: "notes-delete" as "delete" => notes::delete::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("DELETE", "/notes/{noteId}");
-    WebsocketConnect: "websocket-connect" as "connect" => websocket::connect::handle, env [ConnectionsTableName, SecretArn], websocket("$connect");
-    WebsocketDisconnect: "websocket-disconnect" as "disconnect" => websocket::disconnect::handle, env [ConnectionsTableName], websocket("$disconnect");
-    WebsocketNotify: "websocket-notify" as "notify" => websocket::notify::handle, env [ConnectionsTableName, WebsocketApiEndpoint, WebsocketStage], Trigger::Events { detail_types: RESULT_EVENTS };
+    AuthSignup: "auth-signup" as "signup" => auth::signup::handle, env [TableName, AllowedOrigin], http("POST", "/auth/signup"), calls [DataTable(PutItem)];
+    AuthLogin: "auth-login" as "login" => auth::login::handle, env [TableName, SecretArn, AllowedOrigin], http("POST", "/auth/login"), calls [DataTable(GetItem), JwtSecret(GetSecretValue)];
+    AuthGetUser: "auth-get-user" as "get-user" => auth::get_user::handle, env [TableName, SecretArn, AllowedOrigin], http("GET", "/auth/user"), calls [DataTable(GetItem), JwtSecret(GetSecretValue)];
+    NotesPublish: "notes-publish" as "publish" => notes::publish::handle, env [EventBusName, SecretArn, AllowedOrigin], http("POST", "/notes"), calls [EventBus(PutEvents), JwtSecret(GetSecretValue)];
+    NotesSave: "notes-save" as "save" => notes::save::handle, env [TableName, EventBusName, MaxReceiveCount], Trigger::ProcessingQueue, calls [DataTable(ConditionCheckItem, PutItem, UpdateItem), EventBus(PutEvents)];
+    NotesGet: "notes-get" as "get" => notes::get::handle, env [TableName, SecretArn, AllowedOrigin], http("GET", "/notes"), calls [DataTable(Query), JwtSecret(GetSecretValue)];
+    NotesGetPublic: "notes-get-public" as "get-public" => notes::get_public::handle, env [TableName, AllowedOrigin], http("GET", "/notes/public"), calls [DataTable(Query)];
+    NotesUpdate: "notes-update" as "update" => notes::update::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("PUT", "/notes/{noteId}"), calls [DataTable(GetItem, UpdateItem), EventBus(PutEvents), JwtSecret(GetSecretValue)];
+    NotesDelete: "notes-delete" as "delete" => notes::delete::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("DELETE", "/notes/{noteId}"), calls [DataTable(GetItem, DeleteItem, PutItem), EventBus(PutEvents), JwtSecret(GetSecretValue)];
+    WebsocketConnect: "websocket-connect" as "connect" => websocket::connect::handle, env [ConnectionsTableName, SecretArn], websocket("$connect"), calls [ConnectionsTable(PutItem), JwtSecret(GetSecretValue)];
+    WebsocketDisconnect: "websocket-disconnect" as "disconnect" => websocket::disconnect::handle, env [ConnectionsTableName], websocket("$disconnect"), calls [ConnectionsTable(GetItem, DeleteItem)];
+    WebsocketNotify: "websocket-notify" as "notify" => websocket::notify::handle, env [ConnectionsTableName, WebsocketApiEndpoint, WebsocketStage], Trigger::Events { detail_types: RESULT_EVENTS }, calls [ConnectionsTable(Query, DeleteItem), WebSocketApi(ManageConnections)];
 }
 
 impl HandlerName {

@@ -161,6 +161,7 @@ async fn a_failing_template_is_reported_and_the_next_deploy_recovers() {
             "--yes",
             "--stack",
             "data",
+            "--no-validate",
             "--templates",
             dir.path().to_str().unwrap(),
         ])
@@ -321,4 +322,50 @@ async fn deploy_ships_the_frontend_after_the_stacks() {
         config,
         serde_json::json!({"apiUrl": "https://api.example", "wsUrl": "wss://ws.example/prod"})
     );
+}
+
+/// `deploy` runs `validate` first: a template it finds wrong stops the deploy before AWS sees it.
+#[tokio::test]
+async fn deploy_validates_before_touching_aws() {
+    let stage = notesctl_tests::unique("va");
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(templates()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let auth = dir.path().join("auth.yaml");
+    let text = std::fs::read_to_string(&auth).unwrap();
+    std::fs::write(
+        &auth,
+        text.replace("RouteKey: GET /auth/user", "RouteKey: GET /auth/me"),
+    )
+    .unwrap();
+    let (code, v) = cli(&stage)
+        .await
+        .args([
+            "deploy",
+            "--yes",
+            "--stack",
+            "event",
+            "--templates",
+            dir.path().to_str().unwrap(),
+        ])
+        .json::<DeployReport>()
+        .await;
+    assert_eq!(code, 1, "{v:?}");
+    assert!(v.stacks.is_empty(), "nothing deployed: {v:?}");
+    assert!(
+        v.findings.iter().any(|f| f.resource == "GetUserRoute"),
+        "{v:?}"
+    );
+    assert!(v.problem.unwrap().contains("--no-validate"));
+    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
+    let exists = cfn
+        .describe_stacks()
+        .stack_name(format!("{stage}-event-stack"))
+        .send()
+        .await;
+    assert!(exists.is_err(), "AWS was not touched");
 }

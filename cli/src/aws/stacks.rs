@@ -12,6 +12,16 @@ use super::explain;
 /// The stacks, in dependency order.
 pub const STACKS: [&str; 6] = ["event", "data", "auth", "websocket", "notes", "frontend"];
 
+/// The parameters `deploy` passes, to each stack that declares them.
+pub const DEPLOY_PARAMETERS: [&str; 6] = [
+    "Stage",
+    "Architecture",
+    "AllowedOrigin",
+    "SaveFunctionTimeout",
+    "CodeBucket",
+    "CodeKey",
+];
+
 pub fn stack_name(stage: &str, short: &str) -> String {
     format!("{stage}-{short}-stack")
 }

@@ -1,6 +1,6 @@
 //! One module per verb. Each exposes `run(&Context, Args) -> Result<Report>` and depends only on the
 //! context and the shared AWS helpers below it; `deploy --frontend` calls `sync_frontend::run` and
-//! `invalidate::run`, and nothing else crosses between verbs.
+//! `invalidate::run` and runs `validate::run` first; nothing else crosses between verbs.
 
 pub mod alarms;
 pub mod deploy;
@@ -14,3 +14,4 @@ pub mod redrive;
 pub mod status;
 pub mod sync_frontend;
 pub mod tail;
+pub mod validate;

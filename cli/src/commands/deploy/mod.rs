@@ -27,6 +27,7 @@ use aws_sdk_cloudformation::types::{ChangeSetType, Parameter, Stack, StackStatus
 
 use super::invalidate::{self, InvalidateArgs};
 use super::sync_frontend::{self, SyncArgs};
+use super::validate::{self, ValidateArgs};
 use crate::aws::{explain, stacks};
 use crate::context::{Context, confirm, interactive};
 use crate::lambda::Arch;
@@ -69,6 +70,9 @@ pub struct DeployArgs {
     /// Bucket for the code zips (default: notesctl-artifacts-{account}-{region}, created if missing).
     #[arg(long)]
     pub artifacts_bucket: Option<String>,
+    /// Skip `notesctl validate` of the templates before deploying.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 /// One deploy run: the context, the stacks' client, the arguments and the parameter values.
@@ -356,6 +360,27 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
             "refusing to deploy without confirmation: pass --yes (no terminal to ask on), or --preview to only look"
         );
     }
+    if !args.no_validate {
+        let checked = validate::run(
+            ctx,
+            ValidateArgs {
+                templates: args.templates.clone(),
+            },
+        )
+        .await?;
+        if !checked.findings.is_empty() {
+            return Ok(DeployReport {
+                stacks: Vec::new(),
+                frontend: None,
+                problem: Some(format!(
+                    "deploy stopped before touching AWS: validate found {} problems in {} (each above, with its fix). Fix them, or pass --no-validate to deploy anyway",
+                    checked.findings.len(),
+                    checked.templates
+                )),
+                findings: checked.findings,
+            });
+        }
+    }
     let config = ctx.aws().await?;
     let needs_code = order
         .iter()
@@ -381,6 +406,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         stacks: Vec::new(),
         frontend: None,
         problem: None,
+        findings: Vec::new(),
     };
     for short in order {
         let r = deploy.deploy_stack(short).await?;

@@ -76,24 +76,11 @@ pub fn is_no_changes(reason: &str) -> bool {
         || r.contains("did not contain changes")
 }
 
-/// Parameters a template declares, from its `Parameters` section.
+/// Parameters a template declares, from its `Parameters` section, with their defaults.
 pub fn declared_parameters(template: &str) -> anyhow::Result<Vec<(String, Option<String>)>> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(template)?;
-    let Some(params) = doc["Parameters"].as_mapping() else {
-        return Ok(Vec::new());
-    };
-    Ok(params
-        .iter()
-        .filter_map(|(k, v)| {
-            let default = match &v["Default"] {
-                serde_yaml::Value::String(s) => Some(s.clone()),
-                serde_yaml::Value::Number(n) => Some(n.to_string()),
-                serde_yaml::Value::Bool(b) => Some(b.to_string()),
-                _ => None,
-            };
-            Some((k.as_str()?.to_owned(), default))
-        })
-        .collect())
+    Ok(crate::template::declared_parameters(
+        &crate::template::parse(template)?,
+    ))
 }
 
 /// What the stack's parameters will be: ours where we pass one, the template's default elsewhere.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::invalidate::InvalidateReport;
 use super::super::sync_frontend::SyncReport;
+use super::super::validate::Finding;
 use crate::output::{Exit, Report};
 
 /// What a deploy did with a stack.
@@ -152,6 +153,9 @@ pub struct DeployReport {
     pub frontend: Option<FrontendReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// What `validate` found, when it stopped the deploy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
 }
 
 impl Report for DeployReport {
@@ -177,6 +181,10 @@ impl fmt::Display for DeployReport {
                     fail.logical_id, fail.resource_type, fail.status, fail.reason
                 )?;
             }
+        }
+        for x in &self.findings {
+            writeln!(f, "✗ {} {}: {}", x.file, x.resource, x.problem)?;
+            writeln!(f, "    fix: {}", x.fix)?;
         }
         if let Some(fe) = &self.frontend {
             writeln!(f, "frontend: {}", fe.sync)?;

@@ -10,7 +10,7 @@ use notes_handlers::HandlerName;
 use notes_handlers::domain::clock::now_iso;
 use notes_handlers::domain::events::{EVENT_SOURCE, NoteEvent};
 use notes_handlers::ports::{EventBus, FailedEntry, PublishReport, StoreError};
-use serde_yaml::Value;
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::queue::LocalQueue;
@@ -50,16 +50,8 @@ impl Rule {
     }
 }
 
-fn untag(v: &Value) -> &Value {
-    match v {
-        Value::Tagged(t) => untag(&t.value),
-        other => other,
-    }
-}
-
 fn string_set(v: &Value) -> BTreeSet<String> {
-    untag(v)
-        .as_sequence()
+    v.as_array()
         .map(|s| {
             s.iter()
                 .filter_map(|x| x.as_str().map(str::to_owned))
@@ -70,9 +62,9 @@ fn string_set(v: &Value) -> BTreeSet<String> {
 
 /// The `AWS::Events::Rule`s of a template, with targets resolved to the resources they name.
 pub fn rules_of(file: &str, text: &str) -> Result<Vec<Rule>, String> {
-    let doc: Value = serde_yaml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+    let doc = crate::template::parse(text).map_err(|e| format!("{file}: {e}"))?;
     let resources = doc["Resources"]
-        .as_mapping()
+        .as_object()
         .ok_or_else(|| format!("{file}: no Resources"))?;
     let mut rules = Vec::new();
     for (id, res) in resources {
@@ -80,15 +72,11 @@ pub fn rules_of(file: &str, text: &str) -> Result<Vec<Rule>, String> {
             continue;
         }
         let props = &res["Properties"];
-        let pattern = untag(&props["EventPattern"]);
+        let pattern = &props["EventPattern"];
         let mut targets = Vec::new();
-        for t in props["Targets"].as_sequence().into_iter().flatten() {
+        for t in props["Targets"].as_array().into_iter().flatten() {
             // `!GetAtt Resource.Arn` names the target resource.
-            let arn = untag(&t["Arn"]);
-            let target_id = arn
-                .as_str()
-                .and_then(|s| s.split('.').next())
-                .unwrap_or_default();
+            let target_id = t["Arn"]["Fn::GetAtt"][0].as_str().unwrap_or_default();
             let target = &resources[target_id];
             match target["Type"].as_str() {
                 Some("AWS::SQS::Queue") => targets.push(Target::Queue(target_id.to_owned())),
@@ -107,7 +95,7 @@ pub fn rules_of(file: &str, text: &str) -> Result<Vec<Rule>, String> {
             }
         }
         rules.push(Rule {
-            name: id.as_str().unwrap_or_default().to_owned(),
+            name: id.clone(),
             sources: string_set(&pattern["source"]),
             detail_types: string_set(&pattern["detail-type"]),
             targets,
