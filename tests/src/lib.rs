@@ -10,6 +10,7 @@ pub mod fake_s3;
 pub mod lambda;
 pub mod moto;
 pub mod proxy;
+pub mod record;
 
 /// A name no other test in this run uses: `{prefix}-{pid}-{counter}-{random}`.
 pub fn unique(prefix: &str) -> String {

@@ -524,3 +524,89 @@ async fn secret_source_secrets_manager() {
     let err = missing.jwt_secret().await.unwrap_err().to_string();
     assert!(err.contains("nope"), "{err}");
 }
+
+// ---- The adapters are the truth ----
+
+/// Every port's contract, run once more on AWS adapters whose clients record what they send: the
+/// actions they call are exactly the actions the handlers declare (`notes_handlers::dispatch`), on
+/// the same resources. A new adapter call that no handler declares fails here, before it is an
+/// AccessDenied on AWS; a declared action no adapter calls fails too.
+#[tokio::test]
+async fn adapters_call_exactly_what_the_handlers_declare() {
+    use notes_handlers::HandlerName;
+    use notes_handlers::spec::{Action, Resource};
+    use notesctl_tests::record::{Recorder, Service};
+    let m = moto::shared().await;
+    let sdk = m.sdk_config().await;
+    let res = Resources::create(&sdk).await;
+    let dynamo = Recorder::new(Service::DynamoDb(vec![
+        (res.table.clone(), Resource::DataTable),
+        (res.connections_table.clone(), Resource::ConnectionsTable),
+    ]));
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(dynamo.clone())
+            .build(),
+    );
+    let store = DynamoStore::new(client, &res.table, &res.connections_table);
+    user_store_contract(&store).await;
+    note_store_contract(&store).await;
+    paging_contract(&store).await;
+    registry_contract(&store).await;
+
+    let events = Recorder::new(Service::EventBridge);
+    let bus = EventBridgeBus::new(
+        aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(&sdk)
+                .interceptor(events.clone())
+                .build(),
+        ),
+        &res.bus,
+    );
+    assert!(bus.publish(&[created(0)]).await.unwrap().all_accepted());
+
+    let secrets = Recorder::new(Service::SecretsManager);
+    let source = SecretsManagerSecret::new(
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                .interceptor(secrets.clone())
+                .build(),
+        ),
+        &res.secret_arn,
+    );
+    secret_contract(&source, None).await;
+
+    let connections = Recorder::new(Service::Connections);
+    let notifier = ApiGatewayNotifier::new(aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+            .endpoint_url(&m.endpoint)
+            .interceptor(connections.clone())
+            .build(),
+    ));
+    assert_eq!(notifier.post("c1", b"{}").await.unwrap(), Posted::Delivered);
+
+    let called: BTreeSet<Action> = [dynamo, events, secrets, connections]
+        .iter()
+        .flat_map(|r| r.actions())
+        .collect();
+    let declared: BTreeSet<Action> = HandlerName::ALL
+        .iter()
+        .flat_map(|h| h.spec().code_actions())
+        .collect();
+    let show = |s: Vec<&Action>| {
+        s.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    assert!(
+        called.is_subset(&declared),
+        "the adapters call what no handler declares: {}",
+        show(called.difference(&declared).collect())
+    );
+    assert!(
+        declared.is_subset(&called),
+        "handlers declare what no adapter calls: {}",
+        show(declared.difference(&called).collect())
+    );
+}
