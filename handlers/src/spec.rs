@@ -49,14 +49,18 @@ impl Env {
             Env::SecretArn => "the Secrets Manager secret holding the JWT key",
             Env::AllowedOrigin => "the CORS origin, * by default",
             Env::WebsocketApiEndpoint => "the WebSocket API endpoint",
-            Env::WebsocketStage => "the WebSocket API's stage",
+            Env::WebsocketStage => "the WebSocket API's stage, appended to its endpoint when set",
             Env::MaxReceiveCount => "the processing queue's maxReceiveCount, 3 by default",
         }
     }
 
-    /// Whether a handler that reads it cannot start without it (the others have defaults).
+    /// Whether a handler that reads it cannot start without it (the others have defaults, or, for
+    /// the stage, an endpoint that already names it).
     pub const fn required(self) -> bool {
-        !matches!(self, Env::AllowedOrigin | Env::MaxReceiveCount)
+        !matches!(
+            self,
+            Env::AllowedOrigin | Env::MaxReceiveCount | Env::WebsocketStage
+        )
     }
 }
 

@@ -225,3 +225,85 @@ impl LambdaProcess {
         )
     }
 }
+
+/// A fixture of the handlers' tests (`handlers/tests/fixtures/{name}`): real event shapes.
+pub fn fixture(name: &str) -> Value {
+    let path = crate::workspace_root()
+        .join("handlers/tests/fixtures")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture exists"))
+        .expect("fixture is JSON")
+}
+
+/// An HTTP API (payload 2.0) event, as API Gateway sends it.
+pub fn http_event(method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Value {
+    use serde_json::json;
+    let mut headers = json!({"content-type": "application/json", "host": "api.local"});
+    if let Some(t) = token {
+        headers["authorization"] = json!(format!("Bearer {t}"));
+    }
+    let mut ev = json!({
+        "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {"accountId": "123456789012", "apiId": "local", "domainName": "api.local",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+            "requestId": "r1", "routeKey": format!("{method} {path}"), "stage": "$default",
+            "time": "12/Mar/2024:14:22:10 +0000", "timeEpoch": 1710253330000u64},
+        "isBase64Encoded": false
+    });
+    if let Some(b) = body {
+        ev["body"] = json!(b.to_string());
+    }
+    ev
+}
+
+/// A WebSocket `$connect` (with `?token=`) or `$disconnect` event for a connection.
+pub fn ws_event(route: &str, connection_id: &str, token: Option<&str>) -> Value {
+    use serde_json::json;
+    let mut ev = fixture("websocket-connect.json");
+    ev["requestContext"]["routeKey"] = json!(route);
+    ev["requestContext"]["eventType"] = json!(if route == "$connect" {
+        "CONNECT"
+    } else {
+        "DISCONNECT"
+    });
+    ev["requestContext"]["connectionId"] = json!(connection_id);
+    let o = ev.as_object_mut().unwrap();
+    match token {
+        Some(t) => {
+            o.insert("queryStringParameters".into(), json!({"token": t}));
+            o.insert(
+                "multiValueQueryStringParameters".into(),
+                json!({"token": [t]}),
+            );
+        }
+        None => {
+            o.remove("queryStringParameters");
+            o.remove("multiValueQueryStringParameters");
+        }
+    }
+    ev
+}
+
+/// An SQS batch (as the event source mapping delivers it) of `(messageId, body)` records.
+pub fn sqs_event(records: &[(&str, String)]) -> Value {
+    let template = fixture("sqs-eventbridge.json")["Records"][0].clone();
+    let records: Vec<Value> = records
+        .iter()
+        .map(|(id, body)| {
+            let mut r = template.clone();
+            r["messageId"] = Value::from(*id);
+            r["body"] = Value::from(body.as_str());
+            r
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
+/// An EventBridge event (as a rule delivers it to a function) of the notes service.
+pub fn eventbridge_event(detail: Value) -> Value {
+    let mut ev = fixture("eventbridge-note-saved.json");
+    ev["detail-type"] = detail["eventType"].clone();
+    ev["detail"] = detail;
+    ev
+}

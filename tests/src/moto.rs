@@ -37,6 +37,12 @@ async fn start() -> Moto {
             _watchdog: None,
         };
     }
+    start_with(&[]).await
+}
+
+/// A moto server of its own, started with these environment variables (for the IAM tests, which
+/// switch enforcement on for the whole server).
+pub async fn start_with(env: &[(&str, &str)]) -> Moto {
     let port = free_port();
     let server = moto_server_command();
     // The watchdog ends moto when this test process is gone, however it ends.
@@ -48,6 +54,7 @@ async fn start() -> Moto {
     let watchdog = std::process::Command::new("sh")
         .arg("-c")
         .arg(script)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -63,3 +63,93 @@ impl FlakyProxy {
         }
     }
 }
+
+/// A loopback TCP proxy that reads the answers passing through it for IAM refusals: each "is not
+/// authorized to perform: ACTION" moto (or AWS) sends back is kept, so a test sees exactly which
+/// action was denied whatever the client makes of the error.
+#[derive(Clone)]
+pub struct DenialWatch {
+    pub endpoint: String,
+    denied: Arc<Mutex<Vec<String>>>,
+}
+
+const REFUSAL: &str = "is not authorized to perform: ";
+
+fn refused_actions(text: &str) -> Vec<String> {
+    text.match_indices(REFUSAL)
+        .map(|(i, _)| {
+            text[i + REFUSAL.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_'))
+                .collect()
+        })
+        .collect()
+}
+
+impl DenialWatch {
+    /// Proxies to `target` (`http://127.0.0.1:PORT`).
+    pub async fn start(target: &str) -> DenialWatch {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target: SocketAddr = target
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("a loopback address");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let watch = DenialWatch {
+            endpoint: format!("http://{}", listener.local_addr().unwrap()),
+            denied: Arc::default(),
+        };
+        let denied = watch.denied.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let denied = denied.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut in_read, mut in_write) = inbound.into_split();
+                    let (mut out_read, mut out_write) = outbound.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut in_read, &mut out_write).await;
+                        let _ = out_write.shutdown().await;
+                    });
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut tail = String::new();
+                    loop {
+                        let n = match out_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if in_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        // Scan what came with the end of what came before, so a refusal split across
+                        // reads is seen once.
+                        tail.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        let found = refused_actions(&tail);
+                        let last = tail.rfind(REFUSAL);
+                        denied.lock().unwrap().extend(found);
+                        tail = match last {
+                            Some(i) => tail[i + REFUSAL.len()..].to_owned(),
+                            None => {
+                                let from = tail.len().saturating_sub(REFUSAL.len());
+                                let from = (from..=tail.len())
+                                    .find(|i| tail.is_char_boundary(*i))
+                                    .unwrap_or(tail.len());
+                                tail[from..].to_owned()
+                            }
+                        };
+                    }
+                    up.abort();
+                });
+            }
+        });
+        watch
+    }
+
+    /// The actions refused since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.denied.lock().unwrap())
+    }
+}

@@ -3,7 +3,7 @@
 //! save, delivered twice in one batch with a garbage record → one stored note, one note-saved, and only
 //! the garbage record in batchItemFailures.
 
-use notesctl_tests::lambda::{LambdaProcess, RuntimeApi};
+use notesctl_tests::lambda::{LambdaProcess, RuntimeApi, http_event};
 use notesctl_tests::moto::{self, Resources};
 use serde_json::{Value, json};
 
@@ -16,26 +16,6 @@ async fn start(handler: &str, env: &[(String, String)]) -> Function {
     let api = RuntimeApi::start().await;
     let process = LambdaProcess::spawn(handler, &api, env);
     Function { api, process }
-}
-
-fn http_event(method: &str, path: &str, body: Option<Value>, token: Option<&str>) -> Value {
-    let mut headers = json!({"content-type": "application/json", "host": "api.local"});
-    if let Some(t) = token {
-        headers["authorization"] = json!(format!("Bearer {t}"));
-    }
-    let mut ev = json!({
-        "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {"accountId": "123456789012", "apiId": "local", "domainName": "api.local",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
-            "requestId": "r1", "routeKey": format!("{method} {path}"), "stage": "$default",
-            "time": "12/Mar/2024:14:22:10 +0000", "timeEpoch": 1710253330000u64},
-        "isBase64Encoded": false
-    });
-    if let Some(b) = body {
-        ev["body"] = json!(b.to_string());
-    }
-    ev
 }
 
 fn status_and_body(resp: &Value) -> (u64, Value) {

@@ -271,6 +271,28 @@ fn names_the_wrong_thing(app: &App, f: Res, env: Env, value: &Value) -> Option<S
     }
 }
 
+/// The `Allow` statements of a role's inline policies.
+fn allowed_statements<'a>(app: &'a App, role: Res) -> impl Iterator<Item = &'a Value> + 'a {
+    one_or_many(&app.props(role)["Policies"])
+        .into_iter()
+        .flat_map(|p| one_or_many(&p["PolicyDocument"]["Statement"]))
+        .filter(|st| st["Effect"] == "Allow")
+}
+
+/// Every action the role of `handler`'s function grants, as the templates write them.
+pub fn granted_actions(app: &App, handler: HandlerName) -> BTreeSet<String> {
+    let Some(f) = functions(app).get(&handler).copied() else {
+        return BTreeSet::new();
+    };
+    let Some(role) = app.resource_of(f.stack, &app.props(f)["Role"]) else {
+        return BTreeSet::new();
+    };
+    allowed_statements(app, role)
+        .flat_map(|st| one_or_many(&st["Action"]))
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect()
+}
+
 fn role(app: &App, f: Res, spec: &Spec, out: &mut Vec<Finding>) {
     let Some(role) = app
         .resource_of(f.stack, &app.props(f)["Role"])
@@ -297,13 +319,7 @@ fn role(app: &App, f: Res, spec: &Spec, out: &mut Vec<Finding>) {
     }
     let own_log_group = names::log_group(&spec.function_name(STAGE));
     let mut granted: BTreeSet<Action> = BTreeSet::new();
-    let statements = one_or_many(&props["Policies"])
-        .into_iter()
-        .flat_map(|p| one_or_many(&p["PolicyDocument"]["Statement"]));
-    for st in statements {
-        if st["Effect"] != "Allow" {
-            continue;
-        }
+    for st in allowed_statements(app, role) {
         if !st["NotAction"].is_null() || !st["NotResource"].is_null() {
             out.push(Finding::new(
                 Rule::Permissions,
