@@ -15,6 +15,95 @@ fn templates() -> String {
         .to_string()
 }
 
+/// The processing queue's visibility timeout, as SQS has it.
+async fn visibility_timeout(sdk: &aws_config::SdkConfig, stage: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(format!("{stage}-note-processing-queue"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::VisibilityTimeout]
+        .parse()
+        .unwrap()
+}
+
+/// Resource types moto 5.2.5's CloudFormation accepts in a template without creating them
+/// (templates/README.md names them); everything else must exist once the stack is complete.
+const NOT_CREATED_BY_MOTO: &[&str] = &["AWS::SQS::QueuePolicy"];
+
+/// Every resource of the stack's template exists in its service, found by the name it was given
+/// (moto can report CREATE_COMPLETE with a resource missing).
+async fn every_resource_exists(sdk: &aws_config::SdkConfig, stage: &str, short: &str) {
+    let text = std::fs::read_to_string(format!("{}/{short}.yaml", templates())).unwrap();
+    let doc = notesctl::template::parse(&text).unwrap();
+    let name = |v: &serde_json::Value| {
+        v["Fn::Sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{short}: a name by !Sub: {v}"))
+            .replace("${Stage}", stage)
+    };
+    let (sqs, events, ddb) = (
+        aws_sdk_sqs::Client::new(sdk),
+        aws_sdk_eventbridge::Client::new(sdk),
+        aws_sdk_dynamodb::Client::new(sdk),
+    );
+    for (id, r) in doc["Resources"].as_object().unwrap() {
+        let props = &r["Properties"];
+        let ty = r["Type"].as_str().unwrap();
+        let found = match ty {
+            "AWS::SQS::Queue" => sqs
+                .get_queue_url()
+                .queue_name(name(&props["QueueName"]))
+                .send()
+                .await
+                .is_ok(),
+            "AWS::Events::EventBus" => events
+                .describe_event_bus()
+                .name(name(&props["Name"]))
+                .send()
+                .await
+                .is_ok(),
+            "AWS::Events::Rule" => events
+                .describe_rule()
+                .name(name(&props["Name"]))
+                .event_bus_name(format!("{stage}-notes-event-bus"))
+                .send()
+                .await
+                .is_ok_and(|rule| rule.arn().is_some()),
+            "AWS::Events::Archive" => events
+                .describe_archive()
+                .archive_name(name(&props["ArchiveName"]))
+                .send()
+                .await
+                .is_ok(),
+            "AWS::DynamoDB::Table" => ddb
+                .describe_table()
+                .table_name(name(&props["TableName"]))
+                .send()
+                .await
+                .is_ok(),
+            t if NOT_CREATED_BY_MOTO.contains(&t) => continue,
+            other => panic!("{short}/{id}: no existence check for {other}"),
+        };
+        assert!(
+            found,
+            "{short}/{id} ({ty}) does not exist after a complete deploy"
+        );
+    }
+}
+
 fn actions(v: &DeployReport) -> Vec<StackAction> {
     v.stacks.iter().map(|s| s.action).collect()
 }
@@ -54,6 +143,15 @@ async fn create_unchanged_update_outputs_destroy() {
     );
     assert_eq!(actions(&v), [StackAction::Created, StackAction::Created]);
     assert_eq!(v.stacks[0].status, "CREATE_COMPLETE");
+    let sdk = moto::shared().await.sdk_config().await;
+    for short in ["event", "data"] {
+        every_resource_exists(&sdk, &stage, short).await;
+    }
+    assert_eq!(
+        visibility_timeout(&sdk, &stage).await,
+        180,
+        "6 × save's 30 s"
+    );
 
     // moto's change sets never say "no changes"; deploy compares what is deployed and says unchanged.
     let (code, v) = deploy(&[]).await;
@@ -82,6 +180,11 @@ async fn create_unchanged_update_outputs_destroy() {
         .find(|p| p.parameter_key() == Some("SaveFunctionTimeout"))
         .and_then(|p| p.parameter_value());
     assert_eq!(timeout, Some("60"));
+    assert_eq!(
+        visibility_timeout(&sdk, &stage).await,
+        360,
+        "6 × save's 60 s"
+    );
     assert!(
         stack
             .parameters()
@@ -116,9 +219,8 @@ async fn create_unchanged_update_outputs_destroy() {
             "NOT_DEPLOYED"
         ]
     );
-    // moto 5.2 cannot resolve the queue's `Fn::FindInMap` on a Number parameter, so it makes no
-    // queue: status says so rather than failing.
-    assert!(v.queues.is_some() || !v.notes.is_empty(), "{v:?}");
+    let queues = v.queues.expect("the deployed queues are measured");
+    assert_eq!(queues.queue.name, format!("{stage}-note-processing-queue"));
 
     let refused = cli(&stage).await.args(["destroy"]).run().await;
     assert_eq!(
