@@ -97,8 +97,8 @@ fn a_function_off_the_naming_convention() {
 fn a_variable_renamed_on_one_side() {
     let f = findings_after(&[(
         "notes.yaml",
-        "          EVENT_BUS_NAME: !ImportValue\n            Fn::Sub: \"${Stage}-EventBusName\"\n          SECRET_ARN",
-        "          EVENTBUS_NAME: !ImportValue\n            Fn::Sub: \"${Stage}-EventBusName\"\n          SECRET_ARN",
+        "          EVENT_BUS_NAME:\n            Fn::ImportValue: !Sub \"${Stage}-EventBusName\"\n          SECRET_ARN",
+        "          EVENTBUS_NAME:\n            Fn::ImportValue: !Sub \"${Stage}-EventBusName\"\n          SECRET_ARN",
     )]);
     names(
         &f,
@@ -223,8 +223,8 @@ fn a_wildcard_resource() {
 fn an_action_on_the_wrong_resource() {
     let f = findings_after(&[(
         "notes.yaml",
-        "                  - events:PutEvents\n                Resource: !ImportValue\n                  Fn::Sub: \"${Stage}-EventBusArn\"",
-        "                  - events:PutEvents\n                Resource: !ImportValue\n                  Fn::Sub: \"${Stage}-DataTableArn\"",
+        "                  - events:PutEvents\n                Resource:\n                  Fn::ImportValue: !Sub \"${Stage}-EventBusArn\"",
+        "                  - events:PutEvents\n                Resource:\n                  Fn::ImportValue: !Sub \"${Stage}-DataTableArn\"",
     )]);
     names(
         &f,
