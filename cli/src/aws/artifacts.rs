@@ -1,24 +1,43 @@
 //! The code zips' bucket: `notesctl-artifacts-{account}-{region}`, shared by every stage of an account
 //! and region, with each zip under its stage and content address.
+//!
+//! The default name is predictable, so another account could create the bucket first and receive (or
+//! replace) our code. Every call to it therefore carries `ExpectedBucketOwner` — the caller's
+//! account, from STS — and S3 refuses the call (403) when someone else owns the bucket. A bucket we
+//! create blocks public access and denies every request not made over TLS.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+};
 
 use super::explain;
+use super::s3::{Calls, delete_keys, list_owned};
 use crate::lambda::sha256_hex;
 
-/// The artifacts bucket: `given` (`--artifacts-bucket`), or `notesctl-artifacts-{account}-{region}`.
-pub async fn bucket(config: &aws_config::SdkConfig, given: Option<&str>) -> anyhow::Result<String> {
-    if let Some(b) = given {
-        return Ok(b.to_owned());
-    }
+/// The artifacts bucket, and the account that must own it.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub s3: Client,
+    pub bucket: String,
+    pub owner: String,
+}
+
+/// The caller's account, from STS.
+pub async fn account(config: &aws_config::SdkConfig) -> anyhow::Result<String> {
     let who = aws_sdk_sts::Client::new(config)
         .get_caller_identity()
         .send()
         .await
         .map_err(|e| explain("finding the AWS account", &e))?;
-    let account = who.account().ok_or_else(|| {
-        anyhow::anyhow!("STS did not say which account this is; pass --artifacts-bucket")
-    })?;
-    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
-    Ok(format!("notesctl-artifacts-{account}-{region}"))
+    who.account()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("STS did not say which account this is"))
+}
+
+/// `notesctl-artifacts-{account}-{region}`.
+pub fn default_bucket(account: &str, region: &str) -> String {
+    format!("notesctl-artifacts-{account}-{region}")
 }
 
 /// `{stage}/` : everything of one stage in the bucket.
@@ -35,6 +54,186 @@ pub fn code_key(stage: &str, zip: &[u8]) -> String {
     )
 }
 
+/// A policy that refuses every request to the bucket not made over TLS.
+pub fn tls_only_policy(bucket: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        }]
+    })
+    .to_string()
+}
+
+/// Whether an S3 error is "someone else owns this bucket" (or it exists and is not ours to use).
+fn refused<E>(
+    e: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
+    e.raw_response().is_some_and(|r| r.status().as_u16() == 403)
+}
+
+impl Artifacts {
+    /// The bucket (`given`, or the account's default) and its owner, the caller's account.
+    pub async fn locate(
+        config: &aws_config::SdkConfig,
+        s3: Client,
+        given: Option<&str>,
+    ) -> anyhow::Result<Artifacts> {
+        let owner = account(config).await?;
+        let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+        let bucket = given
+            .map(str::to_owned)
+            .unwrap_or_else(|| default_bucket(&owner, &region));
+        Ok(Artifacts { s3, bucket, owner })
+    }
+
+    fn not_ours(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "the bucket {} exists but is not owned by this account ({}), or is not yours to use: refusing to upload code there (anyone who owns it could read or replace it). Pass --artifacts-bucket with a bucket this account owns",
+            self.bucket,
+            self.owner
+        )
+    }
+
+    /// Whether the bucket exists (and is ours); `Err` when it belongs to someone else.
+    pub async fn exists(&self) -> anyhow::Result<bool> {
+        match self
+            .s3
+            .head_bucket()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_not_found())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(false)
+            }
+            Err(e) if refused(&e) => Err(self.not_ours()),
+            Err(e) => Err(explain(&format!("checking bucket {}", self.bucket), &e)),
+        }
+    }
+
+    /// Creates the bucket if it is missing: private (public access blocked) and TLS-only.
+    pub async fn ensure(&self, region: Option<&str>) -> anyhow::Result<bool> {
+        if self.exists().await? {
+            return Ok(false);
+        }
+        let mut create = self.s3.create_bucket().bucket(&self.bucket);
+        if let Some(region) = region.filter(|r| *r != "us-east-1") {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        match create.send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_exists())
+                    || refused(&e) =>
+            {
+                return Err(self.not_ours());
+            }
+            Err(e) => return Err(explain(&format!("creating bucket {}", self.bucket), &e)),
+        }
+        let block = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .block_public_policy(true)
+            .ignore_public_acls(true)
+            .restrict_public_buckets(true)
+            .build();
+        self.s3
+            .put_public_access_block()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
+            .public_access_block_configuration(block)
+            .send()
+            .await
+            .map_err(|e| {
+                explain(
+                    &format!("blocking public access to the new bucket {}", self.bucket),
+                    &e,
+                )
+            })?;
+        self.s3
+            .put_bucket_policy()
+            .bucket(&self.bucket)
+            .expected_bucket_owner(&self.owner)
+            .policy(tls_only_policy(&self.bucket))
+            .send()
+            .await
+            .map_err(|e| {
+                explain(
+                    &format!("setting the TLS-only policy of {}", self.bucket),
+                    &e,
+                )
+            })?;
+        Ok(true)
+    }
+
+    /// Uploads `zip` under `key` unless it is there already; whether it was uploaded.
+    pub async fn upload(&self, key: &str, zip: Vec<u8>) -> anyhow::Result<bool> {
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .expected_bucket_owner(&self.owner)
+            .send()
+            .await;
+        match head {
+            Ok(_) => return Ok(false),
+            Err(e) if refused(&e) => return Err(self.not_ours()),
+            Err(_) => {}
+        }
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .expected_bucket_owner(&self.owner)
+            .body(zip.into())
+            .send()
+            .await
+            .map_err(|e| {
+                explain(
+                    &format!("uploading the code to s3://{}/{key}", self.bucket),
+                    &e,
+                )
+            })?;
+        Ok(true)
+    }
+
+    /// Deletes everything of `stage` in the bucket; how many objects there were.
+    pub async fn delete_stage(&self, stage: &str) -> anyhow::Result<usize> {
+        let keys = list_owned(&self.s3, &self.bucket, &self.owner, &stage_prefix(stage)).await?;
+        delete_keys(
+            &self.s3,
+            &self.bucket,
+            Some(&self.owner),
+            &keys,
+            &Calls::default(),
+        )
+        .await?;
+        Ok(keys.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +244,135 @@ mod tests {
             code_key("prod", b"zip"),
             format!("prod/notes-lambda/{}.zip", sha256_hex(b"zip"))
         );
+        assert_eq!(
+            default_bucket("123456789012", "eu-west-2"),
+            "notesctl-artifacts-123456789012-eu-west-2"
+        );
+        let policy: serde_json::Value = serde_json::from_str(&tls_only_policy("b")).unwrap();
+        assert_eq!(
+            policy["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"],
+            "false"
+        );
+        assert_eq!(policy["Statement"][0]["Effect"], "Deny");
+    }
+
+    mod recorded {
+        use super::super::*;
+        use aws_sdk_s3::operation::create_bucket::CreateBucketOutput;
+        use aws_sdk_s3::operation::delete_objects::DeleteObjectsOutput;
+        use aws_sdk_s3::operation::head_bucket::HeadBucketError;
+        use aws_sdk_s3::operation::head_object::HeadObjectError;
+        use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+        use aws_sdk_s3::operation::put_bucket_policy::PutBucketPolicyOutput;
+        use aws_sdk_s3::operation::put_object::PutObjectOutput;
+        use aws_sdk_s3::operation::put_public_access_block::PutPublicAccessBlockOutput;
+        use aws_sdk_s3::types::Object;
+        use aws_sdk_s3::types::error::NotFound;
+        use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+        use aws_smithy_runtime_api::http::{Response, StatusCode};
+        use aws_smithy_types::body::SdkBody;
+
+        const OURS: &str = "123456789012";
+
+        fn store(rules: &[&Rule]) -> Artifacts {
+            Artifacts {
+                s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules),
+                bucket: default_bucket(OURS, "eu-west-2"),
+                owner: OURS.into(),
+            }
+        }
+
+        fn forbidden() -> Response<SdkBody> {
+            Response::new(StatusCode::try_from(403).unwrap(), SdkBody::empty())
+        }
+
+        /// Creating, uploading to and emptying the bucket: every call that can name the expected
+        /// owner names ours (a rule matches only such requests; an unmatched request fails).
+        #[tokio::test]
+        async fn every_call_names_the_expected_owner() {
+            let owner = Some(OURS);
+            let head = mock!(aws_sdk_s3::Client::head_bucket)
+                .match_requests(move |r| r.expected_bucket_owner() == owner)
+                .then_error(|| HeadBucketError::NotFound(NotFound::builder().build()));
+            let create = mock!(aws_sdk_s3::Client::create_bucket)
+                .then_output(|| CreateBucketOutput::builder().build());
+            let block = mock!(aws_sdk_s3::Client::put_public_access_block)
+                .match_requests(move |r| r.expected_bucket_owner() == owner)
+                .then_output(|| PutPublicAccessBlockOutput::builder().build());
+            let policy = mock!(aws_sdk_s3::Client::put_bucket_policy)
+                .match_requests(move |r| {
+                    r.expected_bucket_owner() == owner
+                        && r.policy()
+                            .is_some_and(|p| p.contains("aws:SecureTransport"))
+                })
+                .then_output(|| PutBucketPolicyOutput::builder().build());
+            let head_object = mock!(aws_sdk_s3::Client::head_object)
+                .match_requests(move |r| r.expected_bucket_owner() == owner)
+                .then_error(|| HeadObjectError::NotFound(NotFound::builder().build()));
+            let put = mock!(aws_sdk_s3::Client::put_object)
+                .match_requests(move |r| r.expected_bucket_owner() == owner)
+                .then_output(|| PutObjectOutput::builder().build());
+            let list = mock!(aws_sdk_s3::Client::list_objects_v2)
+                .match_requests(move |r| {
+                    r.expected_bucket_owner() == owner && r.prefix() == Some("p/")
+                })
+                .then_output(|| {
+                    ListObjectsV2Output::builder()
+                        .contents(Object::builder().key("p/notes-lambda/a.zip").build())
+                        .build()
+                });
+            let delete = mock!(aws_sdk_s3::Client::delete_objects)
+                .match_requests(move |r| r.expected_bucket_owner() == owner)
+                .then_output(|| DeleteObjectsOutput::builder().build());
+            let s = store(&[
+                &head,
+                &create,
+                &block,
+                &policy,
+                &head_object,
+                &put,
+                &list,
+                &delete,
+            ]);
+            assert!(s.ensure(Some("eu-west-2")).await.unwrap(), "created");
+            assert!(
+                s.upload("p/notes-lambda/a.zip", b"zip".to_vec())
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(s.delete_stage("p").await.unwrap(), 1);
+            for (rule, name) in [
+                (&block, "PutPublicAccessBlock"),
+                (&policy, "PutBucketPolicy"),
+                (&put, "PutObject"),
+                (&delete, "DeleteObjects"),
+            ] {
+                assert_eq!(rule.num_calls(), 1, "{name}");
+            }
+        }
+
+        /// A bucket of that name that another account owns (S3 answers 403 to a call naming our
+        /// account) is refused, and nothing is uploaded.
+        #[tokio::test]
+        async fn a_bucket_owned_by_another_account_is_refused() {
+            let head = mock!(aws_sdk_s3::Client::head_bucket).then_http_response(forbidden);
+            let put = mock!(aws_sdk_s3::Client::put_object)
+                .then_output(|| PutObjectOutput::builder().build());
+            let s = store(&[&head, &put]);
+            let e = s.ensure(Some("eu-west-2")).await.unwrap_err().to_string();
+            assert!(
+                e.contains("not owned by this account") && e.contains("--artifacts-bucket"),
+                "{e}"
+            );
+            let head_object = mock!(aws_sdk_s3::Client::head_object).then_http_response(forbidden);
+            let s = store(&[&head_object, &put]);
+            let e = s
+                .upload("k", b"zip".to_vec())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not owned by this account"), "{e}");
+            assert_eq!(put.num_calls(), 0, "no code goes to someone else's bucket");
+        }
     }
 }

@@ -75,6 +75,38 @@ pub async fn list_bucket(s3: &Client, bucket: &str) -> anyhow::Result<Vec<Remote
     list_range(s3, bucket, None, None, &Calls::default()).await
 }
 
+/// The objects under `prefix` of a bucket that must belong to `owner` (S3 refuses the call with 403
+/// when it does not: `ExpectedBucketOwner`).
+pub async fn list_owned(
+    s3: &Client,
+    bucket: &str,
+    owner: &str,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .expected_bucket_owner(owner)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| explain(&format!("listing s3://{bucket}/{prefix}"), &e))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => return Ok(keys),
+        }
+    }
+}
+
 /// Keys per listing range in [`list_bucket_near`]: one short of a page, so a range whose objects match
 /// the local files ends within its first page (the page's last key is already past the range).
 const RANGE_KEYS: usize = 999;
@@ -189,6 +221,7 @@ pub fn content_hash(objects: &[RemoteObject]) -> String {
 pub async fn delete_keys(
     s3: &Client,
     bucket: &str,
+    owner: Option<&str>,
     keys: &[String],
     calls: &Calls,
 ) -> anyhow::Result<()> {
@@ -201,6 +234,7 @@ pub async fn delete_keys(
         let out = s3
             .delete_objects()
             .bucket(bucket)
+            .set_expected_bucket_owner(owner.map(str::to_owned))
             .delete(
                 Delete::builder()
                     .set_objects(Some(objects))

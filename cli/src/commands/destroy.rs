@@ -8,8 +8,9 @@ use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::types::StackStatus;
 use serde::{Deserialize, Serialize};
 
+use crate::aws::artifacts::{self, Artifacts};
 use crate::aws::s3::{Calls, delete_keys, list_bucket, s3_client};
-use crate::aws::{artifacts, explain, stacks};
+use crate::aws::{explain, stacks};
 use crate::context::{Context, confirm};
 use crate::output::Report;
 
@@ -63,7 +64,7 @@ pub async fn empty_bucket(
         .filter(|o| prefix.is_none_or(|p| o.key.starts_with(p)))
         .map(|o| o.key)
         .collect();
-    delete_keys(s3, bucket, &keys, &Calls::default()).await?;
+    delete_keys(s3, bucket, None, &keys, &Calls::default()).await?;
     Ok(keys.len())
 }
 
@@ -97,14 +98,14 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> anyhow::Result<DestroyRepo
         ctx.say(format!("emptied s3://{bucket} ({n} objects)"));
     }
     // This stage's code zips (other stages share the bucket and keep theirs).
-    if let Ok(bucket) = artifacts::bucket(&config, args.artifacts_bucket.as_deref()).await
-        && s3.head_bucket().bucket(&bucket).send().await.is_ok()
-    {
-        let prefix = artifacts::stage_prefix(ctx.stage());
-        let n = empty_bucket(&s3, &bucket, Some(&prefix)).await?;
+    let store = Artifacts::locate(&config, s3.clone(), args.artifacts_bucket.as_deref()).await?;
+    if store.exists().await? {
+        let n = store.delete_stage(ctx.stage()).await?;
         if n > 0 {
             ctx.say(format!(
-                "deleted this stage's {n} code zips from s3://{bucket}/{prefix}"
+                "deleted this stage's {n} code zips from s3://{}/{}",
+                store.bucket,
+                artifacts::stage_prefix(ctx.stage())
             ));
         }
     }

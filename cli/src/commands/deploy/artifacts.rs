@@ -1,20 +1,27 @@
-//! The code zip's way to the artifacts bucket: created (private) if missing, uploaded once under its
-//! content address.
+//! The code zip's way to Lambda: read from `--artifacts`, uploaded once under its content address to
+//! the artifacts bucket (which must be this account's), and — once the stacks are deployed — checked
+//! against what each function actually runs.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
 
 use super::DeployArgs;
-use crate::aws::s3::s3_client;
-use crate::aws::{artifacts, explain};
+use crate::aws::artifacts::{Artifacts, code_key};
+use crate::aws::explain;
 use crate::context::Context;
 use crate::lambda::zip_path;
 
-/// Uploads the zip to the artifacts bucket under its sha256 (once); the bucket and key. With `upload`
-/// false (a preview) it only works them out.
-pub async fn upload_code(
-    ctx: &Context,
-    config: &aws_config::SdkConfig,
-    args: &DeployArgs,
-    upload: bool,
-) -> anyhow::Result<(String, String)> {
+/// The zip `deploy` ships.
+pub struct Code {
+    pub zip: Vec<u8>,
+    /// `{stage}/notes-lambda/{sha256}.zip`.
+    pub key: String,
+    /// Its SHA-256 as Lambda reports a function's `CodeSha256` (base64 of the digest).
+    pub sha256: String,
+}
+
+/// Reads the zip of `--arch` from `--artifacts`.
+pub async fn read(ctx: &Context, args: &DeployArgs) -> anyhow::Result<Code> {
     let path = zip_path(&args.artifacts, args.arch);
     let zip = tokio::fs::read(&path).await.map_err(|e| {
         anyhow::anyhow!(
@@ -23,79 +30,113 @@ pub async fn upload_code(
             args.arch.as_str()
         )
     })?;
-    let key = artifacts::code_key(ctx.stage(), &zip);
-    let bucket = artifacts::bucket(config, args.artifacts_bucket.as_deref()).await?;
-    if !upload {
-        return Ok((bucket, key));
-    }
-    let s3 = s3_client(config, ctx.custom_endpoint());
-    match s3.head_bucket().bucket(&bucket).send().await {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error().is_some_and(|s| s.is_not_found())
-                || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
-        {
-            ctx.say(format!("creating the artifacts bucket {bucket}"));
-            let mut create = s3.create_bucket().bucket(&bucket);
-            if let Some(region) = config
-                .region()
-                .map(|r| r.to_string())
-                .filter(|r| r != "us-east-1")
-            {
-                create = create.create_bucket_configuration(
-                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                            region.as_str(),
-                        ))
-                        .build(),
-                );
-            }
-            match create.send().await {
-                Ok(_) => {}
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
-                Err(e) => return Err(explain(&format!("creating bucket {bucket}"), &e)),
-            }
-            let block = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .block_public_policy(true)
-                .ignore_public_acls(true)
-                .restrict_public_buckets(true)
-                .build();
-            let _ = s3
-                .put_public_access_block()
-                .bucket(&bucket)
-                .public_access_block_configuration(block)
-                .send()
-                .await;
-        }
-        Err(e) => {
-            return Err(anyhow::anyhow!(
-                "{:#}. The bucket {bucket} exists but is not usable here (another account's, or in another region): pass --artifacts-bucket with a bucket of yours in this region",
-                explain(&format!("checking bucket {bucket}"), &e)
-            ));
-        }
-    }
-    if s3
-        .head_object()
-        .bucket(&bucket)
-        .key(&key)
-        .send()
-        .await
-        .is_err()
-    {
+    use sha2::Digest;
+    let sha256 = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&zip));
+    Ok(Code {
+        key: code_key(ctx.stage(), &zip),
+        zip,
+        sha256,
+    })
+}
+
+/// Creates the bucket if it is missing and uploads the zip (once).
+pub async fn upload(
+    ctx: &Context,
+    store: &Artifacts,
+    code: &Code,
+    region: Option<&str>,
+) -> anyhow::Result<()> {
+    if store.ensure(region).await? {
         ctx.say(format!(
-            "uploading {} to s3://{bucket}/{key}",
-            path.display()
+            "created the artifacts bucket {} (private, TLS only)",
+            store.bucket
         ));
-        s3.put_object()
-            .bucket(&bucket)
-            .key(&key)
-            .body(zip.into())
+    }
+    if store.upload(&code.key, code.zip.clone()).await? {
+        ctx.say(format!(
+            "uploaded the code to s3://{}/{}",
+            store.bucket, code.key
+        ));
+    }
+    Ok(())
+}
+
+/// A function that does not run the zip this deploy shipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeMismatch {
+    pub function: String,
+    /// Its `CodeSha256`, where Lambda answered.
+    pub code_sha256: Option<String>,
+}
+
+/// The functions whose `CodeSha256` is not `sha256` (base64), or that Lambda does not know.
+pub async fn mismatches(
+    lambda: &aws_sdk_lambda::Client,
+    functions: &[String],
+    sha256: &str,
+) -> anyhow::Result<Vec<CodeMismatch>> {
+    let mut out = Vec::new();
+    for f in functions {
+        let got = match lambda
+            .get_function_configuration()
+            .function_name(f)
             .send()
             .await
-            .map_err(|e| explain(&format!("uploading the code to s3://{bucket}/{key}"), &e))?;
+        {
+            Ok(c) => c.code_sha256().map(str::to_owned),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                None
+            }
+            Err(e) => return Err(explain(&format!("reading the configuration of {f}"), &e)),
+        };
+        if got.as_deref() != Some(sha256) {
+            out.push(CodeMismatch {
+                function: f.clone(),
+                code_sha256: got,
+            });
+        }
     }
-    Ok((bucket, key))
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    #[tokio::test]
+    async fn a_function_running_other_code_is_named() {
+        let config =
+            mock!(aws_sdk_lambda::Client::get_function_configuration).then_compute_output(|r| {
+                let sha = if r.function_name() == Some("p-notes-save") {
+                    "b3RoZXI="
+                } else {
+                    "c2FtZQ=="
+                };
+                GetFunctionConfigurationOutput::builder()
+                    .code_sha256(sha)
+                    .build()
+            });
+        let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&config]);
+        let functions = ["p-auth-signup".to_owned(), "p-notes-save".to_owned()];
+        let found = mismatches(&lambda, &functions, "c2FtZQ==").await.unwrap();
+        assert_eq!(
+            found,
+            [CodeMismatch {
+                function: "p-notes-save".into(),
+                code_sha256: Some("b3RoZXI=".into())
+            }]
+        );
+        assert!(
+            mismatches(&lambda, &functions[..1], "c2FtZQ==")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

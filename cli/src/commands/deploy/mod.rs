@@ -28,6 +28,8 @@ use aws_sdk_cloudformation::types::{ChangeSetType, Parameter, Stack, StackStatus
 use super::invalidate::{self, InvalidateArgs};
 use super::sync_frontend::{self, SyncArgs};
 use super::validate::{self, ValidateArgs};
+use crate::aws::artifacts::Artifacts;
+use crate::aws::s3::s3_client;
 use crate::aws::{explain, stacks};
 use crate::context::{Context, confirm, interactive};
 use crate::lambda::Arch;
@@ -378,6 +380,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
                     checked.templates
                 )),
                 findings: checked.findings,
+                code_mismatches: Vec::new(),
             });
         }
     }
@@ -391,11 +394,20 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         ("AllowedOrigin", args.allowed_origin.clone()),
         ("SaveFunctionTimeout", args.save_timeout.to_string()),
     ]);
-    if needs_code {
-        let (bucket, key) = artifacts::upload_code(ctx, &config, &args, !args.preview).await?;
-        values.insert("CodeBucket", bucket);
-        values.insert("CodeKey", key);
-    }
+    let code = if needs_code {
+        let code = artifacts::read(ctx, &args).await?;
+        let s3 = s3_client(&config, ctx.custom_endpoint());
+        let store = Artifacts::locate(&config, s3, args.artifacts_bucket.as_deref()).await?;
+        if !args.preview {
+            let region = config.region().map(|r| r.to_string());
+            artifacts::upload(ctx, &store, &code, region.as_deref()).await?;
+        }
+        values.insert("CodeBucket", store.bucket.clone());
+        values.insert("CodeKey", code.key.clone());
+        Some(code)
+    } else {
+        None
+    };
     let deploy = Deploy {
         ctx,
         cfn: Client::new(&config),
@@ -407,8 +419,9 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         frontend: None,
         problem: None,
         findings: Vec::new(),
+        code_mismatches: Vec::new(),
     };
-    for short in order {
+    for &short in &order {
         let r = deploy.deploy_stack(short).await?;
         let failed = r.action == StackAction::Failed;
         let advice = r
@@ -429,6 +442,28 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
             return Ok(report);
         }
     }
+    if let (Some(code), false) = (&code, args.preview) {
+        let functions = functions_in(&args.templates, &order, ctx.stage())?;
+        let lambda = aws_sdk_lambda::Client::new(&config);
+        report.code_mismatches = artifacts::mismatches(&lambda, &functions, &code.sha256).await?;
+        if !report.code_mismatches.is_empty() {
+            let names: Vec<&str> = report
+                .code_mismatches
+                .iter()
+                .map(|m| m.function.as_str())
+                .collect();
+            report.problem = Some(format!(
+                "{} not run the zip this deploy uploaded (CodeSha256 differs from {}): deploy again, or look for an update outside notesctl",
+                if names.len() == 1 {
+                    format!("{} does", names[0])
+                } else {
+                    format!("{} do", names.join(", "))
+                },
+                code.sha256
+            ));
+            return Ok(report);
+        }
+    }
     if let (Some(dir), false) = (&args.frontend, args.preview) {
         match ship_frontend(ctx, dir).await {
             Ok(shipped) => {
@@ -444,6 +479,31 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         }
     }
     Ok(report)
+}
+
+/// The names (for `stage`) of the functions the templates of `stacks` define.
+fn functions_in(templates: &Path, stacks: &[&str], stage: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for short in stacks {
+        let path = templates.join(format!("{short}.yaml"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let doc = crate::template::parse(&text)?;
+        for r in doc["Resources"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            if r["Type"] == "AWS::Lambda::Function"
+                && let Some(h) = r["Properties"]["Handler"]
+                    .as_str()
+                    .and_then(|h| h.parse::<notes_handlers::HandlerName>().ok())
+            {
+                out.push(h.spec().function_name(stage));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `sync-frontend` then `invalidate --wait`, for `deploy --frontend`.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::super::invalidate::InvalidateReport;
 use super::super::sync_frontend::SyncReport;
 use super::super::validate::Finding;
+use super::artifacts::CodeMismatch;
 use crate::output::{Exit, Report};
 
 /// What a deploy did with a stack.
@@ -156,6 +157,9 @@ pub struct DeployReport {
     /// What `validate` found, when it stopped the deploy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<Finding>,
+    /// Functions that do not run the uploaded zip after the deploy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub code_mismatches: Vec<CodeMismatch>,
 }
 
 impl Report for DeployReport {
@@ -181,6 +185,16 @@ impl fmt::Display for DeployReport {
                     fail.logical_id, fail.resource_type, fail.status, fail.reason
                 )?;
             }
+        }
+        for m in &self.code_mismatches {
+            writeln!(
+                f,
+                "  ✗ {} runs code {}, not this deploy's zip",
+                m.function,
+                m.code_sha256
+                    .as_deref()
+                    .unwrap_or("(unknown: no such function)")
+            )?;
         }
         for x in &self.findings {
             writeln!(f, "✗ {} {}: {}", x.file, x.resource, x.problem)?;

@@ -266,7 +266,7 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> anyhow::Result<SyncReport> {
         .progress_enabled()
         .then(indicatif::ProgressBar::no_length);
     upload::upload_all(&s3, &bucket, &uploads, concurrency, &calls, bar).await?;
-    delete_keys(&s3, &bucket, &the_plan.delete, &calls).await?;
+    delete_keys(&s3, &bucket, None, &the_plan.delete, &calls).await?;
     report.content_hash = remote::content_after(remote, &local, &the_plan.delete);
     report.requests = calls.counts();
     Ok(report)
