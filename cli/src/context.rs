@@ -40,8 +40,9 @@ pub struct Global {
     /// AWS region (default: AWS_REGION or the profile's).
     #[arg(long, global = true)]
     pub region: Option<String>,
-    /// Any AWS-compatible endpoint (moto, LocalStack).
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    /// Any AWS-compatible endpoint (moto, LocalStack) for every service. Without it, the SDK reads
+    /// AWS_ENDPOINT_URL and the service-specific AWS_ENDPOINT_URL_<SERVICE> variables itself.
+    #[arg(long, global = true)]
     pub endpoint_url: Option<String>,
 }
 
@@ -100,9 +101,13 @@ impl Context {
         }
     }
 
-    /// Whether a custom endpoint (`--endpoint-url`) serves AWS here: S3 is then addressed by path.
+    /// Whether a custom endpoint serves S3 here (`--endpoint-url`, `AWS_ENDPOINT_URL` or
+    /// `AWS_ENDPOINT_URL_S3`): S3 is then addressed by path, not by bucket subdomain.
     pub fn custom_endpoint(&self) -> bool {
         self.global.endpoint_url.is_some()
+            || ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
     }
 
     /// A progress line on stderr, unless `-q`.
@@ -163,10 +168,39 @@ pub async fn confirm(action: &str, unchanged: &str) -> anyhow::Result<()> {
     }
 }
 
+/// How every AWS call is retried: throttling, 5xx, timeouts and dropped connections up to six
+/// attempts with capped exponential backoff and jitter (the SDK's standard mode, which classifies by
+/// error code and status). Waits of our own retry on top of this, within the command's deadline.
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(6)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(10))
+}
+
+/// No call waits forever: 5 s to connect, 60 s for one attempt's answer.
+pub fn timeout_config() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(attempt_timeout())
+        .build()
+}
+
+/// 60 s, or `NOTESCTL_ATTEMPT_TIMEOUT` seconds (the fault tests shorten it).
+fn attempt_timeout() -> Duration {
+    std::env::var("NOTESCTL_ATTEMPT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(60))
+}
+
 /// The usual credential chain (profiles, SSO, environment), `--region`, `--endpoint-url` for
 /// emulators; or, for `--local URL`, a running `notesctl dev` with its own credentials.
 pub async fn sdk_config(global: &Global, local: Option<&str>) -> anyhow::Result<SdkConfig> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config());
     if let Some(url) = local {
         loader = loader
             .endpoint_url(url)
@@ -244,5 +278,86 @@ pub fn init_logs(global: &Global) {
 pub fn add_app_log_layer(layer: ExtraLayer) {
     if let Some(handle) = EXTRA.get() {
         let _ = handle.modify(|slot| *slot = Some(layer));
+    }
+}
+
+/// `30s`, `15m`, `1h`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(
+        t.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// How long a command may wait, from when it starts (`--timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    start: std::time::Instant,
+    limit: Duration,
+}
+
+impl Deadline {
+    pub fn after(limit: Duration) -> Deadline {
+        Deadline {
+            start: std::time::Instant::now(),
+            limit,
+        }
+    }
+
+    pub fn expired(&self) -> bool {
+        self.start.elapsed() >= self.limit
+    }
+
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Sleeps `d`, or less if the deadline comes first; whether time is left after it.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        let left = self.limit.saturating_sub(self.start.elapsed());
+        tokio::time::sleep(d.min(left)).await;
+        !self.expired()
+    }
+
+    /// `15m`, `90s`: the limit as `--timeout` takes it.
+    pub fn shown(&self) -> String {
+        let s = self.limit.as_secs();
+        if s >= 60 && s.is_multiple_of(60) {
+            format!("{}m", s / 60)
+        } else {
+            format!("{}s", self.limit.as_secs_f64())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("0.5s").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3d").is_err());
+        assert_eq!(Deadline::after(Duration::from_secs(900)).shown(), "15m");
     }
 }

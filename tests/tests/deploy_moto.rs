@@ -228,9 +228,34 @@ async fn create_unchanged_update_outputs_destroy() {
         "no --yes without a terminal: {}",
         refused.stderr
     );
+    // A note answered 202 but not saved yet sits in the queue: destroy says so and keeps it.
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = sqs
+        .get_queue_url()
+        .queue_name(format!("{stage}-note-processing-queue"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("a note on its way")
+        .send()
+        .await
+        .unwrap();
+    let held = cli(&stage).await.args(["destroy", "--yes"]).run().await;
+    assert_eq!(held.code, 2, "{}", held.stderr);
+    assert!(
+        held.stderr
+            .contains(&format!("{stage}-note-processing-queue holds 1 notes"))
+            && held.stderr.contains("--force"),
+        "{}",
+        held.stderr
+    );
     let (code, v) = cli(&stage)
         .await
-        .args(["destroy", "--yes"])
+        .args(["destroy", "--yes", "--force"])
         .json::<DestroyReport>()
         .await;
     assert_eq!(code, 0, "{v:?}");
@@ -242,7 +267,16 @@ async fn create_unchanged_update_outputs_destroy() {
         ],
         "reverse order"
     );
-    assert_eq!(v.retained, [format!("{stage}-data-table")]);
+    assert_eq!(
+        v.with_them,
+        [
+            format!("queue {stage}-note-processing-queue (1 messages)"),
+            format!("dead-letter queue {stage}-note-processing-dlq (0 messages)"),
+            format!("event archive {stage}-notes-archive"),
+        ]
+    );
+    assert_eq!(v.retained.len(), 1, "{v:?}");
+    assert!(v.retained[0].starts_with(&format!("table {stage}-data-table (DeletionPolicy Retain")));
     let missing = cli(&stage).await.args(["outputs"]).run().await;
     assert_eq!(missing.code, 2);
 }

@@ -14,7 +14,7 @@ use sha2::Digest;
 
 use crate::aws::s3::{content_hash, list_bucket, s3_client};
 use crate::aws::{explain, stacks};
-use crate::context::Context;
+use crate::context::{Context, parse_duration};
 use crate::output::{Exit, Report};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -51,24 +51,6 @@ impl InvalidateArgs {
             content: Some(content_hash.to_owned()),
         }
     }
-}
-
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, unit) = t.split_at(
-        t.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(t.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m or h)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,15 +307,6 @@ pub async fn run(ctx: &Context, args: InvalidateArgs) -> anyhow::Result<Invalida
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn caller_references_follow_paths_and_content() {

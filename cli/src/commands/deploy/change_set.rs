@@ -15,7 +15,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::plan::is_no_changes;
 use super::{Change, ChangeAction};
-use crate::aws::explain;
+use crate::aws::{Failure, classify, explain};
+use crate::context::Deadline;
 
 /// The template and the parameters a stack gets.
 pub struct Template {
@@ -75,13 +76,11 @@ pub async fn create(
     template: &Template,
     change_type: ChangeSetType,
 ) -> anyhow::Result<Result<String, String>> {
+    let set_name = format!("notesctl-{}", notes_handlers::domain::clock::now_millis());
     let made = cfn
         .create_change_set()
         .stack_name(name)
-        .change_set_name(format!(
-            "notesctl-{}",
-            notes_handlers::domain::clock::now_millis()
-        ))
+        .change_set_name(&set_name)
         .change_set_type(change_type)
         .template_body(&template.body)
         .set_parameters(Some(template.parameters.clone()))
@@ -98,23 +97,52 @@ pub async fn create(
                 "{name}: CloudFormation created a change set but returned no ARN for it"
             ),
         },
-        Err(e) => Ok(Err(e.message().map(str::to_owned).unwrap_or_else(|| {
-            format!("{:#}", explain("creating a change set", &e))
-        }))),
+        // A retry after an answer that got lost on the way: the set is there, under our name.
+        Err(e) if e.code() == Some("AlreadyExistsException") => {
+            let set = cfn
+                .describe_change_set()
+                .stack_name(name)
+                .change_set_name(&set_name)
+                .send()
+                .await
+                .map_err(|e| explain(&format!("reading the change set of {name}"), &e))?;
+            match set.change_set_id() {
+                Some(arn) => Ok(Ok(arn.to_owned())),
+                None => anyhow::bail!("{name}: the change set {set_name} has no ARN"),
+            }
+        }
+        Err(e) if classify(&e) == Failure::Refused => Ok(Err(e
+            .message()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:#}", explain("creating a change set", &e))))),
+        Err(e) => Err(explain(&format!("creating a change set for {name}"), &e)),
     }
 }
 
-/// Reads the change set until CloudFormation has worked out its changes (or refused).
-pub async fn worked_out(cfn: &Client, name: &str, arn: &str) -> anyhow::Result<Worked> {
+/// Reads the change set until CloudFormation has worked out its changes (or refused), within the
+/// deadline.
+pub async fn worked_out(
+    cfn: &Client,
+    name: &str,
+    arn: &str,
+    deadline: &Deadline,
+) -> anyhow::Result<Worked> {
     let mut delay = Duration::from_millis(300);
     loop {
-        let set = cfn
+        let set = match cfn
             .describe_change_set()
             .stack_name(name)
             .change_set_name(arn)
             .send()
             .await
-            .map_err(|e| explain(&format!("reading the change set of {name}"), &e))?;
+        {
+            Ok(set) => set,
+            Err(e) if classify(&e).transient() && !deadline.expired() => {
+                deadline.sleep(delay).await;
+                continue;
+            }
+            Err(e) => return Err(explain(&format!("reading the change set of {name}"), &e)),
+        };
         match set.status() {
             Some(ChangeSetStatus::CreateComplete) => {
                 return Ok(Worked::Changes(
@@ -142,26 +170,57 @@ pub async fn worked_out(cfn: &Client, name: &str, arn: &str) -> anyhow::Result<W
             }
             _ => {}
         }
-        tokio::time::sleep(delay).await;
+        if !deadline.sleep(delay).await {
+            anyhow::bail!(
+                "CloudFormation did not work out the change set of {name} within --timeout {}: try again, or look at it in the console",
+                deadline.shown()
+            );
+        }
         delay = (delay * 3 / 2).min(Duration::from_secs(3));
     }
 }
 
 /// Executes the change set under `token`; CloudFormation's reason if it refuses outright (an
-/// unknown export, a missing capability).
-pub async fn execute(cfn: &Client, name: &str, arn: &str, token: &str) -> Result<(), String> {
-    cfn.execute_change_set()
+/// unknown export, a missing capability). When the answer is lost or refused because the set is
+/// already executing (a retry of a request that did arrive), the set's own state decides.
+pub async fn execute(
+    cfn: &Client,
+    name: &str,
+    arn: &str,
+    token: &str,
+) -> anyhow::Result<Result<(), String>> {
+    let Err(e) = cfn
+        .execute_change_set()
         .stack_name(name)
         .change_set_name(arn)
         .client_request_token(token)
         .send()
         .await
-        .map(|_| ())
-        .map_err(|e| {
-            e.message()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("{:#}", explain("executing the change set", &e)))
-        })
+    else {
+        return Ok(Ok(()));
+    };
+    let started = cfn
+        .describe_change_set()
+        .stack_name(name)
+        .change_set_name(arn)
+        .send()
+        .await
+        .is_ok_and(|set| {
+            !matches!(
+                set.execution_status(),
+                Some(ExecutionStatus::Available) | Some(ExecutionStatus::Unavailable)
+            )
+        });
+    if started {
+        return Ok(Ok(()));
+    }
+    match classify(&e) {
+        Failure::Refused => Ok(Err(e
+            .message()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{:#}", explain("executing the change set", &e))))),
+        _ => Err(explain(&format!("executing the change set of {name}"), &e)),
+    }
 }
 
 /// Waits until CloudFormation has started (or finished) the change set, so the stack status read next

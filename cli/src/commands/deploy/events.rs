@@ -9,19 +9,31 @@ use aws_sdk_cloudformation::primitives::DateTime;
 use aws_sdk_cloudformation::types::{Stack, StackEvent, StackStatus};
 
 use super::{Failure, FailureStatus};
-use crate::aws::stacks;
-use crate::context::Context;
+use crate::aws::{explain, is_transient, stacks};
+use crate::context::{Context, Deadline};
 
-/// Waits (backing off, without a give-up time of our own) until the stack is in no *_IN_PROGRESS.
-/// With `since`, the events from then on are printed as they appear.
+/// Where a wait for a stack ended.
+pub enum Settled {
+    /// In no *_IN_PROGRESS state (or gone: `None`).
+    Done(Option<Stack>),
+    /// Still in progress when the deadline came; CloudFormation goes on without us.
+    StillRunning(Option<Stack>),
+}
+
+/// Waits, backing off, until the stack is in no *_IN_PROGRESS state or the deadline comes. With
+/// `since`, the events from then on are printed as they appear. A call that fails in passing
+/// (throttling, a 5xx, a dropped connection — after the SDK's own retries) is tried again at the
+/// next poll; one that cannot succeed (expired credentials, AccessDenied) ends the wait.
 pub async fn settle(
     ctx: &Context,
     cfn: &Client,
     name: &str,
     since: Option<DateTime>,
-) -> anyhow::Result<Option<Stack>> {
+    deadline: &Deadline,
+) -> anyhow::Result<Settled> {
     let mut delay = Duration::from_millis(500);
     let mut seen = HashSet::new();
+    let mut events_unreadable = false;
     let started = Instant::now();
     // On a terminal, a spinner with the stack's status between the event lines; plain lines elsewhere.
     let spinner = ctx.spinner();
@@ -29,22 +41,29 @@ pub async fn settle(
         let waited = started.elapsed();
         let stack = match stacks::describe(cfn, name).await {
             Ok(s) => s,
-            // A blip (throttling, a dropped connection) while waiting is not the end of the deploy.
-            Err(e)
-                if waited < Duration::from_secs(3600)
-                    && format!("{e:#}").contains("Throttling") =>
-            {
-                tokio::time::sleep(delay).await;
+            Err(e) if is_transient(&e) && !deadline.expired() => {
+                tracing::warn!("{e:#}; asking again");
+                deadline.sleep(delay).await;
                 continue;
             }
             Err(e) => break Err(e),
         };
         if let Some(since) = since {
-            for line in new_events(cfn, name, since, &mut seen).await {
-                match &spinner {
-                    Some(s) => s.println(line),
-                    None => ctx.say(line),
+            match new_events(cfn, name, since, &mut seen).await {
+                Ok(lines) => {
+                    for line in lines {
+                        match &spinner {
+                            Some(s) => s.println(line),
+                            None => ctx.say(line),
+                        }
+                    }
                 }
+                // The events are for people; the status decides. Say once that they are missing.
+                Err(e) if !events_unreadable && !is_transient(&e) => {
+                    events_unreadable = true;
+                    tracing::warn!("{e:#}; following the stack's status without its events");
+                }
+                Err(_) => {}
             }
         }
         // Right after ExecuteChangeSet a new stack may still say REVIEW_IN_PROGRESS for a moment.
@@ -57,7 +76,7 @@ pub async fn settle(
                 s.as_str().ends_with("_IN_PROGRESS") && *s != StackStatus::ReviewInProgress
             });
         if !busy {
-            break Ok(stack);
+            break Ok(Settled::Done(stack));
         }
         if let (Some(sp), Some(st)) = (&spinner, status) {
             sp.set_message(format!("{name}: {} ({}s)", st.as_str(), waited.as_secs()));
@@ -67,7 +86,9 @@ pub async fn settle(
                 status.map(|s| s.as_str()).unwrap_or("?")
             ));
         }
-        tokio::time::sleep(delay).await;
+        if !deadline.sleep(delay).await {
+            break Ok(Settled::StillRunning(stack));
+        }
         delay = (delay * 3 / 2).min(Duration::from_secs(5));
     };
     if let Some(s) = spinner {
@@ -77,19 +98,21 @@ pub async fn settle(
 }
 
 /// The stack's events from `since` on, oldest first.
-async fn events_since(cfn: &Client, name: &str, since: DateTime) -> Vec<StackEvent> {
+async fn events_since(
+    cfn: &Client,
+    name: &str,
+    since: DateTime,
+) -> anyhow::Result<Vec<StackEvent>> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
-        let Ok(page) = cfn
+        let page = cfn
             .describe_stack_events()
             .stack_name(name)
             .set_next_token(token)
             .send()
             .await
-        else {
-            break;
-        };
+            .map_err(|e| explain(&format!("reading the events of {name}"), &e))?;
         let mut older = false;
         for e in page.stack_events() {
             if e.timestamp().is_some_and(|t| t.secs() < since.secs()) {
@@ -104,7 +127,7 @@ async fn events_since(cfn: &Client, name: &str, since: DateTime) -> Vec<StackEve
         }
     }
     out.reverse();
-    out
+    Ok(out)
 }
 
 /// The events not `seen` yet, as lines: time, status, resource, type and reason.
@@ -113,9 +136,9 @@ async fn new_events(
     name: &str,
     since: DateTime,
     seen: &mut HashSet<String>,
-) -> Vec<String> {
-    events_since(cfn, name, since)
-        .await
+) -> anyhow::Result<Vec<String>> {
+    Ok(events_since(cfn, name, since)
+        .await?
         .into_iter()
         .filter(|e| seen.insert(e.event_id().unwrap_or_default().to_owned()))
         .map(|e| {
@@ -134,7 +157,7 @@ async fn new_events(
                     .unwrap_or_default()
             )
         })
-        .collect()
+        .collect())
 }
 
 /// The failed resources of the run that started at `since`, with their reasons.
@@ -143,9 +166,9 @@ pub async fn failures(
     name: &str,
     since: DateTime,
     token: Option<&str>,
-) -> Vec<Failure> {
-    events_since(cfn, name, since)
-        .await
+) -> anyhow::Result<Vec<Failure>> {
+    Ok(events_since(cfn, name, since)
+        .await?
         .into_iter()
         // This run's events carry its request token (where the service sets one).
         .filter(|e| {
@@ -175,5 +198,5 @@ pub async fn failures(
                 .unwrap_or("no reason given")
                 .to_owned(),
         })
-        .collect()
+        .collect())
 }

@@ -31,9 +31,10 @@ use super::validate::{self, ValidateArgs};
 use crate::aws::artifacts::Artifacts;
 use crate::aws::s3::s3_client;
 use crate::aws::{explain, stacks};
-use crate::context::{Context, confirm, interactive};
+use crate::context::{Context, Deadline, confirm, interactive, parse_duration};
 use crate::lambda::Arch;
 use change_set::{Template, Worked};
+use events::Settled;
 use plan::{NextAction, declared_parameters, dependency_hint, expected_parameters, next_action};
 pub use report::{
     Change, ChangeAction, DeployReport, Failure, FailureStatus, FrontendReport, StackAction,
@@ -75,6 +76,10 @@ pub struct DeployArgs {
     /// Skip `notesctl validate` of the templates before deploying.
     #[arg(long)]
     pub no_validate: bool,
+    /// How long to wait for CloudFormation in all (30s, 15m, 1h); past it, deploy reports what is
+    /// still running and exits 1 (CloudFormation goes on).
+    #[arg(long, default_value = "60m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// One deploy run: the context, the stacks' client, the arguments and the parameter values.
@@ -83,6 +88,7 @@ struct Deploy<'a> {
     cfn: Client,
     args: &'a DeployArgs,
     values: BTreeMap<&'static str, String>,
+    deadline: Deadline,
 }
 
 const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
@@ -169,7 +175,11 @@ impl Deploy<'_> {
         &self,
         name: &str,
     ) -> anyhow::Result<Result<(Option<Stack>, ChangeSetType), StackReport>> {
-        let mut stack = events::settle(self.ctx, &self.cfn, name, None).await?;
+        let mut stack =
+            match events::settle(self.ctx, &self.cfn, name, None, &self.deadline).await? {
+                Settled::Done(s) => s,
+                Settled::StillRunning(s) => return Ok(Err(self.still_running(name, &s))),
+            };
         let mut action = next_action(name, stack.as_ref().and_then(|s| s.stack_status()));
         if action == NextAction::DeleteAndRecreate {
             let review = stack.as_ref().and_then(|s| s.stack_status())
@@ -199,7 +209,10 @@ impl Deploy<'_> {
                 .send()
                 .await
                 .map_err(|e| explain(&format!("deleting {name}"), &e))?;
-            stack = events::settle(self.ctx, &self.cfn, name, None).await?;
+            stack = match events::settle(self.ctx, &self.cfn, name, None, &self.deadline).await? {
+                Settled::Done(s) => s,
+                Settled::StillRunning(s) => return Ok(Err(self.still_running(name, &s))),
+            };
             action = next_action(name, stack.as_ref().and_then(|s| s.stack_status()));
         }
         match action {
@@ -213,6 +226,22 @@ impl Deploy<'_> {
             ))),
             other => anyhow::bail!("{name}: unexpected next action {other:?} after waiting"),
         }
+    }
+
+    /// The report of a stack CloudFormation is still working on at the deadline.
+    fn still_running(&self, name: &str, stack: &Option<Stack>) -> StackReport {
+        let mut r = StackReport::new(name, StackAction::StillRunning, stack);
+        r.failures.push(Failure {
+            logical_id: name.to_owned(),
+            resource_type: STACK_TYPE.into(),
+            status: FailureStatus::NextStep,
+            reason: format!(
+                "{name} is still {} after --timeout {}: CloudFormation goes on without notesctl. Follow it with `notesctl status`, or deploy again with a longer --timeout once it settles",
+                if r.status.is_empty() { "in progress" } else { &r.status },
+                self.deadline.shown()
+            ),
+        });
+        r
     }
 
     fn show_changes(&self, name: &str, new_stack: bool, changes: &[Change]) {
@@ -239,7 +268,15 @@ impl Deploy<'_> {
         started: DateTime,
         token: &str,
     ) -> anyhow::Result<StackReport> {
-        let done = events::settle(self.ctx, &self.cfn, name, Some(started)).await?;
+        let done =
+            match events::settle(self.ctx, &self.cfn, name, Some(started), &self.deadline).await? {
+                Settled::Done(s) => s,
+                Settled::StillRunning(s) => {
+                    let mut r = self.still_running(name, &s);
+                    r.changes = changes;
+                    return Ok(r);
+                }
+            };
         let status = done.as_ref().and_then(|s| s.stack_status()).cloned();
         if matches!(
             status,
@@ -259,7 +296,17 @@ impl Deploy<'_> {
             r.status = "DELETE_COMPLETE".into();
         }
         r.changes = changes;
-        r.failures = events::failures(&self.cfn, name, started, Some(token)).await;
+        r.failures = match events::failures(&self.cfn, name, started, Some(token)).await {
+            Ok(found) => found,
+            Err(e) => vec![Failure {
+                logical_id: name.to_owned(),
+                resource_type: STACK_TYPE.into(),
+                status: FailureStatus::Resource(r.status.clone()),
+                reason: format!(
+                    "the failed resources cannot be named: {e:#}. See the stack's events in the console"
+                ),
+            }],
+        };
         if r.failures.is_empty() {
             r.failures.push(Failure {
                 logical_id: name.to_owned(),
@@ -306,7 +353,7 @@ impl Deploy<'_> {
                 return Ok(StackReport::failed(&name, &stack, status, reason));
             }
         };
-        let changes = match change_set::worked_out(cfn, &name, &arn).await? {
+        let changes = match change_set::worked_out(cfn, &name, &arn, &self.deadline).await? {
             Worked::Changes(changes) => changes,
             Worked::NoChanges => {
                 change_set::discard(cfn, &name, &arn, new_stack).await;
@@ -339,7 +386,7 @@ impl Deploy<'_> {
             notes_handlers::domain::clock::now_millis()
         );
         let started = DateTime::from(std::time::SystemTime::now() - Duration::from_secs(2));
-        if let Err(reason) = change_set::execute(cfn, &name, &arn, &token).await {
+        if let Err(reason) = change_set::execute(cfn, &name, &arn, &token).await? {
             let now = stacks::describe(cfn, &name).await?;
             let status = FailureStatus::ExecuteFailed;
             return Ok(StackReport::failed(
@@ -413,6 +460,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         cfn: Client::new(&config),
         args: &args,
         values,
+        deadline: Deadline::after(args.timeout),
     };
     let mut report = DeployReport {
         stacks: Vec::new(),
@@ -423,7 +471,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     };
     for &short in &order {
         let r = deploy.deploy_stack(short).await?;
-        let failed = r.action == StackAction::Failed;
+        let failed = matches!(r.action, StackAction::Failed | StackAction::StillRunning);
         let advice = r
             .failures
             .iter()
@@ -581,6 +629,7 @@ mod recorded {
             cfn,
             args: &args,
             values: BTreeMap::from([("Stage", "p".to_owned())]),
+            deadline: Deadline::after(args.timeout),
         };
         deploy.deploy_stack("event").await.unwrap()
     }

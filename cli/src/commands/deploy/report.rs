@@ -21,6 +21,9 @@ pub enum StackAction {
     Unchanged,
     Preview,
     Failed,
+    /// CloudFormation was still working on it at `--timeout`.
+    #[serde(rename = "still-running")]
+    StillRunning,
 }
 
 impl fmt::Display for StackAction {
@@ -31,6 +34,7 @@ impl fmt::Display for StackAction {
             StackAction::Unchanged => "unchanged",
             StackAction::Preview => "preview",
             StackAction::Failed => "failed",
+            StackAction::StillRunning => "still-running",
         })
     }
 }
