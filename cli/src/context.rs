@@ -327,6 +327,11 @@ impl Deadline {
         self.start.elapsed()
     }
 
+    /// Time left before the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.limit.saturating_sub(self.start.elapsed())
+    }
+
     /// Sleeps `d`, or less if the deadline comes first; whether time is left after it.
     pub async fn sleep(&self, d: Duration) -> bool {
         let left = self.limit.saturating_sub(self.start.elapsed());

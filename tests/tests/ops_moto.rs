@@ -313,8 +313,9 @@ async fn tail_interleaves_filters_and_follows() {
     let _ = child.kill().await;
 }
 
-/// Fault test: the endpoint drops every connection in the middle of a manual redrive. Nothing is
-/// lost, at most one batch is duplicated, and a second run finishes the job.
+/// Fault test: the endpoint drops every connection in the middle of a manual redrive, for longer
+/// than the run's --timeout. The run stops at its deadline saying how far it got; nothing is lost,
+/// at most one batch is duplicated, and a second run finishes the job.
 #[tokio::test]
 async fn an_interrupted_manual_redrive_loses_nothing() {
     let stage = notesctl_tests::unique("ir");
@@ -326,7 +327,7 @@ async fn an_interrupted_manual_redrive_loses_nothing() {
     .await;
     let m = moto::shared().await;
     let proxy = notesctl_tests::proxy::FlakyProxy::start(&m.endpoint).await;
-    let run = |endpoint: String| {
+    let run = |endpoint: String, timeout: &'static str| {
         m.cli_at(&stage, &endpoint)
             .args([
                 "redrive-dlq",
@@ -334,10 +335,13 @@ async fn an_interrupted_manual_redrive_loses_nothing() {
                 "--manual",
                 "--visibility-timeout",
                 "3",
+                "--timeout",
+                timeout,
             ])
             .json::<RedriveReport>()
     };
-    let first = tokio::spawn(run(proxy.endpoint.clone()));
+    let started = Instant::now();
+    let first = tokio::spawn(run(proxy.endpoint.clone(), "8s"));
     // Let it move some, then cut the line for longer than the SDK's retries last.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -358,22 +362,27 @@ async fn an_interrupted_manual_redrive_loses_nothing() {
         assert!(Instant::now() < deadline, "the redrive never got going");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    proxy.break_for(Duration::from_secs(8));
+    proxy.break_for(Duration::from_secs(15));
     let (code, v) = first.await.unwrap();
-    assert_eq!(code, 1, "the first run notices the outage: {v:?}");
+    assert_eq!(code, 1, "the first run stops at its deadline: {v:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "--timeout 8s held: {:?}",
+        started.elapsed()
+    );
     let moved_first = v.moved;
-    // At least 40 had reached the queue when the line was cut; the last batch of ten may have been
-    // sent without its delete, and is not counted as moved.
+    // At least 40 had reached the queue when the line was cut; the answer to the last send may
+    // have been lost with it.
     assert!(moved_first >= 30 && moved_first < total, "{v:?}");
     assert!(
         v.problem
             .as_deref()
-            .is_some_and(|p| p.contains("run the command again")),
+            .is_some_and(|p| p.contains("--timeout 8s") && p.contains("run the command again")),
         "{v:?}"
     );
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
 
-    let (code, v) = run(proxy.endpoint.clone()).await;
+    let (code, v) = run(proxy.endpoint.clone(), "2m").await;
     assert_eq!(code, 0, "the second run finishes: {v:?}");
     let mut counts = std::collections::BTreeMap::<u64, u32>::new();
     loop {

@@ -257,3 +257,42 @@ where
         line: format!("{action} failed: {line}"),
     })
 }
+
+/// Runs `call` until it succeeds, fails for good, or the deadline comes. A transient failure (one
+/// the SDK's own retries did not get past) waits a capped, jittered backoff and goes again; any
+/// other failure returns at once. A call still going at the deadline is dropped and ends as a
+/// transient failure: like a lost answer, it may or may not have taken effect.
+pub async fn persist<T, Fut>(
+    deadline: &crate::context::Deadline,
+    mut call: impl FnMut() -> Fut,
+) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        let answer = match tokio::time::timeout(deadline.remaining(), call()).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                return Err(anyhow::Error::new(AwsError {
+                    failure: Failure::Transient,
+                    line: format!(
+                        "no answer before --timeout {}; what was in flight may or may not have happened",
+                        deadline.shown()
+                    ),
+                }));
+            }
+        };
+        match answer {
+            Err(e) if is_transient(&e) && deadline.sleep(jittered(delay)).await => {
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+            done => return done,
+        }
+    }
+}
+
+/// `d` scaled by a random factor in [0.5, 1.0), so that clients backing off do not retry in step.
+pub fn jittered(d: std::time::Duration) -> std::time::Duration {
+    d.mul_f64(rand::random_range(0.5..1.0))
+}
