@@ -199,7 +199,23 @@ async function removeNote(noteId, button) {
 
 // ---- live events ----------------------------------------------------------
 
+// A retried notify may deliver an event twice; one already applied is ignored, so a late
+// duplicate "note-saved" cannot bring back a note deleted since. Events are named by
+// noteId, eventType and timestamp; the last 1000 are remembered.
+const applied = new Set();
+const APPLIED_MAX = 1000;
+
+function firstDelivery(ev) {
+  if (!ev.timestamp) return true;
+  const key = `${ev.noteId}|${ev.eventType}|${ev.timestamp}`;
+  if (applied.has(key)) return false;
+  applied.add(key);
+  if (applied.size > APPLIED_MAX) applied.delete(applied.values().next().value);
+  return true;
+}
+
 function applyEvent(ev) {
+  if (!firstDelivery(ev)) return;
   const me = session.username;
   switch (ev.eventType) {
     case "note-saved": {

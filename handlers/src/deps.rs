@@ -18,6 +18,9 @@ pub struct Settings {
     pub max_receive_count: u32,
     /// How many WebSocket posts notify runs at once.
     pub notify_concurrency: usize,
+    /// Rounds of posting notify makes within one invocation: a connection that was throttled or
+    /// answered 5xx is posted to again (and only it), after a backoff, up to this many times.
+    pub notify_attempts: u32,
     /// How long a save delivery holds the right to announce its note (ms). Shorter than the
     /// queue's visibility timeout, so a redelivery after a failed announcement can take it over.
     pub announce_lease_ms: i64,
@@ -29,6 +32,7 @@ impl Default for Settings {
             allowed_origin: "*".to_owned(),
             max_receive_count: 3,
             notify_concurrency: 32,
+            notify_attempts: 4,
             announce_lease_ms: 30_000,
         }
     }

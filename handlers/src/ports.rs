@@ -196,8 +196,8 @@ pub enum Posted {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    /// Throttled or a 5xx: the caller should fail so the event is retried.
-    #[error("posting to connection {connection_id} should be retried: {reason}")]
+    /// Throttled or a 5xx: worth posting again after a pause.
+    #[error("posting to connection {connection_id} failed in passing: {reason}")]
     Retryable {
         connection_id: String,
         reason: String,

@@ -198,9 +198,27 @@ async fn fix5_gone_connections_are_removed_under_their_own_user() {
 }
 
 #[tokio::test]
-async fn throttled_posts_fail_the_invocation_for_a_retry() {
+async fn a_throttled_connection_is_posted_to_again_within_the_invocation() {
+    let notifier = Arc::new(ScriptedNotifier::new(&[(
+        "ada-2",
+        Script::ThrottleTimes(2),
+    )]));
+    let app = app_with_connections(notifier.clone()).await;
+    let out = app.notify(&saved("ada", false)).await;
+    assert_eq!(out, json!({"delivered": 2, "gone": 0, "failed": 0}));
+    assert_eq!(notifier.delivered_to(), vec!["ada-1", "ada-2"]);
+    assert_eq!(
+        notifier.posts_to("ada-2"),
+        3,
+        "throttled twice, then delivered"
+    );
+    assert_eq!(notifier.posts_to("ada-1"), 1, "never posted twice");
+}
+
+#[tokio::test]
+async fn only_connections_still_failing_fail_the_invocation_for_a_retry() {
     let notifier = Arc::new(ScriptedNotifier::new(&[("ada-2", Script::Throttle)]));
-    let app = app_with_connections(notifier).await;
+    let app = app_with_connections(notifier.clone()).await;
     let result = notes_handlers::dispatch::invoke_json(
         HandlerName::WebsocketNotify,
         &app.deps,
@@ -209,9 +227,26 @@ async fn throttled_posts_fail_the_invocation_for_a_retry() {
     )
     .await;
     let err = result
-        .expect_err("throttling must fail the invocation")
+        .expect_err("a connection still throttled must fail the invocation")
         .to_string();
-    assert!(err.contains("retried"), "{err}");
+    assert!(
+        err.contains("1 of 2 posts still failing after retries") && err.contains("ada-2"),
+        "{err}"
+    );
+    let attempts = app.deps.settings.notify_attempts;
+    assert_eq!(notifier.posts_to("ada-2"), attempts);
+    assert_eq!(
+        notifier.posts_to("ada-1"),
+        1,
+        "the delivered one is not posted again"
+    );
+
+    // A connection that fails for good (not in passing) is counted, not retried.
+    let notifier = Arc::new(ScriptedNotifier::new(&[("ada-2", Script::Gone)]));
+    let app = app_with_connections(notifier.clone()).await;
+    let out = app.notify(&saved("ada", false)).await;
+    assert_eq!(out["gone"], 1);
+    assert_eq!(notifier.posts_to("ada-2"), 1);
 }
 
 #[tokio::test]

@@ -4,17 +4,16 @@
 //! AWS CLI waiter's exit 255 after ten fixed minutes.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_cloudfront::Client;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::aws::s3::{content_hash, list_bucket, s3_client};
-use crate::aws::{explain, stacks};
-use crate::context::{Context, parse_duration};
+use crate::aws::{explain, is_transient, persist, stacks};
+use crate::context::{Context, Deadline, parse_duration};
 use crate::output::{Exit, Report};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -28,7 +27,7 @@ pub struct InvalidateArgs {
     /// Wait until the invalidation has completed.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits (30s, 15m, 1h).
+    /// How long to keep at it, creating and with --wait waiting (30s, 15m, 1h); past it, exit 1.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Bucket whose content names the invalidation (default: the frontend stack's BucketName output).
@@ -111,25 +110,15 @@ fn normalize(status: &str) -> String {
     }
 }
 
-fn retryable(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some(
-            "Throttling"
-                | "ThrottlingException"
-                | "TooManyInvalidationsInProgress"
-                | "ServiceUnavailable"
-                | "InternalError"
-        )
-    )
-}
-
-/// Creates (or finds, for a repeated caller reference) the invalidation, retrying throttling.
+/// Creates (or finds, for a repeated caller reference) the invalidation. A passing failure is
+/// retried within the deadline: the caller reference makes a repeat find the first invalidation
+/// instead of making a second one, even when only the answer got lost.
 pub async fn create(
     cf: &Client,
     distribution_id: &str,
     paths: &[String],
     reference: &str,
+    deadline: &Deadline,
 ) -> anyhow::Result<(String, String)> {
     let batch = InvalidationBatch::builder()
         .paths(
@@ -140,97 +129,91 @@ pub async fn create(
         )
         .caller_reference(reference)
         .build()?;
-    let mut delay = Duration::from_millis(500);
-    for attempt in 1..=8 {
-        match cf
+    let what = format!("invalidating {}", paths.join(" "));
+    let what = &what;
+    persist(deadline, || {
+        let call = cf
             .create_invalidation()
             .distribution_id(distribution_id)
             .invalidation_batch(batch.clone())
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let inv = out.invalidation();
-                return Ok((
-                    inv.map(|i| i.id().to_owned()).unwrap_or_default(),
-                    inv.map(|i| normalize(i.status())).unwrap_or_default(),
-                ));
+            .send();
+        async move {
+            match call.await {
+                Ok(out) => {
+                    let inv = out.invalidation();
+                    Ok((
+                        inv.map(|i| i.id().to_owned()).unwrap_or_default(),
+                        inv.map(|i| normalize(i.status())).unwrap_or_default(),
+                    ))
+                }
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_no_such_distribution()) =>
+                {
+                    anyhow::bail!(
+                        "distribution {distribution_id} does not exist: check --distribution-id, or deploy the frontend stack"
+                    )
+                }
+                Err(e) => Err(explain(what, &e)),
             }
-            Err(e)
-                if attempt < 8
-                    && (retryable(e.code())
-                        || e.raw_response().is_some_and(|r| r.status().as_u16() == 503)) =>
-            {
-                tracing::warn!(
-                    attempt,
-                    code = e.code().unwrap_or("503"),
-                    "CloudFront is throttling; retrying in {delay:?}"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(20));
-            }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_no_such_distribution()) =>
-            {
-                anyhow::bail!(
-                    "distribution {distribution_id} does not exist: check --distribution-id, or deploy the frontend stack"
-                )
-            }
-            Err(e) => return Err(explain(&format!("invalidating {}", paths.join(" ")), &e)),
         }
-    }
-    unreachable!("the last attempt returns")
+    })
+    .await
 }
 
-/// Polls until `Completed` or the timeout; the last status seen.
+/// Polls until `Completed` or the deadline; the last status seen. A passing failure to read it is
+/// polled through; a lasting one is an error.
 pub async fn wait(
     ctx: &Context,
     cf: &Client,
     distribution_id: &str,
     id: &str,
-    timeout: Duration,
+    deadline: &Deadline,
 ) -> anyhow::Result<String> {
-    let started = Instant::now();
     let spinner = ctx.spinner();
     let mut delay = Duration::from_secs(2);
-    let status = loop {
-        let status = match cf
-            .get_invalidation()
-            .distribution_id(distribution_id)
-            .id(id)
-            .send()
-            .await
-        {
-            Ok(out) => out
-                .invalidation()
-                .map(|i| normalize(i.status()))
-                .unwrap_or_default(),
-            Err(e) if retryable(e.code()) => "InProgress".to_owned(),
-            Err(e) => return Err(explain(&format!("reading invalidation {id}"), &e)),
-        };
-        let elapsed = started.elapsed();
-        match &spinner {
-            Some(s) => s.set_message(format!(
-                "invalidation {id}: {status} ({}s)",
-                elapsed.as_secs()
-            )),
-            None => ctx.say(format!(
-                "invalidation {id}: {status} ({}s)",
-                elapsed.as_secs()
-            )),
-        }
-        if status == "Completed" || elapsed >= timeout {
-            break status;
-        }
-        tokio::time::sleep(
-            delay
-                .min(timeout.saturating_sub(elapsed))
-                .max(Duration::from_millis(100)),
-        )
+    let mut status = "InProgress".to_owned();
+    let what = format!("reading invalidation {id}");
+    let what = &what;
+    loop {
+        let read = persist(deadline, || {
+            let call = cf
+                .get_invalidation()
+                .distribution_id(distribution_id)
+                .id(id)
+                .send();
+            async move { call.await.map_err(|e| explain(what, &e)) }
+        })
         .await;
+        match read {
+            Ok(out) => {
+                status = out
+                    .invalidation()
+                    .map(|i| normalize(i.status()))
+                    .unwrap_or_default();
+            }
+            // Still failing in passing when time ran out: the last status seen stands.
+            Err(e) if is_transient(&e) && deadline.expired() => break,
+            Err(e) => {
+                if let Some(s) = spinner {
+                    s.finish_and_clear();
+                }
+                return Err(e);
+            }
+        }
+        let line = format!(
+            "invalidation {id}: {status} ({}s)",
+            deadline.elapsed().as_secs()
+        );
+        match &spinner {
+            Some(s) => s.set_message(line),
+            None => ctx.say(line),
+        }
+        if status == "Completed" || !deadline.sleep(delay).await {
+            break;
+        }
         delay = (delay * 3 / 2).min(Duration::from_secs(15));
-    };
+    }
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
@@ -284,14 +267,16 @@ pub async fn run(ctx: &Context, args: InvalidateArgs) -> anyhow::Result<Invalida
     };
     let reference = caller_reference(&args.paths, &content);
     let cf = Client::new(&config);
-    let (id, mut status) = create(&cf, &distribution_id, &args.paths, &reference).await?;
+    let deadline = Deadline::after(args.timeout);
+    let (id, mut status) =
+        create(&cf, &distribution_id, &args.paths, &reference, &deadline).await?;
     let mut problem = None;
     if args.wait && status != "Completed" {
-        status = wait(ctx, &cf, &distribution_id, &id, args.timeout).await?;
+        status = wait(ctx, &cf, &distribution_id, &id, &deadline).await?;
         if status != "Completed" {
             problem = Some(format!(
-                "invalidation {id} is still {status} after {}s; it goes on in CloudFront — check it with `notesctl invalidate --wait` again or the console",
-                args.timeout.as_secs()
+                "invalidation {id} is still {status} after --timeout {}; it goes on in CloudFront: check it with `aws cloudfront get-invalidation --distribution-id {distribution_id} --id {id}`",
+                deadline.shown()
             ));
         }
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::{Iso8601, Rfc3339};
 
-use crate::aws::explain;
+use crate::aws::{explain, is_transient};
 use crate::context::{Context, LocalArg};
 use crate::names;
 use crate::output::{Exit, Lines, Streamed};
@@ -331,6 +331,8 @@ async fn live_tail(
 
 const POLL: Duration = Duration::from_millis(500);
 const MAX_POLL: Duration = Duration::from_secs(5);
+/// How long following goes on through passing failures before it stops with the last one.
+const GIVE_UP: Duration = Duration::from_secs(120);
 /// Events can arrive late (ingestion lag): each poll looks back this far and skips ids it has seen.
 const OVERLAP_MS: i64 = 10_000;
 
@@ -343,6 +345,7 @@ async fn poll(
     mut seen: HashMap<String, i64>,
 ) -> anyhow::Result<Streamed> {
     let mut interval = POLL;
+    let mut failing_since = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -352,6 +355,7 @@ async fn poll(
         match backlog(client, groups, from, args.filter.as_deref()).await {
             Ok(lines) => {
                 interval = POLL;
+                failing_since = None;
                 for (id, mut line) in lines {
                     if seen.contains_key(&id) {
                         continue;
@@ -364,12 +368,17 @@ async fn poll(
                 }
                 seen.retain(|_, ts| *ts >= cursor - 2 * OVERLAP_MS);
             }
-            Err(e)
-                if e.to_string().contains("Throttling")
-                    || e.to_string().contains("Rate exceeded") =>
-            {
+            // Throttled, a 5xx, a dropped connection: poll more slowly, and stop only when it lasts.
+            Err(e) if is_transient(&e) => {
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > GIVE_UP {
+                    return Err(e.context(format!(
+                        "stopped following: CloudWatch Logs kept failing for {}s",
+                        GIVE_UP.as_secs()
+                    )));
+                }
                 interval = (interval * 2).min(MAX_POLL);
-                tracing::warn!("throttled; polling every {interval:?}");
+                tracing::warn!("{e:#}; polling every {interval:?}");
             }
             Err(e) => return Err(e),
         }

@@ -2,8 +2,12 @@
 //!
 //! Public-note events go to every connection, read from the registry's own index (required fix 6);
 //! the rest to the owner's connections. Posts run with bounded concurrency. A 410 Gone removes that
-//! connection under its own username (required fix 5). Throttling or a 5xx fails the invocation so
-//! EventBridge retries it.
+//! connection under its own username (required fix 5). A connection that was throttled or answered
+//! 5xx is posted to again within the invocation, after a jittered backoff — only it, never one that
+//! already got the message. Only connections still failing after `notify_attempts` rounds fail the
+//! invocation, so that EventBridge retries it; the client ignores an event it has already applied.
+
+use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use futures::StreamExt;
@@ -29,7 +33,7 @@ pub enum NotifyFailure {
     BadEvent(String),
     #[error("looking up connections failed: {0}")]
     Registry(String),
-    #[error("{retryable} of {total} posts must be retried; first: {first}")]
+    #[error("{retryable} of {total} posts still failing after retries; first: {first}")]
     Retry {
         retryable: usize,
         total: usize,
@@ -52,6 +56,10 @@ pub async fn handle(
     Ok(notify(deps, &note_event).await?)
 }
 
+/// First pause before posting again to connections that failed in passing; it doubles each round.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 pub async fn notify(deps: &Deps, event: &NoteEvent) -> Result<NotifyReport, NotifyFailure> {
     let targets = if event.is_broadcast() {
         deps.connections.all_connections().await
@@ -61,45 +69,68 @@ pub async fn notify(deps: &Deps, event: &NoteEvent) -> Result<NotifyReport, Noti
     .map_err(|e| NotifyFailure::Registry(e.chain().to_string()))?;
     let message = event.to_detail_json();
     let total = targets.len();
-    let results: Vec<(Connection, Result<Posted, NotifyError>)> = futures::stream::iter(targets)
-        .map(|conn| {
-            let message = message.as_bytes();
-            async move {
-                let result = deps.notifier.post(&conn.connection_id, message).await;
-                (conn, result)
+    let attempts = deps.settings.notify_attempts.max(1);
+    let mut report = NotifyReport::default();
+    let mut pending = targets;
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=attempts {
+        let mut retry = Vec::new();
+        for (conn, result) in post_all(deps, pending, message.as_bytes()).await {
+            match result {
+                Ok(Posted::Delivered) => report.delivered += 1,
+                Ok(Posted::Gone) => {
+                    report.gone += 1;
+                    if let Err(e) = deps.connections.remove(&conn).await {
+                        tracing::warn!(connection_id = %conn.connection_id, error = %e.chain(), "removing a gone connection failed");
+                    }
+                }
+                Err(e @ NotifyError::Retryable { .. }) => retry.push((conn, e.to_string())),
+                Err(e @ NotifyError::Failed { .. }) => {
+                    report.failed += 1;
+                    tracing::warn!(error = %e, "post failed");
+                }
             }
+        }
+        if retry.is_empty() {
+            break;
+        }
+        if attempt == attempts {
+            tracing::warn!(event = event.detail_type(), note_id = %event.note_id(), total,
+                delivered = report.delivered, still_failing = retry.len(), attempts,
+                "posts still failing; failing the invocation for EventBridge to retry");
+            return Err(NotifyFailure::Retry {
+                retryable: retry.len(),
+                total,
+                first: retry.swap_remove(0).1,
+            });
+        }
+        tracing::info!(
+            retry = retry.len(),
+            attempt,
+            "posting again in {backoff:?}: {}",
+            retry[0].1
+        );
+        tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..1.0))).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        pending = retry.into_iter().map(|(conn, _)| conn).collect();
+    }
+    tracing::info!(event = event.detail_type(), note_id = %event.note_id(), total,
+        delivered = report.delivered, gone = report.gone, failed = report.failed, "notified");
+    Ok(report)
+}
+
+/// Posts `message` to each connection, a bounded number at once.
+async fn post_all(
+    deps: &Deps,
+    targets: Vec<Connection>,
+    message: &[u8],
+) -> Vec<(Connection, Result<Posted, NotifyError>)> {
+    futures::stream::iter(targets)
+        .map(|conn| async move {
+            let result = deps.notifier.post(&conn.connection_id, message).await;
+            (conn, result)
         })
         .buffer_unordered(deps.settings.notify_concurrency.max(1))
         .collect()
-        .await;
-
-    let mut report = NotifyReport::default();
-    let mut retry = Vec::new();
-    for (conn, result) in results {
-        match result {
-            Ok(Posted::Delivered) => report.delivered += 1,
-            Ok(Posted::Gone) => {
-                report.gone += 1;
-                if let Err(e) = deps.connections.remove(&conn).await {
-                    tracing::warn!(connection_id = %conn.connection_id, error = %e.chain(), "removing a gone connection failed");
-                }
-            }
-            Err(e @ NotifyError::Retryable { .. }) => retry.push(e.to_string()),
-            Err(e @ NotifyError::Failed { .. }) => {
-                report.failed += 1;
-                tracing::warn!(error = %e, "post failed");
-            }
-        }
-    }
-    tracing::info!(event = event.detail_type(), note_id = %event.note_id(), total,
-        delivered = report.delivered, gone = report.gone, failed = report.failed,
-        retry = retry.len(), "notified");
-    if let Some(first) = retry.first() {
-        return Err(NotifyFailure::Retry {
-            retryable: retry.len(),
-            total,
-            first: first.clone(),
-        });
-    }
-    Ok(report)
+        .await
 }

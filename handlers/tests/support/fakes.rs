@@ -104,12 +104,16 @@ pub enum Script {
     Deliver,
     Gone,
     Throttle,
+    /// Throttled this many times, then delivered.
+    ThrottleTimes(u32),
 }
 
 #[derive(Default)]
 pub struct ScriptedNotifier {
     pub scripts: HashMap<String, Script>,
     pub delivered: Mutex<Vec<(String, String)>>,
+    /// Posts per connection, whatever they answered.
+    pub posts: Mutex<HashMap<String, u32>>,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
 }
@@ -121,6 +125,15 @@ impl ScriptedNotifier {
             ..Default::default()
         }
     }
+    pub fn posts_to(&self, connection_id: &str) -> u32 {
+        self.posts
+            .lock()
+            .unwrap()
+            .get(connection_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn delivered_to(&self) -> Vec<String> {
         let mut v: Vec<_> = self
             .delivered
@@ -141,12 +154,18 @@ impl Notifier for ScriptedNotifier {
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        match self
-            .scripts
-            .get(connection_id)
-            .copied()
-            .unwrap_or(Script::Deliver)
-        {
+        let posts = {
+            let mut all = self.posts.lock().unwrap();
+            let n = all.entry(connection_id.to_owned()).or_default();
+            *n += 1;
+            *n
+        };
+        let script = match self.scripts.get(connection_id).copied() {
+            Some(Script::ThrottleTimes(n)) if posts > n => Script::Deliver,
+            Some(Script::ThrottleTimes(_)) => Script::Throttle,
+            other => other.unwrap_or(Script::Deliver),
+        };
+        match script {
             Script::Deliver => {
                 self.delivered.lock().unwrap().push((
                     connection_id.to_owned(),
@@ -155,7 +174,7 @@ impl Notifier for ScriptedNotifier {
                 Ok(Posted::Delivered)
             }
             Script::Gone => Ok(Posted::Gone),
-            Script::Throttle => Err(NotifyError::Retryable {
+            Script::Throttle | Script::ThrottleTimes(_) => Err(NotifyError::Retryable {
                 connection_id: connection_id.to_owned(),
                 reason: "LimitExceededException".into(),
             }),
