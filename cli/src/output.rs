@@ -86,10 +86,7 @@ impl Lines {
 
 /// 2: usage or environment error. The message and its causes go to stderr.
 pub fn fail(err: &anyhow::Error) -> ExitCode {
-    let mut msg = format!("error: {err}");
-    for cause in err.chain().skip(1) {
-        msg.push_str(&format!("\n  caused by: {cause}"));
-    }
-    let _ = writeln!(std::io::stderr(), "{msg}");
+    // One line: what failed, then each cause after a colon.
+    let _ = writeln!(std::io::stderr(), "error: {err:#}");
     ExitCode::from(2)
 }

@@ -66,21 +66,41 @@ impl Cli {
         self
     }
 
-    pub async fn run(self) -> Run {
-        let out = tokio::process::Command::new(crate::dev::notesctl_binary())
-            .args(&self.args)
+    fn command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(crate::dev::notesctl_binary());
+        cmd.args(&self.args)
             .env_remove("NOTESCTL_OUTPUT")
             .env_remove("NOTESCTL_STAGE")
             .env("NOTESCTL_LOG", "warn")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .expect("run notesctl");
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn ran(out: std::process::Output) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub async fn run(self) -> Run {
+        Cli::ran(self.command().output().await.expect("run notesctl"))
+    }
+
+    /// Runs, but kills it at `limit`: `None` when it had to be killed (it hung).
+    pub async fn run_within(self, limit: std::time::Duration) -> Option<Run> {
+        let child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run notesctl");
+        match tokio::time::timeout(limit, child.wait_with_output()).await {
+            Ok(out) => Some(Cli::ran(out.expect("notesctl's output"))),
+            Err(_) => None,
         }
     }
 

@@ -59,8 +59,9 @@ impl Fault {
     }
 }
 
-/// Which requests get the fault: each one whose operation matches, with probability `rate`, from the
-/// seed; at most `limit` of them (`None`: no limit).
+/// Which requests get the fault: after the first `after` requests, the first one whose operation
+/// matches, then each further one with probability `rate`, from the seed; at most `limit` of them
+/// (`None`: no limit).
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub fault: Fault,
@@ -68,7 +69,10 @@ pub struct Plan {
     pub seed: u64,
     /// Operations (`DescribeStacks`, `PutObject`, …) to pick from; empty: every operation.
     pub ops: Vec<String>,
+    /// Operations never picked.
+    pub spare: Vec<String>,
     pub limit: Option<usize>,
+    pub after: usize,
     pub delay: Duration,
 }
 
@@ -79,7 +83,9 @@ impl Plan {
             rate: 0.3,
             seed,
             ops: Vec::new(),
+            spare: Vec::new(),
             limit: None,
+            after: 0,
             delay: Duration::from_millis(1500),
         }
     }
@@ -89,6 +95,7 @@ struct State {
     plan: Plan,
     rng: u64,
     injected: usize,
+    requests: usize,
     /// Requests seen and faults injected, by operation.
     seen: BTreeMap<String, (usize, usize)>,
 }
@@ -107,9 +114,12 @@ impl State {
     fn pick(&mut self, op: &str) -> bool {
         let entry = self.seen.entry(op.to_owned()).or_default();
         entry.0 += 1;
-        let wanted = self.plan.ops.is_empty() || self.plan.ops.iter().any(|o| o == op);
+        self.requests += 1;
+        let wanted = self.requests > self.plan.after
+            && (self.plan.ops.is_empty() || self.plan.ops.iter().any(|o| o == op))
+            && !self.plan.spare.iter().any(|o| o == op);
         let under_limit = self.plan.limit.is_none_or(|l| self.injected < l);
-        if wanted && under_limit && self.roll() < self.plan.rate {
+        if wanted && under_limit && (self.injected == 0 || self.roll() < self.plan.rate) {
             self.injected += 1;
             self.seen.get_mut(op).unwrap().1 += 1;
             true
@@ -126,13 +136,13 @@ pub struct FaultProxy {
 }
 
 /// One HTTP request as read off the socket.
-struct Request {
-    head: String,
-    body: Vec<u8>,
+pub struct Request {
+    pub head: String,
+    pub body: Vec<u8>,
 }
 
 impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().skip(1).find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
@@ -160,14 +170,18 @@ impl Request {
     }
 
     fn protocol(&self) -> Protocol {
+        let form = self
+            .header("content-type")
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        // CloudFront's REST paths start with its API version (/2020-05-31/…) and answer in XML.
+        let cloudfront = self
+            .head
+            .split(' ')
+            .nth(1)
+            .is_some_and(|p| p.starts_with("/20"));
         if self.header("x-amz-target").is_some() {
             Protocol::Json
-        } else if self
-            .header("content-type")
-            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
-        {
-            Protocol::Query
-        } else if self.head.split(' ').nth(1).is_some_and(|p| p.starts_with("/20")) {
+        } else if form || cloudfront {
             Protocol::Query
         } else {
             Protocol::S3
@@ -199,7 +213,9 @@ fn error_answer(protocol: Protocol, status: u16, code: &str, message: &str) -> V
         ),
         Protocol::S3 => (
             "application/xml",
-            format!("<Error><Code>{code}</Code><Message>{message}</Message><RequestId>fault</RequestId></Error>"),
+            format!(
+                "<Error><Code>{code}</Code><Message>{message}</Message><RequestId>fault</RequestId></Error>"
+            ),
             String::new(),
         ),
     };
@@ -215,7 +231,7 @@ fn error_answer(protocol: Protocol, status: u16, code: &str, message: &str) -> V
     .into_bytes()
 }
 
-async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+pub async fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -299,6 +315,7 @@ impl FaultProxy {
                 rng: plan.seed.max(1),
                 plan,
                 injected: 0,
+                requests: 0,
                 seen: BTreeMap::new(),
             })),
         };
@@ -320,12 +337,31 @@ impl FaultProxy {
                     let answer = match fault {
                         None => exchange(target, &req).await,
                         Some(Fault::Throttle) => Some(match protocol {
-                            Protocol::S3 => error_answer(protocol, 503, "SlowDown", "Please reduce your request rate."),
-                            Protocol::Query => error_answer(protocol, 400, "Throttling", "Rate exceeded"),
-                            Protocol::Json => error_answer(protocol, 400, "ThrottlingException", "Rate exceeded"),
+                            Protocol::S3 => error_answer(
+                                protocol,
+                                503,
+                                "SlowDown",
+                                "Please reduce your request rate.",
+                            ),
+                            Protocol::Query => {
+                                error_answer(protocol, 400, "Throttling", "Rate exceeded")
+                            }
+                            Protocol::Json => {
+                                error_answer(protocol, 400, "ThrottlingException", "Rate exceeded")
+                            }
                         }),
-                        Some(Fault::ServerError) => Some(error_answer(protocol, 500, "InternalError", "We encountered an internal error. Please try again.")),
-                        Some(Fault::Unavailable) => Some(error_answer(protocol, 503, "ServiceUnavailable", "Service is unavailable. Please try again.")),
+                        Some(Fault::ServerError) => Some(error_answer(
+                            protocol,
+                            500,
+                            "InternalError",
+                            "We encountered an internal error. Please try again.",
+                        )),
+                        Some(Fault::Unavailable) => Some(error_answer(
+                            protocol,
+                            503,
+                            "ServiceUnavailable",
+                            "Service is unavailable. Please try again.",
+                        )),
                         Some(Fault::ExpiredToken) => Some(error_answer(
                             protocol,
                             400,
@@ -352,6 +388,8 @@ impl FaultProxy {
                         }
                         // Drop the connection without a word, mid-exchange.
                         None => {
+                            // A zero linger resets the connection (RST) at once; it never blocks.
+                            #[allow(deprecated)]
                             let _ = client.set_linger(Some(Duration::ZERO));
                             drop(client);
                         }
@@ -360,6 +398,11 @@ impl FaultProxy {
             }
         });
         proxy
+    }
+
+    /// How many requests came through.
+    pub fn requests(&self) -> usize {
+        self.state.lock().unwrap().requests
     }
 
     /// How many faults were injected.

@@ -7,10 +7,12 @@ pub mod browser;
 pub mod cli;
 pub mod dev;
 pub mod fake_s3;
+pub mod faults;
 pub mod lambda;
 pub mod moto;
 pub mod proxy;
 pub mod record;
+pub mod stub;
 
 /// A name no other test in this run uses: `{prefix}-{pid}-{counter}-{random}`.
 pub fn unique(prefix: &str) -> String {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::aws::s3::{content_hash, list_bucket, s3_client};
-use crate::aws::{explain, is_transient, persist, stacks};
+use crate::aws::{Failure, explain, failure_of, is_transient, persist, stacks};
 use crate::context::{Context, Deadline, parse_duration};
 use crate::output::{Exit, Report};
 
@@ -242,9 +242,17 @@ pub async fn run(ctx: &Context, args: InvalidateArgs) -> anyhow::Result<Invalida
         None => {
             let bucket = match &args.bucket {
                 Some(b) => Some(b.clone()),
-                None => stacks::output(&cfn, ctx.stage(), "frontend", "BucketName", "--bucket")
-                    .await
-                    .ok(),
+                // No frontend stack (or no such output) leaves the paths alone to name it; a call
+                // that failed for another reason (credentials, throttling past retries) stops here.
+                None => {
+                    match stacks::output(&cfn, ctx.stage(), "frontend", "BucketName", "--bucket")
+                        .await
+                    {
+                        Ok(b) => Some(b),
+                        Err(e) if failure_of(&e).is_none_or(|f| f == Failure::Refused) => None,
+                        Err(e) => return Err(e),
+                    }
+                }
             };
             match bucket {
                 Some(b) => content_hash(

@@ -81,6 +81,8 @@ pub async fn create(
         .create_change_set()
         .stack_name(name)
         .change_set_name(&set_name)
+        // The SDK's retry of a request whose answer was lost is the same request, not a second set.
+        .client_token(&set_name)
         .change_set_type(change_type)
         .template_body(&template.body)
         .set_parameters(Some(template.parameters.clone()))
@@ -257,5 +259,62 @@ pub async fn discard(cfn: &Client, name: &str, arn: &str, new_stack: bool) {
         .await;
     if new_stack {
         let _ = cfn.delete_stack().stack_name(name).send().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! What moto cannot show: CloudFormation's answer to a repeated CreateChangeSet.
+    use super::*;
+    use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    #[tokio::test]
+    async fn a_repeated_create_finds_the_set_the_lost_answer_made() {
+        // The first request made the set; its answer was lost; the SDK's retry is told it exists.
+        let create = mock!(Client::create_change_set)
+            .match_requests(|r| r.client_token() == r.change_set_name())
+            .then_http_response(|| {
+                aws_smithy_runtime_api::http::Response::new(
+                    aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                    aws_smithy_types::body::SdkBody::from(
+                        "<ErrorResponse><Error><Type>Sender</Type><Code>AlreadyExistsException</Code><Message>ChangeSet notesctl-1 already exists</Message></Error></ErrorResponse>",
+                    ),
+                )
+            });
+        let describe = mock!(Client::describe_change_set).then_output(|| {
+            DescribeChangeSetOutput::builder()
+                .change_set_id("arn:aws:cloudformation:eu-west-2:1:changeSet/notesctl-1/abc")
+                .build()
+        });
+        let cfn = mock_client!(
+            aws_sdk_cloudformation,
+            RuleMode::MatchAny,
+            [&create, &describe]
+        );
+        let template = Template {
+            body: "{}".into(),
+            expected: BTreeMap::new(),
+            parameters: vec![],
+        };
+        let arn = create_set(&cfn, &template).await;
+        assert_eq!(
+            arn,
+            "arn:aws:cloudformation:eu-west-2:1:changeSet/notesctl-1/abc"
+        );
+        assert_eq!((create.num_calls(), describe.num_calls()), (1, 1));
+    }
+
+    async fn create_set(cfn: &Client, template: &Template) -> String {
+        create(
+            cfn,
+            "p-event-stack",
+            "event",
+            template,
+            ChangeSetType::Create,
+        )
+        .await
+        .expect("no error")
+        .expect("not refused")
     }
 }
