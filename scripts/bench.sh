@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark runners; each writes its figures to BENCHMARKS.md.
-# Usage: scripts/bench.sh [cold-start|dev-load|ops|sync|all]
+# Usage: scripts/bench.sh [cold-start|dev-load|ops|sync|faults|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -81,4 +81,10 @@ EOF
   sleep 1
   S3_ENDPOINT=http://127.0.0.1:8014 S3_SERVER="s3s-fs 0.14.1" NOTESCTL_BIN="$PWD/target/release/notesctl" \
     target/debug/examples/sync_vs_awscli
+fi
+if [[ $what == faults || $what == all ]]; then
+  # Every AWS-facing command through the fault-injecting proxy (tests/tests/faults.rs); the test
+  # itself checks every cell, and with BENCHMARKS set writes the matrix here.
+  cargo build --locked --workspace --all-targets
+  BENCHMARKS=1 cargo test --locked --workspace --test faults
 fi
