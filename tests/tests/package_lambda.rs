@@ -4,26 +4,37 @@
 //! Building both is slow (release, cross), so scripts/test.sh packages once before the tests and
 //! points NOTESCTL_DIST at the result; without it, this test packages into its own target folder.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use notesctl_tests::cli::Cli;
 use notesctl_tests::lambda::{LambdaProcess, RuntimeApi};
 use serde_json::{Value, json};
 
-/// `bootstrap` out of a Lambda zip (one deflated entry, as `package` writes it).
-fn unzip_bootstrap(zip: &[u8]) -> Vec<u8> {
-    assert_eq!(&zip[..4], b"PK\x03\x04", "a zip");
-    let name_len = u16::from_le_bytes([zip[26], zip[27]]) as usize;
-    let extra = u16::from_le_bytes([zip[28], zip[29]]) as usize;
-    assert_eq!(&zip[30..30 + name_len], b"bootstrap");
-    let compressed = u32::from_le_bytes(zip[18..22].try_into().unwrap()) as usize;
-    let start = 30 + name_len + extra;
-    let mut out = Vec::new();
-    flate2::read::DeflateDecoder::new(&zip[start..start + compressed])
-        .read_to_end(&mut out)
-        .unwrap();
-    out
+/// `bootstrap` out of a Lambda zip, read by another zip implementation (Python's `zipfile`), which
+/// must see exactly one entry, `bootstrap`, a regular file with mode 0755 — what Lambda executes.
+fn unzip_bootstrap(zip: &Path, into: &Path) {
+    let script = r#"
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    infos = z.infolist()
+    assert [i.filename for i in infos] == ["bootstrap"], [i.filename for i in infos]
+    mode = infos[0].external_attr >> 16
+    assert mode == 0o100755, oct(mode)
+    assert infos[0].compress_type == zipfile.ZIP_DEFLATED, infos[0].compress_type
+    open(sys.argv[2], "wb").write(z.read("bootstrap"))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(zip)
+        .arg(into)
+        .output()
+        .expect("python3 (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{} is not the zip Lambda needs: {}",
+        zip.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn dist() -> PathBuf {
@@ -121,13 +132,48 @@ async fn packaged_zips_start_on_their_architecture() {
             "{sha}"
         );
         let bootstrap = dir.path().join(format!("bootstrap-{arch}"));
-        std::fs::write(&bootstrap, unzip_bootstrap(&zip)).unwrap();
+        unzip_bootstrap(&dist.join(format!("notes-lambda-{arch}.zip")), &bootstrap);
         set_executable(&bootstrap);
         let facts =
             notesctl::commands::package::inspect_elf(&std::fs::read(&bootstrap).unwrap()).unwrap();
-        assert!(
-            facts.max_glibc.is_none_or(|v| v <= (2, 34)),
-            "{arch}: {facts:?}"
+        match arch {
+            // Static musl: no loader, no libraries, no glibc.
+            "x86_64" => assert_eq!(
+                (
+                    facts.interpreter.as_deref(),
+                    facts.needed.len(),
+                    facts.max_glibc()
+                ),
+                (None, 0, None),
+                "{facts:?}"
+            ),
+            // Against glibc 2.34 with zig: AL2023's loader and libraries, nothing newer.
+            _ => {
+                assert_eq!(
+                    facts.interpreter.as_deref(),
+                    Some("/lib/ld-linux-aarch64.so.1"),
+                    "{facts:?}"
+                );
+                assert!(facts.needed.iter().any(|l| l == "libc.so.6"), "{facts:?}");
+                assert!(facts.max_glibc().is_some_and(|v| v <= (2, 34)), "{facts:?}");
+            }
+        }
+        // Packaging the same binary again gives the same bytes: the same sha256, the same key.
+        let again = dir.path().join(format!("again-{arch}"));
+        let run = Cli::new()
+            .args(["package", "--arch", arch, "--binary"])
+            .args([
+                bootstrap.to_str().unwrap(),
+                "--out",
+                again.to_str().unwrap(),
+            ])
+            .run()
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(
+            std::fs::read(again.join(format!("notes-lambda-{arch}.zip"))).unwrap(),
+            zip,
+            "{arch}: a second packaging of the same binary differs"
         );
         let resp = first_response(&bootstrap, runner).await;
         assert_eq!(resp["statusCode"], 400, "{arch}: {resp}");

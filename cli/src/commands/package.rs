@@ -70,44 +70,104 @@ impl fmt::Display for PackageReport {
     }
 }
 
-/// What an ELF binary needs: its machine and the newest `GLIBC_x.y` it references (none if static).
+/// The shared libraries `provided.al2023`'s base image ships that a Rust binary may link: glibc's
+/// and the loader, and libgcc_s for unwinding. Anything else must be linked statically or shipped
+/// in a layer.
+pub const BASE_LIBRARIES: &[&str] = &[
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libutil.so.1",
+    "libresolv.so.2",
+    "libgcc_s.so.1",
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+];
+
+/// What the dynamic loader will need to start an ELF binary, read from its headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfFacts {
     pub machine: u16,
-    pub max_glibc: Option<(u32, u32)>,
+    /// `PT_INTERP`: the dynamic loader it names; none for a static binary.
+    pub interpreter: Option<String>,
+    /// `DT_NEEDED`: the shared libraries it loads.
+    pub needed: Vec<String>,
+    /// `.gnu.version_r`: each `GLIBC_x.y` it requires, with the library that must provide it.
+    pub glibc: Vec<(String, (u32, u32))>,
 }
 
+impl ElfFacts {
+    /// The newest `GLIBC_x.y` it requires (none for a static binary).
+    pub fn max_glibc(&self) -> Option<(u32, u32)> {
+        self.glibc.iter().map(|(_, v)| *v).max()
+    }
+}
+
+/// `2.17` → (2, 17); `2.3.4` → (2, 3); `PRIVATE` → none.
+fn glibc_version(v: &[u8]) -> Option<(u32, u32)> {
+    let v = std::str::from_utf8(v).ok()?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+/// Reads the machine, the interpreter, the needed libraries and the required glibc versions from
+/// the ELF headers and the dynamic and version sections — never from strings in the data.
 pub fn inspect_elf(bytes: &[u8]) -> Result<ElfFacts, String> {
-    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
-        return Err("not an ELF executable".into());
-    }
-    if bytes[5] != 1 {
-        return Err("not a little-endian ELF file".into());
-    }
-    let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
-    let mut max: Option<(u32, u32)> = None;
-    let needle = b"GLIBC_";
-    let mut i = 0;
-    while let Some(pos) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
-        let start = i + pos + needle.len();
-        let end = bytes[start..]
-            .iter()
-            .position(|b| !(b.is_ascii_digit() || *b == b'.'))
-            .map_or(bytes.len(), |e| start + e);
-        let version = std::str::from_utf8(&bytes[start..end]).unwrap_or("");
-        let mut parts = version.split('.').filter_map(|p| p.parse::<u32>().ok());
-        if let (Some(major), Some(minor)) = (parts.next(), parts.next()) {
-            max = Some(max.map_or((major, minor), |m| m.max((major, minor))));
+    use object::elf;
+    use object::read::elf::{FileHeader, ProgramHeader};
+
+    match object::FileKind::parse(bytes) {
+        Ok(object::FileKind::Elf64) => {}
+        Ok(object::FileKind::Elf32) => {
+            return Err("a 32-bit ELF file: Lambda runs 64-bit binaries".into());
         }
-        i = end.max(start);
+        _ => return Err("not an ELF executable".into()),
     }
+    let bad = |e: object::read::Error| format!("not a readable ELF executable ({e})");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let header = elf::FileHeader64::<object::Endianness>::parse(bytes).map_err(bad)?;
+    let endian = header.endian().map_err(bad)?;
+    let mut interpreter = None;
+    for ph in header.program_headers(endian, bytes).map_err(bad)? {
+        if let Some(path) = ph.interpreter(endian, bytes).map_err(bad)? {
+            interpreter = Some(text(path));
+        }
+    }
+    let sections = header.sections(endian, bytes).map_err(bad)?;
+    let dynamic = sections.dynamic_table(endian, bytes).map_err(bad)?;
+    let mut needed = Vec::new();
+    for entry in &dynamic {
+        if entry.tag == elf::DT_NEEDED {
+            needed.push(text(dynamic.string(entry).map_err(bad)?));
+        }
+    }
+    let mut glibc = Vec::new();
+    if let Some((mut needs, link)) = sections.gnu_verneed(endian, bytes).map_err(bad)? {
+        let strings = sections.strings(endian, bytes, link).map_err(bad)?;
+        while let Some((need, mut versions)) = needs.next().map_err(bad)? {
+            let library = text(need.file(endian, strings).map_err(bad)?);
+            while let Some(version) = versions.next().map_err(bad)? {
+                let name = version.name(endian, strings).map_err(bad)?;
+                if let Some(v) = name.strip_prefix(b"GLIBC_").and_then(glibc_version) {
+                    glibc.push((library.clone(), v));
+                }
+            }
+        }
+    }
+    glibc.sort();
+    glibc.dedup();
     Ok(ElfFacts {
-        machine,
-        max_glibc: max,
+        machine: header.e_machine(endian).0,
+        interpreter,
+        needed,
+        glibc,
     })
 }
 
-/// Refuses a binary Lambda's `provided.al2023` on `arch` could not run.
+/// Refuses a binary Lambda's `provided.al2023` on `arch` could not start: another machine, another
+/// loader, a library the base image does not ship, or a glibc newer than its 2.34.
 pub fn check_binary(bytes: &[u8], arch: Arch) -> Result<ElfFacts, String> {
     let facts = inspect_elf(bytes)?;
     if facts.machine != arch.elf_machine() {
@@ -122,7 +182,27 @@ pub fn check_binary(bytes: &[u8], arch: Arch) -> Result<ElfFacts, String> {
             arch.rust_target()
         ));
     }
-    if let Some(v) = facts.max_glibc
+    let loader = match arch {
+        Arch::X86_64 => "/lib64/ld-linux-x86-64.so.2",
+        Arch::Arm64 => "/lib/ld-linux-aarch64.so.1",
+    };
+    if let Some(interpreter) = &facts.interpreter
+        && interpreter != loader
+    {
+        return Err(format!(
+            "the binary asks for the loader {interpreter}, which provided.al2023 does not have ({loader} is there): build it static (musl) or against glibc"
+        ));
+    }
+    if let Some(missing) = facts
+        .needed
+        .iter()
+        .find(|lib| !BASE_LIBRARIES.contains(&lib.as_str()))
+    {
+        return Err(format!(
+            "the binary needs {missing}, which provided.al2023 does not ship: link it statically (for TLS, rustls rather than OpenSSL) or ship it in a layer"
+        ));
+    }
+    if let Some(v) = facts.max_glibc()
         && v > MAX_GLIBC
     {
         return Err(format!(
@@ -139,59 +219,23 @@ pub fn check_binary(bytes: &[u8], arch: Arch) -> Result<ElfFacts, String> {
     Ok(facts)
 }
 
-/// A zip holding one file, `bootstrap` (0755), with fixed timestamps: the same binary always gives
-/// the same bytes, so the same sha256 and the same content-addressed key.
+/// A zip holding one file, `bootstrap` (0755), with a fixed timestamp and nothing else that varies:
+/// the same binary always gives the same bytes, so the same sha256 and the same content-addressed
+/// key.
 pub fn lambda_zip(binary: &[u8]) -> Vec<u8> {
-    let mut deflated = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-    deflated.write_all(binary).expect("writing to memory");
-    let data = deflated.finish().expect("writing to memory");
-    let crc = crc32fast::hash(binary);
-    let name = b"bootstrap";
-    // 1980-01-01 00:00:00 in DOS format.
-    let (time, date): (u16, u16) = (0, (1 << 5) | 1);
-    let mut z = Vec::with_capacity(data.len() + 128);
-    let le16 = |z: &mut Vec<u8>, v: u16| z.extend_from_slice(&v.to_le_bytes());
-    let le32 = |z: &mut Vec<u8>, v: u32| z.extend_from_slice(&v.to_le_bytes());
-    // The fields the local header and the central directory entry share, in the same order: version
-    // needed (2.0), flags, method (deflate), time, date, CRC-32, sizes, name length.
-    let shared = |z: &mut Vec<u8>| {
-        for v in [20, 0, 8, time, date] {
-            le16(z, v);
-        }
-        le32(z, crc);
-        le32(z, data.len() as u32);
-        le32(z, binary.len() as u32);
-        le16(z, name.len() as u16);
-    };
-    // Local file header.
-    le32(&mut z, 0x0403_4b50);
-    shared(&mut z);
-    le16(&mut z, 0);
-    z.extend_from_slice(name);
-    z.extend_from_slice(&data);
-    let central = z.len() as u32;
-    // Central directory: made by Unix (3), version 2.0, mode 0100755 in the external attributes.
-    le32(&mut z, 0x0201_4b50);
-    le16(&mut z, (3 << 8) | 20);
-    shared(&mut z);
-    le16(&mut z, 0);
-    le16(&mut z, 0);
-    le16(&mut z, 0);
-    le16(&mut z, 0);
-    le32(&mut z, 0o100_755 << 16);
-    le32(&mut z, 0);
-    z.extend_from_slice(name);
-    let central_len = z.len() as u32 - central;
-    // End of central directory.
-    le32(&mut z, 0x0605_4b50);
-    le16(&mut z, 0);
-    le16(&mut z, 0);
-    le16(&mut z, 1);
-    le16(&mut z, 1);
-    le32(&mut z, central_len);
-    le32(&mut z, central);
-    le16(&mut z, 0);
-    z
+    use zip::write::SimpleFileOptions;
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(9))
+        .last_modified_time(zip::DateTime::default())
+        .unix_permissions(0o755)
+        .large_file(false);
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("bootstrap", options)
+        .and_then(|()| zip.write_all(binary).map_err(Into::into))
+        .and_then(|()| zip.finish())
+        .map(std::io::Cursor::into_inner)
+        .expect("writing a zip to memory")
 }
 
 fn which(program: &str) -> bool {
@@ -324,56 +368,269 @@ pub async fn run(ctx: &Context, args: PackageArgs) -> anyhow::Result<PackageRepo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object::build::elf::{Builder, Dynamic, SectionData, VersionData, VersionNeed};
+    use object::elf;
 
-    fn elf(machine: u16, extra: &[u8]) -> Vec<u8> {
-        let mut b = vec![0u8; 64];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        b[18..20].copy_from_slice(&machine.to_le_bytes());
-        b.extend_from_slice(extra);
-        b
+    /// What a test binary is made of.
+    #[derive(Default)]
+    struct Binary<'a> {
+        interpreter: Option<&'a str>,
+        needed: &'a [&'a str],
+        /// (library, version) pairs for `.gnu.version_r`.
+        versions: &'a [(&'a str, &'a str)],
+        /// Bytes in a read-only data section.
+        data: &'a [u8],
+    }
+
+    /// A 64-bit little-endian ELF executable for `machine`, as a linker would lay it out.
+    fn elf(machine: u16, bin: Binary) -> Vec<u8> {
+        let mut b = Builder::new(object::Endianness::Little, true);
+        b.header.e_type = elf::ET_DYN;
+        b.header.e_machine = elf::Machine(machine);
+        b.header.e_phoff = 0x40;
+        let s = b.sections.add();
+        s.name = b".shstrtab"[..].into();
+        s.sh_type = elf::SHT_STRTAB;
+        s.data = SectionData::SectionString;
+        let mut loaded = Vec::new();
+        let interp = bin.interpreter.map(|path| {
+            let s = b.sections.add();
+            s.name = b".interp"[..].into();
+            s.sh_type = elf::SHT_PROGBITS;
+            s.sh_flags = elf::SHF_ALLOC;
+            s.sh_addralign = 1;
+            s.data = SectionData::Data(format!("{path}\0").into_bytes().into());
+            s.id()
+        });
+        loaded.extend(interp);
+        let s = b.sections.add();
+        s.name = b".dynstr"[..].into();
+        s.sh_type = elf::SHT_STRTAB;
+        s.sh_flags = elf::SHF_ALLOC;
+        s.sh_addralign = 1;
+        s.data = SectionData::DynamicString;
+        let dynstr = s.id();
+        loaded.push(dynstr);
+        if !bin.versions.is_empty() {
+            // Versions are written only as far as symbols use them: one undefined symbol each,
+            // as a linked program has.
+            let s = b.sections.add();
+            s.name = b".dynsym"[..].into();
+            s.sh_type = elf::SHT_DYNSYM;
+            s.sh_flags = elf::SHF_ALLOC;
+            s.sh_addralign = 8;
+            s.data = SectionData::DynamicSymbol;
+            loaded.push(s.id());
+            let s = b.sections.add();
+            s.name = b".gnu.version"[..].into();
+            s.sh_type = elf::SHT_GNU_VERSYM;
+            s.sh_flags = elf::SHF_ALLOC;
+            s.sh_addralign = 2;
+            s.data = SectionData::GnuVersym;
+            loaded.push(s.id());
+            let s = b.sections.add();
+            s.name = b".gnu.version_r"[..].into();
+            s.sh_type = elf::SHT_GNU_VERNEED;
+            s.sh_flags = elf::SHF_ALLOC;
+            s.sh_addralign = 8;
+            s.data = SectionData::GnuVerneed;
+            loaded.push(s.id());
+            for (library, version) in bin.versions {
+                let file = b
+                    .version_files
+                    .iter()
+                    .find(|f| f.name.as_slice() == library.as_bytes())
+                    .map(|f| f.id())
+                    .unwrap_or_else(|| b.version_files.add(library.as_bytes().into()));
+                let id = b.versions.add(VersionData::Need(VersionNeed {
+                    file,
+                    name: version.as_bytes().into(),
+                    flags: elf::VersionFlags(0),
+                }));
+                let sym = b.dynamic_symbols.add();
+                sym.name = format!("symbol_of_{version}").into_bytes().into();
+                sym.st_info = elf::SymbolInfo::new(elf::STB_GLOBAL, elf::STT_FUNC);
+                sym.version = id;
+            }
+        }
+        let mut entries: Vec<Dynamic> = bin
+            .needed
+            .iter()
+            .map(|lib| Dynamic::String {
+                tag: elf::DT_NEEDED,
+                val: lib.as_bytes().into(),
+            })
+            .collect();
+        entries.push(Dynamic::Auto {
+            tag: elf::DT_STRTAB,
+        });
+        entries.push(Dynamic::Auto { tag: elf::DT_STRSZ });
+        if !bin.versions.is_empty() {
+            entries.push(Dynamic::Auto {
+                tag: elf::DT_SYMTAB,
+            });
+            entries.push(Dynamic::Auto {
+                tag: elf::DT_VERSYM,
+            });
+            entries.push(Dynamic::Auto {
+                tag: elf::DT_VERNEED,
+            });
+            entries.push(Dynamic::Auto {
+                tag: elf::DT_VERNEEDNUM,
+            });
+        }
+        entries.push(Dynamic::Integer {
+            tag: elf::DT_NULL,
+            val: 0,
+        });
+        let s = b.sections.add();
+        s.name = b".dynamic"[..].into();
+        s.sh_type = elf::SHT_DYNAMIC;
+        s.sh_flags = elf::SHF_ALLOC | elf::SHF_WRITE;
+        s.sh_addralign = 8;
+        s.sh_link_section = Some(dynstr);
+        s.data = SectionData::Dynamic(entries);
+        let dynamic = s.id();
+        loaded.push(dynamic);
+        let s = b.sections.add();
+        s.name = b".rodata"[..].into();
+        s.sh_type = elf::SHT_PROGBITS;
+        s.sh_flags = elf::SHF_ALLOC;
+        s.sh_addralign = 1;
+        s.data = SectionData::Data(bin.data.to_vec().into());
+        loaded.push(s.id());
+        b.set_section_sizes();
+
+        // One loadable segment from the first page holds every section; the interpreter and the
+        // dynamic segments point into it.
+        let load = b.segments.add();
+        load.p_type = elf::PT_LOAD;
+        load.p_flags = elf::PF_R;
+        load.p_align = 0x1000;
+        load.p_offset = 0x1000;
+        load.p_vaddr = 0x1000;
+        load.p_paddr = 0x1000;
+        let load = load.id();
+        for id in &loaded {
+            let (segments, sections) = (&mut b.segments, &mut b.sections);
+            segments.get_mut(load).append_section(sections.get_mut(*id));
+        }
+        for (p_type, id) in interp
+            .map(|i| (elf::PT_INTERP, i))
+            .into_iter()
+            .chain([(elf::PT_DYNAMIC, dynamic)])
+        {
+            let seg = b.segments.add();
+            seg.p_type = p_type;
+            seg.p_flags = elf::PF_R;
+            seg.p_align = 8;
+            seg.append_section(b.sections.get_mut(id));
+        }
+        let mut out = Vec::new();
+        b.write(&mut out).expect("a test ELF");
+        out
+    }
+
+    const X86_LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
+    const ARM_LOADER: &str = "/lib/ld-linux-aarch64.so.1";
+
+    fn glibc_binary(machine: u16, loader: &str, versions: &[(&str, &str)]) -> Vec<u8> {
+        elf(
+            machine,
+            Binary {
+                interpreter: Some(loader),
+                needed: &["libc.so.6", "libgcc_s.so.1"],
+                versions,
+                ..Binary::default()
+            },
+        )
     }
 
     #[test]
-    fn machine_and_glibc_checks() {
-        assert!(
-            check_binary(&elf(62, b""), Arch::X86_64).is_ok(),
-            "static x86_64"
+    fn the_headers_are_read_not_the_bytes() {
+        let bin = elf(
+            183,
+            Binary {
+                interpreter: Some(ARM_LOADER),
+                needed: &["libc.so.6"],
+                versions: &[("libc.so.6", "GLIBC_2.17"), ("libc.so.6", "GLIBC_PRIVATE")],
+                data: b"log line: built against GLIBC_2.99 headers\0",
+            },
         );
-        assert!(check_binary(&elf(183, b"\0GLIBC_2.17\0GLIBC_2.34\0"), Arch::Arm64).is_ok());
-        let e = check_binary(&elf(62, b"\0GLIBC_2.28\0GLIBC_2.35\0"), Arch::X86_64).unwrap_err();
-        assert!(e.contains("GLIBC_2.35"), "{e}");
-        let e = check_binary(&elf(62, b""), Arch::Arm64).unwrap_err();
-        assert!(e.contains("for x86_64, not arm64"), "{e}");
-        assert!(check_binary(b"#!/bin/sh\n", Arch::X86_64).is_err());
+        let facts = check_binary(&bin, Arch::Arm64).expect("needs only 2.17");
+        assert_eq!(facts.interpreter.as_deref(), Some(ARM_LOADER));
+        assert_eq!(facts.needed, ["libc.so.6"]);
+        assert_eq!(facts.glibc, [("libc.so.6".to_owned(), (2, 17))]);
+        assert_eq!(facts.max_glibc(), Some((2, 17)));
+    }
+
+    #[test]
+    fn a_newer_glibc_than_al2023s_is_refused() {
+        let ok = glibc_binary(
+            62,
+            X86_LOADER,
+            &[("libc.so.6", "GLIBC_2.2.5"), ("libc.so.6", "GLIBC_2.34")],
+        );
         assert_eq!(
-            inspect_elf(&elf(183, b"GLIBC_2.3.4 GLIBC_2.10"))
-                .unwrap()
-                .max_glibc,
-            Some((2, 10))
+            check_binary(&ok, Arch::X86_64).unwrap().max_glibc(),
+            Some((2, 34))
+        );
+        let new = glibc_binary(
+            62,
+            X86_LOADER,
+            &[("libc.so.6", "GLIBC_2.28"), ("libm.so.6", "GLIBC_2.35")],
+        );
+        let e = check_binary(&new, Arch::X86_64).unwrap_err();
+        assert!(e.contains("GLIBC_2.35") && e.contains("2.34"), "{e}");
+    }
+
+    #[test]
+    fn a_library_outside_the_base_image_is_refused_by_name() {
+        let bin = elf(
+            62,
+            Binary {
+                interpreter: Some(X86_LOADER),
+                needed: &["libc.so.6", "libssl.so.3"],
+                ..Binary::default()
+            },
+        );
+        let e = check_binary(&bin, Arch::X86_64).unwrap_err();
+        assert!(
+            e.contains("libssl.so.3") && e.contains("does not ship"),
+            "{e}"
         );
     }
 
     #[test]
-    fn zips_are_reproducible_and_readable() {
-        let bin = elf(62, &vec![7u8; 10_000]);
+    fn machine_loader_and_format_are_checked() {
+        let x86 = glibc_binary(62, X86_LOADER, &[("libc.so.6", "GLIBC_2.17")]);
+        let e = check_binary(&x86, Arch::Arm64).unwrap_err();
+        assert!(e.contains("for x86_64, not arm64"), "{e}");
+        let musl_loader = glibc_binary(62, "/lib/ld-musl-x86_64.so.1", &[]);
+        let e = check_binary(&musl_loader, Arch::X86_64).unwrap_err();
+        assert!(e.contains("/lib/ld-musl-x86_64.so.1"), "{e}");
+        let static_bin = elf(62, Binary::default());
+        let facts = check_binary(&static_bin, Arch::X86_64).expect("a static binary");
+        assert_eq!(
+            (facts.interpreter.as_deref(), facts.max_glibc()),
+            (None, None)
+        );
+        assert!(check_binary(b"#!/bin/sh\n", Arch::X86_64).is_err());
+    }
+
+    #[test]
+    fn zips_are_reproducible_and_hold_bootstrap_0755() {
+        let bin = glibc_binary(62, X86_LOADER, &[("libc.so.6", "GLIBC_2.17")]);
         let a = lambda_zip(&bin);
         assert_eq!(a, lambda_zip(&bin), "same bytes in, same zip out");
-        assert_eq!(&a[..4], b"PK\x03\x04");
-        // The one entry is `bootstrap`, mode 0755, and inflates back to the binary.
-        assert_eq!(&a[30..39], b"bootstrap");
-        let compressed = u32::from_le_bytes(a[18..22].try_into().unwrap()) as usize;
+        assert_ne!(a, lambda_zip(&[bin.as_slice(), b"x"].concat()));
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&a)).unwrap();
+        assert_eq!(archive.len(), 1);
+        let mut entry = archive.by_index(0).unwrap();
+        assert_eq!(entry.name().unwrap(), "bootstrap");
+        assert_eq!(entry.unix_mode(), Some(0o100_755));
         let mut inflated = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::DeflateDecoder::new(&a[39..39 + compressed]),
-            &mut inflated,
-        )
-        .unwrap();
+        std::io::Read::read_to_end(&mut entry, &mut inflated).unwrap();
         assert_eq!(inflated, bin);
-        let cd = 39 + compressed;
-        assert_eq!(&a[cd..cd + 4], b"PK\x01\x02");
-        let attrs = u32::from_le_bytes(a[cd + 38..cd + 42].try_into().unwrap());
-        assert_eq!(attrs >> 16, 0o100_755);
     }
 }

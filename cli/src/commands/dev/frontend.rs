@@ -69,10 +69,9 @@ impl Frontend {
         };
         let mut resp = (StatusCode::OK, Body::from(bytes)).into_response();
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(content_type(name)),
-        );
+        if let Ok(v) = HeaderValue::from_str(&content_type(name)) {
+            h.insert(header::CONTENT_TYPE, v);
+        }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
         h.insert(
             "x-content-type-options",

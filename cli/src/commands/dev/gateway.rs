@@ -46,42 +46,17 @@ fn context(handler: HandlerName, request_id: &str) -> lambda_runtime::Context {
     ctx
 }
 
-pub fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `a=1&b=2&a=3` as API Gateway passes it: repeated keys joined with commas.
+/// Decoded as a form (`+` is a space, `%XX` a byte, a malformed escape kept as it is).
 pub fn query_parameters(raw: &str) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (percent_decode(k), percent_decode(v));
-        out.entry(k)
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        out.entry(k.into_owned())
             .and_modify(|e| {
                 e.push(',');
                 e.push_str(&v);
             })
-            .or_insert(v);
+            .or_insert_with(|| v.into_owned());
     }
     out
 }
@@ -423,6 +398,12 @@ mod tests {
         assert_eq!(q["x"], "1,2");
         assert_eq!(q["flag"], "");
         assert_eq!(q["sp"], "a b");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        let odd = query_parameters("bad=%zz%4&utf8=%C3%A9&broken=%FF");
+        assert_eq!(odd["bad"], "%zz%4", "a malformed escape stays as it is");
+        assert_eq!(odd["utf8"], "é");
+        assert_eq!(
+            odd["broken"], "\u{FFFD}",
+            "bytes that are not UTF-8 become U+FFFD"
+        );
     }
 }
