@@ -52,11 +52,26 @@ pub fn body_bytes(req: &HttpRequest) -> Result<Vec<u8>, AppError> {
     }
 }
 
-/// The body parsed as JSON; an empty or malformed body is a 400 that says so.
+/// The body parsed as JSON. It must say it is (`Content-Type: application/json`, any charset):
+/// anything else is 415, so a cross-origin form or `text/plain` post, which a browser sends without
+/// a preflight, never reaches a route. An empty or malformed body is a 400 that says so.
 pub fn json_body(req: &HttpRequest) -> Result<serde_json::Value, AppError> {
     let bytes = body_bytes(req)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(AppError::bad_request("Request body is required (JSON)"));
+    }
+    let media_type = header(&req.headers, "content-type")
+        .map(|v| v.split(';').next().unwrap_or_default().trim())
+        .unwrap_or_default();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        let sent = if media_type.is_empty() {
+            "no Content-Type".to_owned()
+        } else {
+            format!("Content-Type {media_type}")
+        };
+        return Err(AppError::UnsupportedMediaType(format!(
+            "Request body must be JSON sent as Content-Type: application/json (got {sent})"
+        )));
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| AppError::bad_request(format!("Request body is not valid JSON: {e}")))

@@ -74,7 +74,7 @@ async fn malformed_bodies_are_400s_that_say_why() {
             &app,
             "POST",
             "/auth/signup",
-            r#"{"username": ["a"], "password": "x"}"#,
+            r#"{"username": ["a"], "password": "long enough"}"#,
             None,
         )
         .await,
@@ -228,4 +228,64 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// JSON routes take JSON only: a `text/plain` or form post (which a browser sends cross-origin with
+/// no preflight) or a body with no type is 415; `application/json` with any charset passes.
+#[tokio::test]
+async fn json_routes_refuse_other_content_types_with_415() {
+    let app = App::new();
+    let token = app.signup_and_login("ada").await;
+    let creds = r#"{"username":"bob","password":"long enough"}"#;
+    let with_type =
+        |method: &str, path: &str, body: &str, token: Option<&str>, ct: Option<&str>| {
+            let (handler, mut ev) = App::http_event(method, path, Some(body), token);
+            let headers = ev["headers"].as_object_mut().unwrap();
+            headers.retain(|k, _| !k.eq_ignore_ascii_case("content-type"));
+            if let Some(ct) = ct {
+                headers.insert("content-type".into(), json!(ct));
+            }
+            (handler, ev)
+        };
+    for ct in [
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonx"),
+        None,
+    ] {
+        for (method, path, body, token) in [
+            ("POST", "/auth/signup", creds, None),
+            ("POST", "/auth/login", creds, None),
+            (
+                "POST",
+                "/notes",
+                r#"{"content":"hi"}"#,
+                Some(token.as_str()),
+            ),
+        ] {
+            let (handler, ev) = with_type(method, path, body, token, ct);
+            let r = app.http_raw(handler, ev).await;
+            assert_client_error(&r, 415, "Content-Type: application/json");
+        }
+    }
+    for ct in ["application/json; charset=utf-8", "Application/JSON"] {
+        let (handler, ev) = with_type(
+            "POST",
+            "/notes",
+            r#"{"content":"hi"}"#,
+            Some(&token),
+            Some(ct),
+        );
+        assert_eq!(app.http_raw(handler, ev).await.status, 202, "{ct}");
+    }
+    let (handler, ev) = with_type(
+        "POST",
+        "/auth/signup",
+        creds,
+        None,
+        Some("application/json;charset=UTF-8"),
+    );
+    assert_eq!(app.http_raw(handler, ev).await.status, 201);
 }

@@ -15,7 +15,7 @@ use support::{App, SECRET};
 #[tokio::test]
 async fn signup_login_and_profile() {
     let app = App::new();
-    let creds = json!({"username": "ada", "password": "pw"});
+    let creds = json!({"username": "ada", "password": "long enough"});
     let r = app
         .http("POST", "/auth/signup", Some(creds.clone()), None)
         .await;
@@ -55,6 +55,77 @@ async fn signup_login_and_profile() {
     assert!(
         r.body.get("passwordHash").is_none(),
         "never the password hash"
+    );
+}
+
+/// `Alice`, `ALICE` and a full-width `Ａlice` are one account, shown as first typed; a short password
+/// is refused at sign-up with the rule.
+#[tokio::test]
+async fn one_account_per_normalised_name_and_passwords_of_eight() {
+    let app = App::new();
+    let short = app
+        .http(
+            "POST",
+            "/auth/signup",
+            Some(json!({"username": "Alice", "password": "1234567"})),
+            None,
+        )
+        .await;
+    assert_eq!(short.status, 400);
+    assert_eq!(
+        short.body["errors"][0]["message"],
+        "password must be at least 8 characters"
+    );
+    let r = app
+        .http(
+            "POST",
+            "/auth/signup",
+            Some(json!({"username": "Alice", "password": "long enough"})),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    for other in ["alice", "ALICE", "\u{FF21}lice"] {
+        let r = app
+            .http(
+                "POST",
+                "/auth/signup",
+                Some(json!({"username": other, "password": "another password"})),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["message"].as_str()),
+            (409, Some("User already exists")),
+            "{other:?}"
+        );
+        let login = app
+            .http(
+                "POST",
+                "/auth/login",
+                Some(json!({"username": other, "password": "long enough"})),
+                None,
+            )
+            .await;
+        assert_eq!(login.status, 200, "{other:?} logs in to the one account");
+        assert_eq!(login.body["username"], "Alice", "shown as first typed");
+        let claims = TokenKeys::new(SECRET)
+            .unwrap()
+            .verify(login.body["token"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(claims.username, "Alice", "notes are kept under one name");
+    }
+    let spoof = app
+        .http(
+            "POST",
+            "/auth/signup",
+            Some(json!({"username": "Al\u{200B}ice", "password": "long enough"})),
+            None,
+        )
+        .await;
+    assert_eq!(
+        spoof.status, 400,
+        "a zero-width space is refused, not a new account"
     );
 }
 
@@ -101,11 +172,17 @@ async fn fix8_short_secrets_are_refused() {
         .0
     });
     let r = app
-        .post_anonymous("/auth/signup", json!({"username":"ada","password":"pw"}))
+        .post_anonymous(
+            "/auth/signup",
+            json!({"username":"ada","password":"pw-12345"}),
+        )
         .await;
     assert_eq!(r.status, 201);
     let r = app
-        .post_anonymous("/auth/login", json!({"username":"ada","password":"pw"}))
+        .post_anonymous(
+            "/auth/login",
+            json!({"username":"ada","password":"pw-12345"}),
+        )
         .await;
     assert_eq!(r.status, 500);
     assert!(r.body.get("token").is_none());
@@ -443,8 +520,8 @@ async fn preflight_and_cors_on_errors() {
 async fn base64_bodies_are_decoded() {
     use base64::Engine;
     let app = App::new();
-    let body =
-        base64::engine::general_purpose::STANDARD.encode(r#"{"username":"ada","password":"pw"}"#);
+    let body = base64::engine::general_purpose::STANDARD
+        .encode(r#"{"username":"ada","password":"pw-12345"}"#);
     let (h, mut ev) = App::http_event("POST", "/auth/signup", Some(&body), None);
     ev["isBase64Encoded"] = json!(true);
     assert_eq!(app.http_raw(h, ev).await.status, 201);

@@ -49,10 +49,33 @@ async fn user_store_contract(store: &dyn UserStore) {
     );
     assert_eq!(
         store.get_user("ada").await.unwrap(),
-        Some(user),
+        Some(user.clone()),
         "the first one stays"
     );
     assert_eq!(store.get_user("bob").await.unwrap(), None);
+
+    // One account per normalised name (NFKC, case-folded), shown as first typed.
+    let jose = UserRecord {
+        username: "Jos\u{E9}".into(),
+        ..user.clone()
+    };
+    assert_eq!(store.create_user(&jose).await.unwrap(), Created::Created);
+    for spelling in ["jose\u{301}", "JOS\u{C9}", "\u{FF2A}os\u{E9}"] {
+        let again = UserRecord {
+            username: spelling.into(),
+            ..user.clone()
+        };
+        assert_eq!(
+            store.create_user(&again).await.unwrap(),
+            Created::AlreadyExists,
+            "{spelling:?}"
+        );
+        assert_eq!(
+            store.get_user(spelling).await.unwrap().map(|u| u.username),
+            Some("Jos\u{E9}".to_owned()),
+            "{spelling:?} reaches the one account"
+        );
+    }
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 use super::store_error;
 use crate::domain::cursor::{Page, PageRequest};
 use crate::domain::note::{Note, NoteId};
-use crate::domain::user::UserRecord;
+use crate::domain::user::{UserRecord, username_key};
 use crate::ports::{
     Connection, ConnectionRegistry, Created, NoteStore, Saved, StoreError, UserStore,
 };
@@ -59,6 +59,11 @@ fn malformed(operation: &'static str, what: &str) -> StoreError {
 
 fn user_pk(username: &str) -> String {
     format!("USER#{username}")
+}
+
+/// A user's profile is keyed by the name's normalised form, so that one account has one spelling.
+fn profile_pk(username: &str) -> String {
+    user_pk(&username_key(username))
 }
 
 fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
@@ -344,7 +349,7 @@ impl DynamoStore {
 impl UserStore for DynamoStore {
     async fn create_user(&self, user: &UserRecord) -> Result<Created, StoreError> {
         const OP: &str = "creating a user";
-        let mut item = key(user_pk(&user.username), "PROFILE");
+        let mut item = key(profile_pk(&user.username), "PROFILE");
         item.insert("username".into(), s(&user.username));
         item.insert("passwordHash".into(), s(&user.password_hash));
         item.insert("createdAt".into(), s(&user.created_at));
@@ -371,7 +376,7 @@ impl UserStore for DynamoStore {
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         const OP: &str = "reading a user";
         let Some(item) = self
-            .get_item(OP, &self.table, key(user_pk(username), "PROFILE"))
+            .get_item(OP, &self.table, key(profile_pk(username), "PROFILE"))
             .await?
         else {
             return Ok(None);

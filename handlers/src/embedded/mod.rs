@@ -3,7 +3,9 @@
 //! key file for the JWT secret.
 
 mod bus;
+pub mod files;
 mod notifier;
+pub mod reopen;
 mod secret;
 mod store;
 

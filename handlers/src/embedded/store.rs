@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::reopen::{Reopening, is_io};
 use crate::domain::cursor::{Page, PageRequest};
 use crate::domain::note::{Note, NoteId};
-use crate::domain::user::UserRecord;
+use crate::domain::user::{UserRecord, username_key};
 use crate::ports::{
     Connection, ConnectionRegistry, Created, NoteStore, Saved, StoreError, UserStore,
 };
@@ -70,10 +71,11 @@ impl From<StoredConnection> for Connection {
     }
 }
 
-/// The embedded store. Cheap to clone; every clone shares the database.
+/// The embedded store. Cheap to clone; every clone shares the database, which reopens itself after
+/// an I/O error (a full disk) once the disk allows.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Arc<Reopening>,
 }
 
 /// `.during(operation)`: a failed embedded-database call as the store's error, its cause kept.
@@ -83,7 +85,15 @@ trait During<T> {
 
 impl<T, E: Into<redb::Error>> During<T> for Result<T, E> {
     fn during(self, operation: &'static str) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::new(operation, e.into()))
+        self.map_err(|e| {
+            let e: redb::Error = e.into();
+            // A failed disk may come back (space freed): a retry may succeed, so 503, not 500.
+            if is_io(&e) {
+                StoreError::throttled(operation, e)
+            } else {
+                StoreError::new(operation, e)
+            }
+        })
     }
 }
 
@@ -105,7 +115,16 @@ fn from_json<T: for<'de> Deserialize<'de>>(
 impl EmbeddedStore {
     /// Opens (or creates) the database file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)
+        let path = path.to_path_buf();
+        Self::open_with("embedded store", move || Database::create(&path))
+    }
+
+    /// Opens with `open`, and reopens with it after an I/O error.
+    pub fn open_with(
+        name: &str,
+        open: impl Fn() -> Result<Database, redb::DatabaseError> + Send + Sync + 'static,
+    ) -> Result<Self, StoreError> {
+        let db = Reopening::new(name, open)
             .map_err(|e| StoreError::new("opening the embedded database", e))?;
         Self::init(db)
     }
@@ -115,11 +134,14 @@ impl EmbeddedStore {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .expect("an in-memory database opens");
-        Self::init(db).expect("an in-memory database initialises")
+        Self::init(Reopening::fixed("in-memory store", db))
+            .expect("an in-memory database initialises")
     }
 
-    fn init(db: Database) -> Result<Self, StoreError> {
-        let txn = db.begin_write().during("creating the embedded tables")?;
+    fn init(db: Reopening) -> Result<Self, StoreError> {
+        const OP: &str = "creating the embedded tables";
+        let handle = db.get().during(OP)?;
+        let txn = handle.begin_write().during(OP)?;
         for table in [
             USERS,
             NOTES,
@@ -128,10 +150,9 @@ impl EmbeddedStore {
             USER_CONNECTIONS,
             TOMBSTONES,
         ] {
-            txn.open_table(table)
-                .during("creating the embedded tables")?;
+            txn.open_table(table).during(OP)?;
         }
-        txn.commit().during("creating the embedded tables")?;
+        txn.commit().during(OP)?;
         Ok(Self { db: Arc::new(db) })
     }
 
@@ -140,10 +161,17 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::new(operation, e))?
+        let handle = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = handle.get().during(operation)?;
+            let out = f(&db);
+            if let Err(e) = &out {
+                handle.failed(&db, e);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::new(operation, e))?
     }
 
     fn write<T>(
@@ -262,10 +290,12 @@ impl UserStore for EmbeddedStore {
         self.blocking(OP, move |db| {
             Self::write(db, OP, |txn| {
                 let mut t = txn.open_table(USERS).during(OP)?;
-                if t.get(user.username.as_str()).during(OP)?.is_some() {
+                // Keyed by the normalised name, as DynamoDB's profile items are.
+                let key = username_key(&user.username);
+                if t.get(key.as_str()).during(OP)?.is_some() {
                     return Ok(Created::AlreadyExists);
                 }
-                t.insert(user.username.as_str(), to_json(&user).as_slice())
+                t.insert(key.as_str(), to_json(&user).as_slice())
                     .during(OP)?;
                 Ok(Created::Created)
             })
@@ -275,11 +305,11 @@ impl UserStore for EmbeddedStore {
 
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         const OP: &str = "reading a user";
-        let username = username.to_owned();
+        let key = username_key(username);
         self.blocking(OP, move |db| {
             let txn = db.begin_read().during(OP)?;
             let t = txn.open_table(USERS).during(OP)?;
-            match t.get(username.as_str()).during(OP)? {
+            match t.get(key.as_str()).during(OP)? {
                 Some(v) => Ok(Some(from_json(OP, v.value())?)),
                 None => Ok(None),
             }
@@ -561,5 +591,69 @@ impl ConnectionRegistry for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::embedded::reopen::{RETRY, flaky_opener};
+
+    fn user(name: &str) -> UserRecord {
+        UserRecord {
+            username: name.into(),
+            password_hash: "$argon2id$x".into(),
+            created_at: "2026-12-01T00:00:00.000Z".into(),
+        }
+    }
+
+    /// What `notesctl dev` met on a 2 MB tmpfs: once the disk was full every write failed, and kept
+    /// failing after space came back. Now writes answer "retry" (503) while it is full, and work
+    /// again by themselves once it is not; what was written before is all there.
+    #[tokio::test]
+    async fn a_full_disk_is_survived_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = Arc::new(AtomicBool::new(false));
+        let store = EmbeddedStore::open_with(
+            "test store",
+            flaky_opener(dir.path().join("store.redb"), full.clone()),
+        )
+        .unwrap();
+        assert_eq!(
+            store.create_user(&user("ada")).await.unwrap(),
+            Created::Created
+        );
+
+        full.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            let err = store.create_user(&user("bob")).await.unwrap_err();
+            assert!(
+                err.is_throttled(),
+                "a full disk is a 503, not a 500: {err:?}"
+            );
+            tokio::time::sleep(RETRY).await;
+        }
+
+        full.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let created = loop {
+            match store.create_user(&user("bob")).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    assert!(e.is_throttled(), "{e:?}");
+                    tokio::time::sleep(RETRY).await;
+                }
+                Err(e) => panic!("still failing 5 s after the disk came back: {e:?}"),
+            }
+        };
+        assert_eq!(created, Created::Created);
+        assert!(
+            store.get_user("ada").await.unwrap().is_some(),
+            "written before: kept"
+        );
+        assert!(store.get_user("bob").await.unwrap().is_some());
     }
 }
