@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
 
 use crate::aws::s3::hex;
 
@@ -76,8 +77,29 @@ pub fn digest(mut read: impl Read, size: u64) -> std::io::Result<([u8; 16], Stri
     Ok((md5, format!("{}-{count}", hex(&Md5::digest(&parts)))))
 }
 
-/// The excluded names: ours, and `--exclude`.
-pub fn globs(patterns: &[String]) -> anyhow::Result<globset::GlobSet> {
+/// What is never published: our always-excluded names, `--exclude` globs, and dotfiles (`.env`,
+/// `.npmrc`, …) unless `--include-dotfiles`; `.well-known/` is published, as the web needs it.
+/// Excluded keys are not deleted from the bucket either.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    globs: globset::GlobSet,
+    dotfiles: bool,
+}
+
+impl Filter {
+    pub fn is_excluded(&self, key: &str) -> bool {
+        self.globs.is_match(key) || (!self.dotfiles && is_dotfile(key))
+    }
+}
+
+/// A key with a part that starts with `.` (other than `.well-known`).
+pub fn is_dotfile(key: &str) -> bool {
+    key.split('/')
+        .any(|part| part.starts_with('.') && part != ".well-known")
+}
+
+/// The filter of `--exclude` patterns and `--include-dotfiles`.
+pub fn globs(patterns: &[String], include_dotfiles: bool) -> anyhow::Result<Filter> {
     let mut b = globset::GlobSetBuilder::new();
     for p in ALWAYS_EXCLUDED
         .iter()
@@ -86,7 +108,10 @@ pub fn globs(patterns: &[String]) -> anyhow::Result<globset::GlobSet> {
     {
         b.add(globset::Glob::new(&p).map_err(|e| anyhow::anyhow!("--exclude {p:?}: {e}"))?);
     }
-    Ok(b.build()?)
+    Ok(Filter {
+        globs: b.build()?,
+        dotfiles: include_dotfiles,
+    })
 }
 
 /// A file of DIR, found but not yet read.
@@ -96,10 +121,38 @@ pub struct Found {
     pub path: PathBuf,
 }
 
+/// Why a name in DIR is not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SkipReason {
+    /// A dotfile (`.env`, …): pass --include-dotfiles to publish them.
+    Dotfile,
+    /// A symbolic link to something outside DIR: never followed.
+    LinkOutside,
+    /// A link back to a folder already walked.
+    LinkLoop,
+    /// A link whose target does not exist.
+    BrokenLink,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub key: String,
+    pub reason: SkipReason,
+}
+
+/// What walking DIR found: the files to publish, and the names it left out and why.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub files: Vec<Found>,
+    pub skipped: Vec<Skipped>,
+}
+
 /// The files of DIR as keys (`/`-separated), without excluded ones, sorted by key. Names only (what
-/// the directory listing gives; a `stat` only for symbolic links, which are followed): cheap, so the
-/// bucket listing can start while the files are hashed.
-pub fn walk(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Found>> {
+/// the directory listing gives; a `stat` only for symbolic links): cheap, so the bucket listing can
+/// start while the files are hashed. Links are followed only to what lies inside DIR, never back
+/// up into a folder they are in; dotfiles are left out unless the filter includes them.
+pub fn walk(dir: &Path, excluded: &Filter) -> anyhow::Result<Walked> {
     let meta = std::fs::metadata(dir).map_err(|e| {
         anyhow::anyhow!(
             "{}: {e}; pass the folder of the built frontend",
@@ -112,9 +165,12 @@ pub fn walk(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Found
             dir.display()
         );
     }
-    let mut out = Vec::new();
+    let root = std::fs::canonicalize(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let mut out = Walked::default();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        let here =
+            std::fs::canonicalize(&d).map_err(|e| anyhow::anyhow!("{}: {e}", d.display()))?;
         let entries =
             std::fs::read_dir(&d).map_err(|e| anyhow::anyhow!("reading {}: {e}", d.display()))?;
         for entry in entries {
@@ -126,25 +182,54 @@ pub fn walk(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<Found
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
-            if excluded.is_match(&key) {
+            if excluded.globs.is_match(&key) {
+                continue;
+            }
+            if !excluded.dotfiles && is_dotfile(&key) {
+                out.skipped.push(Skipped {
+                    key,
+                    reason: SkipReason::Dotfile,
+                });
                 continue;
             }
             let ft = entry.file_type()?;
             let is_dir = if ft.is_symlink() {
-                std::fs::metadata(&path)
-                    .map_err(|e| anyhow::anyhow!("following the link {}: {e}", path.display()))?
-                    .is_dir()
+                let Ok(target) = std::fs::canonicalize(&path) else {
+                    out.skipped.push(Skipped {
+                        key,
+                        reason: SkipReason::BrokenLink,
+                    });
+                    continue;
+                };
+                if !target.starts_with(&root) {
+                    out.skipped.push(Skipped {
+                        key,
+                        reason: SkipReason::LinkOutside,
+                    });
+                    continue;
+                }
+                let is_dir = target.is_dir();
+                // A link to a folder this one lies in would be walked for ever.
+                if is_dir && here.starts_with(&target) {
+                    out.skipped.push(Skipped {
+                        key,
+                        reason: SkipReason::LinkLoop,
+                    });
+                    continue;
+                }
+                is_dir
             } else {
                 ft.is_dir()
             };
             if is_dir {
                 stack.push(path);
             } else {
-                out.push(Found { key, path });
+                out.files.push(Found { key, path });
             }
         }
     }
-    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out.files.sort_by(|a, b| a.key.cmp(&b.key));
+    out.skipped.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
 }
 
@@ -197,8 +282,8 @@ pub fn hash_files(found: &[Found]) -> anyhow::Result<Vec<LocalFile>> {
 }
 
 /// The files of DIR, hashed.
-pub fn scan(dir: &Path, excluded: &globset::GlobSet) -> anyhow::Result<Vec<LocalFile>> {
-    hash_files(&walk(dir, excluded)?)
+pub fn scan(dir: &Path, excluded: &Filter) -> anyhow::Result<Vec<LocalFile>> {
+    hash_files(&walk(dir, excluded)?.files)
 }
 
 pub fn generated(key: &str, bytes: Vec<u8>) -> LocalFile {
@@ -244,8 +329,8 @@ mod tests {
     use super::*;
     use crate::aws::s3::{RemoteObject, content_hash};
 
-    fn none() -> globset::GlobSet {
-        globs(&[]).unwrap()
+    fn none() -> Filter {
+        globs(&[], false).unwrap()
     }
 
     #[test]
@@ -279,6 +364,66 @@ mod tests {
             assert_eq!(f.size, body.len() as u64, "{}", f.key);
             assert_eq!(f.md5, <[u8; 16]>::from(Md5::digest(&body)), "{}", f.key);
         }
+    }
+
+    #[test]
+    fn links_out_of_the_folder_and_dotfiles_are_not_published() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), b"s3cr3t").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("index.html"), b"<p>").unwrap();
+        std::fs::write(root.join(".env"), b"API_KEY=1").unwrap();
+        std::fs::create_dir_all(root.join("assets/.cache")).unwrap();
+        std::fs::write(root.join("assets/.cache/x"), b"1").unwrap();
+        std::fs::write(root.join("assets/app.js"), b"1").unwrap();
+        std::fs::create_dir_all(root.join(".well-known")).unwrap();
+        std::fs::write(root.join(".well-known/security.txt"), b"c").unwrap();
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, root.join(name)).unwrap()
+        };
+        link(outside.path(), "out");
+        link(&outside.path().join("secret.txt"), "secret.txt");
+        link(root, "loop");
+        link(&root.join("assets"), "static");
+        link(&root.join("missing"), "dangling");
+        let walked = walk(root, &none()).unwrap();
+        let keys: Vec<&str> = walked.files.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                ".well-known/security.txt",
+                "assets/app.js",
+                "index.html",
+                "static/app.js"
+            ]
+        );
+        let skipped: Vec<(&str, SkipReason)> = walked
+            .skipped
+            .iter()
+            .map(|s| (s.key.as_str(), s.reason))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (".env", SkipReason::Dotfile),
+                ("assets/.cache", SkipReason::Dotfile),
+                ("dangling", SkipReason::BrokenLink),
+                ("loop", SkipReason::LinkLoop),
+                ("out", SkipReason::LinkOutside),
+                ("secret.txt", SkipReason::LinkOutside),
+                ("static/.cache", SkipReason::Dotfile),
+            ]
+        );
+        let with_dotfiles = walk(root, &globs(&[], true).unwrap()).unwrap();
+        assert!(with_dotfiles.files.iter().any(|f| f.key == ".env"));
+        assert!(
+            with_dotfiles
+                .files
+                .iter()
+                .any(|f| f.key == "assets/.cache/x")
+        );
+        assert!(none().is_excluded(".env") && !none().is_excluded(".well-known/x"));
     }
 
     #[test]

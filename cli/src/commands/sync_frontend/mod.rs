@@ -26,7 +26,7 @@ use crate::aws::s3::{CallCounts, Calls, delete_keys, list_bucket_near, s3_client
 use crate::aws::stacks;
 use crate::context::Context;
 use crate::output::Report;
-use local::{LocalFile, generated, globs, hash_files, walk};
+use local::{LocalFile, Skipped, generated, globs, hash_files, walk};
 use plan::{Why, plan};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +54,10 @@ pub struct SyncArgs {
     /// Skip files matching this glob (repeatable); excluded keys are not deleted either.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Also publish dotfiles (`.env`, `.npmrc`, …), which are skipped by default (`.well-known/` is
+    /// always published). Symbolic links to outside DIR are never followed.
+    #[arg(long)]
+    pub include_dotfiles: bool,
     /// API URL for config.json (default: the auth stack's ApiUrl output).
     #[arg(long)]
     pub api_url: Option<String>,
@@ -74,6 +78,7 @@ impl SyncArgs {
             concurrency: 16,
             no_config: false,
             exclude: Vec::new(),
+            include_dotfiles: false,
             api_url: None,
             ws_url: None,
         }
@@ -92,6 +97,9 @@ pub struct SyncReport {
     pub dry_run: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedChange>,
+    /// Names in DIR left out, and why (dotfiles, links out of DIR).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
     /// The S3 requests this run made, by kind.
     pub requests: CallCounts,
     /// A content hash of what the bucket now holds (keys and ETags): invalidations use it as their
@@ -161,6 +169,39 @@ impl fmt::Display for SyncReport {
         if !kinds.is_empty() {
             write!(f, " ({} requests)", kinds.join(", "))?;
         }
+        if !self.skipped.is_empty() {
+            let names = |reason: local::SkipReason| {
+                self.skipped
+                    .iter()
+                    .filter(|s| s.reason == reason)
+                    .map(|s| s.key.as_str())
+                    .collect::<Vec<_>>()
+            };
+            let dotfiles = names(local::SkipReason::Dotfile);
+            if !dotfiles.is_empty() {
+                write!(
+                    f,
+                    "\nnot published: {} (dotfiles; --include-dotfiles publishes them)",
+                    dotfiles.join(", ")
+                )?;
+            }
+            for (reason, why) in [
+                (
+                    local::SkipReason::LinkOutside,
+                    "links to outside the folder",
+                ),
+                (
+                    local::SkipReason::LinkLoop,
+                    "links back into a folder they are in",
+                ),
+                (local::SkipReason::BrokenLink, "links to nothing"),
+            ] {
+                let keys = names(reason);
+                if !keys.is_empty() {
+                    write!(f, "\nnot published: {} ({why})", keys.join(", "))?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -193,9 +234,14 @@ async fn config_json(
 }
 
 pub async fn run(ctx: &Context, args: SyncArgs) -> anyhow::Result<SyncReport> {
-    let excluded = globs(&args.exclude)?;
+    let excluded = globs(&args.exclude, args.include_dotfiles)?;
     let (dir, ex) = (args.dir.clone(), excluded.clone());
-    let found = Arc::new(tokio::task::spawn_blocking(move || walk(&dir, &ex)).await??);
+    let walked = tokio::task::spawn_blocking(move || walk(&dir, &ex)).await??;
+    for s in &walked.skipped {
+        tracing::warn!(key = %s.key, reason = ?s.reason, "not published");
+    }
+    let skipped = walked.skipped;
+    let found = Arc::new(walked.files);
     let config = ctx.aws().await?;
     let cfn = Cfn::new(&config);
     let bucket = match &args.bucket {
@@ -241,6 +287,7 @@ pub async fn run(ctx: &Context, args: SyncArgs) -> anyhow::Result<SyncReport> {
         dry_run: args.dry_run,
         plan: Vec::new(),
         requests: CallCounts::default(),
+        skipped,
         content_hash: String::new(),
     };
     if args.dry_run {

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::local::{LocalFile, Source};
+use super::local::{Filter, LocalFile, Source};
 use crate::aws::s3::{RemoteObject, hex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ pub fn plan(
     remote: &[RemoteObject],
     delete: bool,
     force: bool,
-    excluded: &globset::GlobSet,
+    excluded: &Filter,
 ) -> anyhow::Result<Plan> {
     if local.iter().all(|f| matches!(f.source, Source::Bytes(_))) && !force {
         anyhow::bail!(
@@ -77,7 +77,7 @@ pub fn plan(
         let keep: HashSet<&str> = local.iter().map(|f| f.key.as_str()).collect();
         p.delete = remote
             .iter()
-            .filter(|r| !keep.contains(r.key.as_str()) && !excluded.is_match(&r.key))
+            .filter(|r| !keep.contains(r.key.as_str()) && !excluded.is_excluded(&r.key))
             .map(|r| r.key.clone())
             .collect();
         if !force && !remote.is_empty() && p.delete.len() * 2 > remote.len() {
@@ -140,8 +140,8 @@ mod tests {
         }
     }
 
-    fn none() -> globset::GlobSet {
-        globs(&[]).unwrap()
+    fn none() -> Filter {
+        globs(&[], false).unwrap()
     }
 
     #[test]
@@ -236,7 +236,7 @@ mod tests {
             etag: "e".into(),
             md5_meta: None,
         });
-        let excluded = globs(&["uploads/**".into()]).unwrap();
+        let excluded = globs(&["uploads/**".into()], false).unwrap();
         let p = plan(&keep, &remote_objs, true, false, &excluded).unwrap();
         assert_eq!(
             p.delete,
