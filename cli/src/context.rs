@@ -202,12 +202,13 @@ pub async fn sdk_config(global: &Global, local: Option<&str>) -> anyhow::Result<
         .retry_config(retry_config())
         .timeout_config(timeout_config());
     if let Some(url) = local {
+        let token = dev_token()?;
         loader = loader
             .endpoint_url(url)
             .region(Region::new("local"))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "local",
-                "local",
+                DEV_ACCESS_KEY,
+                token,
                 None,
                 None,
                 "notesctl-dev",
@@ -230,6 +231,46 @@ pub async fn sdk_config(global: &Global, local: Option<&str>) -> anyhow::Result<
         );
     }
     Ok(config)
+}
+
+/// The access key id `--local` signs with; the secret key is the runbook token of `notesctl dev`.
+pub const DEV_ACCESS_KEY: &str = "notesctl-dev";
+/// The token's file in `notesctl dev`'s data directory.
+pub const DEV_TOKEN_FILE: &str = "runbook-token";
+
+/// Where `--local` looks for the token: `$NOTESCTL_DEV_DATA_DIR`, else `.notesctl/dev` (the
+/// defaults of `notesctl dev --data-dir`).
+pub fn dev_token_path() -> std::path::PathBuf {
+    std::env::var_os("NOTESCTL_DEV_DATA_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(".notesctl/dev"))
+        .join(DEV_TOKEN_FILE)
+}
+
+/// The runbook token of the `notesctl dev` that `--local` talks to: `$NOTESCTL_DEV_TOKEN`, else the
+/// file `dev` writes in its data directory (`$NOTESCTL_DEV_DATA_DIR`, else `.notesctl/dev`).
+fn dev_token() -> anyhow::Result<String> {
+    if let Some(token) = std::env::var("NOTESCTL_DEV_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(token);
+    }
+    let path = dev_token_path();
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_owned()),
+        Ok(_) => anyhow::bail!(
+            "the runbook token file {} is empty: restart `notesctl dev`",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "no runbook token at {}: --local needs the token `notesctl dev` writes in its data directory. Run this from the folder where `notesctl dev` runs, or set NOTESCTL_DEV_DATA_DIR to its --data-dir",
+            path.display()
+        ),
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(format!("cannot read the runbook token {}", path.display()))),
+    }
 }
 
 /// The app's own log targets: what the functions log.

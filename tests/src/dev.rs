@@ -35,6 +35,29 @@ pub struct DevServer {
 impl DevServer {
     /// Starts `notesctl dev --port 0 --output json` and waits for its one JSON line.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> DevServer {
+        Self::spawn(data_dir, extra, Stdio::inherit()).await
+    }
+
+    /// As [`DevServer::start`], with the server's log (stderr) kept in the returned buffer.
+    pub async fn start_with_log(
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> (DevServer, std::sync::Arc<std::sync::Mutex<String>>) {
+        let mut dev = Self::spawn(data_dir, extra, Stdio::piped()).await;
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut lines = BufReader::new(dev.child.stderr.take().expect("piped")).lines();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        (dev, log)
+    }
+
+    async fn spawn(data_dir: &Path, extra: &[&str], stderr: Stdio) -> DevServer {
         let mut child = tokio::process::Command::new(notesctl_binary())
             .args(["dev", "--port", "0", "--output", "json", "--data-dir"])
             .arg(data_dir)
@@ -42,7 +65,7 @@ impl DevServer {
             .env("NOTESCTL_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("start notesctl dev");
@@ -63,6 +86,20 @@ impl DevServer {
             frontend_url: v.frontend_url,
             data_dir: data_dir.to_path_buf(),
         }
+    }
+
+    /// `notesctl` for `--local` commands against this server: it finds the runbook token in the
+    /// server's data directory, as it does for a user running both in one folder.
+    pub fn cli(&self) -> crate::cli::Cli {
+        crate::cli::Cli::new().env("NOTESCTL_DEV_DATA_DIR", &self.data_dir.to_string_lossy())
+    }
+
+    /// This run's runbook token (the secret key `--local` signs with).
+    pub fn runbook_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("runbook-token"))
+            .expect("dev wrote its runbook token")
+            .trim()
+            .to_owned()
     }
 
     /// Signs a user up and logs in; the token.

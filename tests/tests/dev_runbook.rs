@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use notesctl::aws::queues::QueueDepth;
 use notesctl::commands::redrive::{Method, RedriveReport};
 use notesctl::commands::tail::Line;
-use notesctl_tests::cli::Cli;
 use notesctl_tests::dev::DevServer;
 use serde_json::{Value, json};
 
@@ -16,7 +15,11 @@ async fn sqs(dev: &DevServer) -> aws_sdk_sqs::Client {
         .endpoint_url(&dev.api_url)
         .region(aws_config::Region::new("local"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "x", "x", None, None, "test",
+            "notesctl-dev",
+            dev.runbook_token(),
+            None,
+            None,
+            "test",
         ))
         .load()
         .await;
@@ -24,7 +27,7 @@ async fn sqs(dev: &DevServer) -> aws_sdk_sqs::Client {
 }
 
 async fn depth(dev: &DevServer) -> (i32, QueueDepth) {
-    Cli::new()
+    dev.cli()
         .args(["queue-depth", "--local", &dev.api_url])
         .json()
         .await
@@ -82,7 +85,8 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
         .unwrap();
     let v = wait_for_dlq(&dev, 1).await;
     assert_eq!(v.queue.visible + v.queue.in_flight, 0);
-    let (code, v) = Cli::new()
+    let (code, v) = dev
+        .cli()
         .args(["queue-depth", "--local", &dev.api_url, "--fail-above", "0"])
         .json::<QueueDepth>()
         .await;
@@ -93,7 +97,8 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
             .is_some_and(|p| p.contains("production-note-processing-dlq"))
     );
 
-    let (code, v) = Cli::new()
+    let (code, v) = dev
+        .cli()
         .args(["redrive-dlq", "--local", &dev.api_url, "--dry-run"])
         .json::<RedriveReport>()
         .await;
@@ -103,7 +108,7 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
 
     // A real note that had been dead-lettered: redriven, it is saved.
     let http = reqwest::Client::new();
-    let token = dev.sign_up("ada", "pw").await;
+    let token = dev.sign_up("ada", "pw-12345").await;
     sqs.send_message()
         .queue_url(&dlq)
         .message_body(note_created("1767225600000-rescued", "ada"))
@@ -111,7 +116,8 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
         .await
         .unwrap();
 
-    let refused = Cli::new()
+    let refused = dev
+        .cli()
         .args(["redrive-dlq", "--local", &dev.api_url])
         .run()
         .await;
@@ -122,7 +128,8 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
     );
     assert!(refused.stderr.contains("--yes"));
 
-    let (code, v) = Cli::new()
+    let (code, v) = dev
+        .cli()
         .args(["redrive-dlq", "--local", &dev.api_url, "--yes"])
         .json::<RedriveReport>()
         .await;
@@ -156,7 +163,8 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
 
     // The poison fails again, and the manual path moves it too.
     wait_for_dlq(&dev, 1).await;
-    let (code, v) = Cli::new()
+    let (code, v) = dev
+        .cli()
         .args(["redrive-dlq", "--local", &dev.api_url, "--yes", "--manual"])
         .json::<RedriveReport>()
         .await;
@@ -171,7 +179,7 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &[]).await;
     let http = reqwest::Client::new();
-    let token = dev.sign_up("ada", "pw").await;
+    let token = dev.sign_up("ada", "pw-12345").await;
     let post = |content: &'static str| {
         let (http, url, token) = (
             http.clone(),
@@ -196,7 +204,8 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
     let first = post("first").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let lines = loop {
-        let run = Cli::new()
+        let run = dev
+            .cli()
             .args([
                 "tail",
                 "save",
@@ -228,7 +237,8 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
         .unwrap();
     assert!(publish < save, "interleaved by time: publish before save");
 
-    let run = Cli::new()
+    let run = dev
+        .cli()
         .args([
             "tail",
             "notes-publish",
@@ -244,6 +254,7 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
     assert!(run.stdout.contains("publish") && run.stdout.contains(&first));
 
     let mut follow = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
+        .env("NOTESCTL_DEV_DATA_DIR", &dev.data_dir)
         .args([
             "tail",
             "publish",

@@ -1,7 +1,8 @@
 //! The slice of AWS's own APIs that the runbook commands use, served by `dev` on its port, so
 //! `queue-depth`, `redrive-dlq` and `tail` run the same SDK code against `dev` as against AWS:
-//! SQS (JSON protocol) on the local queue and its DLQ. Requests are SigV4-signed by the SDK; a local
-//! server has nothing to check them against and accepts any signature.
+//! SQS (JSON protocol) on the local queue and its DLQ, and CloudWatch Logs over the functions' logs.
+//! Requests must be SigV4-signed with this run's token (see [`super::guard`]); parameters are held to
+//! SQS's own limits.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::guard::Guard;
 use super::queue::{LocalQueue, Message, Which};
 
 pub const ACCOUNT: &str = "000000000000";
@@ -85,6 +87,116 @@ impl IntoResponse for AwsError {
         }
         resp
     }
+}
+
+/// SQS's own limits, checked as SQS checks them.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+const MAX_VISIBILITY_SECONDS: i64 = 43_200;
+const MAX_DELAY_SECONDS: i64 = 900;
+const MAX_WAIT_SECONDS: i64 = 20;
+const MAX_BATCH: usize = 10;
+
+fn invalid(message: impl Into<String>) -> AwsError {
+    AwsError::client("InvalidParameterValue", "InvalidParameterValue", message)
+}
+
+/// An optional integer parameter within SQS's range; anything else (a fraction, `1e9`, text, a
+/// value out of range) is refused as SQS refuses it.
+fn int_param(
+    input: &Value,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<Option<i64>, AwsError> {
+    match input.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_i64() {
+            Some(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(invalid(format!(
+                "Value {v} for parameter {name} is invalid. Reason: must be an integer from {} to {}.",
+                range.start(),
+                range.end()
+            ))),
+        },
+    }
+}
+
+/// A message body as SQS accepts it: present, not empty, the characters XML allows, and with its
+/// attributes at most 256 KiB.
+fn check_message(entry: &Value) -> Result<(String, Option<Value>, Duration), AwsError> {
+    let body = match entry.get("MessageBody") {
+        Some(Value::String(b)) if !b.is_empty() => b.clone(),
+        _ => {
+            return Err(AwsError::client(
+                "MissingParameter",
+                "MissingParameter",
+                "The request must contain the parameter MessageBody (a non-empty string).",
+            ));
+        }
+    };
+    let allowed = |c: char| matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    if let Some(c) = body.chars().find(|c| !allowed(*c)) {
+        return Err(AwsError::client(
+            "InvalidMessageContents",
+            "InvalidMessageContents",
+            format!(
+                "Invalid characters found in the message body: U+{:04X} is not allowed.",
+                c as u32
+            ),
+        ));
+    }
+    let attributes = entry
+        .get("MessageAttributes")
+        .filter(|a| !a.is_null())
+        .cloned();
+    let attribute_bytes = attributes
+        .as_ref()
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| k.len() + v.to_string().len())
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
+    if body.len() + attribute_bytes > MAX_MESSAGE_BYTES {
+        return Err(invalid(format!(
+            "One or more parameters are invalid. Reason: Message must be shorter than {MAX_MESSAGE_BYTES} bytes."
+        )));
+    }
+    let delay = int_param(entry, "DelaySeconds", 0..=MAX_DELAY_SECONDS)?.unwrap_or(0);
+    Ok((body, attributes, Duration::from_secs(delay as u64)))
+}
+
+/// A batch's entries: 1 to 10, with distinct `Id`s.
+fn batch_entries(input: &Value) -> Result<Vec<Value>, AwsError> {
+    let entries = input["Entries"].as_array().cloned().unwrap_or_default();
+    if entries.is_empty() {
+        return Err(AwsError::client(
+            "EmptyBatchRequest",
+            "AWS.SimpleQueueService.EmptyBatchRequest",
+            "There should be at least one entry in the request.",
+        ));
+    }
+    if entries.len() > MAX_BATCH {
+        return Err(AwsError::client(
+            "TooManyEntriesInBatchRequest",
+            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+            format!(
+                "Maximum number of entries per request are {MAX_BATCH}. You have sent {}.",
+                entries.len()
+            ),
+        ));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for e in &entries {
+        if !ids.insert(e["Id"].to_string()) {
+            return Err(AwsError::client(
+                "BatchEntryIdsNotDistinct",
+                "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+                format!("Id {} repeated.", e["Id"]),
+            ));
+        }
+    }
+    Ok(entries)
 }
 
 fn ok(body: Value) -> Response {
@@ -162,27 +274,64 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Serves one AWS JSON-protocol request (`X-Amz-Target: AmazonSQS.<Operation>`).
-pub async fn serve(queue: &LocalQueue, move_tasks: &SharedMoveTasks, req: Request) -> Response {
-    let target = req
-        .headers()
+/// Only callers signing with this run's token get past `guard` (403 otherwise, as AWS answers a bad
+/// signature).
+pub async fn serve(
+    queue: &LocalQueue,
+    move_tasks: &SharedMoveTasks,
+    guard: &Guard,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let host = req
-        .headers()
+    let host = parts
+        .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_owned();
-    let body = match to_bytes(req.into_body(), MAX_REQUEST).await {
+    let body = match to_bytes(body, MAX_REQUEST).await {
         Ok(b) => b,
         Err(_) => {
             return AwsError::client("RequestTooLarge", "RequestTooLarge", "request over 1 MiB")
                 .into_response();
         }
     };
-    let input: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+    let service = if target.starts_with("Logs_20140328.") {
+        "logs"
+    } else {
+        "sqs"
+    };
+    if let Err(refusal) = guard.verify(&parts.method, &parts.uri, &parts.headers, &body) {
+        tracing::warn!(target = %target, code = refusal.code, "refused an unsigned or wrongly signed AWS API request");
+        return AwsError {
+            status: StatusCode::FORBIDDEN,
+            service,
+            code: refusal.code,
+            query_code: refusal.code,
+            message: refusal.message,
+        }
+        .into_response();
+    }
+    let input: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ if body.is_empty() => json!({}),
+        _ => {
+            return AwsError {
+                status: StatusCode::BAD_REQUEST,
+                service,
+                code: "SerializationException",
+                query_code: "SerializationException",
+                message: "the request body is not a JSON object".into(),
+            }
+            .into_response();
+        }
+    };
     let result = match target.strip_prefix("Logs_20140328.") {
         Some(op) => logs(op, &input).map(|v| (v, "application/x-amz-json-1.1")),
         None => sqs(queue, move_tasks, &target, &input, &host)
@@ -321,35 +470,50 @@ async fn sqs(
         }
         "SendMessage" => {
             let (w, _) = queue_of(input)?;
-            let body = input["MessageBody"].as_str().unwrap_or_default().to_owned();
-            let attrs = input.get("MessageAttributes").cloned();
+            let (body, attrs, delay) = check_message(input)?;
             let q = queue.clone();
-            let id = blocking(move || q.send_to(w, &body, attrs)).await?;
+            let id = blocking(move || q.send_to(w, &body, attrs, delay)).await?;
             Ok(json!({"MessageId": id}))
         }
         "SendMessageBatch" => {
             let (w, _) = queue_of(input)?;
-            let mut ok = Vec::new();
-            for e in input["Entries"].as_array().into_iter().flatten() {
-                let body = e["MessageBody"].as_str().unwrap_or_default().to_owned();
-                let attrs = e.get("MessageAttributes").cloned();
-                let q = queue.clone();
-                let id = blocking(move || q.send_to(w, &body, attrs)).await?;
-                ok.push(json!({"Id": e["Id"], "MessageId": id}));
+            let entries = batch_entries(input)?;
+            let total: usize = entries
+                .iter()
+                .map(|e| e["MessageBody"].as_str().map_or(0, str::len))
+                .sum();
+            if total > MAX_MESSAGE_BYTES {
+                return Err(AwsError::client(
+                    "BatchRequestTooLong",
+                    "AWS.SimpleQueueService.BatchRequestTooLong",
+                    format!(
+                        "Batch requests cannot be longer than {MAX_MESSAGE_BYTES} bytes. You have sent {total} bytes."
+                    ),
+                ));
             }
-            Ok(json!({"Successful": ok, "Failed": []}))
+            let (mut ok, mut failed) = (Vec::new(), Vec::new());
+            for e in entries {
+                match check_message(&e) {
+                    Ok((body, attrs, delay)) => {
+                        let q = queue.clone();
+                        let id = blocking(move || q.send_to(w, &body, attrs, delay)).await?;
+                        ok.push(json!({"Id": e["Id"], "MessageId": id}));
+                    }
+                    Err(err) => failed.push(json!({"Id": e["Id"], "SenderFault": true, "Code": err.code, "Message": err.message})),
+                }
+            }
+            Ok(json!({"Successful": ok, "Failed": failed}))
         }
         "ReceiveMessage" => {
             let (w, _) = queue_of(input)?;
-            let max = input["MaxNumberOfMessages"]
-                .as_u64()
-                .unwrap_or(1)
-                .clamp(1, 10) as usize;
-            let vis = input["VisibilityTimeout"]
-                .as_u64()
-                .map(Duration::from_secs)
+            let max = int_param(input, "MaxNumberOfMessages", 1..=MAX_BATCH as i64)?.unwrap_or(1)
+                as usize;
+            let vis = int_param(input, "VisibilityTimeout", 0..=MAX_VISIBILITY_SECONDS)?
+                .map(|s| Duration::from_secs(s as u64))
                 .unwrap_or(queue.visibility);
-            let wait = Duration::from_secs(input["WaitTimeSeconds"].as_u64().unwrap_or(0).min(20));
+            let wait = Duration::from_secs(
+                int_param(input, "WaitTimeSeconds", 0..=MAX_WAIT_SECONDS)?.unwrap_or(0) as u64,
+            );
             let deadline = tokio::time::Instant::now() + wait;
             loop {
                 let q = queue.clone();
@@ -370,7 +534,7 @@ async fn sqs(
         }
         "DeleteMessageBatch" => {
             let (w, _) = queue_of(input)?;
-            let entries: Vec<Value> = input["Entries"].as_array().cloned().unwrap_or_default();
+            let entries = batch_entries(input)?;
             let ids: Vec<String> = entries
                 .iter()
                 .map(|e| receipt_id(e["ReceiptHandle"].as_str().unwrap_or_default()))

@@ -42,7 +42,14 @@ impl Frontend {
                 if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
                     return None;
                 }
-                tokio::fs::read(dir.join(rel)).await.ok()
+                // A symbolic link may point anywhere: serve only what really lies inside DIR.
+                let root = tokio::fs::canonicalize(dir).await.ok()?;
+                let file = tokio::fs::canonicalize(dir.join(rel)).await.ok()?;
+                if !file.starts_with(&root) {
+                    tracing::warn!(path = %rel.display(), target = %file.display(), "refused a frontend file that links outside --frontend");
+                    return None;
+                }
+                tokio::fs::read(file).await.ok()
             }
         }
     }
@@ -97,5 +104,46 @@ mod tests {
         let f = Frontend::Dir(dir.path().to_path_buf());
         assert!(f.get("/index.html").await.is_some());
         assert!(f.get("/../etc/passwd").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn links_out_of_the_folder_are_not_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("passwd"), "root:x:0:0").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<p>hi</p>").unwrap();
+        std::fs::create_dir(dir.path().join("assets")).unwrap();
+        std::fs::write(dir.path().join("assets/app.js"), "1").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link-out")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("passwd"), dir.path().join("passwd.txt"))
+            .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("assets"), dir.path().join("static")).unwrap();
+        let f = Frontend::Dir(dir.path().to_path_buf());
+        let body = |r: Option<Response>| async move {
+            match r {
+                Some(r) => String::from_utf8(
+                    axum::body::to_bytes(r.into_body(), 1 << 20)
+                        .await
+                        .unwrap()
+                        .to_vec(),
+                )
+                .unwrap(),
+                None => String::new(),
+            }
+        };
+        assert_eq!(
+            body(f.get("/link-out/passwd").await).await,
+            "<p>hi</p>",
+            "a linked folder outside: the app's own page, not the file"
+        );
+        assert!(
+            f.get("/passwd.txt").await.is_none(),
+            "a linked file outside"
+        );
+        assert_eq!(
+            body(f.get("/static/app.js").await).await,
+            "1",
+            "a link inside is fine"
+        );
     }
 }

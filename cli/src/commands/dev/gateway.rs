@@ -33,6 +33,7 @@ pub struct Gateway {
     pub queue: LocalQueue,
     pub frontend: Arc<Frontend>,
     pub move_tasks: super::aws_api::SharedMoveTasks,
+    pub guard: Arc<super::guard::Guard>,
 }
 
 fn request_id() -> String {
@@ -264,6 +265,7 @@ fn ws_event(
 pub async fn websocket(
     State(gw): State<Gateway>,
     RawQuery(raw_query): RawQuery,
+    slot: Option<axum::Extension<super::server::ConnectionSlot>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -305,7 +307,11 @@ pub async fn websocket(
                 gw.notifier.detach(&id);
             }
         })
-        .on_upgrade(move |socket| serve_socket(gw, socket, connection_id, outbox, headers))
+        .on_upgrade(move |socket| async move {
+            // The socket keeps its place under the connection cap while it is open.
+            let _slot = slot;
+            serve_socket(gw, socket, connection_id, outbox, headers).await
+        })
 }
 
 async fn serve_socket(
@@ -346,6 +352,17 @@ async fn serve_socket(
     }
 }
 
+/// Another method on `/ws` or `/config.json`: 405 with a message, like every other refusal.
+pub async fn method_not_allowed(State(gw): State<Gateway>, method: Method) -> Response {
+    let mut resp = error(
+        &gw.deps,
+        &AppError::MethodNotAllowed(format!("{method} is not allowed here: use GET")),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    resp
+}
+
 /// `config.json` for the frontend: this server's own API and WebSocket URLs, as the browser reached it.
 pub async fn config(headers: HeaderMap) -> Response {
     let host = headers
@@ -371,7 +388,7 @@ pub async fn fallback(
     req: Request,
 ) -> Response {
     if req.method() == Method::POST && req.headers().contains_key("x-amz-target") {
-        return super::aws_api::serve(&state.queue, &state.move_tasks, req).await;
+        return super::aws_api::serve(&state.queue, &state.move_tasks, &state.guard, req).await;
     }
     let path = req.uri().path();
     let is_api = path == "/notes"

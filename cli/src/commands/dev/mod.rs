@@ -4,13 +4,15 @@
 
 pub mod aws_api;
 pub mod bus;
+pub mod data;
 pub mod frontend;
 pub mod gateway;
+pub mod guard;
 pub mod logbook;
 pub mod queue;
+pub mod server;
 pub mod workers;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +20,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
+use clap::builder::TypedValueParser as _;
 use notes_handlers::Deps;
 use notes_handlers::deps::Settings;
-use notes_handlers::embedded::{EmbeddedStore, FileSecret, LocalNotifier};
+use notes_handlers::embedded::{FileSecret, LocalNotifier};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -29,16 +32,21 @@ use crate::output::{Exit, Streamed};
 use bus::DevBus;
 use frontend::Frontend;
 use gateway::Gateway;
-use queue::LocalQueue;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DevArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 3000, env = "NOTESCTL_DEV_PORT")]
     pub port: u16,
-    /// Address to listen on. The default serves this machine only.
+    /// Address to listen on. The default serves this machine only; another address also serves
+    /// the app (and its sign-up) to every machine that can reach it.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Also answer requests that name this server by NAME (its `Host` header), e.g. a name in
+    /// /etc/hosts; `.example.test` allows every subdomain too. Loopback names and IP addresses
+    /// are always answered; other names are refused (403), which stops DNS-rebinding pages.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
     /// Where users, notes, the queue and the JWT secret are kept across restarts.
     #[arg(long, default_value = ".notesctl/dev", env = "NOTESCTL_DEV_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -51,6 +59,14 @@ pub struct DevArgs {
     /// Receives after which a message moves to the dead-letter queue.
     #[arg(long, default_value_t = 3)]
     pub max_receive_count: u32,
+    /// Connections served at once, WebSockets included; past it a connection gets 503 and is
+    /// closed (default 1024, or fewer if the open-files limit is lower).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize))]
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send a request's headers, counted from connecting or from
+    /// the end of its previous response: slow or idle connections are closed after it.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = crate::context::parse_duration)]
+    pub header_timeout: Duration,
 }
 
 /// What `dev` prints once it listens.
@@ -95,26 +111,12 @@ async fn shutdown_signal() {
 pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
     // What the handlers log also goes to their log groups, whatever -q/-v say for stderr.
     add_app_log_layer(Box::new(logbook::LogBookLayer));
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            args.data_dir.display()
-        )
-    })?;
-    let busy = |what: &str| {
-        format!(
-            "cannot open the {what} in {}: is another `notesctl dev` using it? Stop it, or pass another --data-dir",
-            args.data_dir.display()
-        )
-    };
-    let store =
-        EmbeddedStore::open(&args.data_dir.join("store.redb")).with_context(|| busy("store"))?;
-    let queue = LocalQueue::open(
-        &args.data_dir.join("queue.redb"),
+    let data = data::DataDir::open(
+        &args.data_dir,
         Duration::from_secs(args.visibility_timeout),
         args.max_receive_count,
-    )
-    .with_context(|| busy("queue"))?;
+    )?;
+    let (store, queue) = (data.store, data.queue);
     let secret = Arc::new(FileSecret::new(args.data_dir.join("jwt-secret")));
 
     let (functions_tx, functions_rx) = mpsc::unbounded_channel();
@@ -158,19 +160,6 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         Some(dir) => Frontend::Dir(dir.clone()),
         None => Frontend::Embedded,
     };
-    let gw = Gateway {
-        deps: deps.clone(),
-        notifier,
-        queue: queue.clone(),
-        frontend: Arc::new(frontend),
-        move_tasks: Default::default(),
-    };
-    let app = Router::new()
-        .route("/ws", get(gateway::websocket))
-        .route("/config.json", get(gateway::config))
-        .fallback(gateway::fallback)
-        .with_state(gw);
-
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -180,6 +169,47 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
             )
         })?;
     let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {local}, not only on this machine: every machine that can reach it can use the app (sign up, read public notes, open WebSockets) and load the frontend. The runbook API (SQS, logs) still needs this run's token. Use --host 127.0.0.1 to serve this machine only"
+        );
+    }
+    let token = guard::new_token(&args.data_dir).with_context(|| {
+        format!(
+            "cannot write the runbook token to {}",
+            args.data_dir.join(guard::TOKEN_FILE).display()
+        )
+    })?;
+    let guard = Arc::new(guard::Guard::new(local.ip(), &args.allowed_hosts, token));
+    let gw = Gateway {
+        deps: deps.clone(),
+        notifier,
+        queue: queue.clone(),
+        frontend: Arc::new(frontend),
+        move_tasks: Default::default(),
+        guard: guard.clone(),
+    };
+    let app = Router::new()
+        .route(
+            "/ws",
+            get(gateway::websocket).fallback(gateway::method_not_allowed),
+        )
+        .route(
+            "/config.json",
+            get(gateway::config).fallback(gateway::method_not_allowed),
+        )
+        .fallback(gateway::fallback)
+        .with_state(gw)
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            guard::check_host,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            // A body has as long as headers, and then some: it may be 256 KiB on a slow link.
+            args.header_timeout * 2,
+            server::read_body_first,
+        ));
+
     let shown_host = if local.ip().is_unspecified() {
         "127.0.0.1".to_owned()
     } else {
@@ -206,31 +236,24 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         .collect();
     tokio::spawn(workers::function_dispatcher(deps.clone(), functions_rx));
 
-    let (signalled_tx, mut signalled_rx) = watch::channel(false);
-    let server = axum::serve(
+    let limits = server::Limits {
+        max_connections: args
+            .max_connections
+            .unwrap_or_else(server::default_max_connections),
+        header_timeout: args.header_timeout,
+    };
+    let server = tokio::spawn(server::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("stopping: no new requests; finishing the work in hand");
-        let _ = signalled_tx.send(true);
-    });
-    let mut server = tokio::spawn(async move { server.await });
-    tokio::select! {
-        ended = &mut server => {
-            let _ = stop_tx.send(true);
-            return match ended {
-                Ok(Ok(())) => Ok(Streamed(Exit::Ok)),
-                Ok(Err(e)) => Err(anyhow::Error::new(e).context("the dev server stopped")),
-                Err(e) => Err(anyhow::Error::new(e).context("the dev server crashed")),
-            };
-        }
-        _ = signalled_rx.wait_for(|s| *s) => {}
-    }
+        app,
+        limits,
+        stop_rx.clone(),
+        // Open WebSockets would hold a graceful shutdown forever: give requests in flight a moment.
+        Duration::from_secs(2),
+    ));
+    shutdown_signal().await;
+    tracing::info!("stopping: no new requests; finishing the work in hand");
     let _ = stop_tx.send(true);
-    // Open WebSockets would hold a graceful shutdown forever: give requests in flight a moment.
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
     for p in pollers {
         let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use notes_handlers::embedded::reopen::Reopening;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +57,8 @@ pub struct Depth {
 
 #[derive(Clone)]
 pub struct LocalQueue {
-    db: Arc<Database>,
+    /// Reopened by itself after an I/O error (a full disk), once the disk allows.
+    db: Arc<Reopening>,
     pub visibility: Duration,
     pub max_receives: u32,
 }
@@ -80,24 +82,109 @@ fn next_id() -> String {
 }
 
 impl LocalQueue {
+    /// Runs `f` on the database; an I/O error closes it, to be reopened by the next call.
+    fn run<T>(&self, f: impl FnOnce(&Database) -> QueueResult<T>) -> QueueResult<T> {
+        let db = self.db.get()?;
+        let out = f(&db);
+        if let Err(e) = &out {
+            self.db.failed(&db, e);
+        }
+        out
+    }
+}
+
+/// A stored record as a message. One that no longer parses (damaged, or written by another version)
+/// comes back whole, its bytes as the body, so that reading never stops on it and nothing is lost.
+fn decode(id: &str, raw: &[u8]) -> Message {
+    serde_json::from_slice(raw).unwrap_or_else(|_| Message {
+        id: id.to_owned(),
+        body: String::from_utf8_lossy(raw).into_owned(),
+        sent_at_ms: 0,
+        receive_count: 0,
+        visible_at_ms: 0,
+        first_received_at_ms: None,
+        attributes: None,
+    })
+}
+
+fn encode(msg: &Message) -> Vec<u8> {
+    serde_json::to_vec(msg).expect("a message is plain JSON")
+}
+
+impl LocalQueue {
     pub fn open(path: &Path, visibility: Duration, max_receives: u32) -> QueueResult<Self> {
-        let db = Database::create(path)?;
-        let txn = db.begin_write()?;
+        let path_buf = path.to_path_buf();
+        Self::open_with(
+            move || Database::create(&path_buf),
+            visibility,
+            max_receives,
+        )
+    }
+
+    /// Opens with `open`, and reopens with it after an I/O error.
+    pub fn open_with(
+        open: impl Fn() -> Result<Database, redb::DatabaseError> + Send + Sync + 'static,
+        visibility: Duration,
+        max_receives: u32,
+    ) -> QueueResult<Self> {
+        let db = Reopening::new("local queue", open)?;
+        let handle = db.get()?;
+        let txn = handle.begin_write()?;
         txn.open_table(MESSAGES)?;
         txn.open_table(DEAD)?;
         txn.commit()?;
-        Ok(Self {
+        drop(handle);
+        let queue = Self {
             db: Arc::new(db),
             visibility,
             max_receives,
-        })
+        };
+        queue.quarantine_unreadable()?;
+        Ok(queue)
+    }
+
+    /// Records that no longer parse go to the dead-letter queue as they are (their bytes as the body),
+    /// each with a log line, where `redrive-dlq` and an operator can see them; the rest start.
+    fn quarantine_unreadable(&self) -> QueueResult<()> {
+        self.run(|db| {
+        fn unreadable(
+            table: &redb::Table<&str, &[u8]>,
+        ) -> Result<Vec<(String, Vec<u8>)>, redb::StorageError> {
+            let mut bad = Vec::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                if serde_json::from_slice::<Message>(v.value()).is_err() {
+                    bad.push((k.value().to_owned(), v.value().to_vec()));
+                }
+            }
+            Ok(bad)
+        }
+        let txn = db.begin_write()?;
+        {
+            let mut messages = txn.open_table(MESSAGES)?;
+            let mut dead = txn.open_table(DEAD)?;
+            let from_queue = unreadable(&messages)?;
+            let in_dlq = unreadable(&dead)?;
+            for (id, raw) in from_queue.iter().chain(&in_dlq) {
+                messages.remove(id.as_str())?;
+                dead.insert(id.as_str(), encode(&decode(id, raw)).as_slice())?;
+                tracing::warn!(
+                    message_id = %id,
+                    bytes = raw.len(),
+                    "a stored queue record no longer parses: kept in the dead-letter queue, its bytes as the body"
+                );
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    })
     }
 
     /// A write that need not reach the disk before the next durable one: receive counts, visibility
     /// and deletes. Lost in a crash, they only make a message visible again — at-least-once delivery,
     /// which save's idempotency absorbs. Only `send` (which backs an HTTP 202) must be durable at once.
-    fn lazy_write(&self) -> QueueResult<redb::WriteTransaction> {
-        let mut txn = self.db.begin_write()?;
+    fn lazy_write(db: &Database) -> QueueResult<redb::WriteTransaction> {
+        let mut txn = db.begin_write()?;
         txn.set_durability(redb::Durability::None).map_err(|e| {
             redb::Error::from(redb::StorageError::Io(std::io::Error::other(e.to_string())))
         })?;
@@ -106,14 +193,16 @@ impl LocalQueue {
 
     /// Stores a message durably; its id is returned once the write is on disk.
     pub fn send(&self, body: &str) -> QueueResult<String> {
-        self.send_to(Which::Main, body, None)
+        self.send_to(Which::Main, body, None, Duration::ZERO)
     }
 
+    /// Stores a message durably, visible after `delay` (SQS's `DelaySeconds`).
     pub fn send_to(
         &self,
         which: Which,
         body: &str,
         attributes: Option<serde_json::Value>,
+        delay: Duration,
     ) -> QueueResult<String> {
         let now = now_ms();
         let msg = Message {
@@ -121,16 +210,17 @@ impl LocalQueue {
             body: body.to_owned(),
             sent_at_ms: now,
             receive_count: 0,
-            visible_at_ms: now,
+            visible_at_ms: now + delay.as_millis() as i64,
             first_received_at_ms: None,
             attributes,
         };
-        let txn = self.db.begin_write()?;
-        txn.open_table(which.table())?.insert(
-            msg.id.as_str(),
-            serde_json::to_vec(&msg).expect("serialise").as_slice(),
-        )?;
-        txn.commit()?;
+        self.run(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(which.table())?
+                .insert(msg.id.as_str(), encode(&msg).as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })?;
         Ok(msg.id)
     }
 
@@ -147,8 +237,9 @@ impl LocalQueue {
         max: usize,
         visibility: Duration,
     ) -> QueueResult<Vec<Message>> {
+        self.run(|db| {
         let now = now_ms();
-        let txn = self.lazy_write()?;
+        let txn = Self::lazy_write(db)?;
         let mut out = Vec::new();
         {
             let mut messages = txn.open_table(which.table())?;
@@ -159,9 +250,8 @@ impl LocalQueue {
             };
             let mut due = Vec::new();
             for entry in messages.iter()? {
-                let (_, v) = entry?;
-                let msg: Message =
-                    serde_json::from_slice(v.value()).expect("stored messages parse");
+                let (k, v) = entry?;
+                let msg = decode(k.value(), v.value());
                 if msg.visible_at_ms <= now {
                     due.push(msg);
                     if due.len() >= max * 4 + 16 {
@@ -181,7 +271,7 @@ impl LocalQueue {
                     msg.visible_at_ms = now;
                     dead.insert(
                         msg.id.as_str(),
-                        serde_json::to_vec(&msg).expect("serialise").as_slice(),
+                        encode(&msg).as_slice(),
                     )?;
                     tracing::warn!(message_id = %msg.id, receives = msg.receive_count, "message moved to the dead-letter queue");
                     continue;
@@ -191,13 +281,14 @@ impl LocalQueue {
                 msg.first_received_at_ms.get_or_insert(now);
                 messages.insert(
                     msg.id.as_str(),
-                    serde_json::to_vec(&msg).expect("serialise").as_slice(),
+                    encode(&msg).as_slice(),
                 )?;
                 out.push(msg);
             }
         }
         txn.commit()?;
         Ok(out)
+    })
     }
 
     /// Deletes processed messages.
@@ -206,55 +297,64 @@ impl LocalQueue {
     }
 
     pub fn delete_from(&self, which: Which, ids: &[String]) -> QueueResult<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let txn = self.lazy_write()?;
-        {
-            let mut messages = txn.open_table(which.table())?;
-            for id in ids {
-                messages.remove(id.as_str())?;
+        self.run(|db| {
+            if ids.is_empty() {
+                return Ok(());
             }
-        }
-        txn.commit()?;
-        Ok(())
+            let txn = Self::lazy_write(db)?;
+            {
+                let mut messages = txn.open_table(which.table())?;
+                for id in ids {
+                    messages.remove(id.as_str())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     /// Deletes for a client that expects them to stick (a manual redrive deletes from the DLQ only
     /// after its copy is sent; losing that delete in a crash would duplicate the message).
     pub fn delete_durably(&self, which: Which, ids: &[String]) -> QueueResult<()> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut messages = txn.open_table(which.table())?;
-            for id in ids {
-                messages.remove(id.as_str())?;
+        self.run(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut messages = txn.open_table(which.table())?;
+                for id in ids {
+                    messages.remove(id.as_str())?;
+                }
             }
-        }
-        txn.commit()?;
-        Ok(())
+            txn.commit()?;
+            Ok(())
+        })
     }
 
     fn depth_of(
         &self,
         table: TableDefinition<'static, &'static str, &'static [u8]>,
     ) -> QueueResult<Depth> {
-        let now = now_ms();
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(table)?;
-        let mut d = Depth::default();
-        let mut oldest: Option<i64> = None;
-        for entry in t.iter()? {
-            let (_, v) = entry?;
-            let msg: Message = serde_json::from_slice(v.value()).expect("stored messages parse");
-            if msg.visible_at_ms <= now {
-                d.visible += 1;
-            } else {
-                d.in_flight += 1;
+        self.run(|db| {
+            let now = now_ms();
+            let txn = db.begin_read()?;
+            let t = txn.open_table(table)?;
+            let mut d = Depth::default();
+            let mut oldest: Option<i64> = None;
+            for entry in t.iter()? {
+                let (k, v) = entry?;
+                let msg = decode(k.value(), v.value());
+                if msg.visible_at_ms <= now {
+                    d.visible += 1;
+                } else if msg.receive_count == 0 {
+                    // Never received and not yet visible: sent with a delay.
+                    d.delayed += 1;
+                } else {
+                    d.in_flight += 1;
+                }
+                oldest = Some(oldest.map_or(msg.sent_at_ms, |o| o.min(msg.sent_at_ms)));
             }
-            oldest = Some(oldest.map_or(msg.sent_at_ms, |o| o.min(msg.sent_at_ms)));
-        }
-        d.oldest_age_seconds = oldest.map(|o| ((now - o).max(0) / 1000) as u64);
-        Ok(d)
+            d.oldest_age_seconds = oldest.map(|o| ((now - o).max(0) / 1000) as u64);
+            Ok(d)
+        })
     }
 
     pub fn depth(&self) -> QueueResult<Depth> {
@@ -270,58 +370,59 @@ impl LocalQueue {
     }
 
     pub fn queued_count(&self) -> QueueResult<u64> {
-        let txn = self.db.begin_read()?;
-        Ok(txn.open_table(MESSAGES)?.len()?)
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            Ok(txn.open_table(MESSAGES)?.len()?)
+        })
     }
 
     /// Dead letters, oldest first (at most `max`).
     pub fn peek_dead(&self, max: usize) -> QueueResult<Vec<Message>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(DEAD)?;
-        let mut out = Vec::new();
-        for entry in t.iter()?.take(max) {
-            let (_, v) = entry?;
-            out.push(serde_json::from_slice(v.value()).expect("stored messages parse"));
-        }
-        Ok(out)
+        self.run(|db| {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(DEAD)?;
+            let mut out = Vec::new();
+            for entry in t.iter()?.take(max) {
+                let (k, v) = entry?;
+                out.push(decode(k.value(), v.value()));
+            }
+            Ok(out)
+        })
     }
 
     /// Moves up to `max` dead letters back to the queue as new messages (fresh receive count), in
     /// one transaction: none is lost or duplicated.
     pub fn redrive(&self, max: usize) -> QueueResult<usize> {
-        let now = now_ms();
-        let txn = self.db.begin_write()?;
-        let mut moved = 0;
-        {
-            let mut dead = txn.open_table(DEAD)?;
-            let mut messages = txn.open_table(MESSAGES)?;
-            let batch: Vec<Message> = dead
-                .iter()?
-                .take(max)
-                .map(|e| {
-                    e.map(|(_, v)| serde_json::from_slice::<Message>(v.value()).expect("parse"))
-                })
-                .collect::<Result<_, _>>()?;
-            for old in batch {
-                dead.remove(old.id.as_str())?;
-                let msg = Message {
-                    id: next_id(),
-                    body: old.body,
-                    sent_at_ms: now,
-                    receive_count: 0,
-                    visible_at_ms: now,
-                    first_received_at_ms: None,
-                    attributes: old.attributes,
-                };
-                messages.insert(
-                    msg.id.as_str(),
-                    serde_json::to_vec(&msg).expect("serialise").as_slice(),
-                )?;
-                moved += 1;
+        self.run(|db| {
+            let now = now_ms();
+            let txn = db.begin_write()?;
+            let mut moved = 0;
+            {
+                let mut dead = txn.open_table(DEAD)?;
+                let mut messages = txn.open_table(MESSAGES)?;
+                let batch: Vec<Message> = dead
+                    .iter()?
+                    .take(max)
+                    .map(|e| e.map(|(k, v)| decode(k.value(), v.value())))
+                    .collect::<Result<_, _>>()?;
+                for old in batch {
+                    dead.remove(old.id.as_str())?;
+                    let msg = Message {
+                        id: next_id(),
+                        body: old.body,
+                        sent_at_ms: now,
+                        receive_count: 0,
+                        visible_at_ms: now,
+                        first_received_at_ms: None,
+                        attributes: old.attributes,
+                    };
+                    messages.insert(msg.id.as_str(), encode(&msg).as_slice())?;
+                    moved += 1;
+                }
             }
-        }
-        txn.commit()?;
-        Ok(moved)
+            txn.commit()?;
+            Ok(moved)
+        })
     }
 }
 
@@ -370,6 +471,84 @@ mod tests {
         assert_eq!((again[0].body.as_str(), again[0].receive_count), ("a", 1));
         q.delete(&[again[0].id.clone()]).unwrap();
         assert_eq!(q.depth().unwrap().visible + q.depth().unwrap().in_flight, 0);
+    }
+
+    #[test]
+    fn a_record_that_no_longer_parses_goes_to_the_dlq_instead_of_stopping_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.redb");
+        {
+            let q = LocalQueue::open(&path, Duration::from_secs(30), 3).unwrap();
+            q.send("good").unwrap();
+        }
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(MESSAGES)
+                .unwrap()
+                .insert("0-broken", b"{not json".as_slice())
+                .unwrap();
+            txn.open_table(DEAD)
+                .unwrap()
+                .insert("1-broken", b"\xff\x00".as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let q = LocalQueue::open(&path, Duration::from_secs(30), 3).unwrap();
+        assert_eq!(
+            q.depth().unwrap().visible,
+            1,
+            "the good message stays queued"
+        );
+        let dead = q.peek_dead(10).unwrap();
+        let bodies: Vec<_> = dead
+            .iter()
+            .map(|m| (m.id.as_str(), m.body.as_str()))
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![("0-broken", "{not json"), ("1-broken", "\u{FFFD}\0")],
+            "both broken records are kept, readable, in the DLQ"
+        );
+        assert_eq!(q.receive(10).unwrap()[0].body, "good");
+        assert_eq!(
+            q.redrive(10).unwrap(),
+            2,
+            "and can be redriven like any dead letter"
+        );
+    }
+
+    /// A full disk fails sends (the POST answers 503) and, once space is back, the queue works again
+    /// without a restart; what was queued before is all there.
+    #[test]
+    fn a_full_disk_is_survived_without_a_restart() {
+        use notes_handlers::embedded::reopen::{RETRY, flaky_opener};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let full = Arc::new(AtomicBool::new(false));
+        let q = LocalQueue::open_with(
+            flaky_opener(dir.path().join("q.redb"), full.clone()),
+            Duration::from_secs(30),
+            3,
+        )
+        .unwrap();
+        q.send("before").unwrap();
+        full.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            assert!(q.send("while full").is_err());
+            std::thread::sleep(RETRY);
+        }
+        full.store(false, Ordering::SeqCst);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while q.send("after").is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still failing 5 s after"
+            );
+            std::thread::sleep(RETRY);
+        }
+        let bodies: Vec<String> = q.receive(10).unwrap().into_iter().map(|m| m.body).collect();
+        assert_eq!(bodies, ["before", "after"]);
     }
 
     #[test]

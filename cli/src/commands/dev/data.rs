@@ -1,0 +1,157 @@
+//! The data directory of `notesctl dev`: users, notes and connections (`store.redb`), the queue and
+//! its DLQ (`queue.redb`), the JWT secret and the runbook token. Only its owner may enter it (0700)
+//! or read its files (0600). Opening it tells apart the three ways it goes wrong: another `dev` holds
+//! it, a file is not ours to read, a file is damaged.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use notes_handlers::embedded::EmbeddedStore;
+use notes_handlers::embedded::files::{private_dir, private_file};
+
+use super::queue::LocalQueue;
+
+pub struct DataDir {
+    pub store: EmbeddedStore,
+    pub queue: LocalQueue,
+}
+
+/// Why a database would not open, in the words a person acts on.
+fn explain(dir: &Path, file: &Path, what: &str, err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cause {
+        if let Some(redb::DatabaseError::DatabaseAlreadyOpen) = e.downcast_ref() {
+            return busy(dir);
+        }
+        if let Some(redb::Error::DatabaseAlreadyOpen) = e.downcast_ref() {
+            return busy(dir);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    return format!(
+                        "cannot open the {what} {}: permission denied. It belongs to another user; run as its owner or pass another --data-dir",
+                        file.display()
+                    );
+                }
+                std::io::ErrorKind::WouldBlock => return busy(dir),
+                _ => {}
+            }
+        }
+        cause = e.source();
+    }
+    let aside = aside_name(file);
+    format!(
+        "the {what} {} is damaged or is not a notesctl database ({}). Move it aside and start again with an empty one: mv {} {}",
+        file.display(),
+        chain(err),
+        file.display(),
+        aside.display()
+    )
+}
+
+fn busy(dir: &Path) -> String {
+    format!(
+        "the data directory {} is in use by another `notesctl dev`: stop it, or pass another --data-dir",
+        dir.display()
+    )
+}
+
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = e.source();
+    }
+    parts.join(": ")
+}
+
+/// `store.redb` → `store.redb.damaged-<unix seconds>`.
+fn aside_name(file: &Path) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let mut name = file.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".damaged-{secs}"));
+    file.with_file_name(name)
+}
+
+impl DataDir {
+    pub fn open(dir: &Path, visibility: Duration, max_receives: u32) -> anyhow::Result<DataDir> {
+        private_dir(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        let store_file = dir.join("store.redb");
+        let queue_file = dir.join("queue.redb");
+        for file in [&store_file, &queue_file] {
+            private_file(file).with_context(|| {
+                format!("cannot make {} readable by its owner only", file.display())
+            })?;
+        }
+        let store = EmbeddedStore::open(&store_file)
+            .map_err(|e| anyhow::anyhow!(explain(dir, &store_file, "store", &e)))?;
+        let queue = LocalQueue::open(&queue_file, visibility, max_receives)
+            .map_err(|e| anyhow::anyhow!(explain(dir, &queue_file, "queue", &e)))?;
+        Ok(DataDir { store, queue })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VIS: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn the_directory_and_its_databases_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("dev");
+        let _data = DataDir::open(&dir, VIS, 3).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("store.redb")), 0o600);
+        assert_eq!(mode(&dir.join("queue.redb")), 0o600);
+    }
+
+    #[test]
+    fn a_damaged_store_is_called_damaged_with_the_way_out() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path();
+        drop(DataDir::open(dir, VIS, 3).unwrap());
+        let store = dir.join("store.redb");
+        let len = std::fs::metadata(&store).unwrap().len();
+        let mut bytes = std::fs::read(&store).unwrap();
+        bytes.truncate((len / 3) as usize);
+        bytes[..64].fill(0xAB);
+        std::fs::write(&store, &bytes).unwrap();
+        let err = DataDir::open(dir, VIS, 3)
+            .err()
+            .expect("a damaged store is refused");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("is damaged or is not a notesctl database"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("mv {}", store.display())), "{text}");
+        assert!(!text.contains("another `notesctl dev`"), "{text}");
+    }
+
+    #[test]
+    fn a_directory_in_use_is_called_in_use() {
+        let root = tempfile::tempdir().unwrap();
+        let _held = DataDir::open(root.path(), VIS, 3).unwrap();
+        let err = DataDir::open(root.path(), VIS, 3).err().expect("held");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("is in use by another `notesctl dev`"),
+            "{text}"
+        );
+        assert!(!text.contains("damaged"), "{text}");
+    }
+}
