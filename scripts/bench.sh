@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark runners; each writes its figures to BENCHMARKS.md.
-# Usage: scripts/bench.sh [cold-start|dev-load|ops|sync|faults|all]
+# Usage: scripts/bench.sh [cold-start|dev-load|ops|sync|faults|validate|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -87,4 +87,9 @@ if [[ $what == faults || $what == all ]]; then
   # itself checks every cell, and with BENCHMARKS set writes the matrix here.
   cargo build --locked --workspace --all-targets
   BENCHMARKS=1 cargo test --locked --workspace --test faults
+fi
+if [[ $what == validate || $what == all ]]; then
+  # `notesctl validate` on the six templates, as users run it (release), whole process wall time.
+  cargo build --release --locked -p notesctl --bin notesctl
+  python3 scripts/bench_validate.py target/release/notesctl templates
 fi
