@@ -102,6 +102,39 @@ impl DevServer {
             .to_owned()
     }
 
+    /// An SQS client for this server's runbook API, signing with `secret` (the runbook token, or a
+    /// wrong one); no retries, so a refusal is seen as it is.
+    pub async fn sqs(&self, secret: &str) -> aws_sdk_sqs::Client {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.api_url)
+            .region(aws_config::Region::new("local"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "notesctl-dev",
+                secret.to_owned(),
+                None,
+                None,
+                "test",
+            ))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await;
+        aws_sdk_sqs::Client::new(&config)
+    }
+
+    /// POSTs a note as the holder of `token`; the 202's body.
+    pub async fn post_note(&self, token: &str, note: serde_json::Value) -> serde_json::Value {
+        reqwest::Client::new()
+            .post(format!("{}/notes", self.api_url))
+            .bearer_auth(token)
+            .json(&note)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Signs a user up and logs in; the token.
     pub async fn sign_up(&self, username: &str, password: &str) -> String {
         let http = reqwest::Client::new();

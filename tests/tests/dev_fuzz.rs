@@ -307,16 +307,9 @@ async fn twenty_thousand_generated_requests_and_websocket_frames() {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let note: Value = http
-        .post(format!("{}/notes", dev.api_url))
-        .bearer_auth(&token)
-        .json(&json!({"content": "seed note", "isPublic": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let note = dev
+        .post_note(&token, json!({"content": "seed note", "isPublic": true}))
+        .await;
     let note_id = note["noteId"].as_str().unwrap().to_owned();
 
     let mut rng = StdRng::seed_from_u64(seed);

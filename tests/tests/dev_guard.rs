@@ -10,20 +10,7 @@ use notesctl_tests::dev::DevServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn sqs(dev: &DevServer, secret: &str) -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&dev.api_url)
-        .region(aws_config::Region::new("local"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "notesctl-dev",
-            secret.to_owned(),
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+    dev.sqs(secret).await
 }
 
 /// One raw HTTP/1.1 request with the given `Host`; the status code and the body.

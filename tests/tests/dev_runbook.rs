@@ -11,19 +11,7 @@ use notesctl_tests::dev::DevServer;
 use serde_json::{Value, json};
 
 async fn sqs(dev: &DevServer) -> aws_sdk_sqs::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&dev.api_url)
-        .region(aws_config::Region::new("local"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "notesctl-dev",
-            dev.runbook_token(),
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_sqs::Client::new(&config)
+    dev.sqs(&dev.runbook_token()).await
 }
 
 async fn depth(dev: &DevServer) -> (i32, QueueDepth) {

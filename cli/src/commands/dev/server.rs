@@ -158,6 +158,8 @@ pub async fn serve(
         if open.available_permits() > 0 {
             refused_since_log = 0;
         }
+        // Small answers and WebSocket frames go out at once, not after the peer's delayed ACK.
+        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
