@@ -56,3 +56,23 @@ fn usage_errors_exit_2_on_stderr() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
 }
+
+/// `--local` without the dev server's runbook token stops before sending anything, and says where the
+/// token is looked for and how to point there.
+#[test]
+fn local_without_the_runbook_token_says_where_it_looked() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_notesctl"))
+        .args(["queue-depth", "--local", "http://127.0.0.1:9"])
+        .env_remove("NOTESCTL_OUTPUT")
+        .env_remove("NOTESCTL_DEV_TOKEN")
+        .env("NOTESCTL_DEV_DATA_DIR", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no runbook token at"), "{err}");
+    assert!(err.contains(&empty.path().display().to_string()), "{err}");
+    assert!(err.contains("NOTESCTL_DEV_DATA_DIR"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}

@@ -198,11 +198,12 @@ async fn backlog(
 }
 
 pub async fn run(ctx: &Context, args: TailArgs) -> anyhow::Result<Streamed> {
+    // What the command line says first, then the configuration (credentials, the dev token).
+    let now = notes_handlers::domain::clock::now_millis();
+    let start = parse_since(&args.since, now)?;
     let config = ctx.aws_or_local(&args.local).await?;
     let lines = ctx.lines();
     let client = Client::new(&config);
-    let now = notes_handlers::domain::clock::now_millis();
-    let start = parse_since(&args.since, now)?;
     let groups: Vec<Group> = args
         .functions
         .iter()
