@@ -73,6 +73,7 @@ async fn main() {
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
+    let cpu_before = notesctl_tests::bench::CpuTimes::now();
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
         ticker.tick().await;
@@ -106,6 +107,10 @@ async fn main() {
         t.await.unwrap();
     }
     let send_window = started.elapsed();
+    let steal = cpu_before
+        .zip(notesctl_tests::bench::CpuTimes::now())
+        .map(|(a, b)| format!("{:.0}%", a.steal_percent(b)))
+        .unwrap_or_else(|| "n/a".to_owned());
     let deadline = Instant::now() + Duration::from_secs(30);
     while saved.lock().unwrap().len() < sent.lock().unwrap().len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -133,7 +138,7 @@ async fn main() {
         latencies.last().copied().unwrap_or_default(),
     );
     eprintln!(
-        "sent {} at {rate}/s in {send_window:?}; saved {}; p50 {} p99 {} max {}; {sustained:.0} notes/s; errors {errors}",
+        "sent {} at {rate}/s in {send_window:?}; saved {}; p50 {} p99 {} max {}; {sustained:.0} notes/s; errors {errors}; CPU steal {steal}",
         sent.len(),
         latencies.len(),
         ms(p50),
@@ -146,9 +151,11 @@ Measured {date} on {machine}. `{bin}` (`notesctl dev`, default settings, fresh d
 process (`tests/examples/dev_load.rs`): {USERS} users, {sockets} WebSocket clients ({USERS} authors' sockets + {EXTRA_SOCKETS} more),\n\
 {total} private notes POSTed open-loop at {rate} notes/s, round-robin over the users. Latency is POST sent → `note-saved`\n\
 received on the author's WebSocket (HTTP 202, publish, durable enqueue, queue poll, save, notify, push). Repeat:\n\
-`scripts/bench.sh dev-load` (`RATE=` and `TOTAL=` override).\n\n\
-| notes | offered rate | sustained | p50 | p99 | max | errors |\n|---|---|---|---|---|---|---|\n\
-| {total} | {rate}/s | {sustained:.0}/s | {} | {} | {} | {errors} |\n",
+`scripts/bench.sh dev-load` (`RATE=` and `TOTAL=` override). CPU steal is the share of CPU time the\n\
+hypervisor gave to other guests while the notes were sent (/proc/stat): on this shared VM it ranges from\n\
+~0 to over 40%, and p99 with it, for the same binary.\n\n\
+| notes | offered rate | sustained | p50 | p99 | max | errors | CPU steal |\n|---|---|---|---|---|---|---|---|\n\
+| {total} | {rate}/s | {sustained:.0}/s | {} | {} | {} | {errors} | {steal} |\n",
         ms(p50),
         ms(p99),
         ms(max),

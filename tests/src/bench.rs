@@ -65,3 +65,35 @@ pub fn machine() -> String {
         .unwrap_or(0);
     format!("{cores} cores, {cpu}")
 }
+
+/// CPU time the hypervisor gave to other guests, as a share of all CPU time (from /proc/stat's
+/// `steal` column): read it before and after a run; figures taken under heavy steal are not the
+/// code's.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTimes {
+    steal: u64,
+    total: u64,
+}
+
+impl CpuTimes {
+    pub fn now() -> Option<CpuTimes> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        Some(CpuTimes {
+            steal: *cpu.get(7)?,
+            total: cpu.iter().take(8).sum(),
+        })
+    }
+
+    /// The share of CPU time stolen between `self` and `later`, in percent.
+    pub fn steal_percent(self, later: CpuTimes) -> f64 {
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        later.steal.saturating_sub(self.steal) as f64 * 100.0 / total
+    }
+}
