@@ -57,10 +57,7 @@ echo "test.sh: cargo test --workspace" >&2
 cargo build --workspace --bins "$@"
 echo "test.sh: notesctl validate templates/" >&2
 target/debug/notesctl validate --templates templates
-# Packaged with the lambda-test profile: the release profile's code without LTO and with parallel
-# codegen, so the two cross builds take minutes, not a quarter of an hour. What the tests check of the
-# zips (layout, mode, ELF facts, that it starts and answers) does not depend on the optimisation.
-echo "test.sh: notesctl package --arch x86_64 --arch arm64 --profile lambda-test" >&2
-PATH="$PWD/.venv/bin:$PATH" target/debug/notesctl package --arch x86_64 --arch arm64 --profile lambda-test --out target/dist
+echo "test.sh: notesctl package --arch x86_64 --arch arm64" >&2
+PATH="$PWD/.venv/bin:$PATH" target/debug/notesctl package --arch x86_64 --arch arm64 --out target/dist
 export NOTESCTL_DIST="$PWD/target/dist"
 cargo test --workspace "$@"

@@ -34,10 +34,6 @@ pub struct PackageArgs {
     /// The workspace to build (default: the current directory).
     #[arg(long, default_value = ".")]
     pub workspace: PathBuf,
-    /// The Cargo profile to build with. What you ship is `release` (thin LTO, one codegen unit,
-    /// size-optimised); the test suite packages with `lambda-test`, the same code built faster.
-    #[arg(long, default_value = "release", value_name = "NAME")]
-    pub profile: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -247,17 +243,8 @@ fn which(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
-/// The folder a profile's output goes to under `target/<triple>/` (`dev` builds into `debug`).
-fn profile_dir(profile: &str) -> &str {
-    match profile {
-        "dev" | "test" => "debug",
-        "bench" => "release",
-        other => other,
-    }
-}
-
-/// Builds `notes-lambda` for `arch` with `profile`; the binary's path.
-async fn build(workspace: &Path, arch: Arch, profile: &str) -> anyhow::Result<PathBuf> {
+/// Builds `notes-lambda` for `arch` in release; the binary's path.
+async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
     let target = arch.rust_target();
     let installed = tokio::process::Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -275,8 +262,7 @@ async fn build(workspace: &Path, arch: Arch, profile: &str) -> anyhow::Result<Pa
     }
     let mut cmd = tokio::process::Command::new("cargo");
     let release = [
-        "--profile",
-        profile,
+        "--release",
         "--locked",
         "-p",
         "notes-handlers",
@@ -332,10 +318,7 @@ async fn build(workspace: &Path, arch: Arch, profile: &str) -> anyhow::Result<Pa
         .as_str()
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
-    Ok(target_dir
-        .join(target)
-        .join(profile_dir(profile))
-        .join("notes-lambda"))
+    Ok(target_dir.join(target).join("release").join("notes-lambda"))
 }
 
 /// Checks a built binary and writes `notes-lambda-{arch}.zip` and its `.sha256` into `out`.
@@ -372,7 +355,7 @@ pub async fn run(ctx: &Context, args: PackageArgs) -> anyhow::Result<PackageRepo
                     arch.as_str(),
                     arch.rust_target()
                 ));
-                build(&args.workspace, arch, &args.profile).await?
+                build(&args.workspace, arch).await?
             }
         };
         let bytes =
@@ -384,13 +367,6 @@ pub async fn run(ctx: &Context, args: PackageArgs) -> anyhow::Result<PackageRepo
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn profiles_build_into_their_folders() {
-        assert_eq!(profile_dir("release"), "release");
-        assert_eq!(profile_dir("dev"), "debug");
-        assert_eq!(profile_dir("lambda-test"), "lambda-test");
-    }
-
     use super::*;
     use object::build::elf::{Builder, Dynamic, SectionData, VersionData, VersionNeed};
     use object::elf;
