@@ -1,0 +1,352 @@
+//! DynamoDB: users and notes in the single table `{stage}-data-table`, connections in
+//! `{stage}-websocket-connections`. Item layout is the original's (see `docs/API.md`), plus:
+//! - `notified` on a note item: its `note-saved` went out (idempotent save, required fix 4);
+//! - `pk CONNECTIONS#{0..7}`, `sk CONNECTION#{id}`: the registry's index of live connections, in
+//!   eight partitions, so a public broadcast is eight Queries, never a Scan (required fix 6);
+//! - `sk DELETED#{noteId}` under the owner: a deleted note's tombstone (TTL `ttl`), so a late
+//!   redelivery of its `note-created` does not bring it back.
+//!
+//! Item layout and the shared calls are here; each port's operations in its own file.
+
+mod connections;
+mod notes;
+mod users;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
+};
+
+use super::store_error;
+use crate::domain::cursor::{Page, PageRequest};
+use crate::domain::note::{Note, NoteId};
+use crate::domain::user::{UserRecord, username_key};
+use crate::ports::{
+    Connection, ConnectionRegistry, Created, NoteStore, Saved, StoreError, UserStore,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+pub const PUBLIC_PK: &str = "PUBLIC#NOTES";
+pub const CONNECTIONS_INDEX_PK: &str = "CONNECTIONS";
+
+/// A Query on one partition: `pk = :pk AND begins_with(sk, :prefix)`.
+struct Query<'a> {
+    table: &'a str,
+    pk: String,
+    sk_prefix: &'a str,
+    start_after: Option<String>,
+    limit: Option<usize>,
+    newest_first: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    connections_table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn malformed(operation: &'static str, what: &str) -> StoreError {
+    StoreError::new(operation, format!("stored item is malformed: {what}"))
+}
+
+fn user_pk(username: &str) -> String {
+    format!("USER#{username}")
+}
+
+/// A user's profile is keyed by the name's normalised form, so that one account has one spelling.
+fn profile_pk(username: &str) -> String {
+    user_pk(&username_key(username))
+}
+
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn note_item(pk: String, note: &Note, lease_until_ms: i64) -> Item {
+    let mut item = key(pk, note.note_id.sort_key());
+    item.insert("noteId".into(), s(note.note_id.as_str()));
+    item.insert("username".into(), s(&note.username));
+    item.insert("content".into(), s(&note.content));
+    item.insert("isPublic".into(), AttributeValue::Bool(note.is_public));
+    item.insert("status".into(), s(&note.status));
+    item.insert("createdAt".into(), s(&note.created_at));
+    item.insert("savedAt".into(), s(&note.saved_at));
+    if let Some(u) = &note.updated_at {
+        item.insert("updatedAt".into(), s(u));
+    }
+    item.insert("notified".into(), AttributeValue::Bool(false));
+    item.insert(
+        "leaseUntil".into(),
+        AttributeValue::N(lease_until_ms.to_string()),
+    );
+    item
+}
+
+/// `DELETED#{noteId}` under the owner: a deleted note's tombstone, expired by the table's TTL.
+fn tombstone_key(username: &str, note_id: &NoteId) -> Item {
+    key(user_pk(username), format!("DELETED#{}", note_id.as_str()))
+}
+
+fn note_from_item(operation: &'static str, item: &Item) -> Result<Note, StoreError> {
+    let field = |name: &str| get_s(item, name).ok_or_else(|| malformed(operation, name));
+    let note_id = NoteId::parse(&field("noteId")?).map_err(|_| malformed(operation, "noteId"))?;
+    let username = match get_s(item, "username") {
+        Some(u) => u,
+        None => field("pk")?.trim_start_matches("USER#").to_owned(),
+    };
+    Ok(Note {
+        note_id,
+        username,
+        content: field("content")?,
+        is_public: item
+            .get("isPublic")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+        status: get_s(item, "status").unwrap_or_else(|| "saved".to_owned()),
+        created_at: field("createdAt")?,
+        saved_at: get_s(item, "savedAt").unwrap_or_default(),
+        updated_at: get_s(item, "updatedAt"),
+    })
+}
+
+fn connection_item(pk: String, sk: String, c: &Connection) -> Item {
+    let mut item = key(pk, sk);
+    item.insert("connectionId".into(), s(&c.connection_id));
+    item.insert("username".into(), s(&c.username));
+    item.insert("connectedAt".into(), s(&c.connected_at));
+    item.insert("ttl".into(), AttributeValue::N(c.ttl.to_string()));
+    item
+}
+
+fn connection_from_item(operation: &'static str, item: &Item) -> Result<Connection, StoreError> {
+    Ok(Connection {
+        connection_id: get_s(item, "connectionId")
+            .ok_or_else(|| malformed(operation, "connectionId"))?,
+        username: get_s(item, "username").ok_or_else(|| malformed(operation, "username"))?,
+        connected_at: get_s(item, "connectedAt").unwrap_or_default(),
+        ttl: item
+            .get("ttl")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    })
+}
+
+/// Partitions of the registry index: connects, disconnects and broadcasts spread over several
+/// partition keys instead of one hot one.
+pub const INDEX_SHARDS: u32 = 8;
+
+/// `CONNECTIONS#{n}` for a connection, by a stable hash (FNV-1a) of its id.
+pub fn index_pk(connection_id: &str) -> String {
+    let hash = connection_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{CONNECTIONS_INDEX_PK}#{}", hash % INDEX_SHARDS)
+}
+
+/// The three rows of a connection: META, under its user, and in the registry index.
+fn connection_keys(c: &Connection) -> [(String, String); 3] {
+    let sk = format!("CONNECTION#{}", c.connection_id);
+    [
+        (format!("CONNECTION#{}", c.connection_id), "META".to_owned()),
+        (user_pk(&c.username), sk.clone()),
+        (index_pk(&c.connection_id), sk),
+    ]
+}
+
+fn build<T, E: std::error::Error + Send + Sync + 'static>(
+    operation: &'static str,
+    r: Result<T, E>,
+) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::new(operation, e))
+}
+
+impl DynamoStore {
+    pub fn new(
+        client: Client,
+        table: impl Into<String>,
+        connections_table: impl Into<String>,
+    ) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            connections_table: connections_table.into(),
+        }
+    }
+
+    async fn get_item(
+        &self,
+        operation: &'static str,
+        table: &str,
+        key: Item,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error(operation, e))?;
+        Ok(out.item)
+    }
+
+    /// A transaction; `Ok(None)` when it committed, `Ok(Some(failed))` when conditions cancelled it
+    /// (`failed[i]`: item i's condition failed). Conflicts and throttling are retryable errors.
+    async fn transact(
+        &self,
+        operation: &'static str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<bool>>, StoreError> {
+        let e = match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(None),
+            Err(e) => e,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(tc)) =
+            e.as_service_error()
+        {
+            let reasons = tc.cancellation_reasons();
+            let codes: Vec<&str> = reasons.iter().map(|r| r.code().unwrap_or("None")).collect();
+            if codes.iter().any(|c| {
+                matches!(
+                    *c,
+                    "TransactionConflict"
+                        | "ThrottlingError"
+                        | "ProvisionedThroughputExceeded"
+                        | "RequestLimitExceeded"
+                )
+            }) {
+                return Err(StoreError::throttled(
+                    operation,
+                    format!("transaction cancelled: {codes:?}"),
+                ));
+            }
+            if codes.contains(&"ConditionalCheckFailed") {
+                return Ok(Some(
+                    codes
+                        .iter()
+                        .map(|c| *c == "ConditionalCheckFailed")
+                        .collect(),
+                ));
+            }
+        }
+        if e.as_service_error()
+            .is_some_and(|se| se.is_transaction_in_progress_exception())
+        {
+            return Err(StoreError::throttled(
+                operation,
+                "another transaction on these items is in progress",
+            ));
+        }
+        Err(store_error(operation, e))
+    }
+
+    async fn query_page(
+        &self,
+        operation: &'static str,
+        q: Query<'_>,
+    ) -> Result<(Vec<Item>, Option<Item>), StoreError> {
+        let start = q.start_after.map(|sk| key(q.pk.clone(), sk));
+        let out = self
+            .client
+            .query()
+            .table_name(q.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(q.pk))
+            .expression_attribute_values(":prefix", s(q.sk_prefix))
+            .scan_index_forward(!q.newest_first)
+            .set_limit(q.limit.map(|l| l as i32))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error(operation, e))?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+
+    /// One page, newest first. Asks for one item more than the page so the cursor is given only
+    /// when more notes exist; when DynamoDB stops early (its 1 MB page), its own last key is the cursor.
+    async fn list_notes(
+        &self,
+        operation: &'static str,
+        pk: String,
+        page: &PageRequest,
+    ) -> Result<Page<Note>, StoreError> {
+        let (mut items, last) = self
+            .query_page(
+                operation,
+                Query {
+                    table: &self.table,
+                    pk,
+                    sk_prefix: "NOTE#",
+                    start_after: page.after.clone(),
+                    limit: Some(page.limit + 1),
+                    newest_first: true,
+                },
+            )
+            .await?;
+        let next = if items.len() > page.limit {
+            items.truncate(page.limit);
+            items.last().and_then(|i| get_s(i, "sk"))
+        } else {
+            last.and_then(|k| get_s(&k, "sk"))
+        };
+        let items = items
+            .iter()
+            .map(|i| note_from_item(operation, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    async fn query_all_connections(
+        &self,
+        operation: &'static str,
+        pk: String,
+    ) -> Result<Vec<Connection>, StoreError> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let (items, last) = self
+                .query_page(
+                    operation,
+                    Query {
+                        table: &self.connections_table,
+                        pk: pk.clone(),
+                        sk_prefix: "CONNECTION#",
+                        start_after: after,
+                        limit: None,
+                        newest_first: false,
+                    },
+                )
+                .await?;
+            for item in &items {
+                out.push(connection_from_item(operation, item)?);
+            }
+            match last.and_then(|k| get_s(&k, "sk")) {
+                Some(sk) => after = Some(sk),
+                None => return Ok(out),
+            }
+        }
+    }
+}
