@@ -10,6 +10,7 @@ pub struct Cli {
     env: Vec<(String, String)>,
 }
 
+#[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,

@@ -62,6 +62,11 @@ impl FlakyProxy {
             h.abort();
         }
     }
+
+    /// Ends a break now: connections are accepted again.
+    pub fn heal(&self) {
+        *self.broken_until.lock().unwrap() = None;
+    }
 }
 
 /// A loopback TCP proxy that reads the answers passing through it for IAM refusals: each "is not

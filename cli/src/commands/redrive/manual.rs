@@ -106,16 +106,26 @@ impl Mover<'_> {
                     continue;
                 }
                 // Messages hidden by an interrupted earlier run come back when their visibility
-                // timeout ends: wait for them rather than stop short.
+                // timeout ends: wait for them rather than stop short. Those that came back between
+                // the last receive and this count are visible: the next receive takes them.
                 let depth = persist(self.deadline, || self.queues.measure()).await?;
-                let in_flight = depth.dlq.in_flight.saturating_sub(given_up.len() as u64);
+                let pending =
+                    (depth.dlq.visible + depth.dlq.in_flight).saturating_sub(given_up.len() as u64);
+                if pending == 0 {
+                    break;
+                }
                 let waited = waiting_since.get_or_insert_with(Instant::now).elapsed();
                 let patience = Duration::from_secs(u64::from(self.args.visibility_timeout) + 5);
-                if in_flight == 0 || waited > patience {
+                if waited > patience {
+                    report.problem = Some(format!(
+                        "{pending} messages were still hidden in {} after waiting {}s (longer than --visibility-timeout); they stay there: another consumer may hold them, run the command again later",
+                        self.queues.dlq.name,
+                        patience.as_secs()
+                    ));
                     break;
                 }
                 self.ctx.say(format!(
-                    "{in_flight} messages are in flight in {} (an interrupted run?); waiting for them",
+                    "{pending} messages are in flight in {} (an interrupted run?); waiting for them",
                     self.queues.dlq.name
                 ));
                 continue;
@@ -325,10 +335,12 @@ mod tests {
     use crate::commands::redrive::Method;
     use crate::commands::redrive::testing::{answer, args, ctx, queues, report};
     use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput;
+    use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesOutput;
     use aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput;
     use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
     use aws_sdk_sqs::types::{
-        BatchResultErrorEntry, DeleteMessageBatchResultEntry, SendMessageBatchResultEntry,
+        BatchResultErrorEntry, DeleteMessageBatchResultEntry, QueueAttributeName,
+        SendMessageBatchResultEntry,
     };
     use aws_smithy_mocks::{Rule, mock};
 
@@ -544,6 +556,90 @@ mod tests {
             e.contains("after moving 1 of 5") && e.contains("AccessDenied") && !e.contains('\n'),
             "{e}"
         );
+    }
+
+    /// GetQueueAttributes answering the DLQ's depth as `(visible, in_flight)`, in turn.
+    fn depths(seq: &[(u64, u64)]) -> Rule {
+        let mut rule = mock!(Client::get_queue_attributes).sequence();
+        for &(visible, in_flight) in seq {
+            rule = rule.output(move || {
+                GetQueueAttributesOutput::builder()
+                    .attributes(
+                        QueueAttributeName::ApproximateNumberOfMessages,
+                        visible.to_string(),
+                    )
+                    .attributes(
+                        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                        in_flight.to_string(),
+                    )
+                    .attributes(
+                        QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+                        "0".to_owned(),
+                    )
+                    .build()
+            });
+        }
+        rule.build()
+    }
+
+    #[tokio::test]
+    async fn messages_back_from_flight_between_receive_and_count_are_moved_not_left() {
+        // Two empty receives; by the time the DLQ is counted the two hidden messages are visible
+        // again (in flight 0). The run must receive them, not stop.
+        let receive = mock!(Client::receive_message)
+            .sequence()
+            .output(|| ReceiveMessageOutput::builder().build())
+            .times(2)
+            .output(|| {
+                ReceiveMessageOutput::builder()
+                    .messages(message("a"))
+                    .messages(message("b"))
+                    .build()
+            })
+            .build();
+        // measure() counts both queues.
+        let depth = depths(&[(2, 0), (2, 0)]);
+        let (send, delete) = (sends(&[], false, Arc::default()), deletes(Arc::default()));
+        let (result, r) = manual(&[&receive, &depth, &send, &delete], &args(), 2).await;
+        result.unwrap();
+        assert_eq!((r.moved, r.failed, r.problem), (2, 0, None));
+    }
+
+    #[tokio::test]
+    async fn messages_hidden_longer_than_the_visibility_timeout_are_a_problem() {
+        // Someone else holds one message for good: after --visibility-timeout and a margin the run
+        // stops, and says so (exit 1) rather than reporting success with a message left behind.
+        let receive =
+            mock!(Client::receive_message).then_output(|| ReceiveMessageOutput::builder().build());
+        let depth = mock!(Client::get_queue_attributes).then_compute_output(|_| {
+            GetQueueAttributesOutput::builder()
+                .attributes(QueueAttributeName::ApproximateNumberOfMessages, "0")
+                .attributes(
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                    "1",
+                )
+                .attributes(QueueAttributeName::ApproximateNumberOfMessagesDelayed, "0")
+                .build()
+        });
+        let (send, delete) = (sends(&[], false, Arc::default()), deletes(Arc::default()));
+        let quick = RedriveArgs {
+            visibility_timeout: 0,
+            ..args()
+        };
+        let (result, r) = manual(&[&receive, &depth, &send, &delete], &quick, 1).await;
+        result.unwrap();
+        assert_eq!((r.moved, r.failed), (0, 0));
+        let problem = r.problem.clone().expect("a problem");
+        assert!(
+            problem.contains("1 messages were still hidden in p-note-processing-dlq")
+                && problem.contains("run the command again"),
+            "{problem}"
+        );
+        assert_eq!(
+            crate::output::Report::exit(&r),
+            crate::output::Exit::Problem
+        );
+        assert_eq!(send.num_calls(), 0);
     }
 
     #[tokio::test]
