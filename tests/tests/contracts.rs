@@ -480,10 +480,11 @@ async fn notifier_embedded() {
     );
 }
 
-/// moto accepts PostToConnection (it never answers 410: that case runs on recorded responses in
-/// handlers/tests/aws_adapters.rs).
+/// A smoke test only: moto accepts any PostToConnection (it never answers 410 or 403), so this shows
+/// the adapter's request is well formed and nothing more. Gone (410), forbidden (403) and throttled
+/// connections run on recorded responses in handlers/tests/aws_adapters.rs.
 #[tokio::test]
-async fn notifier_api_gateway_on_moto() {
+async fn notifier_api_gateway_smoke_on_moto() {
     let m = moto::shared().await;
     let sdk = m.sdk_config().await;
     let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
