@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each phase is announced before it starts and timed when it ends (scripts/lib/phases.sh).
+source scripts/lib/phases.sh
+phases_begin "test.sh"
+
+phase "Python tools in .venv and Chromium"
+
 PY_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "ziglang==0.17.1")
 stamp=".venv/.notesctl-tools"
 want="${PY_TOOLS[*]}"
@@ -28,8 +34,10 @@ if ! command -v chromium >/dev/null 2>&1 && [[ -z "${CHROMIUM:-}" ]]; then
   fi
 fi
 
-echo "test.sh: cfn-lint templates/*.yaml" >&2
+phase "cfn-lint templates/*.yaml"
 .venv/bin/cfn-lint templates/*.yaml
+
+phase "Rust targets and cross tools"
 
 # Lambda artifacts: x86_64 (static musl) and arm64 (glibc 2.34, linked with zig), run in the tests
 # natively and under qemu-aarch64.
@@ -41,23 +49,27 @@ if ! command -v cargo-zigbuild >/dev/null 2>&1; then
   cargo install cargo-zigbuild --locked --version 0.24.1 >/dev/null
 fi
 if ! command -v qemu-aarch64-static >/dev/null 2>&1 || ! command -v musl-gcc >/dev/null 2>&1 \
-  || [[ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]]; then
+  || [[ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]] \
+  || ! command -v zsh >/dev/null 2>&1 || ! command -v fish >/dev/null 2>&1; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "test.sh: installing qemu-user-static, libc6-arm64-cross and musl-tools (Debian packages)" >&2
+    echo "test.sh: installing qemu-user-static, libc6-arm64-cross, musl-tools, zsh and fish (Debian packages)" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static libc6-arm64-cross musl-tools >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static libc6-arm64-cross musl-tools zsh fish >/dev/null
   else
-    echo "test.sh: packaging needs musl-gcc; the arm64 test qemu-aarch64-static and an arm64 glibc: run 'sudo apt-get install musl-tools qemu-user-static libc6-arm64-cross'" >&2
+    echo "test.sh: packaging needs musl-gcc; the arm64 test qemu-aarch64-static and an arm64 glibc; the completion test zsh and fish: run 'sudo apt-get install musl-tools qemu-user-static libc6-arm64-cross zsh fish'" >&2
     exit 2
   fi
 fi
 
-echo "test.sh: cargo test --workspace" >&2
-# The cross-crate tests run the real binaries (notesctl, notes-lambda): build them first.
-cargo build --workspace --bins "$@"
-echo "test.sh: notesctl validate templates/" >&2
+# The cross-crate tests run the real binaries (notesctl, notes-lambda): build them first — with the
+# tests, in one go, so that `cargo test` below finds everything built with the features the tests'
+# dev-dependencies turn on and compiles nothing twice.
+phase "cargo build --workspace --all-targets (debug: binaries and tests)"
+cargo build --workspace --all-targets "$@"
+phase "notesctl validate templates/"
 target/debug/notesctl validate --templates templates
-echo "test.sh: notesctl package --arch x86_64 --arch arm64" >&2
+phase "notesctl package --arch x86_64 --arch arm64 (two release builds: the longest phase)"
 PATH="$PWD/.venv/bin:$PATH" target/debug/notesctl package --arch x86_64 --arch arm64 --out target/dist
 export NOTESCTL_DIST="$PWD/target/dist"
+phase "cargo test --workspace"
 cargo test --workspace "$@"

@@ -11,6 +11,9 @@ use tokio::sync::OnceCell;
 
 use crate::output::{Lines, Output};
 
+/// The heading the global options are listed under in every command's `--help`.
+pub const GLOBAL: &str = "Global options";
+
 /// Options every command accepts, before or after the subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
@@ -18,31 +21,39 @@ pub struct Global {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         env = "NOTESCTL_STAGE",
         default_value = "production"
     )]
     pub stage: String,
     /// Result format on stdout: text for people, json for scripts.
-    #[arg(long, global = true, env = "NOTESCTL_OUTPUT", value_enum, default_value_t = Output::Text)]
+    #[arg(long, global = true,
+        help_heading = GLOBAL, env = "NOTESCTL_OUTPUT", value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// More logging on stderr (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true,
+        help_heading = GLOBAL, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true,
+        help_heading = GLOBAL, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Never draw progress, even on a terminal (progress is off when CI is set).
-    #[arg(long, global = true)]
+    #[arg(long, global = true,
+        help_heading = GLOBAL)]
     pub no_progress: bool,
     /// AWS profile (default: the usual chain — AWS_PROFILE, SSO, environment).
-    #[arg(long, global = true, env = "AWS_PROFILE")]
+    #[arg(long, global = true,
+        help_heading = GLOBAL, env = "AWS_PROFILE")]
     pub profile: Option<String>,
     /// AWS region (default: AWS_REGION or the profile's).
-    #[arg(long, global = true)]
+    #[arg(long, global = true,
+        help_heading = GLOBAL)]
     pub region: Option<String>,
     /// Any AWS-compatible endpoint (moto, LocalStack) for every service. Without it, the SDK reads
     /// AWS_ENDPOINT_URL and the service-specific AWS_ENDPOINT_URL_<SERVICE> variables itself.
-    #[arg(long, global = true)]
+    #[arg(long, global = true,
+        help_heading = GLOBAL)]
     pub endpoint_url: Option<String>,
 }
 
@@ -120,10 +131,11 @@ impl Context {
     /// Spinners and bars are drawn only for a person: on a terminal, outside CI, without `-q` or
     /// `--no-progress`. Elsewhere commands print plain lines (or nothing).
     pub fn progress_enabled(&self) -> bool {
-        !self.global.quiet
-            && !self.global.no_progress
-            && std::env::var_os("CI").is_none()
-            && std::io::stderr().is_terminal()
+        progress_allowed(
+            &self.global,
+            std::env::var_os("CI").is_some(),
+            std::io::stderr().is_terminal(),
+        )
     }
 
     /// A spinner on stderr when progress is enabled.
@@ -134,6 +146,12 @@ impl Context {
             s
         })
     }
+}
+
+/// Progress is for a person watching text: never in CI, with `-q`, `--no-progress` or `--output
+/// json`, or when stderr is not a terminal.
+pub fn progress_allowed(global: &Global, ci: bool, terminal: bool) -> bool {
+    terminal && !ci && !global.quiet && !global.no_progress && global.output == Output::Text
 }
 
 /// Whether a person can answer a prompt: stdin and stderr are terminals and CI is unset.
@@ -238,13 +256,16 @@ pub const DEV_ACCESS_KEY: &str = "notesctl-dev";
 /// The token's file in `notesctl dev`'s data directory.
 pub const DEV_TOKEN_FILE: &str = "runbook-token";
 
-/// Where `--local` looks for the token: `$NOTESCTL_DEV_DATA_DIR`, else `.notesctl/dev` (the
+/// `notesctl dev`'s data directory unless `--data-dir` (or `NOTESCTL_DEV_DATA_DIR`) says otherwise.
+pub const DEV_DATA_DIR: &str = ".notesctl/dev";
+
+/// Where `--local` looks for the token: `$NOTESCTL_DEV_DATA_DIR`, else [`DEV_DATA_DIR`] (the
 /// defaults of `notesctl dev --data-dir`).
 pub fn dev_token_path() -> std::path::PathBuf {
     std::env::var_os("NOTESCTL_DEV_DATA_DIR")
         .filter(|d| !d.is_empty())
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(".notesctl/dev"))
+        .unwrap_or_else(|| std::path::PathBuf::from(DEV_DATA_DIR))
         .join(DEV_TOKEN_FILE)
 }
 
@@ -287,15 +308,8 @@ pub fn init_logs(global: &Global) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let level = match (global.quiet, global.verbose) {
-        (true, _) => "error",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTESCTL_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("warn,notesctl={level},notes_handlers={level}"))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NOTESCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_filter(global)));
     let (slot, handle) = tracing_subscriber::reload::Layer::new(None::<ExtraLayer>);
     // The filter wraps the slot, not what goes into it: a per-layer filter must be in place when the
     // subscriber is built.
@@ -313,6 +327,20 @@ pub fn init_logs(global: &Global) {
     {
         let _ = EXTRA.set(handle);
     }
+}
+
+/// What reaches stderr by `-q`/`-v`: our own logs at info (error with `-q`, debug and trace with
+/// `-v`, `-vv`); the libraries' (the AWS SDK's credential and region chains warn at length about
+/// every source they tried) only from `-v` on — what matters of them becomes our own error message.
+pub fn log_filter(global: &Global) -> String {
+    let (ours, theirs) = match (global.quiet, global.verbose) {
+        (true, _) => ("error", "error"),
+        (false, 0) => ("info", "error"),
+        (false, 1) => ("debug", "warn"),
+        (false, 2) => ("trace", "info"),
+        _ => ("trace", "debug"),
+    };
+    format!("{theirs},notesctl={ours},notes_handlers={ours}")
 }
 
 /// Sends the app's info logs (`notes_handlers`, `notesctl`) to `layer` too, from now on.
@@ -405,5 +433,46 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3d").is_err());
         assert_eq!(Deadline::after(Duration::from_secs(900)).shown(), "15m");
+    }
+
+    fn global(args: &[&str]) -> Global {
+        use clap::Parser;
+        let mut argv = vec!["notesctl"];
+        argv.extend_from_slice(args);
+        argv.push("status");
+        crate::Cli::parse_from(argv).global
+    }
+
+    #[test]
+    fn progress_only_for_a_person_reading_text_on_a_terminal() {
+        assert!(progress_allowed(&global(&[]), false, true));
+        assert!(
+            !progress_allowed(&global(&[]), false, false),
+            "not a terminal"
+        );
+        assert!(!progress_allowed(&global(&[]), true, true), "CI");
+        assert!(!progress_allowed(&global(&["-q"]), false, true));
+        assert!(!progress_allowed(&global(&["--no-progress"]), false, true));
+        assert!(!progress_allowed(
+            &global(&["--output", "json"]),
+            false,
+            true
+        ));
+    }
+
+    #[test]
+    fn the_sdks_own_warnings_wait_for_verbose() {
+        assert_eq!(
+            log_filter(&global(&[])),
+            "error,notesctl=info,notes_handlers=info"
+        );
+        assert_eq!(
+            log_filter(&global(&["-q"])),
+            "error,notesctl=error,notes_handlers=error"
+        );
+        assert_eq!(
+            log_filter(&global(&["-v"])),
+            "warn,notesctl=debug,notes_handlers=debug"
+        );
     }
 }

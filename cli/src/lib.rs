@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod mime;
 pub mod names;
 pub mod output;
+pub mod reference;
 pub mod template;
 
 use std::process::ExitCode;
@@ -33,7 +34,8 @@ pub use output::{Exit, Output, Report, Streamed};
     about,
     long_about = None,
     propagate_version = true,
-    after_help = "Exit codes: 0 success; 1 the command ran and found a problem (deploy failed, queue above --fail-above, alarm firing); 2 usage or environment error."
+    disable_help_subcommand = true,
+    after_help = "Exit codes: 0 success; 1 the command ran and found a problem (deploy failed, queue above --fail-above, alarm firing); 2 usage or environment error.\n\nStart with `notesctl dev` (no AWS account needed); `notesctl help COMMAND` explains one command."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -45,38 +47,121 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build notes-lambda for Lambda (provided.al2023) into a reproducible zip.
+    #[command(after_help = examples::PACKAGE)]
     Package(commands::package::PackageArgs),
     /// Check the templates against the handlers and the rules AWS enforces at run time (no AWS needed).
+    #[command(after_help = examples::VALIDATE)]
     Validate(commands::validate::ValidateArgs),
     /// Create or update the stacks through change sets, streaming their events.
+    #[command(after_help = examples::DEPLOY)]
     Deploy(commands::deploy::DeployArgs),
     /// Print the stacks' outputs.
+    #[command(after_help = examples::OUTPUTS)]
     Outputs(commands::outputs::OutputsArgs),
     /// Print the WebSocket URL alone (for scripts).
     WsUrl,
     /// Summarise stacks, queue depths and alarm states.
+    #[command(after_help = examples::STATUS)]
     Status,
     /// Delete the stacks in reverse order, emptying the frontend bucket first.
+    #[command(after_help = examples::DESTROY)]
     Destroy(commands::destroy::DestroyArgs),
     /// Run the whole app on this machine: HTTP API, WebSocket, queue and frontend, with an embedded store.
+    #[command(after_help = examples::DEV)]
     Dev(commands::dev::DevArgs),
     /// Messages in the processing queue and its dead-letter queue.
+    #[command(after_help = examples::QUEUE_DEPTH)]
     QueueDepth(commands::queue_depth::QueueDepthArgs),
     /// Move dead-lettered notes back to the processing queue.
+    #[command(after_help = examples::REDRIVE)]
     RedriveDlq(commands::redrive::RedriveArgs),
     /// Print the functions' logs, interleaved by time; --follow for new ones.
+    #[command(after_help = examples::TAIL)]
     Tail(commands::tail::TailArgs),
     /// Create or update the queue-depth and dead-letter alarms (with their QueueName dimension).
+    #[command(after_help = examples::ALARMS)]
     Alarms(commands::alarms::AlarmsArgs),
     /// Upload the frontend to its bucket by content (MD5), with config.json from the stacks.
+    #[command(after_help = examples::SYNC_FRONTEND)]
     SyncFrontend(commands::sync_frontend::SyncArgs),
     /// Invalidate the CloudFront cache (idempotent; --wait follows it to Completed).
+    #[command(after_help = examples::INVALIDATE)]
     Invalidate(commands::invalidate::InvalidateArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = examples::COMPLETIONS)]
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write man pages (notesctl.1, notesctl-deploy.1, …) into a folder.
+    Man {
+        /// The folder for the pages (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "man")]
+        out: std::path::PathBuf,
+    },
+    /// Print the help of notesctl, or of the command named.
+    Help {
+        /// The command to explain, e.g. `deploy`.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
+}
+
+/// The examples at the end of each command's `--help`.
+mod examples {
+    pub const PACKAGE: &str = "Examples:
+  notesctl package                              # arm64 (Graviton), into dist/
+  notesctl package --arch x86_64 --arch arm64 --out target/dist
+  notesctl package --arch x86_64 --binary target/x86_64-unknown-linux-musl/release/notes-lambda";
+    pub const VALIDATE: &str = "Examples:
+  notesctl validate                             # templates/ against the handlers' needs
+  notesctl validate --templates my-templates --output json";
+    pub const DEPLOY: &str = "Examples:
+  notesctl deploy --stage dev --preview         # what would change, then stop
+  notesctl deploy --stage dev --yes             # all six stacks, arm64 code from dist/
+  notesctl deploy --stage dev --stack notes --yes
+  notesctl deploy --stage prod --frontend frontend/ --yes   # stacks, then site and CDN";
+    pub const OUTPUTS: &str = "Examples:
+  notesctl outputs --stage dev
+  notesctl outputs --stage dev --stack auth --output json";
+    pub const STATUS: &str = "Examples:
+  notesctl status --stage dev                   # exit 1 when an alarm fires";
+    pub const DESTROY: &str = "Examples:
+  notesctl destroy --stage dev                  # asks first; refuses while notes are queued
+  notesctl destroy --stage dev --yes --force    # also when queued notes would be lost";
+    pub const DEV: &str = "Examples:
+  notesctl dev                                  # http://127.0.0.1:3000, data in .notesctl/dev
+  notesctl dev --port 0 --output json           # a free port, its URLs as one JSON line
+  notesctl dev --frontend ../my-client --data-dir /tmp/notes-dev
+Then, in another terminal in the same folder:
+  notesctl queue-depth --local
+  notesctl tail save publish --local --follow";
+    pub const QUEUE_DEPTH: &str = "Examples:
+  notesctl queue-depth --stage dev
+  notesctl queue-depth --stage dev --watch
+  notesctl queue-depth --stage dev --fail-above 0   # a CI gate: exit 1 on any backlog";
+    pub const REDRIVE: &str = "Examples:
+  notesctl redrive-dlq --stage dev --dry-run    # count and sample, move nothing
+  notesctl redrive-dlq --stage dev --yes
+  notesctl redrive-dlq --stage dev --yes --max 10 --max-per-second 5";
+    pub const TAIL: &str = "Examples:
+  notesctl tail save publish --stage dev --since 1h
+  notesctl tail save --stage dev --follow --filter ERROR
+  notesctl tail notify --local --output json   # JSON Lines";
+    pub const ALARMS: &str = "Examples:
+  notesctl alarms --stage dev --email oncall@example.com
+  notesctl alarms --stage dev --sns-topic-arn arn:aws:sns:eu-west-2:123456789012:pager";
+    pub const SYNC_FRONTEND: &str = "Examples:
+  notesctl sync-frontend frontend/ --stage dev --dry-run
+  notesctl sync-frontend frontend/ --stage dev --delete --exclude '*.map'";
+    pub const INVALIDATE: &str = "Examples:
+  notesctl invalidate --stage dev --wait
+  notesctl invalidate --stage dev --path /index.html --path /config.json";
+    pub const COMPLETIONS: &str = "Examples:
+  notesctl completions bash > ~/.local/share/bash-completion/completions/notesctl
+  notesctl completions zsh > \"${fpath[1]}/_notesctl\"
+  notesctl completions fish > ~/.config/fish/completions/notesctl.fish";
 }
 
 /// How a command ended, before it becomes an exit code.
@@ -114,7 +199,26 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
             clap_complete::generate(shell, &mut cmd, "notesctl", &mut std::io::stdout());
             Ended::Stream(Ok(Streamed(Exit::Ok)))
         }
+        Command::Man { out } => report(ctx, reference::write_man_pages(&out)),
+        Command::Help { command } => Ended::Stream(help(command.as_deref())),
     }
+}
+
+/// `notesctl help [COMMAND]`: the long help of notesctl or of one command, on stdout.
+fn help(command: Option<&str>) -> anyhow::Result<Streamed> {
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    cli.build();
+    let mut cmd = match command {
+        None => cli,
+        Some(name) => match cli.find_subcommand(name) {
+            Some(cmd) => cmd.clone(),
+            None => anyhow::bail!("there is no command {name:?}: `notesctl --help` lists them"),
+        },
+    };
+    let text = cmd.render_long_help().to_string();
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, text.as_bytes());
+    Ok(Streamed(Exit::Ok))
 }
 
 /// Runs a parsed command line to its exit code.

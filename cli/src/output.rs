@@ -13,8 +13,24 @@ pub enum Output {
     Json,
 }
 
+/// The exit codes, as `--help`, README.md and docs/CLI.md give them.
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (
+        0,
+        "Success — after retrying whatever failed in passing (throttling, 5xx, a dropped connection, a slow answer).",
+    ),
+    (
+        1,
+        "The command ran and found a problem: a deploy that failed and rolled back, a queue above `--fail-above`, an alarm firing, `validate` findings, a message the queue kept refusing (`redrive-dlq`, named by id), a function running other code than the zip, or a wait that reached its `--timeout` (`deploy`, `destroy`, `redrive-dlq`, `invalidate --wait`). The report says what is still running.",
+    ),
+    (
+        2,
+        "The command could not do its job: a bad flag, no or expired credentials (`aws sso login`), access denied, an endpoint that is not AWS, a resource that is not there, `destroy` refusing queues that hold messages without `--force`, a port in use, a locked data directory, a missing build tool. One line on stderr names the call, the cause and the next step.",
+    ),
+];
+
 /// How a command that ran ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Exit {
     /// 0: success.
     Ok,

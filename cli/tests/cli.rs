@@ -27,15 +27,48 @@ fn help_and_version() {
     assert!(help.contains("Exit codes"));
 }
 
+/// A completion script for every shell clap supports: each names every command, and the shells
+/// `scripts/test.sh` installs (bash, zsh, fish) read it without a syntax error.
 #[test]
-fn completions_for_shells() {
-    let out = notesctl(&["completions", "bash"]);
-    assert!(out.status.success());
-    let script = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        script.contains("notesctl") && script.contains("redrive-dlq"),
-        "{script}"
-    );
+fn completions_for_every_shell() {
+    use clap::ValueEnum;
+    let commands: Vec<String> = notesctl::reference::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    for shell in clap_complete::Shell::value_variants() {
+        let name = shell.to_possible_value().unwrap().get_name().to_owned();
+        let out = notesctl(&["completions", &name]);
+        assert!(out.status.success(), "{name}");
+        let script = String::from_utf8_lossy(&out.stdout).into_owned();
+        for cmd in &commands {
+            assert!(script.contains(cmd.as_str()), "{name}: no {cmd}");
+        }
+        let check: Option<(&str, &[&str])> = match name.as_str() {
+            "bash" => Some(("bash", &["-n"])),
+            "zsh" => Some(("zsh", &["-n"])),
+            "fish" => Some(("fish", &["--no-execute"])),
+            // Not packaged for Debian: checked for content above.
+            _ => None,
+        };
+        if let Some((program, args)) = check {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join(format!("notesctl.{name}"));
+            std::fs::write(&file, &script).unwrap();
+            let status = Command::new(program)
+                .args(args)
+                .arg(&file)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("{program} is needed to check its completions ({e}): scripts/test.sh installs it")
+                });
+            assert!(
+                status.status.success(),
+                "{program} rejects the script: {}",
+                String::from_utf8_lossy(&status.stderr)
+            );
+        }
+    }
     assert_eq!(notesctl(&["completions", "tcsh"]).status.code(), Some(2));
 }
 
@@ -74,5 +107,191 @@ fn local_without_the_runbook_token_says_where_it_looked() {
     assert!(err.contains("no runbook token at"), "{err}");
     assert!(err.contains(&empty.path().display().to_string()), "{err}");
     assert!(err.contains("NOTESCTL_DEV_DATA_DIR"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+/// `package` checks every architecture's tools before building anything, and names each missing one
+/// with the way to install it (instead of zig's own "Failed to find zig" after an x86_64 build).
+#[test]
+fn package_names_missing_arm64_tools_before_building() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_notesctl"))
+            .args(["package", "--arch", "x86_64", "--arch", "arm64"])
+            .env("PATH", bin.path())
+            .env_remove("CARGO_ZIGBUILD_ZIG_PATH")
+            .env_remove("NOTESCTL_OUTPUT")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cargo-zigbuild and zig are missing")
+            && err.contains("cargo install cargo-zigbuild")
+            && err.contains("pip install ziglang"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("building notes-lambda"),
+        "nothing built: {err}"
+    );
+
+    let zigbuild = bin.path().join("cargo-zigbuild");
+    std::fs::write(&zigbuild, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&zigbuild, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("zig is missing")
+            && err.contains("pip install ziglang")
+            && !err.contains("cargo install"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+/// A command's own options come first; the options every command takes are listed apart, under
+/// their own heading, and the main commands end their help with examples.
+#[test]
+fn help_keeps_global_options_apart_and_shows_examples() {
+    let out = notesctl(&["deploy", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let (own, rest) = help
+        .split_once("Global options:")
+        .unwrap_or_else(|| panic!("no Global options heading:\n{help}"));
+    for global in ["--stage", "--output", "--verbose", "--quiet", "--region"] {
+        assert!(
+            !own.contains(global),
+            "{global} among deploy's own options:\n{help}"
+        );
+        assert!(
+            rest.contains(global),
+            "{global} not under Global options:\n{help}"
+        );
+    }
+    for mine in ["--artifacts", "--arch", "--preview"] {
+        assert!(own.contains(mine), "{mine}:\n{help}");
+    }
+    for cmd in [
+        "package",
+        "validate",
+        "deploy",
+        "status",
+        "destroy",
+        "dev",
+        "queue-depth",
+        "redrive-dlq",
+        "tail",
+        "alarms",
+        "sync-frontend",
+        "invalidate",
+    ] {
+        let out = notesctl(&[cmd, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("Examples:\n  notesctl "),
+            "{cmd} --help has no examples:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn help_is_a_command_with_its_own_help() {
+    let out = notesctl(&["help", "--help"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Usage: notesctl help [OPTIONS] [COMMAND]"),
+        "{help}"
+    );
+    let out = notesctl(&["help", "redrive-dlq"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: notesctl redrive-dlq"), "{help}");
+    assert!(
+        help.contains("--dry-run") && help.contains("Examples:"),
+        "{help}"
+    );
+    let out = notesctl(&["help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Commands:"));
+    let out = notesctl(&["help", "deplyo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("there is no command \"deplyo\""));
+}
+
+/// The AWS SDK's own warnings (its region and credential chains log each source they tried) stay
+/// off stderr unless -v; the one that matters is our own message.
+#[test]
+fn no_sdk_noise_before_our_own_message() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_notesctl"))
+        .args(["queue-depth"])
+        .env_remove("NOTESCTL_OUTPUT")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env_remove("NOTESCTL_LOG")
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.path().join("credentials"),
+        )
+        // IMDS at a closed loopback port: the SDK's chain fails fast and warns.
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "error: no AWS region is configured: pass --region, or set AWS_REGION or a region in your profile"
+    );
+}
+
+/// No credentials anywhere: the message says so, and what to do, not "could not reach" an endpoint
+/// nothing was sent to.
+#[test]
+fn missing_credentials_are_named_as_such() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_notesctl"))
+        .args(["queue-depth", "--region", "eu-west-2"])
+        .args(["--endpoint-url", "http://127.0.0.1:9"])
+        .env_remove("NOTESCTL_OUTPUT")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("NOTESCTL_LOG")
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.path().join("credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no AWS credentials were found (nothing was sent)")
+            && err.contains("aws sso login"),
+        "{err}"
+    );
+    assert!(!err.contains("could not reach"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }

@@ -24,40 +24,46 @@ pub fn notesctl_binary() -> PathBuf {
     bin
 }
 
+/// A running `notesctl dev`. Its log (stderr) is kept, not shown: a test that fails prints it as the
+/// server is dropped, so a passing run's output holds only the tests' own lines.
 pub struct DevServer {
     pub child: tokio::process::Child,
     pub api_url: String,
     pub ws_url: String,
     pub frontend_url: String,
     pub data_dir: PathBuf,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+            eprintln!(
+                "--- notesctl dev ({}) log ---\n{log}--- end of log ---",
+                self.api_url
+            );
+        }
+    }
 }
 
 impl DevServer {
     /// Starts `notesctl dev --port 0 --output json` and waits for its one JSON line.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> DevServer {
-        Self::spawn(data_dir, extra, Stdio::inherit()).await
+        Self::spawn(data_dir, extra).await
     }
 
-    /// As [`DevServer::start`], with the server's log (stderr) kept in the returned buffer.
+    /// As [`DevServer::start`], with the server's log (stderr) readable by the test as it grows.
     pub async fn start_with_log(
         data_dir: &Path,
         extra: &[&str],
     ) -> (DevServer, std::sync::Arc<std::sync::Mutex<String>>) {
-        let mut dev = Self::spawn(data_dir, extra, Stdio::piped()).await;
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut lines = BufReader::new(dev.child.stderr.take().expect("piped")).lines();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let dev = Self::spawn(data_dir, extra).await;
+        let log = dev.log.clone();
         (dev, log)
     }
 
-    async fn spawn(data_dir: &Path, extra: &[&str], stderr: Stdio) -> DevServer {
+    async fn spawn(data_dir: &Path, extra: &[&str]) -> DevServer {
         let mut child = tokio::process::Command::new(notesctl_binary())
             .args(["dev", "--port", "0", "--output", "json", "--data-dir"])
             .arg(data_dir)
@@ -65,17 +71,29 @@ impl DevServer {
             .env("NOTESCTL_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(stderr)
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start notesctl dev");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err_lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err_lines.next_line().await {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("dev printed its URLs within 30 s")
-            .expect("read stdout")
-            .expect("one line");
+        let line = match tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            other => panic!(
+                "dev did not print its URLs within 30 s ({other:?}); its log:\n{}",
+                log.lock().unwrap()
+            ),
+        };
         let v: notesctl::commands::dev::Listening = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("not the listening line: {line}: {e}"));
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -85,6 +103,7 @@ impl DevServer {
             ws_url: v.ws_url,
             frontend_url: v.frontend_url,
             data_dir: data_dir.to_path_buf(),
+            log,
         }
     }
 

@@ -315,3 +315,64 @@ async fn no_acknowledged_note_is_lost_when_dev_is_killed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A second `dev` in the same place: one message names both the port and the data directory it
+/// cannot have; with only one of them taken, that one is named. Exit 2 each time.
+#[tokio::test]
+async fn a_second_dev_names_what_is_taken_in_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = DevServer::start(dir.path(), &[]).await;
+    let port = first
+        .api_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let other = tempfile::tempdir().unwrap();
+    let second = async |port: &str, data: &std::path::Path| {
+        let run = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
+            .args(["dev", "--port", port, "--data-dir"])
+            .arg(data)
+            .env_remove("NOTESCTL_OUTPUT")
+            .env_remove("NOTESCTL_LOG")
+            .kill_on_drop(true)
+            .output();
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the second dev stops at once")
+            .unwrap()
+    };
+    let both = second(&port, dir.path()).await;
+    let err = String::from_utf8_lossy(&both.stderr);
+    assert_eq!(both.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("another `notesctl dev` seems to be running here")
+            && err.contains(&format!("port 127.0.0.1:{port} is taken"))
+            && err.contains(&format!(
+                "the data directory {} is in use",
+                dir.path().display()
+            ))
+            && err.contains("--port N")
+            && err.contains("--data-dir"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+
+    let port_only = second(&port, other.path()).await;
+    let err = String::from_utf8_lossy(&port_only.stderr);
+    assert_eq!(port_only.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}"))
+            && !err.contains("data directory"),
+        "{err}"
+    );
+
+    let dir_only = second("0", dir.path()).await;
+    let err = String::from_utf8_lossy(&dir_only.stderr);
+    assert_eq!(dir_only.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("is in use by another `notesctl dev`") && !err.contains("port"),
+        "{err}"
+    );
+}

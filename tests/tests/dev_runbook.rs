@@ -276,3 +276,83 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
     assert_eq!(v.function, "production-notes-publish");
     let _ = follow.kill().await;
 }
+
+/// A manual redrive on a terminal draws one progress bar instead of a line per batch; in CI, or with
+/// `--output json`, it never draws (plain lines, or nothing). Run under a real pseudo-terminal.
+#[tokio::test]
+async fn redrive_progress_is_drawn_only_for_a_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let sqs = sqs(&dev).await;
+    let dlq = sqs
+        .get_queue_url()
+        .queue_name("production-note-processing-dlq")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let fill = |n: usize| {
+        let (sqs, dlq) = (sqs.clone(), dlq.clone());
+        async move {
+            for i in 0..n {
+                sqs.send_message()
+                    .queue_url(&dlq)
+                    .message_body(note_created(&format!("1767225600000-p{i}"), "ada"))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // `script` gives the command a pseudo-terminal for stdin, stdout and stderr.
+    let on_a_terminal = |ci: bool, extra: &'static str| {
+        let bin = notesctl_tests::dev::notesctl_binary();
+        let mut cmd = tokio::process::Command::new("script");
+        cmd.args(["-q", "-e", "-c"])
+            .arg(format!(
+                "{} redrive-dlq --local {} --yes --manual --max-per-second 8 {extra}",
+                bin.display(),
+                dev.api_url
+            ))
+            .arg("/dev/null")
+            .env("NOTESCTL_DEV_DATA_DIR", dir.path())
+            .env_remove("NOTESCTL_OUTPUT")
+            .env("TERM", "xterm");
+        if ci {
+            cmd.env("CI", "true");
+        } else {
+            cmd.env_remove("CI");
+        }
+        async move {
+            let out = cmd.output().await.unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+
+    fill(16).await;
+    let shown = on_a_terminal(false, "").await;
+    assert!(shown.contains("moving "), "a bar on a terminal: {shown}");
+    assert!(
+        !shown.contains("moved 10 of 16"),
+        "no batch lines under the bar: {shown}"
+    );
+    assert!(
+        shown.contains("moved 16 of 16 messages"),
+        "the report: {shown}"
+    );
+
+    fill(16).await;
+    let ci = on_a_terminal(true, "").await;
+    assert!(!ci.contains("moving "), "no bar in CI: {ci}");
+    assert!(ci.contains("moved 10 of 16"), "plain lines in CI: {ci}");
+
+    fill(16).await;
+    let json = on_a_terminal(false, "--output json").await;
+    assert!(
+        !json.contains("moving "),
+        "no bar with --output json: {json}"
+    );
+    assert!(json.contains("\"moved\":16"), "{json}");
+}

@@ -57,7 +57,7 @@ pub fn alarm_specs(stage: &str, queue_depth_threshold: f64) -> Vec<AlarmSpec> {
 }
 
 /// An alarm and its state (`OK`, `ALARM`, `INSUFFICIENT_DATA`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct AlarmState {
     pub name: String,
     pub state: String,

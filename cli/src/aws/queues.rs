@@ -36,7 +36,7 @@ pub async fn lookup(sqs: &Client, name: &str) -> anyhow::Result<QueueRef> {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Depth {
     pub name: String,
@@ -47,7 +47,7 @@ pub struct Depth {
     pub oldest_age_seconds: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct QueueDepth {
     pub queue: Depth,
     pub dlq: Depth,

@@ -47,7 +47,9 @@ pub struct Calls {
     pub delete: AtomicU64,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct CallCounts {
     pub list: u64,
     pub head: u64,

@@ -25,7 +25,7 @@ pub struct AlarmsArgs {
     pub queue_depth_threshold: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlarmsReport {
     pub alarms: Vec<AlarmState>,

@@ -36,7 +36,7 @@ pub struct DestroyArgs {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DestroyReport {
     /// The stacks deleted, in the order they went.
     pub deleted: Vec<String>,
@@ -189,7 +189,15 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> anyhow::Result<DestroyRepo
             .send()
             .await
             .map_err(|e| explain(&format!("deleting {name}"), &e))?;
-        if let Some(status) = wait_deleted(&cfn, name, &deadline).await? {
+        let spinner = ctx.spinner();
+        if let Some(s) = &spinner {
+            s.set_message(format!("deleting {name}"));
+        }
+        let waited = wait_deleted(&cfn, name, &deadline, spinner.as_ref()).await;
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        if let Some(status) = waited? {
             report.problem = Some(format!(
                 "{name} is still {status} after --timeout {}: CloudFormation goes on deleting it. Check it with `notesctl status`, then run destroy again for the stacks before it",
                 deadline.shown()
@@ -230,6 +238,7 @@ async fn wait_deleted(
     cfn: &Client,
     name: &str,
     deadline: &Deadline,
+    spinner: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<Option<String>> {
     let mut delay = Duration::from_millis(500);
     loop {
@@ -248,6 +257,13 @@ async fn wait_deleted(
                 "deleting {name} failed: see its events (`aws cloudformation describe-stack-events --stack-name {name}`), fix what they name, and run destroy again"
             ),
             Some(other) => {
+                if let Some(s) = spinner {
+                    s.set_message(format!(
+                        "deleting {name}: {} ({}s)",
+                        other.as_str(),
+                        deadline.elapsed().as_secs()
+                    ));
+                }
                 if !deadline.sleep(delay).await {
                     return Ok(Some(other.as_str().to_owned()));
                 }

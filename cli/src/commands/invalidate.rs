@@ -52,7 +52,7 @@ impl InvalidateArgs {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvalidateReport {
     pub invalidation_id: String,
@@ -161,6 +161,13 @@ pub async fn create(
     .await
 }
 
+/// The first wait between polls, growing by half each time up to 15 s. (Short in unit tests, which
+/// run on recorded answers.)
+#[cfg(not(test))]
+const FIRST_POLL: Duration = Duration::from_secs(2);
+#[cfg(test)]
+const FIRST_POLL: Duration = Duration::from_millis(20);
+
 /// Polls until `Completed` or the deadline; the last status seen. A passing failure to read it is
 /// polled through; a lasting one is an error.
 pub async fn wait(
@@ -171,7 +178,7 @@ pub async fn wait(
     deadline: &Deadline,
 ) -> anyhow::Result<String> {
     let spinner = ctx.spinner();
-    let mut delay = Duration::from_secs(2);
+    let mut delay = FIRST_POLL;
     let mut status = "InProgress".to_owned();
     let what = format!("reading invalidation {id}");
     let what = &what;
@@ -276,11 +283,23 @@ pub async fn run(ctx: &Context, args: InvalidateArgs) -> anyhow::Result<Invalida
     let reference = caller_reference(&args.paths, &content);
     let cf = Client::new(&config);
     let deadline = Deadline::after(args.timeout);
-    let (id, mut status) =
-        create(&cf, &distribution_id, &args.paths, &reference, &deadline).await?;
+    invalidate(ctx, &cf, &distribution_id, &args, &reference, &deadline).await
+}
+
+/// Creates the invalidation and, with `--wait`, follows it; still running at the deadline is the
+/// report's problem (exit 1).
+async fn invalidate(
+    ctx: &Context,
+    cf: &Client,
+    distribution_id: &str,
+    args: &InvalidateArgs,
+    reference: &str,
+    deadline: &Deadline,
+) -> anyhow::Result<InvalidateReport> {
+    let (id, mut status) = create(cf, distribution_id, &args.paths, reference, deadline).await?;
     let mut problem = None;
     if args.wait && status != "Completed" {
-        status = wait(ctx, &cf, &distribution_id, &id, &deadline).await?;
+        status = wait(ctx, cf, distribution_id, &id, deadline).await?;
         if status != "Completed" {
             problem = Some(format!(
                 "invalidation {id} is still {status} after --timeout {}; it goes on in CloudFront: check it with `aws cloudfront get-invalidation --distribution-id {distribution_id} --id {id}`",
@@ -291,7 +310,7 @@ pub async fn run(ctx: &Context, args: InvalidateArgs) -> anyhow::Result<Invalida
     Ok(InvalidateReport {
         invalidation_id: id,
         status,
-        distribution_id,
+        distribution_id: distribution_id.to_owned(),
         paths: args.paths.clone(),
         problem,
     })
@@ -300,6 +319,146 @@ pub async fn run(ctx: &Context, args: InvalidateArgs) -> anyhow::Result<Invalida
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_cloudfront::operation::create_invalidation::CreateInvalidationOutput;
+    use aws_sdk_cloudfront::operation::get_invalidation::GetInvalidationOutput;
+    use aws_sdk_cloudfront::types::Invalidation;
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+
+    fn invalidation(status: &str) -> Invalidation {
+        Invalidation::builder()
+            .id("I1")
+            .status(status)
+            .create_time(aws_sdk_cloudfront::primitives::DateTime::from_secs(0))
+            .invalidation_batch(
+                InvalidationBatch::builder()
+                    .paths(Paths::builder().quantity(1).items("/*").build().unwrap())
+                    .caller_reference("r")
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn created() -> Rule {
+        mock!(Client::create_invalidation).then_output(|| {
+            CreateInvalidationOutput::builder()
+                .invalidation(invalidation("InProgress"))
+                .build()
+        })
+    }
+
+    fn client(rules: &[&Rule]) -> Client {
+        mock_client!(
+            aws_sdk_cloudfront,
+            RuleMode::Sequential,
+            rules.iter().copied(),
+            |c| c.retry_config(aws_sdk_cloudfront::config::retry::RetryConfig::disabled())
+        )
+    }
+
+    fn ctx() -> Context {
+        use clap::Parser;
+        Context::new(crate::Cli::parse_from(["notesctl", "--quiet", "invalidate"]).global)
+    }
+
+    fn args(timeout: Duration) -> InvalidateArgs {
+        InvalidateArgs {
+            wait: true,
+            timeout,
+            ..InvalidateArgs::after_sync("b", "c")
+        }
+    }
+
+    fn answer(status: u16, body: &'static str) -> aws_smithy_runtime_api::http::Response {
+        let mut r = aws_smithy_runtime_api::http::Response::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(status).unwrap(),
+            aws_smithy_types::body::SdkBody::from(body),
+        );
+        r.headers_mut().insert("content-type", "text/xml");
+        r
+    }
+
+    /// `--wait` polls through several InProgress answers, and through throttling in between, to
+    /// Completed: exit 0.
+    #[tokio::test]
+    async fn wait_polls_in_progress_and_throttling_until_completed() {
+        let create = created();
+        let polls = mock!(Client::get_invalidation)
+            .sequence()
+            .output(|| {
+                GetInvalidationOutput::builder()
+                    .invalidation(invalidation("InProgress"))
+                    .build()
+            })
+            .times(3)
+            .http_response(|| {
+                answer(
+                    400,
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>",
+                )
+            })
+            .times(2)
+            .output(|| {
+                GetInvalidationOutput::builder()
+                    .invalidation(invalidation("Completed"))
+                    .build()
+            })
+            .build();
+        let cf = client(&[&create, &polls]);
+        let a = args(Duration::from_secs(600));
+        let deadline = Deadline::after(a.timeout);
+        let r = invalidate(&ctx(), &cf, "D1", &a, "ref", &deadline)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.problem.as_deref()),
+            ("Completed", None)
+        );
+        assert_eq!(
+            polls.num_calls(),
+            6,
+            "three InProgress, two throttled, Completed"
+        );
+        assert_eq!(crate::output::Report::exit(&r), Exit::Ok);
+    }
+
+    /// Still InProgress at `--timeout 1s`: the report says what is still running and how to look at
+    /// it, and the exit code is 1.
+    #[tokio::test]
+    async fn a_wait_past_the_timeout_is_exit_1_with_the_way_to_follow_it() {
+        let create = created();
+        let polls = mock!(Client::get_invalidation)
+            .sequence()
+            .output(|| {
+                GetInvalidationOutput::builder()
+                    .invalidation(invalidation("InProgress"))
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let cf = client(&[&create, &polls]);
+        let a = args(Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        let deadline = Deadline::after(a.timeout);
+        let r = invalidate(&ctx(), &cf, "D1", &a, "ref", &deadline)
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(r.status, "InProgress");
+        let problem = r.problem.clone().expect("a problem");
+        assert!(
+            problem.contains("still InProgress after --timeout 1s")
+                && problem.contains("aws cloudfront get-invalidation --distribution-id D1 --id I1"),
+            "{problem}"
+        );
+        assert_eq!(crate::output::Report::exit(&r), Exit::Problem);
+        assert!(polls.num_calls() >= 1);
+    }
 
     #[test]
     fn caller_references_follow_paths_and_content() {

@@ -18,7 +18,7 @@ pub struct OutputsArgs {
 }
 
 /// Stack name → its outputs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct OutputsReport(pub BTreeMap<String, BTreeMap<String, String>>);
 
@@ -65,7 +65,7 @@ pub async fn run(ctx: &Context, args: OutputsArgs) -> anyhow::Result<OutputsRepo
     Ok(OutputsReport(all))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WsUrl {
     pub web_socket_url: String,

@@ -36,7 +36,7 @@ pub struct PackageArgs {
     pub workspace: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Artifact {
     pub path: String,
     pub arch: Arch,
@@ -44,7 +44,7 @@ pub struct Artifact {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PackageReport {
     pub artifacts: Vec<Artifact>,
 }
@@ -243,8 +243,31 @@ fn which(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
-/// Builds `notes-lambda` for `arch` in release; the binary's path.
-async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
+/// Where cargo-zigbuild finds zig: `CARGO_ZIGBUILD_ZIG_PATH`, `zig` on PATH, or Python's `ziglang`.
+async fn zig_found() -> bool {
+    if std::env::var_os("CARGO_ZIGBUILD_ZIG_PATH").is_some_and(|p| !p.is_empty()) || which("zig") {
+        return true;
+    }
+    for python in ["python3", "python"] {
+        if !which(python) {
+            continue;
+        }
+        let found = tokio::process::Command::new(python)
+            .args(["-c", "import ziglang"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        if found.is_ok_and(|s| s.success()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// What building for `arch` needs that this machine lacks, said before anything is built.
+async fn preflight(arch: Arch) -> anyhow::Result<()> {
     let target = arch.rust_target();
     let installed = tokio::process::Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -260,6 +283,36 @@ async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
             "the Rust target {target} is not installed: run `rustup target add {target}`"
         );
     }
+    if arch == Arch::Arm64 {
+        let zigbuild = which("cargo-zigbuild");
+        let zig = zig_found().await;
+        let missing = match (zigbuild, zig) {
+            (true, true) => return Ok(()),
+            (false, false) => "cargo-zigbuild and zig are",
+            (false, true) => "cargo-zigbuild is",
+            (true, false) => "zig is",
+        };
+        let mut steps = Vec::new();
+        if !zigbuild {
+            steps.push("`cargo install cargo-zigbuild --locked`");
+        }
+        if !zig {
+            steps.push("`pip install ziglang` (or put zig on PATH)");
+        }
+        anyhow::bail!(
+            "arm64 builds link against glibc 2.34 with zig, and {missing} missing: run {} — or build elsewhere and pass --binary",
+            steps.join(" and ")
+        );
+    }
+    Ok(())
+}
+
+/// Builds `notes-lambda` for `arch` in release; the binary's path. On a terminal, cargo's lines
+/// become one spinner line (what it compiles, how long it has run); its full output is shown if
+/// the build fails. Elsewhere cargo writes to stderr as usual.
+async fn build(ctx: &Context, workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
+    use tokio::io::AsyncBufReadExt;
+    let target = arch.rust_target();
     let mut cmd = tokio::process::Command::new("cargo");
     let release = [
         "--release",
@@ -278,25 +331,57 @@ async fn build(workspace: &Path, arch: Arch) -> anyhow::Result<PathBuf> {
             }
         }
         Arch::Arm64 => {
-            if !which("cargo-zigbuild") {
-                anyhow::bail!(
-                    "arm64 builds link against glibc 2.34 with zig: run `cargo install cargo-zigbuild` and `pip install ziglang` (or build elsewhere and pass --binary)"
-                );
-            }
             cmd.arg("zigbuild")
                 .args(release)
                 .args(["--target", &format!("{target}.2.34")]);
         }
     }
+    let spinner = ctx.spinner();
     cmd.current_dir(workspace)
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
-    let status = cmd
-        .status()
+        .stderr(if spinner.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("running cargo: {e}"))?;
+    let mut seen = Vec::new();
+    if let (Some(bar), Some(err)) = (&spinner, child.stderr.take()) {
+        let started = std::time::Instant::now();
+        let mut lines = tokio::io::BufReader::new(err).lines();
+        let mut compiled = 0;
+        while let Ok(Some(line)) = lines.next_line().await {
+            let step = line.trim_start();
+            if step.starts_with("Compiling") {
+                compiled += 1;
+            }
+            if let Some(word) = step.split_whitespace().next()
+                && word.chars().all(|c| c.is_ascii_alphabetic())
+                && !step.starts_with("warning")
+            {
+                bar.set_message(format!(
+                    "building notes-lambda for {} — {compiled} crates, {}s — {step}",
+                    arch.as_str(),
+                    started.elapsed().as_secs()
+                ));
+            }
+            seen.push(line);
+        }
+    }
+    let status = child
+        .wait()
         .await
         .map_err(|e| anyhow::anyhow!("running cargo: {e}"))?;
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
     if !status.success() {
+        for line in &seen {
+            eprintln!("{line}");
+        }
         anyhow::bail!(
             "building notes-lambda for {target} failed (see the compiler's output above)"
         );
@@ -345,6 +430,13 @@ pub async fn run(ctx: &Context, args: PackageArgs) -> anyhow::Result<PackageRepo
     if args.binary.is_some() && args.arches.len() != 1 {
         anyhow::bail!("--binary packages one binary: give exactly one --arch");
     }
+    if args.binary.is_none() {
+        // Every architecture's tools before any build: a missing zig should not wait for the
+        // x86_64 build to finish.
+        for &arch in &args.arches {
+            preflight(arch).await?;
+        }
+    }
     let mut artifacts = Vec::new();
     for &arch in &args.arches {
         let path = match &args.binary {
@@ -355,7 +447,7 @@ pub async fn run(ctx: &Context, args: PackageArgs) -> anyhow::Result<PackageRepo
                     arch.as_str(),
                     arch.rust_target()
                 ));
-                build(&args.workspace, arch).await?
+                build(ctx, &args.workspace, arch).await?
             }
         };
         let bytes =

@@ -16,7 +16,7 @@ use crate::output::{Exit, Report};
 /// What `status` shows for a stack that does not exist.
 pub const NOT_DEPLOYED: &str = "NOT_DEPLOYED";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StackState {
     pub name: String,
     pub status: String,
@@ -29,7 +29,7 @@ impl StackState {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusReport {
     pub stacks: Vec<StackState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

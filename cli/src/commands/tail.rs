@@ -48,7 +48,7 @@ pub struct TailArgs {
 }
 
 /// One log event, as printed (`{"timestamp","function","stream","message"}` in JSON Lines).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Line {
     pub timestamp: String,
     pub function: String,

@@ -126,12 +126,7 @@ impl Reopening {
         }
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, db)) {
-            let mut text = err.to_string();
-            let mut cause = err.source();
-            while let Some(c) = cause {
-                text = format!("{text}: {c}");
-                cause = c.source();
-            }
+            let text = crate::domain::error::Chain(err).to_string();
             tracing::error!(database = %self.name, error = %text, "I/O error: closing the database; it is reopened once the disk allows (is it full?)");
             state.current = None;
             state.broken = Some(text);
@@ -141,12 +136,14 @@ impl Reopening {
 }
 
 /// A storage backend that fails writes while told to, as a full disk does: for tests of recovery.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug)]
 pub struct FlakyDisk {
     inner: redb::backends::FileBackend,
     full: Arc<std::sync::atomic::AtomicBool>,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl FlakyDisk {
     /// Over `file`; writes fail with "No space left on device" while `full` is set.
     pub fn new(
@@ -168,6 +165,7 @@ impl FlakyDisk {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl redb::StorageBackend for FlakyDisk {
     fn len(&self) -> Result<u64, std::io::Error> {
         self.inner.len()
@@ -237,6 +235,7 @@ impl redb::StorageBackend for FlakyDisk {
 }
 
 /// An opener for `path` through a [`FlakyDisk`] (tests of recovery).
+#[cfg(any(test, feature = "test-support"))]
 pub fn flaky_opener(
     path: std::path::PathBuf,
     full: Arc<std::sync::atomic::AtomicBool>,

@@ -62,7 +62,7 @@ pub async fn upload(
 }
 
 /// A function that does not run the zip this deploy shipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CodeMismatch {
     pub function: String,

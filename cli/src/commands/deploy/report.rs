@@ -13,7 +13,7 @@ use super::artifacts::CodeMismatch;
 use crate::output::{Exit, Report};
 
 /// What a deploy did with a stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StackAction {
     Created,
@@ -39,7 +39,7 @@ impl fmt::Display for StackAction {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StackReport {
     pub name: String,
     pub action: StackAction,
@@ -54,7 +54,7 @@ pub struct StackReport {
 
 /// A resource change as CloudFormation names it (`Add`, `Modify`, `Remove`, …), or the whole stack
 /// deleted and created again (`Recreate`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ChangeAction {
     Add,
     Modify,
@@ -89,7 +89,7 @@ impl fmt::Display for ChangeAction {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     pub action: ChangeAction,
@@ -100,7 +100,7 @@ pub struct Change {
 }
 
 /// Why a stack's deploy failed: a resource's own status (`CREATE_FAILED`, …), or a stage of ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum FailureStatus {
     /// The stack is in a state only a person can get it out of; the reason says how.
     #[serde(rename = "BLOCKED")]
@@ -135,7 +135,7 @@ impl fmt::Display for FailureStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Failure {
     pub logical_id: String,
@@ -145,13 +145,13 @@ pub struct Failure {
 }
 
 /// `deploy --frontend`: the sync and the invalidation that followed the stacks.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FrontendReport {
     pub sync: SyncReport,
     pub invalidation: InvalidateReport,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeployReport {
     pub stacks: Vec<StackReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

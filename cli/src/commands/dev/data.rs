@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use notes_handlers::domain::error::Chain;
 use notes_handlers::embedded::EmbeddedStore;
 use notes_handlers::embedded::files::{private_dir, private_file};
 
@@ -17,8 +18,30 @@ pub struct DataDir {
     pub queue: LocalQueue,
 }
 
+/// Another `notesctl dev` holds the data directory.
+#[derive(Debug)]
+pub struct InUse(pub PathBuf);
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the data directory {} is in use by another `notesctl dev`: stop it, or pass another --data-dir",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for InUse {}
+
 /// Why a database would not open, in the words a person acts on.
-fn explain(dir: &Path, file: &Path, what: &str, err: &(dyn std::error::Error + 'static)) -> String {
+fn explain(
+    dir: &Path,
+    file: &Path,
+    what: &str,
+    err: &(dyn std::error::Error + 'static),
+) -> anyhow::Error {
+    let busy = |dir: &Path| anyhow::Error::new(InUse(dir.to_path_buf()));
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cause {
         if let Some(redb::DatabaseError::DatabaseAlreadyOpen) = e.downcast_ref() {
@@ -30,7 +53,7 @@ fn explain(dir: &Path, file: &Path, what: &str, err: &(dyn std::error::Error + '
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::PermissionDenied => {
-                    return format!(
+                    return anyhow::anyhow!(
                         "cannot open the {what} {}: permission denied. It belongs to another user; run as its owner or pass another --data-dir",
                         file.display()
                     );
@@ -42,33 +65,13 @@ fn explain(dir: &Path, file: &Path, what: &str, err: &(dyn std::error::Error + '
         cause = e.source();
     }
     let aside = aside_name(file);
-    format!(
+    anyhow::anyhow!(
         "the {what} {} is damaged or is not a notesctl database ({}). Move it aside and start again with an empty one: mv {} {}",
         file.display(),
-        chain(err),
+        Chain(err),
         file.display(),
         aside.display()
     )
-}
-
-fn busy(dir: &Path) -> String {
-    format!(
-        "the data directory {} is in use by another `notesctl dev`: stop it, or pass another --data-dir",
-        dir.display()
-    )
-}
-
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cause = err.source();
-    while let Some(e) = cause {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cause = e.source();
-    }
-    parts.join(": ")
 }
 
 /// `store.redb` → `store.redb.damaged-<unix seconds>`.
@@ -93,10 +96,10 @@ impl DataDir {
                 format!("cannot make {} readable by its owner only", file.display())
             })?;
         }
-        let store = EmbeddedStore::open(&store_file)
-            .map_err(|e| anyhow::anyhow!(explain(dir, &store_file, "store", &e)))?;
+        let store =
+            EmbeddedStore::open(&store_file).map_err(|e| explain(dir, &store_file, "store", &e))?;
         let queue = LocalQueue::open(&queue_file, visibility, max_receives)
-            .map_err(|e| anyhow::anyhow!(explain(dir, &queue_file, "queue", &e)))?;
+            .map_err(|e| explain(dir, &queue_file, "queue", &e))?;
         Ok(DataDir { store, queue })
     }
 }

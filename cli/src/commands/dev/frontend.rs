@@ -20,6 +20,10 @@ const EMBEDDED: &[(&str, &[u8])] = &[
         "styles.css",
         include_bytes!("../../../../frontend/styles.css"),
     ),
+    (
+        "favicon.ico",
+        include_bytes!("../../../../frontend/favicon.ico"),
+    ),
 ];
 
 use crate::mime::content_type;
@@ -99,6 +103,8 @@ mod tests {
         assert!(f.get("/app.js").await.is_some());
         assert!(f.get("/dashboard").await.is_some(), "SPA fallback");
         assert!(f.get("/missing.js").await.is_none());
+        let icon = f.get("/favicon.ico").await.expect("a favicon, not a 404");
+        assert_eq!(icon.headers()[header::CONTENT_TYPE], "image/x-icon");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("index.html"), "<p>hi</p>").unwrap();
         let f = Frontend::Dir(dir.path().to_path_buf());

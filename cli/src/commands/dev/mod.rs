@@ -48,7 +48,7 @@ pub struct DevArgs {
     #[arg(long = "allowed-host", value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
     /// Where users, notes, the queue and the JWT secret are kept across restarts.
-    #[arg(long, default_value = ".notesctl/dev", env = "NOTESCTL_DEV_DATA_DIR")]
+    #[arg(long, default_value = crate::context::DEV_DATA_DIR, env = "NOTESCTL_DEV_DATA_DIR")]
     pub data_dir: PathBuf,
     /// Serve the frontend from this directory instead of the built-in copy.
     #[arg(long)]
@@ -70,7 +70,7 @@ pub struct DevArgs {
 }
 
 /// What `dev` prints once it listens.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Listening {
     pub api_url: String,
@@ -111,11 +111,38 @@ async fn shutdown_signal() {
 pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
     // What the handlers log also goes to their log groups, whatever -q/-v say for stderr.
     add_app_log_layer(Box::new(logbook::LogBookLayer));
+    let frontend = match &args.frontend {
+        Some(dir) if !dir.join("index.html").is_file() => {
+            anyhow::bail!(
+                "--frontend {} has no index.html; point it at the frontend's folder",
+                dir.display()
+            )
+        }
+        Some(dir) => Frontend::Dir(dir.clone()),
+        None => Frontend::Embedded,
+    };
+    // The port and the data directory are both tried before either failure is reported: another
+    // `dev` running here holds both, and one message should say so.
+    let addr = format!("{}:{}", args.host, args.port);
+    let bound = tokio::net::TcpListener::bind(&addr).await;
     let data = data::DataDir::open(
         &args.data_dir,
         Duration::from_secs(args.visibility_timeout),
         args.max_receive_count,
-    )?;
+    );
+    let (listener, data) = match (bound, data) {
+        (Ok(listener), Ok(data)) => (listener, data),
+        (Err(port), Err(dir)) if dir.downcast_ref::<data::InUse>().is_some() => anyhow::bail!(
+            "another `notesctl dev` seems to be running here: port {addr} is taken ({port}) and the data directory {} is in use. Stop it, or pass both --port N (0 picks a free port) and another --data-dir",
+            args.data_dir.display()
+        ),
+        (_, Err(dir)) => return Err(dir),
+        (Err(port), Ok(_)) => {
+            return Err(anyhow::Error::new(port).context(format!(
+                "cannot listen on {addr}: is the port in use? Pass --port N (0 picks a free port)"
+            )));
+        }
+    };
     let (store, queue) = (data.store, data.queue);
     let secret = Arc::new(FileSecret::new(args.data_dir.join("jwt-secret")));
 
@@ -150,24 +177,6 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
             )
         })?;
 
-    let frontend = match &args.frontend {
-        Some(dir) if !dir.join("index.html").is_file() => {
-            anyhow::bail!(
-                "--frontend {} has no index.html; point it at the frontend's folder",
-                dir.display()
-            )
-        }
-        Some(dir) => Frontend::Dir(dir.clone()),
-        None => Frontend::Embedded,
-    };
-    let addr = format!("{}:{}", args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {addr}: is the port in use? Pass --port N (0 picks a free port)"
-            )
-        })?;
     let local = listener.local_addr()?;
     if !local.ip().is_loopback() {
         tracing::warn!(

@@ -33,6 +33,7 @@ pub async fn run(
     deadline: &Deadline,
     report: &mut RedriveReport,
 ) -> anyhow::Result<()> {
+    let bound = args.max.unwrap_or(report.found);
     let mover = Mover {
         ctx,
         sqs,
@@ -40,8 +41,24 @@ pub async fn run(
         args,
         deadline,
         fifo: queues.queue.url.ends_with(".fifo"),
+        bar: ctx.progress_enabled().then(|| {
+            let bar = indicatif::ProgressBar::new(bound);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} moving {pos}/{len} [{bar:30}] {per_sec} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        }),
     };
-    match mover.run(report).await {
+    let result = mover.run(report).await;
+    if let Some(bar) = &mover.bar {
+        bar.finish_and_clear();
+    }
+    match result {
         Ok(()) => Ok(()),
         Err(e) if is_transient(&e) => {
             report.problem = Some(format!(
@@ -66,6 +83,8 @@ struct Mover<'a> {
     args: &'a RedriveArgs,
     deadline: &'a Deadline,
     fifo: bool,
+    /// On a terminal: how far the run has got, in place of a line per batch.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 /// What became of one received batch.
@@ -124,10 +143,14 @@ impl Mover<'_> {
                     ));
                     break;
                 }
-                self.ctx.say(format!(
+                let waiting = format!(
                     "{pending} messages are in flight in {} (an interrupted run?); waiting for them",
                     self.queues.dlq.name
-                ));
+                );
+                match &self.bar {
+                    Some(bar) => bar.set_message(waiting),
+                    None => self.ctx.say(waiting),
+                }
                 continue;
             }
             empty_polls = 0;
@@ -157,8 +180,15 @@ impl Mover<'_> {
                     None => note,
                 });
             }
-            self.ctx
-                .say(format!("moved {} of {}", report.moved, report.found));
+            match &self.bar {
+                Some(bar) => {
+                    bar.set_position(report.moved + report.failed);
+                    bar.set_message("");
+                }
+                None => self
+                    .ctx
+                    .say(format!("moved {} of {}", report.moved, report.found)),
+            }
             if let Some(rate) = self.args.max_per_second.filter(|r| *r > 0) {
                 let due = Duration::from_secs_f64(report.moved as f64 / f64::from(rate));
                 if let Some(wait) = due.checked_sub(started.elapsed()) {

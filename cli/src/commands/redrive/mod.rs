@@ -54,14 +54,14 @@ pub struct RedriveArgs {
     pub local: LocalArg,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     MoveTask,
     Manual,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sample {
     pub message_id: String,
@@ -72,7 +72,7 @@ pub struct Sample {
 }
 
 /// A message the processing queue kept refusing; it stays in the DLQ.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Refused {
     pub message_id: String,
@@ -80,7 +80,7 @@ pub struct Refused {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedriveReport {
     pub moved: u64,
@@ -249,4 +249,26 @@ pub async fn run(ctx: &Context, args: RedriveArgs) -> anyhow::Result<RedriveRepo
     }
     manual::run(ctx, sqs, &queues, &args, &deadline, &mut report).await?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::report;
+    use super::*;
+
+    #[test]
+    fn a_dry_run_on_an_empty_dlq_does_not_ask_for_another_run() {
+        let mut r = report(Method::MoveTask, 0);
+        r.dry_run = true;
+        assert_eq!(
+            r.to_string(),
+            "0 dead-lettered messages in p-note-processing-dlq (dry run: nothing moved)\nNothing to move."
+        );
+        r.found = 2;
+        assert!(
+            r.to_string()
+                .ends_with("Run again without --dry-run to move them to p-note-processing-queue."),
+            "{r}"
+        );
+    }
 }

@@ -122,7 +122,7 @@ pub struct Found {
 }
 
 /// Why a name in DIR is not published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum SkipReason {
     /// A dotfile (`.env`, …): pass --include-dotfiles to publish them.
@@ -135,7 +135,7 @@ pub enum SkipReason {
     BrokenLink,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Skipped {
     pub key: String,
     pub reason: SkipReason,

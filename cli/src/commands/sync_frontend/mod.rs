@@ -85,7 +85,7 @@ impl SyncArgs {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SyncReport {
     pub uploaded: usize,
@@ -110,7 +110,7 @@ pub struct SyncReport {
 
 impl Report for SyncReport {}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PlannedAction {
     Upload,
@@ -128,7 +128,7 @@ impl fmt::Display for PlannedAction {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct PlannedChange {
     pub action: PlannedAction,
     pub key: String,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::local::{Filter, LocalFile, Source};
 use crate::aws::s3::{RemoteObject, hex};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Why {
     New,
