@@ -295,3 +295,37 @@ fn missing_credentials_are_named_as_such() {
     assert!(!err.contains("could not reach"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
+
+/// Errors in the order a person makes mistakes: a missing folder is named before anything about
+/// region, credentials or stacks is looked at (here there is none of them).
+#[test]
+fn sync_frontend_looks_at_the_folder_first() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_notesctl"))
+        .args(["sync-frontend", "/nonexistent/site"])
+        .env_remove("NOTESCTL_OUTPUT")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.path().join("credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/site") && err.contains("pass the folder of the built frontend"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("region") && !err.contains("credentials"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}

@@ -40,16 +40,24 @@ async fn main() {
     let env = res.handler_env(moto);
 
     let mut rows = Vec::new();
-    for (label, handler, payload) in [
+    for (label, handler, payload, status) in [
         (
             "init + refusal (no AWS call): auth-signup, empty body → 400",
             "auth-signup",
             json!({"version": "2.0", "rawPath": "/auth/signup", "routeKey": "POST /auth/signup", "headers": {}, "requestContext": {"http": {"method": "POST", "path": "/auth/signup"}, "timeEpoch": 0}, "isBase64Encoded": false}),
+            400,
+        ),
+        (
+            "init with the Secrets Manager fetch of the JWT secret on moto: notes-publish, no token → 401",
+            "notes-publish",
+            json!({"version": "2.0", "rawPath": "/notes", "routeKey": "POST /notes", "headers": {"content-type": "application/json"}, "body": "{\"content\":\"x\"}", "requestContext": {"http": {"method": "POST", "path": "/notes"}, "timeEpoch": 0}, "isBase64Encoded": false}),
+            401,
         ),
         (
             "init + one DynamoDB Query on moto: notes-get-public → 200",
             "notes-get-public",
             public_notes_request(),
+            200,
         ),
     ] {
         let mut times = Vec::new();
@@ -63,7 +71,11 @@ async fn main() {
                 .await
                 .expect("the function answered");
             let took = started.elapsed();
-            assert!(resp["statusCode"].as_u64().is_some(), "{resp}");
+            assert_eq!(
+                resp["statusCode"].as_u64(),
+                Some(status),
+                "{label}: the function answered otherwise: {resp}"
+            );
             let pid = process.child.id().unwrap();
             rss.push(peak_rss_kib(pid).unwrap_or(0));
             process.stop().await;
