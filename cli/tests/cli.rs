@@ -10,6 +10,36 @@ fn notesctl(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `notesctl ARGS` on a machine with no AWS configuration at all: no region, profile, credentials or
+/// config files (HOME is an empty folder), and instance metadata at a closed loopback port (the SDK's
+/// chains try it, fail at once and warn; nothing leaves the machine).
+fn bare(args: &[&str], home: &std::path::Path) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_notesctl"));
+    cmd.args(args);
+    for var in [
+        "NOTESCTL_OUTPUT",
+        "NOTESCTL_LOG",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_ENDPOINT_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn help_and_version() {
     let out = notesctl(&["--version"]);
@@ -234,23 +264,7 @@ fn help_is_a_command_with_its_own_help() {
 #[test]
 fn no_sdk_noise_before_our_own_message() {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_notesctl"))
-        .args(["queue-depth"])
-        .env_remove("NOTESCTL_OUTPUT")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_PROFILE")
-        .env_remove("NOTESCTL_LOG")
-        .env("HOME", home.path())
-        .env("AWS_CONFIG_FILE", home.path().join("config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            home.path().join("credentials"),
-        )
-        // IMDS at a closed loopback port: the SDK's chain fails fast and warns.
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
-        .output()
-        .unwrap();
+    let out = bare(&["queue-depth"], home.path());
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -264,27 +278,16 @@ fn no_sdk_noise_before_our_own_message() {
 #[test]
 fn missing_credentials_are_named_as_such() {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_notesctl"))
-        .args(["queue-depth", "--region", "eu-west-2"])
-        .args(["--endpoint-url", "http://127.0.0.1:9"])
-        .env_remove("NOTESCTL_OUTPUT")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
-        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        .env_remove("NOTESCTL_LOG")
-        .env("HOME", home.path())
-        .env("AWS_CONFIG_FILE", home.path().join("config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            home.path().join("credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
+    let out = bare(
+        &[
+            "queue-depth",
+            "--region",
+            "eu-west-2",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+        ],
+        home.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -301,22 +304,7 @@ fn missing_credentials_are_named_as_such() {
 #[test]
 fn sync_frontend_looks_at_the_folder_first() {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_notesctl"))
-        .args(["sync-frontend", "/nonexistent/site"])
-        .env_remove("NOTESCTL_OUTPUT")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env("HOME", home.path())
-        .env("AWS_CONFIG_FILE", home.path().join("config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            home.path().join("credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
+    let out = bare(&["sync-frontend", "/nonexistent/site"], home.path());
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

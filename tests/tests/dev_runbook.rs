@@ -14,6 +14,16 @@ async fn sqs(dev: &DevServer) -> aws_sdk_sqs::Client {
     dev.sqs(&dev.runbook_token()).await
 }
 
+async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
 async fn depth(dev: &DevServer) -> (i32, QueueDepth) {
     dev.cli()
         .args(["queue-depth", "--local", &dev.api_url])
@@ -47,22 +57,8 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &["--visibility-timeout", "1"]).await;
     let sqs = sqs(&dev).await;
-    let queue = sqs
-        .get_queue_url()
-        .queue_name("production-note-processing-queue")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dlq = sqs
-        .get_queue_url()
-        .queue_name("production-note-processing-dlq")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = queue_url(&sqs, "production-note-processing-queue").await;
+    let dlq = queue_url(&sqs, "production-note-processing-dlq").await;
 
     // A poison message: save fails on it every time; after three receives it is dead-lettered.
     sqs.send_message()
@@ -284,14 +280,7 @@ async fn redrive_progress_is_drawn_only_for_a_person() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &[]).await;
     let sqs = sqs(&dev).await;
-    let dlq = sqs
-        .get_queue_url()
-        .queue_name("production-note-processing-dlq")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let dlq = queue_url(&sqs, "production-note-processing-dlq").await;
     let fill = |n: usize| {
         let (sqs, dlq) = (sqs.clone(), dlq.clone());
         async move {
@@ -355,4 +344,72 @@ async fn redrive_progress_is_drawn_only_for_a_person() {
         "no bar with --output json: {json}"
     );
     assert!(json.contains("\"moved\":16"), "{json}");
+}
+
+/// `queue-depth --watch` for a person: on a terminal it redraws its table in place (cursor up, clear)
+/// at each refresh, and with `--fail-above 0` it stops with exit 1 the moment a dead letter arrives;
+/// through a pipe it appends one table per refresh, with no control codes.
+#[tokio::test]
+async fn queue_depth_watch_redraws_in_place_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let sqs = sqs(&dev).await;
+    let dlq = queue_url(&sqs, "production-note-processing-dlq").await;
+    let bin = notesctl_tests::dev::notesctl_binary();
+    let watch = format!(
+        "{} queue-depth --local {} --watch --interval 0.3 --fail-above 0",
+        bin.display(),
+        dev.api_url
+    );
+    let on_a_terminal = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c", &watch, "/dev/null"])
+        .env("NOTESCTL_DEV_DATA_DIR", dir.path())
+        .env_remove("NOTESCTL_OUTPUT")
+        .env("TERM", "xterm")
+        .kill_on_drop(true)
+        .output();
+    let through_a_pipe = tokio::process::Command::new(&bin)
+        .args(["queue-depth", "--local", &dev.api_url, "--watch"])
+        .args(["--interval", "0.3", "--fail-above", "0"])
+        .env("NOTESCTL_DEV_DATA_DIR", dir.path())
+        .env_remove("NOTESCTL_OUTPUT")
+        .kill_on_drop(true)
+        .output();
+    let send = async {
+        // Several refreshes of an empty DLQ first.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sqs.send_message()
+            .queue_url(&dlq)
+            .message_body(note_created("1767225600000-w", "ada"))
+            .send()
+            .await
+            .unwrap();
+    };
+    let (shown, piped, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(on_a_terminal, through_a_pipe, send)
+    })
+    .await
+    .expect("both watches stop when the DLQ is over --fail-above");
+    let (shown, piped) = (shown.unwrap(), piped.unwrap());
+    assert_eq!(shown.status.code(), Some(1), "{shown:?}");
+    assert_eq!(piped.status.code(), Some(1), "{piped:?}");
+
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let frames = shown.matches("QUEUE").count();
+    assert!(frames >= 3, "several refreshes: {shown}");
+    assert!(
+        shown.matches("\x1b[3A\x1b[J").count() >= frames - 1,
+        "each refresh after the first clears the table before it: {shown:?}"
+    );
+    assert!(
+        shown.contains("production-note-processing-dlq") && shown.contains("fail-above"),
+        "{shown}"
+    );
+
+    let piped = String::from_utf8_lossy(&piped.stdout);
+    assert!(
+        !piped.contains('\x1b'),
+        "no control codes through a pipe: {piped:?}"
+    );
+    assert!(piped.matches("QUEUE").count() >= 3, "{piped}");
 }

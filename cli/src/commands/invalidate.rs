@@ -340,6 +340,12 @@ mod tests {
             .unwrap()
     }
 
+    fn polled(status: &str) -> GetInvalidationOutput {
+        GetInvalidationOutput::builder()
+            .invalidation(invalidation(status))
+            .build()
+    }
+
     fn created() -> Rule {
         mock!(Client::create_invalidation).then_output(|| {
             CreateInvalidationOutput::builder()
@@ -386,11 +392,7 @@ mod tests {
         let create = created();
         let polls = mock!(Client::get_invalidation)
             .sequence()
-            .output(|| {
-                GetInvalidationOutput::builder()
-                    .invalidation(invalidation("InProgress"))
-                    .build()
-            })
+            .output(|| polled("InProgress"))
             .times(3)
             .http_response(|| {
                 answer(
@@ -399,11 +401,7 @@ mod tests {
                 )
             })
             .times(2)
-            .output(|| {
-                GetInvalidationOutput::builder()
-                    .invalidation(invalidation("Completed"))
-                    .build()
-            })
+            .output(|| polled("Completed"))
             .build();
         let cf = client(&[&create, &polls]);
         let a = args(Duration::from_secs(600));
@@ -430,11 +428,7 @@ mod tests {
         let create = created();
         let polls = mock!(Client::get_invalidation)
             .sequence()
-            .output(|| {
-                GetInvalidationOutput::builder()
-                    .invalidation(invalidation("InProgress"))
-                    .build()
-            })
+            .output(|| polled("InProgress"))
             .repeatedly()
             .build();
         let cf = client(&[&create, &polls]);
