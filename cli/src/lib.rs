@@ -206,8 +206,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
 
 /// `notesctl help [COMMAND]`: the long help of notesctl or of one command, on stdout.
 fn help(command: Option<&str>) -> anyhow::Result<Streamed> {
-    let mut cli = <Cli as clap::CommandFactory>::command();
-    cli.build();
+    let cli = reference::command();
     let mut cmd = match command {
         None => cli,
         Some(name) => match cli.find_subcommand(name) {

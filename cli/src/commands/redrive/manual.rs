@@ -41,6 +41,7 @@ pub async fn run(
         args,
         deadline,
         fifo: queues.queue.url.ends_with(".fifo"),
+        bound,
         bar: ctx.progress_enabled().then(|| {
             let bar = indicatif::ProgressBar::new(bound);
             bar.set_style(
@@ -83,6 +84,8 @@ struct Mover<'a> {
     args: &'a RedriveArgs,
     deadline: &'a Deadline,
     fifo: bool,
+    /// At most this many messages: `--max`, or the DLQ's depth when the run started.
+    bound: u64,
     /// On a terminal: how far the run has got, in place of a line per batch.
     bar: Option<indicatif::ProgressBar>,
 }
@@ -96,7 +99,7 @@ struct Sent<'m> {
 
 impl Mover<'_> {
     async fn run(&self, report: &mut RedriveReport) -> anyhow::Result<()> {
-        let bound = self.args.max.unwrap_or(report.found);
+        let bound = self.bound;
         let started = Instant::now();
         let mut given_up: HashSet<String> = HashSet::new();
         let mut empty_polls = 0;
