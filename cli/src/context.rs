@@ -73,6 +73,9 @@ pub struct LocalArg {
 pub struct Context {
     pub global: Global,
     aws: OnceCell<SdkConfig>,
+    /// Where tests read the progress lines that `say` would print.
+    #[cfg(test)]
+    said: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Context {
@@ -80,7 +83,15 @@ impl Context {
         Context {
             global,
             aws: OnceCell::new(),
+            #[cfg(test)]
+            said: Default::default(),
         }
+    }
+
+    /// The progress lines said so far (tests only).
+    #[cfg(test)]
+    pub fn said(&self) -> Vec<String> {
+        self.said.lock().unwrap().clone()
     }
 
     pub fn stage(&self) -> &str {
@@ -124,6 +135,8 @@ impl Context {
     /// A progress line on stderr, unless `-q`.
     pub fn say(&self, text: impl std::fmt::Display) {
         if !self.global.quiet {
+            #[cfg(test)]
+            self.said.lock().unwrap().push(text.to_string());
             eprintln!("{text}");
         }
     }

@@ -185,13 +185,18 @@ mod tests {
                     .set_statistic(req.statistic().cloned())
                     .set_threshold(req.threshold())
                     .set_period(req.period())
-                    .set_evaluation_periods(req.evaluation_periods())
-                    .state_value(StateValue::InsufficientData)
-                    .build();
-                store
-                    .lock()
-                    .unwrap()
-                    .insert(req.alarm_name().unwrap().to_owned(), alarm);
+                    .set_evaluation_periods(req.evaluation_periods());
+                // As CloudWatch does: a new alarm starts in INSUFFICIENT_DATA; an update replaces the
+                // configuration and leaves the state as it was.
+                let mut all = store.lock().unwrap();
+                let state = all
+                    .get(req.alarm_name().unwrap())
+                    .and_then(|a| a.state_value().cloned())
+                    .unwrap_or(StateValue::InsufficientData);
+                all.insert(
+                    req.alarm_name().unwrap().to_owned(),
+                    alarm.state_value(state).build(),
+                );
                 PutMetricAlarmOutput::builder().build()
             });
         let read = alarms.clone();
@@ -232,10 +237,44 @@ mod tests {
             email: Some("oncall@example.com".into()),
             queue_depth_threshold: 50.0,
         };
-        for _ in 0..2 {
-            let report = apply(&clients, "prod", &args).await.unwrap();
-            assert_eq!(report.alarms.len(), 2);
-            assert_eq!(report.alarms[0].state, "INSUFFICIENT_DATA");
+        let states = |r: &AlarmsReport| -> BTreeMap<String, String> {
+            r.alarms
+                .iter()
+                .map(|a| (a.name.clone(), a.state.clone()))
+                .collect()
+        };
+        let first = apply(&clients, "prod", &args).await.unwrap();
+        assert_eq!(
+            states(&first),
+            BTreeMap::from([
+                ("prod-notes-dlq-messages".into(), "INSUFFICIENT_DATA".into()),
+                (
+                    "prod-notes-queue-depth-high".into(),
+                    "INSUFFICIENT_DATA".into()
+                ),
+            ])
+        );
+        assert_eq!(first.exit(), Exit::Ok, "nothing fires yet");
+        // Dead letters arrive: CloudWatch moves the DLQ alarm to ALARM between the runs.
+        {
+            let mut all = alarms.lock().unwrap();
+            all.get_mut("prod-notes-dlq-messages").unwrap().state_value = Some(StateValue::Alarm);
+        }
+        let second = apply(&clients, "prod", &args).await.unwrap();
+        assert_eq!(
+            states(&second),
+            BTreeMap::from([
+                ("prod-notes-dlq-messages".into(), "ALARM".into()),
+                (
+                    "prod-notes-queue-depth-high".into(),
+                    "INSUFFICIENT_DATA".into()
+                ),
+            ]),
+            "the state read back after the update, per alarm"
+        );
+        assert_eq!(second.exit(), Exit::Problem, "a firing alarm is exit 1");
+        assert!(second.to_string().contains("ALARM"), "{second}");
+        for report in [&first, &second] {
             assert_eq!(
                 report.topic_arn.as_deref(),
                 Some("arn:aws:sns:eu-west-2:1:prod-notes-alarms")

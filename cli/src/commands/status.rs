@@ -115,3 +115,89 @@ pub async fn run(ctx: &Context) -> anyhow::Result<StatusReport> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::queues::Depth;
+
+    fn depth(name: &str, visible: u64, in_flight: u64, oldest: Option<u64>) -> Depth {
+        Depth {
+            name: name.into(),
+            visible,
+            in_flight,
+            delayed: 0,
+            oldest_age_seconds: oldest,
+        }
+    }
+
+    fn report(dlq_alarm: &str) -> StatusReport {
+        StatusReport {
+            stacks: vec![
+                StackState {
+                    name: "notes-prod-data".into(),
+                    status: "UPDATE_COMPLETE".into(),
+                },
+                StackState {
+                    name: "notes-prod-frontend".into(),
+                    status: NOT_DEPLOYED.into(),
+                },
+            ],
+            queues: Some(QueueDepth {
+                queue: depth("prod-note-processing-queue", 12, 3, Some(41)),
+                dlq: depth("prod-note-processing-dlq", 2, 0, Some(3600)),
+                problem: None,
+            }),
+            alarms: vec![
+                AlarmState {
+                    name: "prod-notes-queue-depth-high".into(),
+                    state: "OK".into(),
+                    reason: None,
+                },
+                AlarmState {
+                    name: "prod-notes-dlq-messages".into(),
+                    state: dlq_alarm.into(),
+                    reason: Some("Threshold Crossed".into()),
+                },
+            ],
+            notes: vec![
+                "prod-note-processing-dlq holds dead letters: `notesctl redrive-dlq --dry-run`"
+                    .into(),
+            ],
+        }
+    }
+
+    /// The human screen, whole: what a person reads in a terminal.
+    #[test]
+    fn the_screen_shows_stacks_queues_alarms_and_what_to_do() {
+        let screen = report("ALARM").to_string();
+        let expected = "\
+STACKS
+  notes-prod-data                    UPDATE_COMPLETE
+  notes-prod-frontend                NOT_DEPLOYED
+QUEUES
+  QUEUE                                      VISIBLE IN FLIGHT   DELAYED    OLDEST
+  prod-note-processing-queue                      12         3         0       41s
+  prod-note-processing-dlq                         2         0         0     3600s
+ALARMS
+  prod-notes-queue-depth-high                   OK
+  prod-notes-dlq-messages                       ALARM
+note: prod-note-processing-dlq holds dead letters: `notesctl redrive-dlq --dry-run`
+";
+        assert_eq!(screen, expected, "\n{screen}");
+    }
+
+    #[test]
+    fn a_firing_alarm_or_a_failed_stack_is_exit_1_and_nothing_else_is() {
+        assert_eq!(report("ALARM").exit(), Exit::Problem);
+        assert_eq!(
+            report("OK").exit(),
+            Exit::Ok,
+            "NOT_DEPLOYED is not a failure"
+        );
+        assert_eq!(report("INSUFFICIENT_DATA").exit(), Exit::Ok);
+        let mut rolled_back = report("OK");
+        rolled_back.stacks[0].status = "UPDATE_ROLLBACK_COMPLETE".into();
+        assert_eq!(rolled_back.exit(), Exit::Problem);
+    }
+}

@@ -299,6 +299,11 @@ pub async fn websocket(
     }
     let outbox = gw.notifier.attach(&connection_id);
     upgrade
+        // API Gateway's own limits (32 KB frames, 128 KB messages). A small read buffer: tungstenite
+        // zeroes the whole buffer on every read, which at the 128 KiB default costs more than a push.
+        .max_frame_size(32 * 1024)
+        .max_message_size(128 * 1024)
+        .read_buffer_size(4 * 1024)
         .on_failed_upgrade({
             let gw = gw.clone();
             let id = connection_id.clone();

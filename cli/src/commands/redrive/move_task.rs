@@ -356,6 +356,13 @@ mod tests {
 
     /// Runs the move task against SQS answering by `rules` (and the queues' ARNs).
     async fn run_move_task(rules: &[&Rule]) -> (anyhow::Result<Outcome>, RedriveReport) {
+        run_move_task_with(&ctx(), rules).await
+    }
+
+    async fn run_move_task_with(
+        ctx: &crate::context::Context,
+        rules: &[&Rule],
+    ) -> (anyhow::Result<Outcome>, RedriveReport) {
         let arns = arns();
         let all: Vec<&Rule> = std::iter::once(&arns)
             .chain(rules.iter().copied())
@@ -364,13 +371,19 @@ mod tests {
         let mut r = report(Method::MoveTask, 10);
         let tasks = MoveTasks::new(&q.sqs, &q).await.unwrap();
         let deadline = Deadline::after(Duration::from_secs(20));
-        let outcome = tasks.run(&ctx(), &args(), &deadline, &mut r).await;
+        let outcome = tasks.run(ctx, &args(), &deadline, &mut r).await;
         (outcome, r)
     }
 
     #[tokio::test]
     async fn move_task_runs_to_completion_with_progress() {
-        let list = listed(&[&[], &[("RUNNING", 4)], &[("COMPLETED", 10)]]);
+        // Before the start there is no task; then it runs (4, then 7 moved) and completes with 10.
+        let list = listed(&[
+            &[],
+            &[("RUNNING", 4)],
+            &[("RUNNING", 7)],
+            &[("COMPLETED", 10)],
+        ]);
         let start = mock!(Client::start_message_move_task)
             .match_requests(|r| {
                 r.source_arn() == Some("arn:aws:sqs:eu-west-2:1:p-note-processing-dlq")
@@ -383,9 +396,22 @@ mod tests {
                     .task_handle("h1")
                     .build()
             });
-        let (outcome, r) = run_move_task(&[&list, &start]).await;
+        // Not --quiet, not a terminal: progress is said as plain lines, one per poll while running.
+        let ctx = super::super::testing::ctx_saying();
+        let (outcome, r) = run_move_task_with(&ctx, &[&list, &start]).await;
         assert!(matches!(outcome.unwrap(), Outcome::Done));
+        assert_eq!(
+            ctx.said()
+                .iter()
+                .filter(|l| l.starts_with("moving:"))
+                .collect::<Vec<_>>(),
+            ["moving: 4 of 10", "moving: 7 of 10"],
+            "said: {:?}",
+            ctx.said()
+        );
+        // The count is the task's last word, not a running tally of the progress lines.
         assert_eq!((r.moved, r.problem), (10, None));
+        assert_eq!(list.num_calls(), 4, "polled until it completed");
         assert_eq!(start.num_calls(), 1);
     }
 

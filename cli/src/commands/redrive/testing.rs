@@ -16,6 +16,12 @@ pub fn ctx() -> Context {
     Context::new(crate::Cli::parse_from(["notesctl", "--quiet", "queue-depth"]).global)
 }
 
+/// A context that says its progress lines (no `--quiet`); read them with `Context::said`.
+pub fn ctx_saying() -> Context {
+    use clap::Parser;
+    Context::new(crate::Cli::parse_from(["notesctl", "queue-depth"]).global)
+}
+
 pub fn args() -> RedriveArgs {
     RedriveArgs {
         yes: true,
