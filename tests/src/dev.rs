@@ -50,7 +50,7 @@ impl Drop for DevServer {
 impl DevServer {
     /// Starts `notesctl dev --port 0 --output json` and waits for its one JSON line.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> DevServer {
-        Self::spawn(data_dir, extra).await
+        Self::spawn(data_dir, extra, "warn").await
     }
 
     /// As [`DevServer::start`], with the server's log (stderr) readable by the test as it grows.
@@ -58,17 +58,26 @@ impl DevServer {
         data_dir: &Path,
         extra: &[&str],
     ) -> (DevServer, std::sync::Arc<std::sync::Mutex<String>>) {
-        let dev = Self::spawn(data_dir, extra).await;
+        Self::start_with_log_at(data_dir, extra, "warn").await
+    }
+
+    /// As [`DevServer::start_with_log`], logging at `level` (`NOTESCTL_LOG`).
+    pub async fn start_with_log_at(
+        data_dir: &Path,
+        extra: &[&str],
+        level: &str,
+    ) -> (DevServer, std::sync::Arc<std::sync::Mutex<String>>) {
+        let dev = Self::spawn(data_dir, extra, level).await;
         let log = dev.log.clone();
         (dev, log)
     }
 
-    async fn spawn(data_dir: &Path, extra: &[&str]) -> DevServer {
+    async fn spawn(data_dir: &Path, extra: &[&str], level: &str) -> DevServer {
         let mut child = tokio::process::Command::new(notesctl_binary())
             .args(["dev", "--port", "0", "--output", "json", "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("NOTESCTL_LOG", "warn")
+            .env("NOTESCTL_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -186,16 +195,25 @@ impl DevServer {
     }
 
     /// SIGTERM, then the exit status and how long it took.
-    pub async fn terminate(mut self) -> (std::process::ExitStatus, Duration) {
+    pub async fn terminate(self) -> (std::process::ExitStatus, Duration) {
+        self.stop_with("TERM").await
+    }
+
+    /// SIGINT (Ctrl-C), then the exit status and how long it took.
+    pub async fn interrupt(self) -> (std::process::ExitStatus, Duration) {
+        self.stop_with("INT").await
+    }
+
+    async fn stop_with(mut self, signal: &str) -> (std::process::ExitStatus, Duration) {
         let pid = self.child.id().expect("running") as i32;
         let started = std::time::Instant::now();
         let _ = std::process::Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(pid.to_string())
             .status();
         let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
             .await
-            .expect("dev stops within 20 s of SIGTERM")
+            .unwrap_or_else(|_| panic!("dev stops within 20 s of SIG{signal}"))
             .unwrap();
         (status, started.elapsed())
     }

@@ -352,6 +352,34 @@ pub async fn fake_stack(stage: &str, short: &str, outputs: &[(&str, String)]) {
         .expect("create a stack on moto");
 }
 
+/// An S3 client for moto (paths, not bucket subdomains).
+pub async fn s3() -> aws_sdk_s3::Client {
+    let sdk = shared().await.sdk_config().await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// The keys in `bucket`, sorted.
+pub async fn keys(bucket: &str) -> Vec<String> {
+    let listed = s3()
+        .await
+        .list_objects_v2()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list a bucket on moto");
+    let mut keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    keys.sort();
+    keys
+}
+
 /// A CloudFront distribution on moto; its id.
 pub async fn create_distribution() -> String {
     use aws_sdk_cloudfront::types::*;

@@ -505,3 +505,57 @@ async fn deploy_validates_before_touching_aws() {
         .await;
     assert!(exists.is_err(), "AWS was not touched");
 }
+
+/// `destroy` of a stage with a site: the site bucket is emptied before its stack goes (CloudFormation
+/// cannot delete a bucket with objects in it), and of the shared artifacts bucket only this stage's
+/// code zips are deleted; another stage's stay, and the bucket is kept.
+#[tokio::test]
+async fn destroy_empties_the_site_bucket_and_deletes_only_this_stages_code_zips() {
+    let stage = notesctl_tests::unique("ds");
+    let other = format!("{stage}x");
+    let (site, artifacts) = (format!("{stage}-site"), format!("{stage}-artifacts"));
+    let s3 = moto::s3().await;
+    for bucket in [&site, &artifacts] {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    let put = |bucket: &str, key: String| {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(b"x".to_vec().into())
+            .send()
+    };
+    for key in ["index.html", "app.js", "assets/logo.svg"] {
+        put(&site, key.into()).await.unwrap();
+    }
+    let ours = [
+        format!("{stage}/notes-lambda/aaa.zip"),
+        format!("{stage}/notes-lambda/bbb.zip"),
+    ];
+    let theirs = format!("{other}/notes-lambda/ccc.zip");
+    for key in ours.iter().chain([&theirs]) {
+        put(&artifacts, key.clone()).await.unwrap();
+    }
+    moto::fake_stack(&stage, "frontend", &[("BucketName", site.clone())]).await;
+
+    let (code, v) = cli(&stage)
+        .await
+        .args(["destroy", "--yes", "--artifacts-bucket", &artifacts])
+        .json::<DestroyReport>()
+        .await;
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(v.deleted, [format!("{stage}-frontend-stack")]);
+    assert_eq!(v.with_them, [format!("site bucket {site} (3 objects)")]);
+    assert_eq!(
+        v.retained,
+        [format!(
+            "artifacts bucket {artifacts} (shared by every stage; this stage's 2 zips deleted)"
+        )]
+    );
+    assert_eq!(moto::keys(&site).await, Vec::<String>::new(), "emptied");
+    assert_eq!(
+        moto::keys(&artifacts).await,
+        [theirs],
+        "another stage's zip stays"
+    );
+}

@@ -237,17 +237,23 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
 }
 
 /// Kill `dev` mid-load and restart it: every note it acknowledged with 202 is saved.
-#[tokio::test]
-async fn no_acknowledged_note_is_lost_when_dev_is_killed() {
-    let dir = tempfile::tempdir().unwrap();
-    let dev = DevServer::start(dir.path(), &["--visibility-timeout", "1"]).await;
-    let c = Client::new(&dev);
-    let token = c.user("ada").await;
+/// Eight writers POSTing as `token` until told to stop; the ids of the notes answered 202.
+fn start_writers(
+    c: &Client,
+    token: &str,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut writers = Vec::new();
     for w in 0..8 {
-        let (http, base, token, acked) =
-            (c.http.clone(), c.base.clone(), token.clone(), acked.clone());
+        let (http, base, token, acked) = (
+            c.http.clone(),
+            c.base.clone(),
+            token.to_owned(),
+            acked.clone(),
+        );
         writers.push(tokio::spawn(async move {
             for i in 0..200 {
                 let r = http
@@ -270,18 +276,11 @@ async fn no_acknowledged_note_is_lost_when_dev_is_killed() {
             }
         }));
     }
-    while acked.lock().unwrap().len() < 150 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    dev.kill().await;
-    for w in writers {
-        let _ = w.await;
-    }
-    let acked: Vec<String> = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 150);
+    (acked, writers)
+}
 
-    let dev = DevServer::start(dir.path(), &["--visibility-timeout", "1"]).await;
-    let c = Client::new(&dev);
+/// Waits until every note in `acked` is listed by `GET /notes` for the holder of `token`.
+async fn every_note_is_saved(c: &Client, token: &str, acked: &[String]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let mut saved = std::collections::HashSet::new();
@@ -291,7 +290,7 @@ async fn no_acknowledged_note_is_lost_when_dev_is_killed() {
                 Some(cur) => format!("/notes?limit=100&cursor={cur}"),
                 None => "/notes?limit=100".to_owned(),
             };
-            let (s, b) = c.call("GET", &path, None, Some(&token)).await;
+            let (s, b) = c.call("GET", &path, None, Some(token)).await;
             assert_eq!(s, 200, "the old token still works after a restart: {b}");
             for n in b["notes"].as_array().unwrap() {
                 saved.insert(n["noteId"].as_str().unwrap().to_owned());
@@ -303,7 +302,7 @@ async fn no_acknowledged_note_is_lost_when_dev_is_killed() {
         }
         let missing: Vec<_> = acked.iter().filter(|id| !saved.contains(*id)).collect();
         if missing.is_empty() {
-            break;
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -314,6 +313,58 @@ async fn no_acknowledged_note_is_lost_when_dev_is_killed() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn no_acknowledged_note_is_lost_when_dev_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &["--visibility-timeout", "1"]).await;
+    let c = Client::new(&dev);
+    let token = c.user("ada").await;
+    let (acked, writers) = start_writers(&c, &token);
+    while acked.lock().unwrap().len() < 150 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    dev.kill().await;
+    for w in writers {
+        let _ = w.await;
+    }
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 150);
+
+    let dev = DevServer::start(dir.path(), &["--visibility-timeout", "1"]).await;
+    every_note_is_saved(&Client::new(&dev), &token, &acked).await;
+}
+
+/// Ctrl-C while notes are arriving: dev stops taking requests, finishes what it has in hand, says
+/// what is still queued, and exits 0 within seconds; after a restart every 202 is saved.
+#[tokio::test]
+async fn ctrl_c_with_work_in_hand_stops_cleanly_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, log) =
+        DevServer::start_with_log_at(dir.path(), &["--visibility-timeout", "1"], "info").await;
+    let c = Client::new(&dev);
+    let token = c.user("ada").await;
+    let (acked, writers) = start_writers(&c, &token);
+    while acked.lock().unwrap().len() < 150 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (status, took) = dev.interrupt().await;
+    for w in writers {
+        let _ = w.await;
+    }
+    assert!(status.success(), "Ctrl-C is a normal stop: {status}");
+    assert!(took < Duration::from_secs(10), "stopped in {took:?}");
+    // The last lines reach the log reader once the process is gone.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("queued notes are kept in"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 150);
+
+    let dev = DevServer::start(dir.path(), &["--visibility-timeout", "1"]).await;
+    every_note_is_saved(&Client::new(&dev), &token, &acked).await;
 }
 
 /// A second `dev` in the same place: one message names both the port and the data directory it
@@ -373,6 +424,134 @@ async fn a_second_dev_names_what_is_taken_in_one_message() {
     assert_eq!(dir_only.status.code(), Some(2), "{err}");
     assert!(
         err.contains("is in use by another `notesctl dev`") && !err.contains("port"),
+        "{err}"
+    );
+}
+
+/// `--frontend DIR`: the page and its files come from DIR, read at each request (an edit shows on
+/// reload), with `config.json` still the server's own; a DIR without index.html is refused at start.
+#[tokio::test]
+async fn frontend_dir_is_served_live_and_config_json_stays_the_servers() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<p>my page</p>").unwrap();
+    std::fs::create_dir(site.path().join("js")).unwrap();
+    std::fs::write(site.path().join("js/app.js"), "let v = 1;").unwrap();
+    std::fs::write(
+        site.path().join("config.json"),
+        r#"{"apiUrl":"https://stale"}"#,
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let frontend = site.path().to_string_lossy().into_owned();
+    let dev = DevServer::start(data.path(), &["--frontend", &frontend]).await;
+    let http = reqwest::Client::new();
+    let get = async |path: &str| {
+        let r = http
+            .get(format!("{}{path}", dev.frontend_url.trim_end_matches('/')))
+            .send()
+            .await
+            .unwrap();
+        let ty = r.headers()["content-type"].to_str().unwrap().to_owned();
+        (r.status().as_u16(), ty, r.text().await.unwrap())
+    };
+    let (s, ty, body) = get("/").await;
+    assert_eq!((s, body.as_str()), (200, "<p>my page</p>"));
+    assert!(ty.starts_with("text/html"), "{ty}");
+    let (s, ty, body) = get("/js/app.js").await;
+    assert_eq!((s, body.as_str()), (200, "let v = 1;"));
+    assert!(ty.contains("javascript"), "{ty}");
+    std::fs::write(site.path().join("js/app.js"), "let v = 2;").unwrap();
+    assert_eq!(
+        get("/js/app.js").await.2,
+        "let v = 2;",
+        "read at each request"
+    );
+    let (s, _, body) = get("/config.json").await;
+    let config: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(config["apiUrl"], dev.api_url.as_str(), "{config}");
+    assert_eq!(get("/js/missing.js").await.0, 404);
+    assert_eq!(
+        get("/dashboard").await.2,
+        "<p>my page</p>",
+        "the app's own routes fall back to its page"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let refused = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
+        .args(["dev", "--port", "0", "--frontend"])
+        .arg(empty.path())
+        .arg("--data-dir")
+        .arg(data.path().join("other"))
+        .kill_on_drop(true)
+        .output();
+    let refused = tokio::time::timeout(Duration::from_secs(30), refused)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("has no index.html"), "{err}");
+}
+
+/// Nobody reads dev's stdout (`notesctl dev | head -0`, a closed pipe): it serves all the same and
+/// stops cleanly.
+#[tokio::test]
+async fn a_closed_stdout_is_not_an_error() {
+    let data = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
+        .args([
+            "dev",
+            "--output",
+            "json",
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reading end closes before dev writes a byte
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        if let Ok(r) = http
+            .post(format!("http://127.0.0.1:{port}/auth/login"))
+            .json(&json!({"username": "nobody", "password": "wrong-password"}))
+            .send()
+            .await
+        {
+            break r.status().as_u16();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dev never answered on {port}"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "dev exited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(health, 401, "it serves");
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
         "{err}"
     );
 }

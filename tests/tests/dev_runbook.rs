@@ -413,3 +413,35 @@ async fn queue_depth_watch_redraws_in_place_on_a_terminal() {
     );
     assert!(piped.matches("QUEUE").count() >= 3, "{piped}");
 }
+
+/// `--max-receive-count 1`: a message that fails once is dead-lettered at its next receive, not
+/// after three.
+#[tokio::test]
+async fn max_receive_count_sets_when_a_failing_message_is_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, log) = DevServer::start_with_log(
+        dir.path(),
+        &["--visibility-timeout", "1", "--max-receive-count", "1"],
+    )
+    .await;
+    let sqs = sqs(&dev).await;
+    let queue = queue_url(&sqs, "production-note-processing-queue").await;
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(note_created("not-a-note-id", "ada"))
+        .send()
+        .await
+        .unwrap();
+    wait_for_dlq(&dev, 1).await;
+    let log = log.lock().unwrap().clone();
+    let moved: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("moved to the dead-letter queue"))
+        .collect();
+    assert_eq!(moved.len(), 1, "{log}");
+    assert!(
+        moved[0].contains("receives=1") || moved[0].contains(r#""receives":1"#),
+        "dead-lettered after one receive: {}",
+        moved[0]
+    );
+}

@@ -6,16 +6,7 @@ use std::time::{Duration, SystemTime};
 use notesctl::aws::s3::CallCounts;
 use notesctl::commands::invalidate::InvalidateReport;
 use notesctl::commands::sync_frontend::{PlannedAction, PlannedChange, SyncReport};
-use notesctl_tests::moto::{self, cli};
-
-async fn s3() -> aws_sdk_s3::Client {
-    let sdk = moto::shared().await.sdk_config().await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    )
-}
+use notesctl_tests::moto::{self, cli, s3};
 
 fn requests(list: u64, head: u64, put: u64, delete: u64) -> CallCounts {
     CallCounts {
