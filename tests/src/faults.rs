@@ -166,6 +166,10 @@ impl Request {
         if path.starts_with("/20") {
             return format!("CloudFront {method}");
         }
+        let query = path.split_once('?').map_or("", |(_, q)| q);
+        if method == "PUT" && query.contains("partNumber=") && query.contains("uploadId=") {
+            return "UploadPart".to_owned();
+        }
         format!("S3 {method}")
     }
 

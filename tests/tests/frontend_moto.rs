@@ -542,3 +542,86 @@ async fn objects_the_listing_cannot_decide_are_read_with_head() {
     assert_eq!(s3.object("edited.js").unwrap().etag, md5_hex(edited_new));
     assert_eq!(s3.object("new.css").unwrap().etag, md5_hex(b"a{}"));
 }
+
+/// `--exclude` leaves local files out of the upload (not only remote keys out of `--delete`).
+#[tokio::test]
+async fn excluded_local_files_are_not_uploaded() {
+    let stage = notesctl_tests::unique("fx");
+    let bucket = stage.clone();
+    s3().await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    stacks(&stage, &bucket, "EDFDVBD6EXAMPLE").await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "index.html", b"<p>notes</p>");
+    write(dir.path(), "app.js", b"1");
+    write(dir.path(), "app.js.map", b"{}");
+    write(dir.path(), "drafts/next.html", b"<p>soon</p>");
+    write(dir.path(), "assets/drafts.css", b"p{}");
+    let (code, v) = cli(&stage)
+        .await
+        .args([
+            "sync-frontend",
+            dir.path().to_str().unwrap(),
+            "--exclude",
+            "*.map",
+            "--exclude",
+            "drafts/**",
+        ])
+        .json::<SyncReport>()
+        .await;
+    assert_eq!((code, v.uploaded), (0, 4), "{v:?}");
+    assert_eq!(
+        moto::keys(&bucket).await,
+        ["app.js", "assets/drafts.css", "config.json", "index.html"],
+        "a pattern matches whole paths: assets/drafts.css is not under drafts/"
+    );
+}
+
+/// A part that cannot be uploaded fails the sync, and its multipart upload is aborted rather than
+/// left in the bucket (where S3 charges for its parts until a lifecycle rule removes them).
+#[tokio::test]
+async fn a_failed_multipart_upload_is_aborted() {
+    use notesctl_tests::faults::{Fault, FaultProxy, Plan};
+    let stage = notesctl_tests::unique("mp");
+    let bucket = stage.clone();
+    let s3 = s3().await;
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    stacks(&stage, &bucket, "EDFDVBD6EXAMPLE").await;
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "index.html", b"<p>notes</p>");
+    write(dir.path(), "big.bin", &vec![7u8; 9 * 1024 * 1024]);
+    let m = moto::shared().await;
+    let plan = Plan {
+        ops: vec!["UploadPart".into()],
+        rate: 1.0,
+        ..Plan::new(Fault::ExpiredToken, 1)
+    };
+    let proxy = FaultProxy::start(&m.endpoint, plan).await;
+    let r = m
+        .cli_at(&stage, &proxy.endpoint)
+        .args(["sync-frontend", dir.path().to_str().unwrap()])
+        .run()
+        .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("big.bin") && r.stderr.contains("ExpiredToken"),
+        "{}",
+        r.stderr
+    );
+    assert!(proxy.injected() >= 1, "{:?}", proxy.seen());
+    let left = s3
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(left.uploads().is_empty(), "{:?}", left.uploads());
+    assert!(
+        !moto::keys(&bucket).await.contains(&"big.bin".to_owned()),
+        "no half file"
+    );
+}
