@@ -1,7 +1,9 @@
-//! A tiny S3 endpoint on loopback for server behaviours moto does not have: listings without ETags
-//! (as s3s-fs gives) and objects uploaded by other tools (multipart ETags of another part size). It
-//! answers ListObjectsV2, HeadObject and PutObject for one bucket, path-style, and records every
-//! request it served.
+//! A tiny S3 endpoint on loopback, kept only for what neither moto nor s3s-fs can show: one listing
+//! that mixes objects with and without ETags, and a log of every request served (which objects were
+//! HEADed). Objects another tool uploaded in parts are tested on moto
+//! (`frontend_moto::an_object_another_tool_uploaded_in_parts_is_judged_by_its_md5_metadata`); a server
+//! that lists no ETag at all (s3s-fs) is exercised by `scripts/bench.sh sync`. It answers
+//! ListObjectsV2, HeadObject and PutObject for one bucket, path-style.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -17,8 +19,6 @@ pub struct FakeObject {
     pub etag: String,
     /// Whether ListObjectsV2 shows the ETag.
     pub listed_etag: bool,
-    /// `x-amz-meta-*` headers HeadObject answers.
-    pub metadata: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -111,15 +111,10 @@ impl FakeS3 {
             }
             "HEAD" => match objects.get(&key) {
                 Some(o) => {
-                    let mut headers = vec![
+                    let headers = [
                         ("ETag".to_owned(), format!("\"{}\"", o.etag)),
                         ("Content-Length".to_owned(), o.size.to_string()),
                     ];
-                    headers.extend(
-                        o.metadata
-                            .iter()
-                            .map(|(k, v)| (format!("x-amz-meta-{k}"), v.clone())),
-                    );
                     let mut out = String::from("HTTP/1.1 200 OK\r\n");
                     for (k, v) in headers {
                         out.push_str(&format!("{k}: {v}\r\n"));
@@ -141,7 +136,6 @@ impl FakeS3 {
                         size: body.len() as u64,
                         etag: etag.clone(),
                         listed_etag: false,
-                        metadata: Vec::new(),
                     },
                 );
                 response("200 OK", &[("ETag", &format!("\"{etag}\""))], b"")

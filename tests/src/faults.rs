@@ -404,6 +404,14 @@ impl FaultProxy {
         proxy
     }
 
+    /// Changes the plan from the next request on (the counts go on): a test can let a command
+    /// get going before the faults start.
+    pub fn replan(&self, plan: Plan) {
+        let mut state = self.state.lock().unwrap();
+        state.rng = plan.seed.max(1);
+        state.plan = plan;
+    }
+
     /// How many requests came through.
     pub fn requests(&self) -> usize {
         self.state.lock().unwrap().requests

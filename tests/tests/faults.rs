@@ -814,3 +814,85 @@ async fn every_command_survives_every_fault_kind() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// `tail --follow` through throttling: it keeps following, polls more slowly while refused (saying
+/// so on stderr), and prints what was written meanwhile once CloudWatch Logs answers again.
+#[tokio::test]
+async fn tail_follow_backs_off_through_throttling_and_goes_on() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let stage = notesctl_tests::unique("tf");
+    let group = format!("/aws/lambda/{stage}-notes-save");
+    let now = notes_handlers::domain::clock::now_millis();
+    put_logs(
+        &group,
+        "s",
+        &[(now - 5_000, "before the throttling".into())],
+    )
+    .await;
+    let m = moto::shared().await;
+    // Nothing is refused until the backlog has been printed.
+    let quiet = Plan {
+        limit: Some(0),
+        ..Plan::new(Fault::Throttle, 5)
+    };
+    let proxy = FaultProxy::start(&m.endpoint, quiet).await;
+    let mut follow = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
+        .args([
+            "--stage",
+            &stage,
+            "--region",
+            "us-east-1",
+            "--endpoint-url",
+            &proxy.endpoint,
+            "tail",
+            "save",
+            "--follow",
+            "--since",
+            "1m",
+            "--output",
+            "json",
+        ])
+        .envs(m.env())
+        .env("NOTESCTL_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(30), out.next_line())
+            .await
+            .expect("a line within 30 s")
+            .unwrap()
+            .expect("still following")
+    };
+    assert!(next_line().await.contains("before the throttling"));
+
+    proxy.replan(Plan {
+        ops: vec!["FilterLogEvents".into()],
+        rate: 1.0,
+        limit: Some(6),
+        ..Plan::new(Fault::Throttle, 5)
+    });
+    put_logs(
+        &group,
+        "s",
+        &[(
+            notes_handlers::domain::clock::now_millis(),
+            "written while refused".into(),
+        )],
+    )
+    .await;
+    let line = next_line().await;
+    let v: notesctl::commands::tail::Line = serde_json::from_str(&line).unwrap();
+    assert_eq!(v.message, "written while refused");
+    assert_eq!(proxy.injected(), 6, "{:?}", proxy.seen());
+    let _ = follow.start_kill();
+    let err = follow.wait_with_output().await.unwrap().stderr;
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("polling every 1s") && err.contains("Throttling"),
+        "slows down and says why: {err}"
+    );
+}

@@ -229,18 +229,24 @@ pub async fn run(ctx: &Context, args: TailArgs) -> anyhow::Result<Streamed> {
     if !args.follow {
         return Ok(Streamed(Exit::Ok));
     }
-    if args.local.local.is_none() && live_tail(lines, &client, &groups, &args).await? {
+    if args.local.local.is_none()
+        && live_tail(&client, &groups, args.filter.as_deref(), |line| {
+            emit(lines, args.format, line)
+        })
+        .await?
+    {
         return Ok(Streamed(Exit::Ok));
     }
     poll(lines, &client, &groups, &args, cursor, seen).await
 }
 
-/// Follows with StartLiveTail. `Ok(false)` when the service (or an emulator) does not offer it.
+/// Follows with StartLiveTail, giving each event to `out` until it returns false. `Ok(false)` when
+/// the service (or an emulator) does not offer live tail.
 async fn live_tail(
-    lines: Lines,
     client: &Client,
     groups: &[Group],
-    args: &TailArgs,
+    filter: Option<&str>,
+    mut out: impl FnMut(&mut Line) -> bool,
 ) -> anyhow::Result<bool> {
     let mut arns = BTreeMap::new();
     for g in groups {
@@ -268,7 +274,7 @@ async fn live_tail(
         client
             .start_live_tail()
             .set_log_group_identifiers(Some(arns.keys().cloned().collect()))
-            .set_log_event_filter_pattern(args.filter.clone())
+            .set_log_event_filter_pattern(filter.map(str::to_owned))
             .send(),
     )
     .await;
@@ -310,7 +316,7 @@ async fn live_tail(
                         label,
                         format: None,
                     };
-                    if !emit(lines, args.format, &mut line) {
+                    if !out(&mut line) {
                         return Ok(true);
                     }
                 }
@@ -389,6 +395,133 @@ async fn poll(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One event-stream frame of StartLiveTail's response.
+    fn frame(event_type: &str, payload: serde_json::Value) -> Vec<u8> {
+        use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+        let header =
+            |k: &'static str, v: &str| Header::new(k, HeaderValue::String(v.to_owned().into()));
+        let message = Message::new(serde_json::to_vec(&payload).unwrap())
+            .add_header(header(":message-type", "event"))
+            .add_header(header(":event-type", event_type))
+            .add_header(header(":content-type", "application/json"));
+        let mut out = Vec::new();
+        aws_smithy_eventstream::frame::write_message_to(&message, &mut out).unwrap();
+        out
+    }
+
+    /// `tail --follow` on AWS: StartLiveTail's stream (recorded frames), each result printed under its
+    /// function, in order; the end of the session is said, not taken for success.
+    #[tokio::test]
+    async fn live_tail_prints_each_session_update_under_its_function() {
+        use aws_sdk_cloudwatchlogs::operation::describe_log_groups::DescribeLogGroupsOutput;
+        use aws_sdk_cloudwatchlogs::types::LogGroup;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+        use aws_smithy_types::body::SdkBody;
+        let arn = |f: &str| format!("arn:aws:logs:eu-west-2:1:log-group:/aws/lambda/p-{f}");
+        let described = mock!(Client::describe_log_groups).then_compute_output(move |r| {
+            let name = r.log_group_name_prefix().unwrap().to_owned();
+            DescribeLogGroupsOutput::builder()
+                .log_groups(
+                    LogGroup::builder()
+                        .arn(format!("arn:aws:logs:eu-west-2:1:log-group:{name}:*"))
+                        .log_group_name(name)
+                        .build(),
+                )
+                .build()
+        });
+        let result = |f: &str, ts: i64, msg: &str| {
+            serde_json::json!({"logStreamName": "2026/12/01/[$LATEST]abc", "logGroupIdentifier": arn(f),
+                               "message": msg, "timestamp": ts, "ingestionTime": ts + 5})
+        };
+        let mut body = frame(
+            "sessionStart",
+            serde_json::json!({"requestId": "r", "sessionId": "s", "logGroupIdentifiers": [arn("notes-save"), arn("notes-publish")]}),
+        );
+        body.extend(frame(
+            "sessionUpdate",
+            serde_json::json!({"sessionMetadata": {"sampled": false}, "sessionResults": [
+                result("notes-publish", 1_764_547_200_000, "note submitted"),
+                result("notes-save", 1_764_547_200_050, "saved"),
+            ]}),
+        ));
+        body.extend(frame(
+            "sessionUpdate",
+            serde_json::json!({"sessionMetadata": {"sampled": false}, "sessionResults": [
+                result("notes-save", 1_764_547_201_000, "saved again"),
+            ]}),
+        ));
+        let started = mock!(Client::start_live_tail)
+            .match_requests(|r| {
+                r.log_group_identifiers().len() == 2
+                    && r.log_event_filter_pattern() == Some("saved")
+            })
+            .then_http_response(move || {
+                let mut response =
+                    HttpResponse::new(http::StatusCode::OK.into(), SdkBody::from(body.clone()));
+                response
+                    .headers_mut()
+                    .insert("content-type", "application/vnd.amazon.eventstream");
+                response
+            });
+        let client = mock_client!(
+            aws_sdk_cloudwatchlogs,
+            RuleMode::MatchAny,
+            [&described, &started]
+        );
+        let groups: Vec<Group> = ["notes-publish", "notes-save"]
+            .iter()
+            .map(|f| Group {
+                label: f.trim_start_matches("notes-").to_owned(),
+                function: format!("p-{f}"),
+                name: format!("/aws/lambda/p-{f}"),
+            })
+            .collect();
+        let mut printed = Vec::new();
+        let ended = live_tail(&client, &groups, Some("saved"), |line| {
+            printed.push((
+                line.function.clone(),
+                line.message.clone(),
+                line.timestamp.clone(),
+            ));
+            true
+        })
+        .await;
+        let err = ended.expect_err("the session's end is not a success");
+        assert!(err.to_string().contains("live tail session ended"), "{err}");
+        assert_eq!(
+            printed,
+            [
+                (
+                    "p-notes-publish".to_owned(),
+                    "note submitted".to_owned(),
+                    "2025-12-01T00:00:00.000Z".to_owned()
+                ),
+                (
+                    "p-notes-save".to_owned(),
+                    "saved".to_owned(),
+                    "2025-12-01T00:00:00.050Z".to_owned()
+                ),
+                (
+                    "p-notes-save".to_owned(),
+                    "saved again".to_owned(),
+                    "2025-12-01T00:00:01.000Z".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(started.num_calls(), 1);
+
+        // A reader that has had enough (stdout closed) stops the session quietly.
+        let mut taken = 0;
+        let stopped = live_tail(&client, &groups, Some("saved"), |_| {
+            taken += 1;
+            false
+        })
+        .await;
+        assert!(stopped.unwrap(), "followed by live tail");
+        assert_eq!(taken, 1);
+    }
 
     #[test]
     fn since_accepts_durations_and_times() {
