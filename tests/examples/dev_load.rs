@@ -17,20 +17,53 @@ const EXTRA_SOCKETS: usize = 200;
 
 #[tokio::main]
 async fn main() {
-    let rate: u64 = std::env::var("RATE")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(500);
-    let total: usize = std::env::var("TOTAL")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(10_000);
+    let env = |name: &str, default: u64| -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rate, total, runs) = (
+        env("RATE", 500),
+        env("TOTAL", 10_000) as usize,
+        env("RUNS", 3),
+    );
     let release = notesctl_tests::workspace_root().join("target/release/notesctl");
     if std::env::var("NOTESCTL_BIN").is_err() && release.exists() {
         // SAFETY: set before any other thread reads the environment.
         unsafe { std::env::set_var("NOTESCTL_BIN", &release) };
     }
     let binary = notesctl_tests::dev::notesctl_binary();
+    let mut rows = String::new();
+    let mut sockets = 0;
+    for _ in 0..runs {
+        let (row, s) = one_run(rate, total).await;
+        rows.push_str(&row);
+        sockets = s;
+    }
+    let body = format!(
+        "## `notesctl dev` under load (issue: targets p99 ≤ 20 ms at 500 notes/s; 10,000 requests with zero errors)\n\n\
+Measured {date} on {machine}. `{bin}` (`notesctl dev`, default settings, fresh data dir) and a load generator in a second\n\
+process (`tests/examples/dev_load.rs`, release build): {USERS} users, {sockets} WebSocket clients ({USERS} authors' sockets + {EXTRA_SOCKETS} more),\n\
+{total} private notes POSTed open-loop at {rate} notes/s, round-robin over the users. Latency is POST sent → `note-saved`\n\
+received on the author's WebSocket (HTTP 202, publish, durable enqueue, queue poll, save, notify, push). {runs} runs,\n\
+each against a fresh server, one row each. Repeat: `scripts/bench.sh dev-load` (`RATE=`, `TOTAL=` and `RUNS=`\n\
+override). CPU steal is the share of CPU time the hypervisor gave to other guests while that run's notes were sent\n\
+(/proc/stat): on a shared VM it moves between runs, and p99 with it, for the same binary.\n\n\
+| notes | offered rate | sustained | p50 | p99 | max | errors | CPU steal |\n|---|---|---|---|---|---|---|---|\n\
+{rows}",
+        date = notes_handlers::domain::clock::now_iso(),
+        machine = machine(),
+        bin = binary
+            .strip_prefix(notesctl_tests::workspace_root())
+            .unwrap_or(&binary)
+            .display(),
+    );
+    write_section("dev-load", &body);
+}
+
+/// One run against a fresh server: its table row, and how many sockets it held.
+async fn one_run(rate: u64, total: usize) -> (String, usize) {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &[]).await;
     let http = reqwest::Client::builder()
@@ -145,27 +178,12 @@ async fn main() {
         ms(p99),
         ms(max)
     );
-    let body = format!(
-        "## `notesctl dev` under load (issue: targets p99 ≤ 20 ms at 500 notes/s; 10,000 requests with zero errors)\n\n\
-Measured {date} on {machine}. `{bin}` (`notesctl dev`, default settings, fresh data dir) and a load generator in a second\n\
-process (`tests/examples/dev_load.rs`): {USERS} users, {sockets} WebSocket clients ({USERS} authors' sockets + {EXTRA_SOCKETS} more),\n\
-{total} private notes POSTed open-loop at {rate} notes/s, round-robin over the users. Latency is POST sent → `note-saved`\n\
-received on the author's WebSocket (HTTP 202, publish, durable enqueue, queue poll, save, notify, push). Repeat:\n\
-`scripts/bench.sh dev-load` (`RATE=` and `TOTAL=` override). CPU steal is the share of CPU time the\n\
-hypervisor gave to other guests while the notes were sent (/proc/stat): on this shared VM it ranges from\n\
-~0 to over 40%, and p99 with it, for the same binary.\n\n\
-| notes | offered rate | sustained | p50 | p99 | max | errors | CPU steal |\n|---|---|---|---|---|---|---|---|\n\
-| {total} | {rate}/s | {sustained:.0}/s | {} | {} | {} | {errors} | {steal} |\n",
+    let _ = dev.terminate().await;
+    let row = format!(
+        "| {total} | {rate}/s | {sustained:.0}/s | {} | {} | {} | {errors} | {steal} |\n",
         ms(p50),
         ms(p99),
         ms(max),
-        date = notes_handlers::domain::clock::now_iso(),
-        machine = machine(),
-        bin = binary
-            .strip_prefix(notesctl_tests::workspace_root())
-            .unwrap_or(&binary)
-            .display(),
     );
-    write_section("dev-load", &body);
-    let _ = dev.terminate().await;
+    (row, sockets)
 }
