@@ -98,7 +98,7 @@ Measured {date} on {machine}. Each run starts a fresh `notes-lambda` process (re
 Lambda Runtime API (`tests/src/lambda.rs`) with one invocation already queued, and times from `spawn` to the\n\
 response arriving at the Runtime API — init (environment, AWS config, clients) plus the first invocation. Peak RSS\n\
 is `VmHWM` from `/proc/<pid>/status` after the response. {RUNS} runs per row; moto 5.2.5 on 127.0.0.1 answers the\n\
-DynamoDB call. Repeat: `scripts/bench.sh cold-start`.\n\n\
+Secrets Manager and DynamoDB calls. Repeat: `scripts/bench.sh cold-start`.\n\n\
 | scenario | median | p90 | max | peak RSS (max) |\n|---|---|---|---|---|\n{rows}\n\n\
 Binary: `target/release/notes-lambda`, {size_mb:.1} MB ({size} bytes) stripped, x86_64 glibc; release profile `opt-level = \"s\"`, thin LTO,\n\
 one codegen unit, `panic = \"abort\"`.\n",

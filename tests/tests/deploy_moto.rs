@@ -106,6 +106,30 @@ async fn every_resource_exists(sdk: &aws_config::SdkConfig, stage: &str, short: 
     }
 }
 
+/// The parameters a stack was given, by key.
+async fn stack_parameters(name: &str) -> std::collections::BTreeMap<String, String> {
+    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
+    let stack = cfn
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+        .unwrap()
+        .stacks
+        .unwrap()
+        .remove(0);
+    stack
+        .parameters()
+        .iter()
+        .map(|p| {
+            (
+                p.parameter_key().unwrap_or_default().to_owned(),
+                p.parameter_value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn actions(v: &DeployReport) -> Vec<StackAction> {
     v.stacks.iter().map(|s| s.action).collect()
 }
@@ -166,32 +190,15 @@ async fn create_unchanged_update_outputs_destroy() {
     let (code, v) = deploy(&["--save-timeout", "60"]).await;
     assert_eq!(code, 0, "{v:?}");
     assert_eq!(actions(&v), [StackAction::Updated, StackAction::Unchanged]);
-    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
-    let stack = cfn
-        .describe_stacks()
-        .stack_name(format!("{stage}-event-stack"))
-        .send()
-        .await
-        .unwrap()
-        .stacks
-        .unwrap()
-        .remove(0);
-    let timeout = stack
-        .parameters()
-        .iter()
-        .find(|p| p.parameter_key() == Some("SaveFunctionTimeout"))
-        .and_then(|p| p.parameter_value());
-    assert_eq!(timeout, Some("60"));
+    let parameters = stack_parameters(&format!("{stage}-event-stack")).await;
+    assert_eq!(parameters["SaveFunctionTimeout"], "60");
     assert_eq!(
         visibility_timeout(&sdk, &stage).await,
         360,
         "6 × save's 60 s"
     );
     assert!(
-        stack
-            .parameters()
-            .iter()
-            .all(|p| p.parameter_key() != Some("CodeKey")),
+        !parameters.contains_key("CodeKey"),
         "only declared parameters are passed"
     );
 
@@ -665,25 +672,7 @@ Resources:
     assert!(!first.stderr.contains("created the artifacts bucket"));
 
     let sdk = moto::shared().await.sdk_config().await;
-    let stack = aws_sdk_cloudformation::Client::new(&sdk)
-        .describe_stacks()
-        .stack_name(format!("{stage}-auth-stack"))
-        .send()
-        .await
-        .unwrap()
-        .stacks
-        .unwrap()
-        .remove(0);
-    let parameters: std::collections::BTreeMap<String, String> = stack
-        .parameters()
-        .iter()
-        .map(|p| {
-            (
-                p.parameter_key().unwrap().to_owned(),
-                p.parameter_value().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let parameters = stack_parameters(&format!("{stage}-auth-stack")).await;
     assert_eq!(parameters["CodeBucket"], bucket);
     assert_eq!(parameters["CodeKey"], key);
     let function = aws_sdk_lambda::Client::new(&sdk)

@@ -52,6 +52,16 @@ fn note_created(note_id: &str, username: &str) -> String {
     .to_string()
 }
 
+/// A `note-created` that save fails on every time (its note id is not one).
+async fn send_poison(sqs: &aws_sdk_sqs::Client, queue: &str) {
+    sqs.send_message()
+        .queue_url(queue)
+        .message_body(note_created("not-a-note-id", "ada"))
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,12 +71,7 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
     let dlq = queue_url(&sqs, "production-note-processing-dlq").await;
 
     // A poison message: save fails on it every time; after three receives it is dead-lettered.
-    sqs.send_message()
-        .queue_url(&queue)
-        .message_body(note_created("not-a-note-id", "ada"))
-        .send()
-        .await
-        .unwrap();
+    send_poison(&sqs, &queue).await;
     let v = wait_for_dlq(&dev, 1).await;
     assert_eq!(v.queue.visible + v.queue.in_flight, 0);
     let (code, v) = dev
@@ -426,12 +431,7 @@ async fn max_receive_count_sets_when_a_failing_message_is_dead_lettered() {
     .await;
     let sqs = sqs(&dev).await;
     let queue = queue_url(&sqs, "production-note-processing-queue").await;
-    sqs.send_message()
-        .queue_url(&queue)
-        .message_body(note_created("not-a-note-id", "ada"))
-        .send()
-        .await
-        .unwrap();
+    send_poison(&sqs, &queue).await;
     wait_for_dlq(&dev, 1).await;
     let log = log.lock().unwrap().clone();
     let moved: Vec<&str> = log

@@ -579,18 +579,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn concurrent_sends_each_land_once_whether_committed_alone_or_together() {
-        use notes_handlers::embedded::reopen::flaky_opener;
-        use std::sync::atomic::{AtomicBool, Ordering};
+    /// A queue whose disk is full while the flag is set.
+    fn on_a_disk_that_can_fill() -> (
+        tempfile::TempDir,
+        Arc<std::sync::atomic::AtomicBool>,
+        LocalQueue,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let full = Arc::new(AtomicBool::new(false));
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let q = LocalQueue::open_with(
-            flaky_opener(dir.path().join("q.redb"), full.clone()),
+            notes_handlers::embedded::reopen::flaky_opener(dir.path().join("q.redb"), full.clone()),
             Duration::from_secs(30),
             3,
         )
         .unwrap();
+        (dir, full, q)
+    }
+
+    #[test]
+    fn concurrent_sends_each_land_once_whether_committed_alone_or_together() {
+        use std::sync::atomic::Ordering;
+        let (_dir, full, q) = on_a_disk_that_can_fill();
         let send_all = |tag: &'static str| -> Vec<QueueResult<String>> {
             let handles: Vec<_> = (0..32)
                 .map(|i| {
@@ -634,16 +643,9 @@ mod tests {
     /// without a restart; what was queued before is all there.
     #[test]
     fn a_full_disk_is_survived_without_a_restart() {
-        use notes_handlers::embedded::reopen::{RETRY, flaky_opener};
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let dir = tempfile::tempdir().unwrap();
-        let full = Arc::new(AtomicBool::new(false));
-        let q = LocalQueue::open_with(
-            flaky_opener(dir.path().join("q.redb"), full.clone()),
-            Duration::from_secs(30),
-            3,
-        )
-        .unwrap();
+        use notes_handlers::embedded::reopen::RETRY;
+        use std::sync::atomic::Ordering;
+        let (_dir, full, q) = on_a_disk_that_can_fill();
         q.send("before").unwrap();
         full.store(true, Ordering::SeqCst);
         for _ in 0..3 {
