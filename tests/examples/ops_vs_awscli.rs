@@ -68,17 +68,8 @@ async fn main() {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     if only.is_empty() || only == "queue-depth" {
         for _ in 0..RUNS {
-            let mut c = Command::new(notesctl());
-            c.args([
-                "--stage",
-                &stage,
-                "--region",
-                "us-east-1",
-                "--endpoint-url",
-                &m.endpoint,
-                "queue-depth",
-            ]);
-            env(&mut c, m);
+            let mut c = m.process_at(&stage, &m.endpoint);
+            c.arg("queue-depth");
             ours.push(run(&mut c).await);
             let started = Instant::now();
             for url in [&queue, &dlq] {
@@ -165,19 +156,8 @@ done"#,
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..3 {
             fill(&sqs, &dlq, n).await;
-            let mut c = Command::new(notesctl());
-            c.args([
-                "--stage",
-                &stage,
-                "--region",
-                "us-east-1",
-                "--endpoint-url",
-                &m.endpoint,
-                "redrive-dlq",
-                "--yes",
-                "--manual",
-            ]);
-            env(&mut c, m);
+            let mut c = m.process_at(&stage, &m.endpoint);
+            c.args(["redrive-dlq", "--yes", "--manual"]);
             ours.push(run(&mut c).await);
             moved_all("notesctl redrive-dlq --manual").await;
 

@@ -316,19 +316,34 @@ impl Moto {
 
     /// `notesctl` with this server's credentials, aimed at `endpoint` (a proxy in front of it).
     pub fn cli_at(&self, stage: &str, endpoint: &str) -> crate::cli::Cli {
-        let mut c = crate::cli::Cli::new().args([
-            "--stage",
-            stage,
-            "--region",
-            "us-east-1",
-            "--endpoint-url",
-            endpoint,
-        ]);
+        let mut c = crate::cli::Cli::new().args(aimed(stage, endpoint));
         for (k, v) in self.env() {
             c = c.env(&k, &v);
         }
         c
     }
+
+    /// As [`Moto::cli_at`], as a process to spawn and read while it runs (`tail --follow`) or to
+    /// time (benchmarks); warnings only on stderr.
+    pub fn process_at(&self, stage: &str, endpoint: &str) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(crate::dev::notesctl_binary());
+        c.args(aimed(stage, endpoint))
+            .envs(self.env())
+            .env("NOTESCTL_LOG", "warn");
+        c
+    }
+}
+
+/// The global options that aim `notesctl` at a stage behind `endpoint`.
+fn aimed<'a>(stage: &'a str, endpoint: &'a str) -> [&'a str; 6] {
+    [
+        "--stage",
+        stage,
+        "--region",
+        "us-east-1",
+        "--endpoint-url",
+        endpoint,
+    ]
 }
 
 /// `notesctl` aimed at this test binary's moto, for a stage.

@@ -836,24 +836,11 @@ async fn tail_follow_backs_off_through_throttling_and_goes_on() {
         ..Plan::new(Fault::Throttle, 5)
     };
     let proxy = FaultProxy::start(&m.endpoint, quiet).await;
-    let mut follow = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
+    let mut follow = m
+        .process_at(&stage, &proxy.endpoint)
         .args([
-            "--stage",
-            &stage,
-            "--region",
-            "us-east-1",
-            "--endpoint-url",
-            &proxy.endpoint,
-            "tail",
-            "save",
-            "--follow",
-            "--since",
-            "1m",
-            "--output",
-            "json",
+            "tail", "save", "--follow", "--since", "1m", "--output", "json",
         ])
-        .envs(m.env())
-        .env("NOTESCTL_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

@@ -277,26 +277,12 @@ async fn tail_interleaves_filters_and_follows() {
 
     // --follow: a new event, in a stream that did not exist when tail started, is printed once.
     // (How fast is for the benchmark: scripts/bench.sh ops.)
-    let mut follow = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary());
     let m = moto::shared().await;
+    let mut follow = m.process_at(&stage, &m.endpoint);
     follow
         .args([
-            "--stage",
-            &stage,
-            "--region",
-            "us-east-1",
-            "--endpoint-url",
-            &m.endpoint,
-            "tail",
-            "save",
-            "--follow",
-            "--since",
-            "2m",
-            "--output",
-            "json",
+            "tail", "save", "--follow", "--since", "2m", "--output", "json",
         ])
-        .envs(m.env())
-        .env("NOTESCTL_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut child = follow.spawn().unwrap();
