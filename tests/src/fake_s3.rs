@@ -2,7 +2,8 @@
 //! that mixes objects with and without ETags, and a log of every request served (which objects were
 //! HEADed). Objects another tool uploaded in parts are tested on moto
 //! (`frontend_moto::an_object_another_tool_uploaded_in_parts_is_judged_by_its_md5_metadata`); a server
-//! that lists no ETag at all (s3s-fs) is exercised by `scripts/bench.sh sync`. It answers
+//! that lists no ETag at all on s3s-fs (`frontend_moto::a_server_that_lists_no_etags_is_synced_by_content`,
+//! tests/src/s3s_fs.rs). It answers
 //! ListObjectsV2, HeadObject and PutObject for one bucket, path-style.
 
 use std::collections::BTreeMap;

@@ -12,6 +12,7 @@ pub mod lambda;
 pub mod moto;
 pub mod proxy;
 pub mod record;
+pub mod s3s_fs;
 pub mod stub;
 
 /// A name no other test in this run uses: `{prefix}-{pid}-{counter}-{random}`.

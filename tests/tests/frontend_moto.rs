@@ -428,9 +428,99 @@ async fn range_listing_covers_the_bucket_exactly_once() {
     assert!(format!("{none:#}").contains("does not exist"), "{none:#}");
 }
 
-/// Servers whose listings carry no ETags (s3s-fs), and multipart objects uploaded by other tools: the
-/// sync reads those objects' ETag and stored MD5 with HeadObject — only those — and still decides by
-/// content. Served by a fake S3 endpoint, since moto always lists ETags.
+/// A server that lists no ETag at all (s3s-fs): the first sync needs no HeadObject (nothing is there);
+/// a re-sync reads each object's ETag with HeadObject and uploads nothing when nothing changed; an
+/// edit that keeps the file's size is still seen, by content.
+#[tokio::test]
+async fn a_server_that_lists_no_etags_is_synced_by_content() {
+    use notesctl_tests::s3s_fs::{KEY, S3sFs};
+    let server = S3sFs::start().await;
+    server.create_bucket("site");
+    let dir = tempfile::tempdir().unwrap();
+    let site = [
+        (
+            "index.html",
+            b"<!doctype html><title>notes</title>".as_slice(),
+        ),
+        ("app.js", b"console.log('v1');"),
+        ("assets/app.3f2a1b9c.css", b"body{margin:0}"),
+    ];
+    for (key, content) in site {
+        write(dir.path(), key, content);
+    }
+    let (files, n) = (site.len(), site.len() as u64);
+    let sync = || async {
+        notesctl_tests::cli::Cli::new()
+            .args(["--region", "us-east-1", "--endpoint-url", &server.endpoint])
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", KEY)
+            .args(["sync-frontend", dir.path().to_str().unwrap()])
+            .args(["--bucket", "site", "--no-config"])
+            .json::<SyncReport>()
+            .await
+    };
+
+    let (code, first) = sync().await;
+    assert_eq!((code, first.uploaded), (0, files), "{first:?}");
+    assert_eq!(first.requests, requests(1, 0, n, 0), "{first:?}");
+
+    // The premise: this server's listing has the objects but not their ETags.
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&server.endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            KEY, KEY, None, None, "test",
+        ))
+        .load()
+        .await;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let listed = client
+        .list_objects_v2()
+        .bucket("site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), files, "{listed:?}");
+    assert!(
+        listed.contents().iter().all(|o| o.e_tag().is_none()),
+        "s3s-fs now lists ETags, so this test no longer shows a listing without them: {listed:?}"
+    );
+
+    let (code, again) = sync().await;
+    assert_eq!(
+        (code, again.uploaded, again.unchanged),
+        (0, 0, files),
+        "{again:?}"
+    );
+    assert_eq!(again.requests, requests(1, n, 0, 0), "{again:?}");
+
+    let before = std::fs::read(dir.path().join("app.js")).unwrap();
+    let edited = String::from_utf8(before.clone())
+        .unwrap()
+        .replace("v1", "v2");
+    assert_eq!(edited.len(), before.len());
+    write(dir.path(), "app.js", edited.as_bytes());
+    let (code, edit) = sync().await;
+    assert_eq!(
+        (code, edit.uploaded, edit.unchanged),
+        (0, 1, files - 1),
+        "{edit:?}"
+    );
+    assert_eq!(edit.requests, requests(1, n, 1, 0), "{edit:?}");
+    assert_eq!(
+        std::fs::read(server.object_path("site", "app.js")).unwrap(),
+        edited.as_bytes()
+    );
+}
+
+/// A listing that mixes objects with and without ETags, and multipart objects uploaded by other tools:
+/// the sync reads those objects' ETag and stored MD5 with HeadObject — only those — and still decides
+/// by content. Served by the hand-made fake (tests/src/fake_s3.rs): neither moto nor s3s-fs lists
+/// some ETags and not others, and the fake logs which objects were HEADed.
 #[tokio::test]
 async fn objects_the_listing_cannot_decide_are_read_with_head() {
     use md5::{Digest, Md5};
