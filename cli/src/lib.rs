@@ -35,7 +35,7 @@ pub use output::{Exit, Output, Report, Streamed};
     long_about = None,
     propagate_version = true,
     disable_help_subcommand = true,
-    after_help = "Exit codes: 0 success; 1 the command ran and found a problem (deploy failed, queue above --fail-above, alarm firing); 2 usage or environment error.\n\nStart with `notesctl dev` (no AWS account needed); `notesctl help COMMAND` explains one command."
+    after_help = "Exit codes: 0 success; 1 the command ran and found a problem (deploy failed, diff found differences, queue above --fail-above, alarm firing); 2 usage or environment error.\n\nStart with `notesctl dev` (no AWS account needed); `notesctl help COMMAND` explains one command."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -55,6 +55,10 @@ pub enum Command {
     /// Create or update the stacks through change sets, streaming their events.
     #[command(after_help = examples::DEPLOY)]
     Deploy(commands::deploy::DeployArgs),
+    /// Show what a deploy would change, per stack: resources and properties, parameters, IAM,
+    /// replacements (exit 1 when anything differs).
+    #[command(after_help = examples::DIFF)]
+    Diff(commands::diff::DiffArgs),
     /// Print the stacks' outputs.
     #[command(after_help = examples::OUTPUTS)]
     Outputs(commands::outputs::OutputsArgs),
@@ -122,6 +126,10 @@ mod examples {
   notesctl deploy --stage dev --yes             # all six stacks, arm64 code from dist/
   notesctl deploy --stage dev --stack notes --yes
   notesctl deploy --stage prod --frontend frontend/ --yes   # stacks, then site and CDN";
+    pub const DIFF: &str = "Examples:
+  notesctl diff --stage dev                     # every stack against templates/ and dist/
+  notesctl diff --stage prod --stack data --change-set   # CloudFormation's word on replacements
+  notesctl diff --stage prod --output json || echo 'the deploy would change something'";
     pub const OUTPUTS: &str = "Examples:
   notesctl outputs --stage dev
   notesctl outputs --stage dev --stack auth --output json";
@@ -180,6 +188,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
         Command::Package(args) => report(ctx, package::run(ctx, args).await),
         Command::Validate(args) => report(ctx, validate::run(ctx, args).await),
         Command::Deploy(args) => report(ctx, deploy::run(ctx, args).await),
+        Command::Diff(args) => report(ctx, diff::run(ctx, args).await),
         Command::Outputs(args) => report(ctx, outputs::run(ctx, args).await),
         Command::WsUrl => report(ctx, outputs::ws_url(ctx).await),
         Command::Status => report(ctx, status::run(ctx).await),

@@ -228,6 +228,7 @@ pub fn json_output(command: &str) -> Option<(schemars::Schema, &'static str)> {
         "package" => (schema_for!(package::PackageReport), one),
         "validate" => (schema_for!(validate::ValidateReport), one),
         "deploy" => (schema_for!(deploy::DeployReport), one),
+        "diff" => (schema_for!(diff::DiffReport), one),
         "outputs" => (
             schema_for!(outputs::OutputsReport),
             "one JSON document, stack → output → value",

@@ -575,13 +575,9 @@ async fn destroy_empties_the_site_bucket_and_deletes_only_this_stages_code_zips(
 /// imports. The bucket is made beforehand: the TLS-only policy `deploy` gives a bucket it creates is
 /// enforced by moto, which serves plain HTTP; that creation is tested on recorded answers in
 /// cli/src/aws/artifacts.rs.)
-#[tokio::test]
-async fn a_code_stack_gets_the_zip_uploaded_once_and_its_key_as_parameters() {
-    let stage = notesctl_tests::unique("cs");
-    let templates = tempfile::tempdir().unwrap();
-    std::fs::write(
-        templates.path().join("auth.yaml"),
-        r#"Parameters:
+/// A code stack of the app's shape that moto runs: a role and a function whose code is the zip
+/// `deploy` uploads (`CodeBucket`/`CodeKey`).
+const CODE_STACK: &str = r#"Parameters:
   Stage:
     Type: String
   CodeBucket:
@@ -610,9 +606,13 @@ Resources:
       Code:
         S3Bucket: !Ref CodeBucket
         S3Key: !Ref CodeKey
-"#,
-    )
-    .unwrap();
+"#;
+
+#[tokio::test]
+async fn a_code_stack_gets_the_zip_uploaded_once_and_its_key_as_parameters() {
+    let stage = notesctl_tests::unique("cs");
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
     let artifacts = tempfile::tempdir().unwrap();
     let zip = notesctl::commands::package::lambda_zip(format!("#!/bin/sh\n# {stage}\n").as_bytes());
     std::fs::write(artifacts.path().join("notes-lambda-x86_64.zip"), &zip).unwrap();
@@ -700,5 +700,181 @@ Resources:
         !again.stderr.contains("uploaded the code"),
         "{}",
         again.stderr
+    );
+}
+
+/// `diff` against a deployed code stack: nothing (exit 0); a new zip is the `CodeKey` parameter and
+/// the function that uses it; an edited template shows each changed property old → new, the function
+/// a new name replaces, and the IAM grant added; `--change-set` asks CloudFormation and leaves no
+/// change set behind; a stage never deployed is all added. Exit 1 whenever something differs.
+#[tokio::test]
+async fn diff_names_what_a_deploy_would_change() {
+    use notesctl::commands::diff::DiffReport;
+    use notesctl::commands::diff::compare::{Action, Replacement};
+    let stage = notesctl_tests::unique("df");
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    let zip_path = artifacts.path().join("notes-lambda-x86_64.zip");
+    let v1 =
+        notesctl::commands::package::lambda_zip(format!("#!/bin/sh\n# {stage} 1\n").as_bytes());
+    std::fs::write(&zip_path, &v1).unwrap();
+    let bucket = format!("{stage}-code");
+    moto::s3()
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let flags = || -> Vec<String> {
+        [
+            "--stack",
+            "auth",
+            "--arch",
+            "x86_64",
+            "--templates",
+            templates.path().to_str().unwrap(),
+            "--artifacts",
+            artifacts.path().to_str().unwrap(),
+            "--artifacts-bucket",
+            &bucket,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let diff = async |extra: &[&str]| -> (i32, DiffReport) {
+        cli(&stage)
+            .await
+            .args(["diff"])
+            .args(flags())
+            .args(extra.iter().copied())
+            .json::<DiffReport>()
+            .await
+    };
+
+    let never = diff(&[]).await;
+    assert_eq!(never.0, 1, "{:?}", never.1);
+    let s = &never.1.stacks[0];
+    assert!(!s.deployed && s.differs, "{s:?}");
+    let added: Vec<(&str, Action)> = s
+        .resources
+        .iter()
+        .map(|r| (r.logical_id.as_str(), r.action))
+        .collect();
+    assert_eq!(added, [("Role", Action::Added), ("Signup", Action::Added)]);
+
+    let deployed = cli(&stage)
+        .await
+        .args(["deploy", "--yes", "--no-validate"])
+        .args(flags())
+        .run()
+        .await;
+    assert_eq!(deployed.code, 0, "{}", deployed.stderr);
+    let (code, same) = diff(&[]).await;
+    assert_eq!(code, 0, "{same:?}");
+    assert!(
+        same.stacks[0].deployed && !same.stacks[0].differs,
+        "{same:?}"
+    );
+
+    // A new zip: only CodeKey, and the function that uses it.
+    let v2 =
+        notesctl::commands::package::lambda_zip(format!("#!/bin/sh\n# {stage} 2\n").as_bytes());
+    std::fs::write(&zip_path, &v2).unwrap();
+    let (code, code_only) = diff(&[]).await;
+    assert_eq!(code, 1, "{code_only:?}");
+    let s = &code_only.stacks[0];
+    assert!(s.resources.is_empty() && s.iam.is_empty(), "{s:?}");
+    assert_eq!(s.parameters.len(), 1, "{s:?}");
+    let p = &s.parameters[0];
+    assert_eq!(p.name, "CodeKey");
+    let key = |zip: &[u8]| {
+        Some(serde_json::Value::from(notesctl::aws::artifacts::code_key(
+            &stage, zip,
+        )))
+    };
+    assert_eq!((p.old.clone(), p.new.clone()), (key(&v1), key(&v2)));
+    assert_eq!(p.used_by, ["Signup"]);
+    std::fs::write(&zip_path, &v1).unwrap();
+
+    // An edited template: a new function name (replacement), more memory, a new grant.
+    let edited = CODE_STACK
+        .replace("${Stage}-auth-signup\"", "${Stage}-auth-signup-v2\"\n      MemorySize: 512")
+        .replace(
+            "            Action: sts:AssumeRole\n",
+            "            Action: sts:AssumeRole\n      Policies:\n        - PolicyName: read\n          PolicyDocument:\n            Statement:\n              - Effect: Allow\n                Action: dynamodb:GetItem\n                Resource: \"*\"\n",
+        );
+    assert_ne!(edited, CODE_STACK);
+    std::fs::write(templates.path().join("auth.yaml"), &edited).unwrap();
+    let (code, changed) = diff(&[]).await;
+    assert_eq!(code, 1, "{changed:?}");
+    let s = &changed.stacks[0];
+    assert!(s.parameters.is_empty(), "{s:?}");
+    let signup = s
+        .resources
+        .iter()
+        .find(|r| r.logical_id == "Signup")
+        .unwrap();
+    let paths: Vec<(&str, Replacement)> = signup
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.replacement))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("Properties.FunctionName", Replacement::Yes),
+            ("Properties.MemorySize", Replacement::No)
+        ]
+    );
+    assert_eq!(signup.changes[1].old, None);
+    assert_eq!(signup.changes[1].new, Some(512.into()));
+    assert_eq!(s.replaced, ["Signup"]);
+    let granted: Vec<String> = s
+        .iam
+        .granted
+        .iter()
+        .map(|g| format!("{} {} {} on {}", g.by, g.effect, g.action, g.on))
+        .collect();
+    assert_eq!(granted, ["Role Allow dynamodb:GetItem on *"]);
+    assert!(s.iam.revoked.is_empty());
+
+    let text = cli(&stage).await.args(["diff"]).args(flags()).run().await;
+    assert_eq!(text.code, 1, "{}", text.stderr);
+    for line in [
+        "~ Signup",
+        "REPLACED",
+        "Properties.MemorySize: (none) → 512",
+        "+ Role: Allow dynamodb:GetItem on *",
+        "1 of 1 stacks would change",
+    ] {
+        assert!(text.stdout.contains(line), "{line:?} in:\n{}", text.stdout);
+    }
+
+    let (code, asked) = diff(&["--change-set"]).await;
+    assert_eq!(code, 1, "{asked:?}");
+    let changes = asked.stacks[0]
+        .change_set
+        .as_ref()
+        .expect("the change set's changes");
+    assert!(
+        changes.iter().any(|c| c.logical_id == "Signup"),
+        "{changes:?}"
+    );
+    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
+    let left = cfn
+        .list_change_sets()
+        .stack_name(format!("{stage}-auth-stack"))
+        .send()
+        .await
+        .unwrap();
+    // The deploy's own set stays on moto as executed; diff's, never executed, is gone.
+    use aws_sdk_cloudformation::types::ExecutionStatus;
+    assert!(
+        left.summaries()
+            .iter()
+            .all(|s| s.execution_status() == Some(&ExecutionStatus::ExecuteComplete)),
+        "{left:?}"
     );
 }

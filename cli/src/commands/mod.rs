@@ -1,11 +1,13 @@
 //! One module per verb. Each exposes `run(&Context, Args) -> Result<Report>` and depends only on the
 //! context and the shared AWS helpers below it; `deploy --frontend` calls `sync_frontend::run` and
-//! `invalidate::run` and runs `validate::run` first; nothing else crosses between verbs.
+//! `invalidate::run` and runs `validate::run` first; `diff` reads its inputs, and makes change sets,
+//! the way `deploy` does (`deploy::Inputs`, `deploy::change_set`); nothing else crosses between verbs.
 
 pub mod alarms;
 pub mod deploy;
 pub mod destroy;
 pub mod dev;
+pub mod diff;
 pub mod invalidate;
 pub mod outputs;
 pub mod package;

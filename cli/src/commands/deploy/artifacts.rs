@@ -5,7 +5,7 @@
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::DeployArgs;
+use super::Inputs;
 use crate::aws::artifacts::{Artifacts, code_key};
 use crate::aws::explain;
 use crate::context::Context;
@@ -21,7 +21,7 @@ pub struct Code {
 }
 
 /// Reads the zip of `--arch` from `--artifacts`.
-pub async fn read(ctx: &Context, args: &DeployArgs) -> anyhow::Result<Code> {
+pub async fn read(ctx: &Context, args: &Inputs) -> anyhow::Result<Code> {
     let path = zip_path(&args.artifacts, args.arch);
     let zip = tokio::fs::read(&path).await.map_err(|e| {
         anyhow::anyhow!(

@@ -33,7 +33,9 @@ use crate::aws::s3::s3_client;
 use crate::aws::{explain, stacks};
 use crate::context::{Context, Deadline, confirm, interactive, parse_duration};
 use crate::lambda::Arch;
-use change_set::{Template, Worked};
+pub use artifacts::Code;
+pub use change_set::Template;
+use change_set::Worked;
 use events::Settled;
 use plan::{NextAction, declared_parameters, dependency_hint, expected_parameters, next_action};
 pub use report::{
@@ -41,29 +43,22 @@ pub use report::{
     StackReport,
 };
 
+/// What the stacks are deployed from: the templates, the code zip, and the values `deploy` passes as
+/// parameters. `deploy` and `diff` take the same flags, so a diff shows what that deploy would do.
 #[derive(Debug, Clone, clap::Args)]
-pub struct DeployArgs {
+pub struct Inputs {
     /// Where `notesctl package` wrote the zips.
     #[arg(long, default_value = "dist")]
     pub artifacts: PathBuf,
     /// The functions' architecture (the zip `notes-lambda-{arch}.zip` is deployed).
     #[arg(long, value_enum, default_value_t = Arch::Arm64)]
     pub arch: Arch,
-    /// Deploy only these stacks (event, data, auth, websocket, notes, frontend); repeatable.
+    /// Only these stacks (event, data, auth, websocket, notes, frontend); repeatable.
     #[arg(long = "stack", value_name = "NAME")]
     pub stacks: Vec<String>,
-    /// Show what would change and stop.
-    #[arg(long)]
-    pub preview: bool,
-    /// Apply without asking (required when not on a terminal).
-    #[arg(long, short = 'y')]
-    pub yes: bool,
     /// The CloudFormation templates.
     #[arg(long, default_value = "templates")]
     pub templates: PathBuf,
-    /// After the stacks, sync this frontend folder and invalidate the CDN.
-    #[arg(long, value_name = "DIR")]
-    pub frontend: Option<PathBuf>,
     /// CORS origin allowed by the API.
     #[arg(long, default_value = "*")]
     pub allowed_origin: String,
@@ -73,6 +68,21 @@ pub struct DeployArgs {
     /// Bucket for the code zips (default: notesctl-artifacts-{account}-{region}, created if missing).
     #[arg(long)]
     pub artifacts_bucket: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    /// Show what would change and stop.
+    #[arg(long)]
+    pub preview: bool,
+    /// Apply without asking (required when not on a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// After the stacks, sync this frontend folder and invalidate the CDN.
+    #[arg(long, value_name = "DIR")]
+    pub frontend: Option<PathBuf>,
     /// Skip `notesctl validate` of the templates before deploying.
     #[arg(long)]
     pub no_validate: bool,
@@ -80,6 +90,64 @@ pub struct DeployArgs {
     /// still running and exits 1 (CloudFormation goes on).
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+/// The parameter values a deploy passes, and the code zip when one of `order` runs code (read from
+/// `--artifacts`; its key is where it lives in the artifacts bucket). Nothing is uploaded here.
+pub async fn parameter_values(
+    ctx: &Context,
+    inputs: &Inputs,
+    config: &aws_config::SdkConfig,
+    order: &[&str],
+) -> anyhow::Result<(BTreeMap<&'static str, String>, Option<(Code, Artifacts)>)> {
+    let mut values = BTreeMap::from([
+        ("Stage", ctx.stage().to_owned()),
+        ("Architecture", inputs.arch.as_str().to_owned()),
+        ("AllowedOrigin", inputs.allowed_origin.clone()),
+        ("SaveFunctionTimeout", inputs.save_timeout.to_string()),
+    ]);
+    if !order
+        .iter()
+        .any(|s| matches!(*s, "auth" | "websocket" | "notes"))
+    {
+        return Ok((values, None));
+    }
+    let code = artifacts::read(ctx, inputs).await?;
+    let s3 = s3_client(config, ctx.custom_endpoint());
+    let store = Artifacts::locate(config, s3, inputs.artifacts_bucket.as_deref()).await?;
+    values.insert("CodeBucket", store.bucket.clone());
+    values.insert("CodeKey", code.key.clone());
+    Ok((values, Some((code, store))))
+}
+
+/// A stack's template from `templates`, with the parameters `values` gives it.
+pub async fn load_template(
+    templates: &Path,
+    short: &str,
+    values: &BTreeMap<&'static str, String>,
+) -> anyhow::Result<Template> {
+    let path = templates.join(format!("{short}.yaml"));
+    let body = tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}; pass --templates DIR", path.display()))?;
+    let declared = declared_parameters(&body)?;
+    let expected = expected_parameters(&declared, values);
+    let parameters = declared
+        .iter()
+        .filter_map(|(k, _)| {
+            values.get(k.as_str()).map(|v| {
+                Parameter::builder()
+                    .parameter_key(k)
+                    .parameter_value(v)
+                    .build()
+            })
+        })
+        .collect();
+    Ok(Template {
+        body,
+        expected,
+        parameters,
+    })
 }
 
 /// One deploy run: the context, the stacks' client, the arguments and the parameter values.
@@ -138,28 +206,7 @@ impl StackReport {
 impl Deploy<'_> {
     /// The stack's template and parameters, from `--templates`.
     async fn template(&self, short: &str) -> anyhow::Result<Template> {
-        let path = self.args.templates.join(format!("{short}.yaml"));
-        let body = tokio::fs::read_to_string(&path).await.map_err(|e| {
-            anyhow::anyhow!("reading {}: {e}; pass --templates DIR", path.display())
-        })?;
-        let declared = declared_parameters(&body)?;
-        let expected = expected_parameters(&declared, &self.values);
-        let parameters = declared
-            .iter()
-            .filter_map(|(k, _)| {
-                self.values.get(k.as_str()).map(|v| {
-                    Parameter::builder()
-                        .parameter_key(k)
-                        .parameter_value(v)
-                        .build()
-                })
-            })
-            .collect();
-        Ok(Template {
-            body,
-            expected,
-            parameters,
-        })
+        load_template(&self.args.inputs.templates, short, &self.values).await
     }
 
     async fn confirm(&self, action: &str) -> anyhow::Result<()> {
@@ -403,7 +450,7 @@ impl Deploy<'_> {
 }
 
 pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport> {
-    let order = stacks::selected(&args.stacks)?;
+    let order = stacks::selected(&args.inputs.stacks)?;
     if !args.yes && !args.preview && !interactive() {
         anyhow::bail!(
             "refusing to deploy without confirmation: pass --yes (no terminal to ask on), or --preview to only look"
@@ -413,7 +460,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         let checked = validate::run(
             ctx,
             ValidateArgs {
-                templates: args.templates.clone(),
+                templates: args.inputs.templates.clone(),
             },
         )
         .await?;
@@ -432,28 +479,16 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         }
     }
     let config = ctx.aws().await?;
-    let needs_code = order
-        .iter()
-        .any(|s| matches!(*s, "auth" | "websocket" | "notes"));
-    let mut values = BTreeMap::from([
-        ("Stage", ctx.stage().to_owned()),
-        ("Architecture", args.arch.as_str().to_owned()),
-        ("AllowedOrigin", args.allowed_origin.clone()),
-        ("SaveFunctionTimeout", args.save_timeout.to_string()),
-    ]);
-    let code = if needs_code {
-        let code = artifacts::read(ctx, &args).await?;
-        let s3 = s3_client(&config, ctx.custom_endpoint());
-        let store = Artifacts::locate(&config, s3, args.artifacts_bucket.as_deref()).await?;
-        if !args.preview {
-            let region = config.region().map(|r| r.to_string());
-            artifacts::upload(ctx, &store, &code, region.as_deref()).await?;
+    let (values, code) = parameter_values(ctx, &args.inputs, &config, &order).await?;
+    let code = match code {
+        Some((code, store)) => {
+            if !args.preview {
+                let region = config.region().map(|r| r.to_string());
+                artifacts::upload(ctx, &store, &code, region.as_deref()).await?;
+            }
+            Some(code)
         }
-        values.insert("CodeBucket", store.bucket.clone());
-        values.insert("CodeKey", code.key.clone());
-        Some(code)
-    } else {
-        None
+        None => None,
     };
     let deploy = Deploy {
         ctx,
@@ -491,7 +526,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         }
     }
     if let (Some(code), false) = (&code, args.preview) {
-        let functions = functions_in(&args.templates, &order, ctx.stage())?;
+        let functions = functions_in(&args.inputs.templates, &order, ctx.stage())?;
         let lambda = aws_sdk_lambda::Client::new(&config);
         report.code_mismatches = artifacts::mismatches(&lambda, &functions, &code.sha256).await?;
         if !report.code_mismatches.is_empty() {

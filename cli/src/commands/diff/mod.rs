@@ -1,0 +1,392 @@
+//! `notesctl diff`: what a deploy with the same flags would change, stack by stack, before anything is
+//! created. From the deployed template (GetTemplate) and parameters against ours: resources added,
+//! removed and modified with each changed property (old → new), parameters and outputs old → new, the
+//! IAM grants added and taken away, and the resources CloudFormation will replace — from each
+//! property's update behaviour ([`compare::replacement`]), or, with `--change-set`, from a change set
+//! CloudFormation works out (and notesctl deletes). Exit 0 when nothing differs, 1 when something
+//! does: a gate for CI.
+
+pub mod compare;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::types::{ChangeSetType, Stack, TemplateStage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::deploy::change_set::{self, Worked};
+use super::deploy::plan::{NextAction, next_action};
+use super::deploy::{Change, Inputs, load_template, parameter_values};
+use crate::aws::{explain, stacks};
+use crate::context::{Context, Deadline};
+use crate::output::{Exit, Report};
+use compare::{Action, IamDiff, Replacement, ResourceDiff, ValueChange, show};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    /// Also let CloudFormation work out a change set for each stack that differs (deleted
+    /// afterwards), and take its word on which resources it replaces.
+    #[arg(long)]
+    pub change_set: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DiffReport {
+    pub stacks: Vec<StackDiff>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StackDiff {
+    pub name: String,
+    /// Whether a deploy would change anything in this stack.
+    pub differs: bool,
+    /// False when the stack does not exist (or holds nothing after a failed first create): a deploy
+    /// creates every resource.
+    pub deployed: bool,
+    pub parameters: Vec<ValueChange>,
+    pub resources: Vec<ResourceDiff>,
+    pub outputs: Vec<ValueChange>,
+    pub iam: IamDiff,
+    /// The resources CloudFormation will create anew (a new table, queue, function…), by logical id.
+    pub replaced: Vec<String>,
+    /// Modified resources whose replacement notesctl cannot tell (run with `--change-set`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replacement_unknown: Vec<String>,
+    /// With `--change-set`: CloudFormation's own list of changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_set: Option<Vec<Change>>,
+}
+
+impl StackDiff {
+    fn any_difference(&self) -> bool {
+        !self.deployed
+            || !self.parameters.is_empty()
+            || !self.resources.is_empty()
+            || !self.outputs.is_empty()
+            || !self.iam.is_empty()
+    }
+
+    /// CloudFormation's change set decides which resources are replaced, both ways: it knows the
+    /// properties notesctl's table does not, and values only known at deploy time.
+    fn take_change_set(&mut self, changes: Vec<Change>) {
+        self.replaced = changes
+            .iter()
+            .filter(|c| c.replacement)
+            .map(|c| c.logical_id.clone())
+            .collect();
+        self.replacement_unknown.clear();
+        self.change_set = Some(changes);
+    }
+}
+
+impl Report for DiffReport {
+    fn exit(&self) -> Exit {
+        Exit::problem_if(self.stacks.iter().any(|s| s.differs))
+    }
+}
+
+/// A value on one line of the text report, cut at 100 characters.
+fn short(v: &Option<Value>) -> String {
+    match v {
+        None => "(none)".to_owned(),
+        Some(v) => {
+            let s = show(v);
+            match s.char_indices().nth(100) {
+                Some((i, _)) => format!("{}…", &s[..i]),
+                None => s,
+            }
+        }
+    }
+}
+
+impl fmt::Display for DiffReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.stacks {
+            if !s.differs {
+                writeln!(f, "{}: no differences", s.name)?;
+                continue;
+            }
+            let count = |a: Action| s.resources.iter().filter(|r| r.action == a).count();
+            let grants = s.iam.granted.len() + s.iam.revoked.len();
+            let parts: Vec<String> = [
+                (count(Action::Added), "resource added", "resources added"),
+                (
+                    count(Action::Modified),
+                    "resource modified",
+                    "resources modified",
+                ),
+                (
+                    count(Action::Removed),
+                    "resource removed",
+                    "resources removed",
+                ),
+                (s.replaced.len(), "replaced", "replaced"),
+                (s.parameters.len(), "parameter", "parameters"),
+                (grants, "IAM grant changed", "IAM grants changed"),
+                (s.outputs.len(), "output", "outputs"),
+            ]
+            .into_iter()
+            .filter(|(n, _, _)| *n > 0)
+            .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+            .collect();
+            writeln!(
+                f,
+                "{}: {}{}",
+                s.name,
+                if s.deployed { "" } else { "not deployed — " },
+                parts.join(", ")
+            )?;
+            if !s.parameters.is_empty() {
+                writeln!(f, "  parameters")?;
+                for p in &s.parameters {
+                    write!(f, "    {}: {} → {}", p.name, short(&p.old), short(&p.new))?;
+                    if !p.used_by.is_empty() {
+                        write!(f, "  (used by {})", p.used_by.join(", "))?;
+                    }
+                    writeln!(f)?;
+                }
+            }
+            if !s.resources.is_empty() {
+                writeln!(f, "  resources")?;
+            }
+            for r in &s.resources {
+                let mark = match r.action {
+                    Action::Added => '+',
+                    Action::Removed => '-',
+                    Action::Modified => '~',
+                };
+                let replaced = if s.replaced.contains(&r.logical_id) {
+                    "  REPLACED"
+                } else if s.replacement_unknown.contains(&r.logical_id) {
+                    "  (replacement unknown: --change-set)"
+                } else {
+                    ""
+                };
+                writeln!(
+                    f,
+                    "    {mark} {:<34} {}{replaced}",
+                    r.logical_id, r.resource_type
+                )?;
+                for c in &r.changes {
+                    writeln!(
+                        f,
+                        "        {}: {} → {}{}",
+                        c.path,
+                        short(&c.old),
+                        short(&c.new),
+                        if c.replacement == Replacement::Yes {
+                            "  (replaces it)"
+                        } else {
+                            ""
+                        }
+                    )?;
+                }
+            }
+            if !s.iam.is_empty() {
+                writeln!(f, "  IAM")?;
+                for (mark, grants) in [('+', &s.iam.granted), ('-', &s.iam.revoked)] {
+                    for g in grants {
+                        write!(
+                            f,
+                            "    {mark} {}: {} {} on {}",
+                            g.by, g.effect, g.action, g.on
+                        )?;
+                        if let Some(p) = &g.principal {
+                            write!(f, " to {p}")?;
+                        }
+                        if let Some(c) = &g.condition {
+                            write!(f, " when {c}")?;
+                        }
+                        writeln!(f)?;
+                    }
+                }
+            }
+            if !s.outputs.is_empty() {
+                writeln!(f, "  outputs")?;
+                for o in &s.outputs {
+                    writeln!(f, "    {}: {} → {}", o.name, short(&o.old), short(&o.new))?;
+                }
+            }
+        }
+        let differ = self.stacks.iter().filter(|s| s.differs).count();
+        if differ == 0 {
+            write!(f, "nothing to deploy: every stack matches the templates")
+        } else {
+            write!(
+                f,
+                "{differ} of {} stacks would change: `notesctl deploy` with the same flags applies this",
+                self.stacks.len()
+            )
+        }
+    }
+}
+
+/// The deployed template (as submitted) and parameters of `stack`, or an empty template and no
+/// parameters when it holds nothing.
+async fn deployed(
+    cfn: &Client,
+    name: &str,
+    stack: &Option<Stack>,
+) -> anyhow::Result<Option<(Value, BTreeMap<String, String>)>> {
+    let Some(s) = stack else {
+        return Ok(None);
+    };
+    if matches!(
+        next_action(name, s.stack_status()),
+        NextAction::Create | NextAction::DeleteAndRecreate
+    ) {
+        return Ok(None);
+    }
+    let got = cfn
+        .get_template()
+        .stack_name(name)
+        .template_stage(TemplateStage::Original)
+        .send()
+        .await
+        .map_err(|e| explain(&format!("reading the deployed template of {name}"), &e))?;
+    let body = got.template_body().unwrap_or("{}");
+    let template = crate::template::parse(body)
+        .map_err(|e| anyhow::anyhow!("the deployed template of {name} does not read: {e}"))?;
+    let parameters = s
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value().unwrap_or("").to_owned(),
+            ))
+        })
+        .collect();
+    Ok(Some((template, parameters)))
+}
+
+/// CloudFormation's changes for `template` on `name`, from a change set made and deleted here.
+async fn ask_cloudformation(
+    cfn: &Client,
+    name: &str,
+    short: &str,
+    template: &change_set::Template,
+    new_stack: bool,
+) -> anyhow::Result<Vec<Change>> {
+    let kind = if new_stack {
+        ChangeSetType::Create
+    } else {
+        ChangeSetType::Update
+    };
+    let arn = match change_set::create(cfn, name, short, template, kind).await? {
+        Ok(arn) => arn,
+        Err(reason) => anyhow::bail!("CloudFormation refused a change set for {name}: {reason}"),
+    };
+    let deadline = Deadline::after(Duration::from_secs(600));
+    let worked = change_set::worked_out(cfn, name, &arn, &deadline).await;
+    change_set::discard(cfn, name, &arn, new_stack).await;
+    match worked? {
+        Worked::Changes(changes) => Ok(changes),
+        Worked::NoChanges => Ok(Vec::new()),
+        Worked::Failed(reason) => {
+            anyhow::bail!("CloudFormation could not work out a change set for {name}: {reason}")
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<DiffReport> {
+    let order = stacks::selected(&args.inputs.stacks)?;
+    let config = ctx.aws().await?;
+    let (values, _) = parameter_values(ctx, &args.inputs, &config, &order).await?;
+    let cfn = Client::new(&config);
+    let mut report = DiffReport { stacks: Vec::new() };
+    for short in order {
+        let name = stacks::stack_name(ctx.stage(), short);
+        let template = load_template(&args.inputs.templates, short, &values).await?;
+        let ours = crate::template::parse(&template.body)?;
+        let stack = stacks::describe(&cfn, &name).await?;
+        let before = deployed(&cfn, &name, &stack).await?;
+        let is_deployed = before.is_some();
+        let (old, old_parameters) =
+            before.unwrap_or_else(|| (serde_json::json!({}), BTreeMap::new()));
+        let resources = compare::resources(&old, &ours);
+        let mut diff = StackDiff {
+            name: name.clone(),
+            differs: false,
+            deployed: is_deployed,
+            parameters: compare::parameters(&old_parameters, &template.expected, &ours),
+            replaced: resources
+                .iter()
+                .filter(|r| r.replacement == Replacement::Yes)
+                .map(|r| r.logical_id.clone())
+                .collect(),
+            replacement_unknown: resources
+                .iter()
+                .filter(|r| r.replacement == Replacement::Unknown)
+                .map(|r| r.logical_id.clone())
+                .collect(),
+            resources,
+            outputs: compare::outputs(&old, &ours),
+            iam: compare::iam(&old, &ours),
+            change_set: None,
+        };
+        diff.differs = diff.any_difference();
+        if args.change_set && diff.differs {
+            ctx.say(format!("{name}: asking CloudFormation for a change set"));
+            let changes = ask_cloudformation(&cfn, &name, short, &template, !is_deployed).await?;
+            diff.take_change_set(changes);
+        }
+        report.stacks.push(diff);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::deploy::ChangeAction;
+
+    fn stack() -> StackDiff {
+        StackDiff {
+            name: "p-auth-stack".into(),
+            differs: true,
+            deployed: true,
+            parameters: vec![],
+            resources: vec![],
+            outputs: vec![],
+            iam: IamDiff::default(),
+            replaced: vec!["Table".into()],
+            replacement_unknown: vec!["Thing".into()],
+            change_set: None,
+        }
+    }
+
+    #[test]
+    fn a_change_set_decides_what_is_replaced() {
+        let mut s = stack();
+        let change = |id: &str, replacement| Change {
+            action: ChangeAction::Modify,
+            logical_id: id.into(),
+            resource_type: "AWS::Some::Type".into(),
+            replacement,
+        };
+        s.take_change_set(vec![change("Table", false), change("Thing", true)]);
+        assert_eq!(s.replaced, ["Thing"]);
+        assert!(s.replacement_unknown.is_empty());
+        assert_eq!(s.change_set.as_ref().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn the_exit_code_is_1_when_anything_differs() {
+        let mut r = DiffReport {
+            stacks: vec![stack()],
+        };
+        assert_eq!(r.exit(), Exit::Problem);
+        r.stacks[0].differs = false;
+        assert_eq!(r.exit(), Exit::Ok);
+        assert!(
+            r.to_string().contains("p-auth-stack: no differences"),
+            "{r}"
+        );
+    }
+}
