@@ -709,8 +709,8 @@ async fn a_code_stack_gets_the_zip_uploaded_once_and_its_key_as_parameters() {
 /// change set behind; a stage never deployed is all added. Exit 1 whenever something differs.
 #[tokio::test]
 async fn diff_names_what_a_deploy_would_change() {
+    use notesctl::commands::deploy::compare::{Action, Replacement};
     use notesctl::commands::diff::DiffReport;
-    use notesctl::commands::diff::compare::{Action, Replacement};
     let stage = notesctl_tests::unique("df");
     let templates = tempfile::tempdir().unwrap();
     std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
@@ -869,12 +869,145 @@ async fn diff_names_what_a_deploy_would_change() {
         .send()
         .await
         .unwrap();
-    // The deploy's own set stays on moto as executed; diff's, never executed, is gone.
+    // The deploy's own set stays on moto as executed; diff's, never executed, is gone. (moto lists
+    // every stack's sets whatever StackName says: keep this stack's.)
     use aws_sdk_cloudformation::types::ExecutionStatus;
+    let ours = format!("{stage}-auth-stack");
     assert!(
         left.summaries()
             .iter()
+            .filter(|s| s.stack_name() == Some(ours.as_str()))
             .all(|s| s.execution_status() == Some(&ExecutionStatus::ExecuteComplete)),
         "{left:?}"
+    );
+}
+
+/// `deploy --hotswap`: a new zip alone updates the function without CloudFormation (its `CodeKey`
+/// stays behind) and the same zip again leaves it alone; a template change falls back to a full
+/// deploy, saying why, which brings `CodeKey` level and reports the function it reconciled. The
+/// production stage is refused without `--force`, before any call to AWS.
+#[tokio::test]
+async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
+    use notesctl::commands::deploy::hotswap::Outcome;
+    let stage = notesctl_tests::unique("hs");
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    let zip_path = artifacts.path().join("notes-lambda-x86_64.zip");
+    let zip = |n: u32| {
+        notesctl::commands::package::lambda_zip(format!("#!/bin/sh\n# {stage} {n}\n").as_bytes())
+    };
+    let bucket = format!("{stage}-code");
+    moto::s3()
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let deploy = async |stage: &str, extra: &[&str]| {
+        cli(stage)
+            .await
+            .args(["--output", "json", "deploy", "--yes", "--no-validate"])
+            .args(["--stack", "auth", "--arch", "x86_64", "--templates"])
+            .args([templates.path().to_str().unwrap(), "--artifacts"])
+            .args([
+                artifacts.path().to_str().unwrap(),
+                "--artifacts-bucket",
+                &bucket,
+            ])
+            .args(extra.iter().copied())
+            .run()
+            .await
+    };
+    let sdk = moto::shared().await.sdk_config().await;
+    let lambda = aws_sdk_lambda::Client::new(&sdk);
+    let function = format!("{stage}-auth-signup");
+    let running = async || {
+        lambda
+            .get_function_configuration()
+            .function_name(&function)
+            .send()
+            .await
+            .unwrap()
+            .code_sha256()
+            .unwrap()
+            .to_owned()
+    };
+    let sha = |zip: &[u8]| {
+        use base64::Engine;
+        use sha2::Digest;
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(zip))
+    };
+    let code_key = |zip: &[u8]| notesctl::aws::artifacts::code_key(&stage, zip);
+    let stack = format!("{stage}-auth-stack");
+
+    std::fs::write(&zip_path, zip(1)).unwrap();
+    let first = deploy(&stage, &[]).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    std::fs::write(&zip_path, zip(2)).unwrap();
+    let swapped = deploy(&stage, &["--hotswap"]).await;
+    assert_eq!(swapped.code, 0, "{}", swapped.stderr);
+    let report: DeployReport = serde_json::from_str(&swapped.stdout).unwrap();
+    assert_eq!(actions(&report), [StackAction::Hotswapped]);
+    let hotswap = report.hotswap.expect("the hotswap's report");
+    assert_eq!(hotswap.code_key, code_key(&zip(2)));
+    let outcomes: Vec<(&str, Outcome)> = hotswap
+        .functions
+        .iter()
+        .map(|f| (f.function.as_str(), f.outcome))
+        .collect();
+    assert_eq!(outcomes, [(function.as_str(), Outcome::Updated)]);
+    assert_eq!(
+        running().await,
+        sha(&zip(2)),
+        "the function runs the new zip"
+    );
+    assert_eq!(
+        stack_parameters(&stack).await["CodeKey"],
+        code_key(&zip(1)),
+        "CloudFormation was not asked"
+    );
+
+    let again = deploy(&stage, &["--hotswap"]).await;
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let report: DeployReport = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(
+        report.hotswap.unwrap().functions[0].outcome,
+        Outcome::Unchanged
+    );
+
+    // More memory is a template change: a full deploy, which also catches CodeKey up.
+    let edited = CODE_STACK.replace(
+        "${Stage}-auth-signup\"",
+        "${Stage}-auth-signup\"\n      MemorySize: 512",
+    );
+    std::fs::write(templates.path().join("auth.yaml"), edited).unwrap();
+    let full = deploy(&stage, &["--hotswap"]).await;
+    assert_eq!(full.code, 0, "{}", full.stderr);
+    assert!(
+        full.stderr.contains(&format!(
+            "hotswap: not possible, {stack} differs in more than code: resources Signup; deploying through CloudFormation"
+        )),
+        "{}",
+        full.stderr
+    );
+    let report: DeployReport = serde_json::from_str(&full.stdout).unwrap();
+    assert_eq!(actions(&report), [StackAction::Updated]);
+    assert!(report.hotswap.is_none());
+    assert_eq!(report.reconciled, std::slice::from_ref(&function));
+    assert_eq!(stack_parameters(&stack).await["CodeKey"], code_key(&zip(2)));
+    assert_eq!(running().await, sha(&zip(2)));
+
+    let refused = deploy("production", &["--hotswap"]).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("refusing to hotswap the production stage")
+            && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
     );
 }

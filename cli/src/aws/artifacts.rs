@@ -54,6 +54,20 @@ pub fn code_key(stage: &str, zip: &[u8]) -> String {
     )
 }
 
+/// The zip's SHA-256 as Lambda reports a function's `CodeSha256` (base64 of the digest), read back from
+/// a key [`code_key`] made; `None` for any other key.
+pub fn sha256_of_key(key: &str) -> Option<String> {
+    use base64::Engine;
+    let hex = key.strip_suffix(".zip")?.rsplit_once("notes-lambda/")?.1;
+    if hex.len() != 64 {
+        return None;
+    }
+    let digest: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(digest))
+}
+
 /// A policy that refuses every request to the bucket not made over TLS.
 pub fn tls_only_policy(bucket: &str) -> String {
     serde_json::json!({
@@ -237,6 +251,20 @@ impl Artifacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key names the zip: Lambda's CodeSha256 of that zip reads back from it, nothing else does.
+    #[test]
+    fn a_code_key_gives_back_the_zips_sha256() {
+        use base64::Engine;
+        use sha2::Digest;
+        let zip = b"zip bytes";
+        let expected = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(zip));
+        assert_eq!(sha256_of_key(&code_key("p", zip)), Some(expected));
+        assert_eq!(sha256_of_key("p/notes-lambda/abc.zip"), None);
+        assert_eq!(sha256_of_key("p/other/x.zip"), None);
+        let bad = format!("p/notes-lambda/{}.zip", "zz".repeat(32));
+        assert_eq!(sha256_of_key(&bad), None);
+    }
 
     #[test]
     fn code_keys_are_per_stage_and_by_content() {

@@ -1,14 +1,17 @@
 //! The code zip's way to Lambda: read from `--artifacts`, uploaded once under its content address to
 //! the artifacts bucket (which must be this account's), and — once the stacks are deployed — checked
-//! against what each function actually runs.
+//! against what each function actually runs; or, for `--hotswap`, given to each function directly.
 
+use std::time::Duration;
+
+use aws_sdk_lambda::types::LastUpdateStatus;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::Inputs;
 use crate::aws::artifacts::{Artifacts, code_key};
 use crate::aws::explain;
-use crate::context::Context;
+use crate::context::{Context, Deadline};
 use crate::lambda::zip_path;
 
 /// The zip `deploy` ships.
@@ -61,6 +64,75 @@ pub async fn upload(
     Ok(())
 }
 
+/// Where a function's latest update ended: Lambda's `LastUpdateStatus` once it is no longer
+/// `InProgress`, its reason, and the code it runs.
+async fn settled(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    deadline: &Deadline,
+) -> anyhow::Result<(Option<LastUpdateStatus>, Option<String>, Option<String>)> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let c = lambda
+            .get_function_configuration()
+            .function_name(function)
+            .send()
+            .await
+            .map_err(|e| explain(&format!("reading the configuration of {function}"), &e))?;
+        if c.last_update_status() != Some(&LastUpdateStatus::InProgress) {
+            return Ok((
+                c.last_update_status().cloned(),
+                c.last_update_status_reason().map(str::to_owned),
+                c.code_sha256().map(str::to_owned),
+            ));
+        }
+        if !deadline.sleep(delay).await {
+            anyhow::bail!(
+                "{function} was still updating after --timeout {}: Lambda goes on; check it with `aws lambda get-function-configuration --function-name {function}`",
+                deadline.shown()
+            );
+        }
+        delay = (delay * 3 / 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Points `function` at the zip `bucket`/`key` (SHA-256 `sha256`, base64) and waits until Lambda
+/// has applied it: `Ok(true)` once its `LastUpdateStatus` is `Successful` and it runs that zip,
+/// `Ok(false)` when it already ran it. A function still applying an earlier update is waited for
+/// first (Lambda refuses a second one meanwhile).
+pub async fn update_code(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    bucket: &str,
+    key: &str,
+    sha256: &str,
+    deadline: &Deadline,
+) -> anyhow::Result<bool> {
+    let (_, _, running) = settled(lambda, function, deadline).await?;
+    if running.as_deref() == Some(sha256) {
+        return Ok(false);
+    }
+    lambda
+        .update_function_code()
+        .function_name(function)
+        .s3_bucket(bucket)
+        .s3_key(key)
+        .send()
+        .await
+        .map_err(|e| explain(&format!("updating the code of {function}"), &e))?;
+    match settled(lambda, function, deadline).await? {
+        (Some(LastUpdateStatus::Failed), reason, _) => anyhow::bail!(
+            "Lambda could not apply the new code to {function}: {}",
+            reason.as_deref().unwrap_or("no reason given")
+        ),
+        (_, _, running) if running.as_deref() != Some(sha256) => anyhow::bail!(
+            "{function} reports code {} after the update, not the zip's {sha256}: deploy again, or look for an update outside notesctl",
+            running.as_deref().unwrap_or("(none)")
+        ),
+        _ => Ok(true),
+    }
+}
+
 /// A function that does not run the zip this deploy shipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -108,6 +180,75 @@ mod tests {
     use super::*;
     use aws_sdk_lambda::operation::get_function_configuration::GetFunctionConfigurationOutput;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    fn configuration(status: LastUpdateStatus, sha: &str) -> GetFunctionConfigurationOutput {
+        let reason = (status == LastUpdateStatus::Failed)
+            .then_some("Lambda was unable to unzip the deployment package.");
+        GetFunctionConfigurationOutput::builder()
+            .last_update_status(status)
+            .set_last_update_status_reason(reason.map(str::to_owned))
+            .code_sha256(sha)
+            .build()
+    }
+
+    /// A hotswap waits out an update already in progress, updates, follows InProgress to Successful and
+    /// checks the code; a Failed update is an error with Lambda's reason; a function that already runs
+    /// the zip is left alone.
+    #[tokio::test]
+    async fn update_code_waits_for_lambda_and_says_why_it_failed() {
+        use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeOutput;
+        let deadline = Deadline::after(Duration::from_secs(30));
+        let update = || {
+            mock!(aws_sdk_lambda::Client::update_function_code)
+                .match_requests(|r| r.s3_bucket() == Some("b") && r.s3_key() == Some("k"))
+                .then_output(|| UpdateFunctionCodeOutput::builder().build())
+        };
+        let get = |states: Vec<(LastUpdateStatus, &'static str)>| {
+            let mut rule = mock!(aws_sdk_lambda::Client::get_function_configuration).sequence();
+            for (status, sha) in states {
+                rule = rule.output(move || configuration(status.clone(), sha));
+            }
+            rule.build()
+        };
+        use LastUpdateStatus::{Failed, InProgress, Successful};
+
+        let (up, states) = (
+            update(),
+            get(vec![
+                (InProgress, "old"),
+                (Successful, "old"),
+                (InProgress, "old"),
+                (InProgress, "old"),
+                (Successful, "new"),
+            ]),
+        );
+        let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&states, &up]);
+        assert!(
+            update_code(&lambda, "p-auth-signup", "b", "k", "new", &deadline)
+                .await
+                .unwrap()
+        );
+        assert_eq!((up.num_calls(), states.num_calls()), (1, 5));
+
+        let (up, states) = (update(), get(vec![(Successful, "old"), (Failed, "old")]));
+        let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&states, &up]);
+        let err = update_code(&lambda, "p-auth-signup", "b", "k", "new", &deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "Lambda could not apply the new code to p-auth-signup: Lambda was unable to unzip the deployment package."
+        );
+
+        let (up, states) = (update(), get(vec![(Successful, "new")]));
+        let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&states, &up]);
+        assert!(
+            !update_code(&lambda, "p-auth-signup", "b", "k", "new", &deadline)
+                .await
+                .unwrap()
+        );
+        assert_eq!(up.num_calls(), 0);
+    }
 
     #[tokio::test]
     async fn a_function_running_other_code_is_named() {

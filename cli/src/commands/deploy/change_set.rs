@@ -12,8 +12,9 @@ use aws_sdk_cloudformation::types::{
     Capability, ChangeSetStatus, ChangeSetType, ExecutionStatus, Parameter, Stack, TemplateStage,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde_json::Value;
 
-use super::plan::is_no_changes;
+use super::plan::{NextAction, is_no_changes, next_action};
 use super::{Change, ChangeAction};
 use crate::aws::{Failure, classify, explain};
 use crate::context::Deadline;
@@ -66,6 +67,45 @@ pub async fn deployed_matches(
         })
         .collect();
     same_body && deployed == template.expected
+}
+
+/// The deployed template (as submitted) and parameters of `stack`, or an empty template and no
+/// parameters when it holds nothing.
+pub async fn deployed(
+    cfn: &Client,
+    name: &str,
+    stack: &Option<Stack>,
+) -> anyhow::Result<Option<(Value, BTreeMap<String, String>)>> {
+    let Some(s) = stack else {
+        return Ok(None);
+    };
+    if matches!(
+        next_action(name, s.stack_status()),
+        NextAction::Create | NextAction::DeleteAndRecreate
+    ) {
+        return Ok(None);
+    }
+    let got = cfn
+        .get_template()
+        .stack_name(name)
+        .template_stage(TemplateStage::Original)
+        .send()
+        .await
+        .map_err(|e| explain(&format!("reading the deployed template of {name}"), &e))?;
+    let body = got.template_body().unwrap_or("{}");
+    let template = crate::template::parse(body)
+        .map_err(|e| anyhow::anyhow!("the deployed template of {name} does not read: {e}"))?;
+    let parameters = s
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value().unwrap_or("").to_owned(),
+            ))
+        })
+        .collect();
+    Ok(Some((template, parameters)))
 }
 
 /// Creates the change set; its ARN, or CloudFormation's reason for refusing it.

@@ -1,12 +1,15 @@
-//! What differs between a deployed template and ours, as data: resources added, removed and
-//! modified — each changed property's path, old and new value, and whether CloudFormation replaces
-//! the resource for it — outputs, and the IAM grants added or taken away. Pure; both templates are
-//! read into the long form first (`crate::template`), so `!Ref X` and `{Ref: X}` are the same.
+//! What differs between a deployed stack and ours, as data: resources added, removed and modified —
+//! each changed property's path, old and new value, and whether CloudFormation replaces the resource
+//! for it — parameters, outputs, and the IAM grants added or taken away. What `diff` shows and what
+//! decides whether `deploy --hotswap` may skip CloudFormation. Pure; both templates are read into the
+//! long form first (`crate::template`), so `!Ref X` and `{Ref: X}` are the same.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::Change;
 
 /// Whether changing a property makes CloudFormation create a new resource and delete the old one.
 #[derive(
@@ -99,6 +102,86 @@ impl IamDiff {
     pub fn is_empty(&self) -> bool {
         self.granted.is_empty() && self.revoked.is_empty()
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StackDiff {
+    pub name: String,
+    /// Whether a deploy would change anything in this stack.
+    pub differs: bool,
+    /// False when the stack does not exist (or holds nothing after a failed first create): a deploy
+    /// creates every resource.
+    pub deployed: bool,
+    pub parameters: Vec<ValueChange>,
+    pub resources: Vec<ResourceDiff>,
+    pub outputs: Vec<ValueChange>,
+    pub iam: IamDiff,
+    /// The resources CloudFormation will create anew (a new table, queue, function…), by logical id.
+    pub replaced: Vec<String>,
+    /// Modified resources whose replacement notesctl cannot tell (run with `--change-set`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replacement_unknown: Vec<String>,
+    /// With `--change-set`: CloudFormation's own list of changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_set: Option<Vec<Change>>,
+}
+
+impl StackDiff {
+    fn any_difference(&self) -> bool {
+        !self.deployed
+            || !self.parameters.is_empty()
+            || !self.resources.is_empty()
+            || !self.outputs.is_empty()
+            || !self.iam.is_empty()
+    }
+
+    /// CloudFormation's change set decides which resources are replaced, both ways: it knows the
+    /// properties notesctl's table does not, and values only known at deploy time.
+    pub fn take_change_set(&mut self, changes: Vec<Change>) {
+        self.replaced = changes
+            .iter()
+            .filter(|c| c.replacement)
+            .map(|c| c.logical_id.clone())
+            .collect();
+        self.replacement_unknown.clear();
+        self.change_set = Some(changes);
+    }
+}
+
+/// The difference between a stack as deployed (its template and parameters; `None` when it holds
+/// nothing) and `ours` with the parameters a deploy would pass.
+pub fn stack(
+    name: &str,
+    deployed: Option<(Value, BTreeMap<String, String>)>,
+    ours: &Value,
+    expected: &BTreeMap<String, String>,
+) -> StackDiff {
+    let is_deployed = deployed.is_some();
+    let (old, old_parameters) =
+        deployed.unwrap_or_else(|| (serde_json::json!({}), BTreeMap::new()));
+    let resources = resources(&old, ours);
+    let mut diff = StackDiff {
+        name: name.to_owned(),
+        differs: false,
+        deployed: is_deployed,
+        parameters: parameters(&old_parameters, expected, ours),
+        replaced: resources
+            .iter()
+            .filter(|r| r.replacement == Replacement::Yes)
+            .map(|r| r.logical_id.clone())
+            .collect(),
+        replacement_unknown: resources
+            .iter()
+            .filter(|r| r.replacement == Replacement::Unknown)
+            .map(|r| r.logical_id.clone())
+            .collect(),
+        resources,
+        outputs: outputs(&old, ours),
+        iam: iam(&old, ours),
+        change_set: None,
+    };
+    diff.differs = diff.any_difference();
+    diff
 }
 
 /// Properties whose change replaces the resource, for the resource types these templates use,

@@ -13,7 +13,9 @@
 
 pub mod artifacts;
 pub mod change_set;
+pub mod compare;
 pub mod events;
+pub mod hotswap;
 pub mod plan;
 pub mod report;
 
@@ -37,6 +39,7 @@ pub use artifacts::Code;
 pub use change_set::Template;
 use change_set::Worked;
 use events::Settled;
+pub use hotswap::HotswapReport;
 use plan::{NextAction, declared_parameters, dependency_hint, expected_parameters, next_action};
 pub use report::{
     Change, ChangeAction, DeployReport, Failure, FailureStatus, FrontendReport, StackAction,
@@ -83,6 +86,15 @@ pub struct DeployArgs {
     /// After the stacks, sync this frontend folder and invalidate the CDN.
     #[arg(long, value_name = "DIR")]
     pub frontend: Option<PathBuf>,
+    /// When the only difference from the deployed stacks is the code zip, skip CloudFormation: point
+    /// every function at the new zip and wait until each runs it (seconds, not minutes). Anything
+    /// else changed → a normal deploy, saying why.
+    #[arg(long)]
+    pub hotswap: bool,
+    /// Let --hotswap touch the production stage (it leaves CloudFormation's CodeKey behind the
+    /// running code until the next full deploy).
+    #[arg(long, requires = "hotswap")]
+    pub force: bool,
     /// Skip `notesctl validate` of the templates before deploying.
     #[arg(long)]
     pub no_validate: bool,
@@ -175,7 +187,10 @@ impl StackReport {
             action,
             status: status_of(stack),
             outputs: match action {
-                StackAction::Created | StackAction::Updated | StackAction::Unchanged => {
+                StackAction::Created
+                | StackAction::Updated
+                | StackAction::Unchanged
+                | StackAction::Hotswapped => {
                     stack.as_ref().map(stacks::outputs_of).unwrap_or_default()
                 }
                 _ => BTreeMap::new(),
@@ -466,20 +481,35 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         .await?;
         if !checked.findings.is_empty() {
             return Ok(DeployReport {
-                stacks: Vec::new(),
-                frontend: None,
                 problem: Some(format!(
                     "deploy stopped before touching AWS: validate found {} problems in {} (each above, with its fix). Fix them, or pass --no-validate to deploy anyway",
                     checked.findings.len(),
                     checked.templates
                 )),
                 findings: checked.findings,
-                code_mismatches: Vec::new(),
+                ..DeployReport::default()
             });
         }
     }
+    if args.hotswap && ctx.stage() == "production" && !args.force {
+        anyhow::bail!(
+            "refusing to hotswap the production stage: a hotswap leaves CloudFormation's CodeKey behind the code the functions run until the next full deploy. Pass --force to do it anyway, or deploy without --hotswap"
+        );
+    }
     let config = ctx.aws().await?;
     let (values, code) = parameter_values(ctx, &args.inputs, &config, &order).await?;
+    let cfn = Client::new(&config);
+    if args.hotswap
+        && !args.preview
+        && let Some(report) = try_hotswap(ctx, &cfn, &config, &args, &values, &order, &code).await?
+    {
+        return Ok(report);
+    }
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let behind = match (&code, args.preview) {
+        (Some(_), false) => hotswapped_functions(ctx, &cfn, &lambda, &args, &order).await?,
+        _ => Vec::new(),
+    };
     let code = match code {
         Some((code, store)) => {
             if !args.preview {
@@ -492,18 +522,12 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     };
     let deploy = Deploy {
         ctx,
-        cfn: Client::new(&config),
+        cfn,
         args: &args,
         values,
         deadline: Deadline::after(args.timeout),
     };
-    let mut report = DeployReport {
-        stacks: Vec::new(),
-        frontend: None,
-        problem: None,
-        findings: Vec::new(),
-        code_mismatches: Vec::new(),
-    };
+    let mut report = DeployReport::default();
     for &short in &order {
         let r = deploy.deploy_stack(short).await?;
         let failed = matches!(r.action, StackAction::Failed | StackAction::StillRunning);
@@ -527,7 +551,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     }
     if let (Some(code), false) = (&code, args.preview) {
         let functions = functions_in(&args.inputs.templates, &order, ctx.stage())?;
-        let lambda = aws_sdk_lambda::Client::new(&config);
+        report.reconciled = behind;
         report.code_mismatches = artifacts::mismatches(&lambda, &functions, &code.sha256).await?;
         if !report.code_mismatches.is_empty() {
             let names: Vec<&str> = report
@@ -562,6 +586,104 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         }
     }
     Ok(report)
+}
+
+/// `--hotswap`: when the stacks differ from the templates in their `CodeKey` alone, upload the zip
+/// and update the functions directly — the report; `None` (after saying why) when a full deploy is
+/// needed.
+async fn try_hotswap(
+    ctx: &Context,
+    cfn: &Client,
+    config: &aws_config::SdkConfig,
+    args: &DeployArgs,
+    values: &BTreeMap<&'static str, String>,
+    order: &[&str],
+    code: &Option<(Code, Artifacts)>,
+) -> anyhow::Result<Option<DeployReport>> {
+    let diffs = hotswap::diffs(ctx, cfn, &args.inputs, values, order).await?;
+    if let Some(why) = hotswap::why_not(diffs.iter().map(|(d, _)| d)) {
+        ctx.say(format!(
+            "hotswap: not possible, {why}; deploying through CloudFormation"
+        ));
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let mut report = DeployReport::default();
+    for (d, stack) in &diffs {
+        let action = if d.differs {
+            StackAction::Hotswapped
+        } else {
+            StackAction::Unchanged
+        };
+        report.stacks.push(StackReport::new(&d.name, action, stack));
+    }
+    let Some((code, store)) = code else {
+        return Ok(Some(report));
+    };
+    let region = config.region().map(|r| r.to_string());
+    artifacts::upload(ctx, store, code, region.as_deref()).await?;
+    let functions = functions_in(&args.inputs.templates, order, ctx.stage())?;
+    let lambda = aws_sdk_lambda::Client::new(config);
+    let updates = hotswap::update_functions(
+        ctx,
+        &lambda,
+        &functions,
+        (&store.bucket, &code.key, &code.sha256),
+        &Deadline::after(args.timeout),
+    )
+    .await;
+    let failed: Vec<&str> = updates
+        .iter()
+        .filter(|u| u.outcome == hotswap::Outcome::Failed)
+        .map(|u| u.function.as_str())
+        .collect();
+    if !failed.is_empty() {
+        report.problem = Some(format!(
+            "the hotswap failed for {} (each reason above): those functions may still run the old code. Hotswap again, or deploy without --hotswap",
+            failed.join(", ")
+        ));
+    }
+    report.hotswap = Some(hotswap::HotswapReport {
+        code_key: code.key.clone(),
+        functions: updates,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(Some(report))
+}
+
+/// Before a full deploy of code stacks: the functions that run other code than their stack's
+/// `CodeKey` names — what a hotswap left — which this deploy brings level (and says so).
+async fn hotswapped_functions(
+    ctx: &Context,
+    cfn: &Client,
+    lambda: &aws_sdk_lambda::Client,
+    args: &DeployArgs,
+    order: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for short in order {
+        let Some(stack) = stacks::describe(cfn, &stacks::stack_name(ctx.stage(), short)).await?
+        else {
+            continue;
+        };
+        let Some(key) = stack
+            .parameters()
+            .iter()
+            .find(|p| p.parameter_key() == Some("CodeKey"))
+            .and_then(|p| p.parameter_value())
+        else {
+            continue;
+        };
+        let functions = functions_in(&args.inputs.templates, &[short], ctx.stage())?;
+        out.extend(hotswap::behind(lambda, &functions, key).await?);
+    }
+    if !out.is_empty() {
+        ctx.say(format!(
+            "{} run code their stack's CodeKey does not name (left by a hotswap): this deploy brings CloudFormation level with them",
+            out.join(", ")
+        ));
+    }
+    Ok(out)
 }
 
 /// The names (for `stage`) of the functions the templates of `stacks` define.

@@ -10,6 +10,7 @@ use super::super::invalidate::InvalidateReport;
 use super::super::sync_frontend::SyncReport;
 use super::super::validate::Finding;
 use super::artifacts::CodeMismatch;
+use super::hotswap::HotswapReport;
 use crate::output::{Exit, Report};
 
 /// What a deploy did with a stack.
@@ -24,6 +25,8 @@ pub enum StackAction {
     /// CloudFormation was still working on it at `--timeout`.
     #[serde(rename = "still-running")]
     StillRunning,
+    /// Only its code differed, and `--hotswap` updated the functions without CloudFormation.
+    Hotswapped,
 }
 
 impl fmt::Display for StackAction {
@@ -35,6 +38,7 @@ impl fmt::Display for StackAction {
             StackAction::Preview => "preview",
             StackAction::Failed => "failed",
             StackAction::StillRunning => "still-running",
+            StackAction::Hotswapped => "hotswapped",
         })
     }
 }
@@ -151,7 +155,7 @@ pub struct FrontendReport {
     pub invalidation: InvalidateReport,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeployReport {
     pub stacks: Vec<StackReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +168,13 @@ pub struct DeployReport {
     /// Functions that do not run the uploaded zip after the deploy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub code_mismatches: Vec<CodeMismatch>,
+    /// `--hotswap`: the functions it updated without CloudFormation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hotswap: Option<HotswapReport>,
+    /// Functions that ran code their stack's `CodeKey` did not name (a hotswap's) before this full
+    /// deploy brought CloudFormation level with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reconciled: Vec<String>,
 }
 
 impl Report for DeployReport {
@@ -189,6 +200,23 @@ impl fmt::Display for DeployReport {
                     fail.logical_id, fail.resource_type, fail.status, fail.reason
                 )?;
             }
+        }
+        if let Some(h) = &self.hotswap {
+            writeln!(f, "hotswap of {} in {:.1} s:", h.code_key, h.seconds)?;
+            for u in &h.functions {
+                write!(f, "  {:<34} {}", u.function, u.outcome)?;
+                if let Some(r) = &u.reason {
+                    write!(f, ": {r}")?;
+                }
+                writeln!(f)?;
+            }
+        }
+        if !self.reconciled.is_empty() {
+            writeln!(
+                f,
+                "reconciled: CloudFormation now names the code {} run (a hotswap had left it behind)",
+                self.reconciled.join(", ")
+            )?;
         }
         for m in &self.code_mismatches {
             writeln!(

@@ -6,24 +6,20 @@
 //! CloudFormation works out (and notesctl deletes). Exit 0 when nothing differs, 1 when something
 //! does: a gate for CI.
 
-pub mod compare;
-
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use aws_sdk_cloudformation::Client;
-use aws_sdk_cloudformation::types::{ChangeSetType, Stack, TemplateStage};
+use aws_sdk_cloudformation::types::ChangeSetType;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::deploy::change_set::{self, Worked};
-use super::deploy::plan::{NextAction, next_action};
+use super::deploy::compare::{self, Action, Replacement, StackDiff, show};
 use super::deploy::{Change, Inputs, load_template, parameter_values};
-use crate::aws::{explain, stacks};
+use crate::aws::stacks;
 use crate::context::{Context, Deadline};
 use crate::output::{Exit, Report};
-use compare::{Action, IamDiff, Replacement, ResourceDiff, ValueChange, show};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DiffArgs {
@@ -38,50 +34,6 @@ pub struct DiffArgs {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DiffReport {
     pub stacks: Vec<StackDiff>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct StackDiff {
-    pub name: String,
-    /// Whether a deploy would change anything in this stack.
-    pub differs: bool,
-    /// False when the stack does not exist (or holds nothing after a failed first create): a deploy
-    /// creates every resource.
-    pub deployed: bool,
-    pub parameters: Vec<ValueChange>,
-    pub resources: Vec<ResourceDiff>,
-    pub outputs: Vec<ValueChange>,
-    pub iam: IamDiff,
-    /// The resources CloudFormation will create anew (a new table, queue, function…), by logical id.
-    pub replaced: Vec<String>,
-    /// Modified resources whose replacement notesctl cannot tell (run with `--change-set`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replacement_unknown: Vec<String>,
-    /// With `--change-set`: CloudFormation's own list of changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub change_set: Option<Vec<Change>>,
-}
-
-impl StackDiff {
-    fn any_difference(&self) -> bool {
-        !self.deployed
-            || !self.parameters.is_empty()
-            || !self.resources.is_empty()
-            || !self.outputs.is_empty()
-            || !self.iam.is_empty()
-    }
-
-    /// CloudFormation's change set decides which resources are replaced, both ways: it knows the
-    /// properties notesctl's table does not, and values only known at deploy time.
-    fn take_change_set(&mut self, changes: Vec<Change>) {
-        self.replaced = changes
-            .iter()
-            .filter(|c| c.replacement)
-            .map(|c| c.logical_id.clone())
-            .collect();
-        self.replacement_unknown.clear();
-        self.change_set = Some(changes);
-    }
 }
 
 impl Report for DiffReport {
@@ -226,45 +178,6 @@ impl fmt::Display for DiffReport {
     }
 }
 
-/// The deployed template (as submitted) and parameters of `stack`, or an empty template and no
-/// parameters when it holds nothing.
-async fn deployed(
-    cfn: &Client,
-    name: &str,
-    stack: &Option<Stack>,
-) -> anyhow::Result<Option<(Value, BTreeMap<String, String>)>> {
-    let Some(s) = stack else {
-        return Ok(None);
-    };
-    if matches!(
-        next_action(name, s.stack_status()),
-        NextAction::Create | NextAction::DeleteAndRecreate
-    ) {
-        return Ok(None);
-    }
-    let got = cfn
-        .get_template()
-        .stack_name(name)
-        .template_stage(TemplateStage::Original)
-        .send()
-        .await
-        .map_err(|e| explain(&format!("reading the deployed template of {name}"), &e))?;
-    let body = got.template_body().unwrap_or("{}");
-    let template = crate::template::parse(body)
-        .map_err(|e| anyhow::anyhow!("the deployed template of {name} does not read: {e}"))?;
-    let parameters = s
-        .parameters()
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.parameter_key()?.to_owned(),
-                p.parameter_value().unwrap_or("").to_owned(),
-            ))
-        })
-        .collect();
-    Ok(Some((template, parameters)))
-}
-
 /// CloudFormation's changes for `template` on `name`, from a change set made and deleted here.
 async fn ask_cloudformation(
     cfn: &Client,
@@ -305,32 +218,9 @@ pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<DiffReport> {
         let template = load_template(&args.inputs.templates, short, &values).await?;
         let ours = crate::template::parse(&template.body)?;
         let stack = stacks::describe(&cfn, &name).await?;
-        let before = deployed(&cfn, &name, &stack).await?;
+        let before = change_set::deployed(&cfn, &name, &stack).await?;
         let is_deployed = before.is_some();
-        let (old, old_parameters) =
-            before.unwrap_or_else(|| (serde_json::json!({}), BTreeMap::new()));
-        let resources = compare::resources(&old, &ours);
-        let mut diff = StackDiff {
-            name: name.clone(),
-            differs: false,
-            deployed: is_deployed,
-            parameters: compare::parameters(&old_parameters, &template.expected, &ours),
-            replaced: resources
-                .iter()
-                .filter(|r| r.replacement == Replacement::Yes)
-                .map(|r| r.logical_id.clone())
-                .collect(),
-            replacement_unknown: resources
-                .iter()
-                .filter(|r| r.replacement == Replacement::Unknown)
-                .map(|r| r.logical_id.clone())
-                .collect(),
-            resources,
-            outputs: compare::outputs(&old, &ours),
-            iam: compare::iam(&old, &ours),
-            change_set: None,
-        };
-        diff.differs = diff.any_difference();
+        let mut diff = compare::stack(&name, before, &ours, &template.expected);
         if args.change_set && diff.differs {
             ctx.say(format!("{name}: asking CloudFormation for a change set"));
             let changes = ask_cloudformation(&cfn, &name, short, &template, !is_deployed).await?;
@@ -345,6 +235,7 @@ pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<DiffReport> {
 mod tests {
     use super::*;
     use crate::commands::deploy::ChangeAction;
+    use compare::IamDiff;
 
     fn stack() -> StackDiff {
         StackDiff {
