@@ -1000,6 +1000,27 @@ async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
     assert_eq!(stack_parameters(&stack).await["CodeKey"], code_key(&zip(2)));
     assert_eq!(running().await, sha(&zip(2)));
 
+    // Hotswapped away from what CloudFormation names, then a full deploy of the zip it names: the
+    // stack is unchanged, so CloudFormation leaves the function alone; deploy says so and what to
+    // run, and a hotswap puts it right.
+    std::fs::write(&zip_path, zip(1)).unwrap();
+    assert_eq!(deploy(&stage, &["--hotswap"]).await.code, 0);
+    assert_eq!(running().await, sha(&zip(1)));
+    std::fs::write(&zip_path, zip(2)).unwrap();
+    let stuck = deploy(&stage, &[]).await;
+    assert_eq!(stuck.code, 1, "{}", stuck.stderr);
+    let report: DeployReport = serde_json::from_str(&stuck.stdout).unwrap();
+    assert_eq!(actions(&report), [StackAction::Unchanged]);
+    assert!(
+        report
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("run `notesctl deploy --hotswap`")),
+        "{report:?}"
+    );
+    assert_eq!(deploy(&stage, &["--hotswap"]).await.code, 0);
+    assert_eq!(running().await, sha(&zip(2)));
+
     let refused = deploy("production", &["--hotswap"]).await;
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(

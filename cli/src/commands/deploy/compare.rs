@@ -363,11 +363,22 @@ pub fn outputs(old: &Value, new: &Value) -> Vec<ValueChange> {
     names
         .into_iter()
         .filter(|n| a.get(n) != b.get(n))
-        .map(|n| ValueChange {
-            name: n.to_owned(),
-            old: a.get(n).map(|v| v["Value"].clone()),
-            new: b.get(n).map(|v| v["Value"].clone()),
-            used_by: Vec::new(),
+        .map(|n| {
+            // The value, unless only something else (its export, its description) changed.
+            let same_value = a.get(n).map(|v| &v["Value"]) == b.get(n).map(|v| &v["Value"]);
+            let shown = |v: &&Value| {
+                if same_value {
+                    (*v).clone()
+                } else {
+                    v["Value"].clone()
+                }
+            };
+            ValueChange {
+                name: n.to_owned(),
+                old: a.get(n).map(shown),
+                new: b.get(n).map(shown),
+                used_by: Vec::new(),
+            }
         })
         .collect()
 }

@@ -12,8 +12,11 @@ use aws_sdk_cloudformation::types::Stack;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::compare::{self, StackDiff};
-use super::{Inputs, change_set, load_template};
+use super::compare::StackDiff;
+use super::{
+    Code, DeployArgs, DeployReport, Inputs, StackAction, StackReport, artifacts, functions_in,
+};
+use crate::aws::artifacts::Artifacts;
 use crate::aws::stacks;
 use crate::context::{Context, Deadline};
 
@@ -103,15 +106,8 @@ pub async fn diffs(
 ) -> anyhow::Result<Vec<(StackDiff, Option<Stack>)>> {
     let mut out = Vec::new();
     for short in order {
-        let name = stacks::stack_name(ctx.stage(), short);
-        let template = load_template(&inputs.templates, short, values).await?;
-        let ours = crate::template::parse(&template.body)?;
-        let stack = stacks::describe(cfn, &name).await?;
-        let before = change_set::deployed(cfn, &name, &stack).await?;
-        out.push((
-            compare::stack(&name, before, &ours, &template.expected),
-            stack,
-        ));
+        let (diff, _, stack) = super::stack_diff(ctx, cfn, inputs, values, short).await?;
+        out.push((diff, stack));
     }
     Ok(out)
 }
@@ -174,10 +170,108 @@ pub async fn behind(
         .collect())
 }
 
+/// `--hotswap`: when the stacks differ from the templates in their `CodeKey` alone, upload the zip
+/// and update the functions directly — the report; `None` (after saying why) when a full deploy is
+/// needed.
+pub async fn run(
+    ctx: &Context,
+    cfn: &Client,
+    config: &aws_config::SdkConfig,
+    args: &DeployArgs,
+    values: &BTreeMap<&'static str, String>,
+    order: &[&str],
+    code: &Option<(Code, Artifacts)>,
+) -> anyhow::Result<Option<DeployReport>> {
+    let diffs = diffs(ctx, cfn, &args.inputs, values, order).await?;
+    if let Some(why) = why_not(diffs.iter().map(|(d, _)| d)) {
+        ctx.say(format!(
+            "hotswap: not possible, {why}; deploying through CloudFormation"
+        ));
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let mut report = DeployReport::default();
+    for (d, stack) in &diffs {
+        let action = if d.differs {
+            StackAction::Hotswapped
+        } else {
+            StackAction::Unchanged
+        };
+        report.stacks.push(StackReport::new(&d.name, action, stack));
+    }
+    let Some((code, store)) = code else {
+        return Ok(Some(report));
+    };
+    let region = config.region().map(|r| r.to_string());
+    artifacts::upload(ctx, store, code, region.as_deref()).await?;
+    let functions = functions_in(&args.inputs.templates, order, ctx.stage())?;
+    let lambda = aws_sdk_lambda::Client::new(config);
+    let updates = update_functions(
+        ctx,
+        &lambda,
+        &functions,
+        (&store.bucket, &code.key, &code.sha256),
+        &Deadline::after(args.timeout),
+    )
+    .await;
+    let failed: Vec<&str> = updates
+        .iter()
+        .filter(|u| u.outcome == Outcome::Failed)
+        .map(|u| u.function.as_str())
+        .collect();
+    if !failed.is_empty() {
+        report.problem = Some(format!(
+            "the hotswap failed for {} (each reason above): those functions may still run the old code. Hotswap again, or deploy without --hotswap",
+            failed.join(", ")
+        ));
+    }
+    report.hotswap = Some(HotswapReport {
+        code_key: code.key.clone(),
+        functions: updates,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    Ok(Some(report))
+}
+
+/// Before a full deploy of code stacks: the functions that run other code than their stack's
+/// `CodeKey` names — what a hotswap left — which this deploy brings level (and says so).
+pub async fn left_behind(
+    ctx: &Context,
+    cfn: &Client,
+    lambda: &aws_sdk_lambda::Client,
+    args: &DeployArgs,
+    order: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for short in order {
+        let Some(stack) = stacks::describe(cfn, &stacks::stack_name(ctx.stage(), short)).await?
+        else {
+            continue;
+        };
+        let Some(key) = stack
+            .parameters()
+            .iter()
+            .find(|p| p.parameter_key() == Some("CodeKey"))
+            .and_then(|p| p.parameter_value())
+        else {
+            continue;
+        };
+        let functions = functions_in(&args.inputs.templates, &[short], ctx.stage())?;
+        out.extend(behind(lambda, &functions, key).await?);
+    }
+    if !out.is_empty() {
+        ctx.say(format!(
+            "{} run code their stack's CodeKey does not name (left by a hotswap): this deploy brings CloudFormation level with them",
+            out.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use compare::{IamDiff, ValueChange};
+    use crate::commands::deploy::compare::{IamDiff, ValueChange};
 
     fn stack(name: &str, parameters: &[&str]) -> StackDiff {
         StackDiff {

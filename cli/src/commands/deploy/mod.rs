@@ -132,6 +132,24 @@ pub async fn parameter_values(
     Ok((values, Some((code, store))))
 }
 
+/// One stack of the stage against its template in `inputs`: what differs, the template with its
+/// parameters, and the stack as it is (`None` when it does not exist).
+pub async fn stack_diff(
+    ctx: &Context,
+    cfn: &Client,
+    inputs: &Inputs,
+    values: &BTreeMap<&'static str, String>,
+    short: &str,
+) -> anyhow::Result<(compare::StackDiff, Template, Option<Stack>)> {
+    let name = stacks::stack_name(ctx.stage(), short);
+    let template = load_template(&inputs.templates, short, values).await?;
+    let ours = crate::template::parse(&template.body)?;
+    let stack = stacks::describe(cfn, &name).await?;
+    let before = change_set::deployed(cfn, &name, &stack).await?;
+    let diff = compare::stack(&name, before, &ours, &template.expected);
+    Ok((diff, template, stack))
+}
+
 /// A stack's template from `templates`, with the parameters `values` gives it.
 pub async fn load_template(
     templates: &Path,
@@ -501,13 +519,14 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     let cfn = Client::new(&config);
     if args.hotswap
         && !args.preview
-        && let Some(report) = try_hotswap(ctx, &cfn, &config, &args, &values, &order, &code).await?
+        && let Some(report) =
+            hotswap::run(ctx, &cfn, &config, &args, &values, &order, &code).await?
     {
         return Ok(report);
     }
     let lambda = aws_sdk_lambda::Client::new(&config);
     let behind = match (&code, args.preview) {
-        (Some(_), false) => hotswapped_functions(ctx, &cfn, &lambda, &args, &order).await?,
+        (Some(_), false) => hotswap::left_behind(ctx, &cfn, &lambda, &args, &order).await?,
         _ => Vec::new(),
     };
     let code = match code {
@@ -551,7 +570,6 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     }
     if let (Some(code), false) = (&code, args.preview) {
         let functions = functions_in(&args.inputs.templates, &order, ctx.stage())?;
-        report.reconciled = behind;
         report.code_mismatches = artifacts::mismatches(&lambda, &functions, &code.sha256).await?;
         if !report.code_mismatches.is_empty() {
             let names: Vec<&str> = report
@@ -559,8 +577,15 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
                 .iter()
                 .map(|m| m.function.as_str())
                 .collect();
+            // A stack whose CodeKey already named this zip was unchanged, so CloudFormation left
+            // alone the functions a hotswap had pointed elsewhere.
+            let next = if names.iter().any(|n| behind.iter().any(|b| b == n)) {
+                "a hotswap left them on other code and CloudFormation saw nothing to change: run `notesctl deploy --hotswap` to point them at this zip"
+            } else {
+                "deploy again, or look for an update outside notesctl"
+            };
             report.problem = Some(format!(
-                "{} not run the zip this deploy uploaded (CodeSha256 differs from {}): deploy again, or look for an update outside notesctl",
+                "{} not run the zip this deploy uploaded (CodeSha256 differs from {}): {next}",
                 if names.len() == 1 {
                     format!("{} does", names[0])
                 } else {
@@ -570,6 +595,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
             ));
             return Ok(report);
         }
+        report.reconciled = behind;
     }
     if let (Some(dir), false) = (&args.frontend, args.preview) {
         match ship_frontend(ctx, dir).await {
@@ -588,106 +614,12 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     Ok(report)
 }
 
-/// `--hotswap`: when the stacks differ from the templates in their `CodeKey` alone, upload the zip
-/// and update the functions directly — the report; `None` (after saying why) when a full deploy is
-/// needed.
-async fn try_hotswap(
-    ctx: &Context,
-    cfn: &Client,
-    config: &aws_config::SdkConfig,
-    args: &DeployArgs,
-    values: &BTreeMap<&'static str, String>,
-    order: &[&str],
-    code: &Option<(Code, Artifacts)>,
-) -> anyhow::Result<Option<DeployReport>> {
-    let diffs = hotswap::diffs(ctx, cfn, &args.inputs, values, order).await?;
-    if let Some(why) = hotswap::why_not(diffs.iter().map(|(d, _)| d)) {
-        ctx.say(format!(
-            "hotswap: not possible, {why}; deploying through CloudFormation"
-        ));
-        return Ok(None);
-    }
-    let started = std::time::Instant::now();
-    let mut report = DeployReport::default();
-    for (d, stack) in &diffs {
-        let action = if d.differs {
-            StackAction::Hotswapped
-        } else {
-            StackAction::Unchanged
-        };
-        report.stacks.push(StackReport::new(&d.name, action, stack));
-    }
-    let Some((code, store)) = code else {
-        return Ok(Some(report));
-    };
-    let region = config.region().map(|r| r.to_string());
-    artifacts::upload(ctx, store, code, region.as_deref()).await?;
-    let functions = functions_in(&args.inputs.templates, order, ctx.stage())?;
-    let lambda = aws_sdk_lambda::Client::new(config);
-    let updates = hotswap::update_functions(
-        ctx,
-        &lambda,
-        &functions,
-        (&store.bucket, &code.key, &code.sha256),
-        &Deadline::after(args.timeout),
-    )
-    .await;
-    let failed: Vec<&str> = updates
-        .iter()
-        .filter(|u| u.outcome == hotswap::Outcome::Failed)
-        .map(|u| u.function.as_str())
-        .collect();
-    if !failed.is_empty() {
-        report.problem = Some(format!(
-            "the hotswap failed for {} (each reason above): those functions may still run the old code. Hotswap again, or deploy without --hotswap",
-            failed.join(", ")
-        ));
-    }
-    report.hotswap = Some(hotswap::HotswapReport {
-        code_key: code.key.clone(),
-        functions: updates,
-        seconds: started.elapsed().as_secs_f64(),
-    });
-    Ok(Some(report))
-}
-
-/// Before a full deploy of code stacks: the functions that run other code than their stack's
-/// `CodeKey` names — what a hotswap left — which this deploy brings level (and says so).
-async fn hotswapped_functions(
-    ctx: &Context,
-    cfn: &Client,
-    lambda: &aws_sdk_lambda::Client,
-    args: &DeployArgs,
-    order: &[&str],
-) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for short in order {
-        let Some(stack) = stacks::describe(cfn, &stacks::stack_name(ctx.stage(), short)).await?
-        else {
-            continue;
-        };
-        let Some(key) = stack
-            .parameters()
-            .iter()
-            .find(|p| p.parameter_key() == Some("CodeKey"))
-            .and_then(|p| p.parameter_value())
-        else {
-            continue;
-        };
-        let functions = functions_in(&args.inputs.templates, &[short], ctx.stage())?;
-        out.extend(hotswap::behind(lambda, &functions, key).await?);
-    }
-    if !out.is_empty() {
-        ctx.say(format!(
-            "{} run code their stack's CodeKey does not name (left by a hotswap): this deploy brings CloudFormation level with them",
-            out.join(", ")
-        ));
-    }
-    Ok(out)
-}
-
 /// The names (for `stage`) of the functions the templates of `stacks` define.
-fn functions_in(templates: &Path, stacks: &[&str], stage: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) fn functions_in(
+    templates: &Path,
+    stacks: &[&str],
+    stage: &str,
+) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for short in stacks {
         let path = templates.join(format!("{short}.yaml"));

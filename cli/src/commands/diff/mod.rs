@@ -2,9 +2,9 @@
 //! created. From the deployed template (GetTemplate) and parameters against ours: resources added,
 //! removed and modified with each changed property (old → new), parameters and outputs old → new, the
 //! IAM grants added and taken away, and the resources CloudFormation will replace — from each
-//! property's update behaviour ([`compare::replacement`]), or, with `--change-set`, from a change set
-//! CloudFormation works out (and notesctl deletes). Exit 0 when nothing differs, 1 when something
-//! does: a gate for CI.
+//! property's update behaviour ([`replacement`](super::deploy::compare::replacement)), or, with
+//! `--change-set`, from a change set CloudFormation works out (and notesctl deletes). Exit 0 when
+//! nothing differs, 1 when something does: a gate for CI.
 
 use std::fmt;
 use std::time::Duration;
@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::deploy::change_set::{self, Worked};
-use super::deploy::compare::{self, Action, Replacement, StackDiff, show};
-use super::deploy::{Change, Inputs, load_template, parameter_values};
+use super::deploy::compare::{Action, Replacement, StackDiff, show};
+use super::deploy::{Change, Inputs, parameter_values, stack_diff};
 use crate::aws::stacks;
 use crate::context::{Context, Deadline};
 use crate::output::{Exit, Report};
@@ -214,16 +214,11 @@ pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<DiffReport> {
     let cfn = Client::new(&config);
     let mut report = DiffReport { stacks: Vec::new() };
     for short in order {
-        let name = stacks::stack_name(ctx.stage(), short);
-        let template = load_template(&args.inputs.templates, short, &values).await?;
-        let ours = crate::template::parse(&template.body)?;
-        let stack = stacks::describe(&cfn, &name).await?;
-        let before = change_set::deployed(&cfn, &name, &stack).await?;
-        let is_deployed = before.is_some();
-        let mut diff = compare::stack(&name, before, &ours, &template.expected);
+        let (mut diff, template, _) = stack_diff(ctx, &cfn, &args.inputs, &values, short).await?;
         if args.change_set && diff.differs {
+            let name = diff.name.clone();
             ctx.say(format!("{name}: asking CloudFormation for a change set"));
-            let changes = ask_cloudformation(&cfn, &name, short, &template, !is_deployed).await?;
+            let changes = ask_cloudformation(&cfn, &name, short, &template, !diff.deployed).await?;
             diff.take_change_set(changes);
         }
         report.stacks.push(diff);
@@ -235,7 +230,7 @@ pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<DiffReport> {
 mod tests {
     use super::*;
     use crate::commands::deploy::ChangeAction;
-    use compare::IamDiff;
+    use crate::commands::deploy::compare::IamDiff;
 
     fn stack() -> StackDiff {
         StackDiff {
