@@ -202,9 +202,20 @@ pub async fn run(
     let Some((code, store)) = code else {
         return Ok(Some(report));
     };
+    let functions = functions_in(&args.inputs.templates, order, ctx.stage())?;
+    if !args.yes {
+        crate::context::confirm(
+            &format!(
+                "point {} functions at {} without CloudFormation",
+                functions.len(),
+                code.key
+            ),
+            "nothing changed",
+        )
+        .await?;
+    }
     let region = config.region().map(|r| r.to_string());
     artifacts::upload(ctx, store, code, region.as_deref()).await?;
-    let functions = functions_in(&args.inputs.templates, order, ctx.stage())?;
     let lambda = aws_sdk_lambda::Client::new(config);
     let updates = update_functions(
         ctx,
