@@ -48,9 +48,15 @@ process (`tests/examples/dev_load.rs`, release build): {USERS} users, {sockets} 
 {total} private notes POSTed open-loop at {rate} notes/s, round-robin over the users. Latency is POST sent → `note-saved`\n\
 received on the author's WebSocket (HTTP 202, publish, durable enqueue, queue poll, save, notify, push). {runs} runs,\n\
 each against a fresh server, one row each. Repeat: `scripts/bench.sh dev-load` (`RATE=`, `TOTAL=` and `RUNS=`\n\
-override). CPU steal is the share of CPU time the hypervisor gave to other guests while that run's notes were sent\n\
-(/proc/stat): on a shared VM it moves between runs, and p99 with it, for the same binary.\n\n\
-| notes | offered rate | sustained | p50 | p99 | max | errors | CPU steal |\n|---|---|---|---|---|---|---|---|\n\
+override). CPU busy is the share of both cores' time spent running anything (server and generator) while that run's\n\
+notes were sent, and steal the share the hypervisor gave to other guests (/proc/stat): on a shared VM steal moves\n\
+between runs, and p99 with it, for the same binary. Machine stalls are\n\
+measured beside the load by a real-time thread that sleeps 1 ms at a time and records how late it wakes\n\
+(`StallMeter` in tests/src/bench.rs): the longest such stall, and how many passed 5 ms and their sum. No process\n\
+can hold that thread off, so a stall is time its CPU ran nothing of this guest's; a note sent into one waits it out.\n\
+fdatasync is a probe beside the server: 4 KiB written and made durable every 10 ms in the server's data dir, as each\n\
+commit of the store and the queue does (`FsyncMeter`): what the disk made every durable commit wait during the run.\n\n\
+| notes | offered rate | sustained | p50 | p99 | max | errors | CPU busy / steal | machine stalls: longest; over 5 ms | fdatasync p50 / p99 / max |\n|---|---|---|---|---|---|---|---|---|---|\n\
 {rows}",
         date = notes_handlers::domain::clock::now_iso(),
         machine = machine(),
@@ -107,6 +113,8 @@ async fn one_run(rate: u64, total: usize) -> (String, usize) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let cpu_before = notesctl_tests::bench::CpuTimes::now();
+    let meter = notesctl_tests::bench::StallMeter::start();
+    let fsync = notesctl_tests::bench::FsyncMeter::start(dir.path());
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
         ticker.tick().await;
@@ -142,8 +150,27 @@ async fn one_run(rate: u64, total: usize) -> (String, usize) {
     let send_window = started.elapsed();
     let steal = cpu_before
         .zip(notesctl_tests::bench::CpuTimes::now())
-        .map(|(a, b)| format!("{:.0}%", a.steal_percent(b)))
+        .map(|(a, b)| format!("{:.0}% / {:.0}%", a.busy_percent(b), a.steal_percent(b)))
         .unwrap_or_else(|| "n/a".to_owned());
+    let stalls = meter.stop();
+    let syncs = fsync.stop();
+    let syncs = format!(
+        "{} / {} / {}",
+        ms(percentile(&syncs, 50.0)),
+        ms(percentile(&syncs, 99.0)),
+        ms(syncs.last().copied().unwrap_or_default())
+    );
+    let stalls = format!(
+        "{}{}; {} over 5 ms, {} in all",
+        ms(stalls.longest),
+        if stalls.realtime {
+            ""
+        } else {
+            " (not real-time)"
+        },
+        stalls.over_5ms,
+        ms(stalls.lost),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while saved.lock().unwrap().len() < sent.lock().unwrap().len() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -171,7 +198,7 @@ async fn one_run(rate: u64, total: usize) -> (String, usize) {
         latencies.last().copied().unwrap_or_default(),
     );
     eprintln!(
-        "sent {} at {rate}/s in {send_window:?}; saved {}; p50 {} p99 {} max {}; {sustained:.0} notes/s; errors {errors}; CPU steal {steal}",
+        "sent {} at {rate}/s in {send_window:?}; saved {}; p50 {} p99 {} max {}; {sustained:.0} notes/s; errors {errors}; CPU busy / steal {steal}; machine stalls: longest {stalls}; fdatasync p50 / p99 / max {syncs}",
         sent.len(),
         latencies.len(),
         ms(p50),
@@ -180,7 +207,7 @@ async fn one_run(rate: u64, total: usize) -> (String, usize) {
     );
     let _ = dev.terminate().await;
     let row = format!(
-        "| {total} | {rate}/s | {sustained:.0}/s | {} | {} | {} | {errors} | {steal} |\n",
+        "| {total} | {rate}/s | {sustained:.0}/s | {} | {} | {} | {errors} | {steal} | {stalls} | {syncs} |\n",
         ms(p50),
         ms(p99),
         ms(max),

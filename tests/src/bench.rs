@@ -72,6 +72,8 @@ pub fn machine() -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct CpuTimes {
     steal: u64,
+    /// Everything but idle, I/O wait and steal.
+    busy: u64,
     total: u64,
 }
 
@@ -85,15 +87,118 @@ impl CpuTimes {
             .skip(1)
             .filter_map(|n| n.parse().ok())
             .collect();
+        // user nice system idle iowait irq softirq steal
         Some(CpuTimes {
             steal: *cpu.get(7)?,
+            busy: cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6],
             total: cpu.iter().take(8).sum(),
         })
+    }
+
+    /// The share of the machine's CPU time (all cores) spent running something, in percent.
+    pub fn busy_percent(self, later: CpuTimes) -> f64 {
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        later.busy.saturating_sub(self.busy) as f64 * 100.0 / total
     }
 
     /// The share of CPU time stolen between `self` and `later`, in percent.
     pub fn steal_percent(self, later: CpuTimes) -> f64 {
         let total = later.total.saturating_sub(self.total).max(1) as f64;
         later.steal.saturating_sub(self.steal) as f64 * 100.0 / total
+    }
+}
+
+/// How long the machine itself stopped, measured from inside: a thread at real-time priority
+/// (SCHED_FIFO when allowed, as root) asks to sleep 1 ms over and over and records how late each
+/// wake-up is. No process on the machine can hold it off, so a late wake-up is time its CPU did not
+/// run at all — the hypervisor gave it to another guest, or the kernel held it. A latency figure can
+/// not be better than the longest of these stalls for the requests that meet one.
+pub struct StallMeter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Stalls>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stalls {
+    /// Whether the meter ran at real-time priority (else other threads could delay it too).
+    pub realtime: bool,
+    /// The latest wake-up past its 1 ms.
+    pub longest: Duration,
+    /// How many wake-ups were later than 5 ms, and their lateness added up.
+    pub over_5ms: usize,
+    pub lost: Duration,
+}
+
+impl StallMeter {
+    pub fn start() -> StallMeter {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: sets the calling thread's policy; `param` outlives the call.
+            let realtime = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+            let mut stalls = Stalls {
+                realtime,
+                ..Stalls::default()
+            };
+            let tick = Duration::from_millis(1);
+            while !flag.load(Ordering::Relaxed) {
+                let asked = std::time::Instant::now();
+                std::thread::sleep(tick);
+                let late = asked.elapsed().saturating_sub(tick);
+                stalls.longest = stalls.longest.max(late);
+                if late > Duration::from_millis(5) {
+                    stalls.over_5ms += 1;
+                    stalls.lost += late;
+                }
+            }
+            stalls
+        });
+        StallMeter { stop, thread }
+    }
+
+    pub fn stop(self) -> Stalls {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the stall meter thread")
+    }
+}
+
+/// How long the disk under `dir` takes to make a small write durable while a run goes on: a thread
+/// writes 4 KiB and calls `fdatasync` every 10 ms, as the store and the queue do for each commit.
+pub struct FsyncMeter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Duration>>,
+}
+
+impl FsyncMeter {
+    pub fn start(dir: &std::path::Path) -> FsyncMeter {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let path = dir.join("fsync-probe");
+        let thread = std::thread::spawn(move || {
+            let mut file = std::fs::File::create(&path).expect("the fsync probe's file");
+            let block = [7u8; 4096];
+            let mut took = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let t = std::time::Instant::now();
+                file.write_all(&block).expect("write");
+                file.sync_data().expect("fdatasync");
+                took.push(t.elapsed());
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = std::fs::remove_file(&path);
+            took.sort();
+            took
+        });
+        FsyncMeter { stop, thread }
+    }
+
+    /// Each `fdatasync`'s time, sorted.
+    pub fn stop(self) -> Vec<Duration> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the fsync meter thread")
     }
 }

@@ -705,12 +705,14 @@ fn table(cells: &[Cell]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "## Faults: every AWS-facing command through a fault-injecting proxy (issue: hung 0, lost 0)\n\n\
-         `cargo test --test faults` (seed {}, `FAULT_SEED=n` replays): each command runs as a process through a proxy in\n\
+         Measured {} on {}. `cargo test --test faults` (seed {}, `FAULT_SEED=n` replays): each command runs as a process through a proxy in\n\
          front of moto 5.2.5 that injects one fault kind into up to 3 requests picked at random (1 for an expired token),\n\
          after the first few. A cell completes (exit 0, result checked) or stops (exit 2, one line naming the call, the\n\
          cause and the next step). Cells show: outcome, requests seen / faults injected, seconds. Not played on moto: a\n\
          lost answer to CreateChangeSet (moto makes a second stack of the name; CloudFormation answers AlreadyExists,\n\
          covered on recorded responses), and redrive's move task (moto has none; recorded responses).\n\n",
+        notes_handlers::domain::clock::now_iso(),
+        notesctl_tests::bench::machine(),
         seed_base()
     ));
     out.push_str("| command |");
