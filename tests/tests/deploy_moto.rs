@@ -608,42 +608,83 @@ Resources:
         S3Key: !Ref CodeKey
 "#;
 
+/// A stage of the code stack: a templates folder holding [`CODE_STACK`] as `auth.yaml`, an artifacts
+/// folder, and a code bucket made beforehand (moto enforces the TLS-only policy of a bucket notesctl
+/// creates, over its plain HTTP).
+struct CodeStage {
+    stage: String,
+    templates: tempfile::TempDir,
+    artifacts: tempfile::TempDir,
+    bucket: String,
+}
+
+impl CodeStage {
+    async fn new(prefix: &str) -> CodeStage {
+        let stage = notesctl_tests::unique(prefix);
+        let templates = tempfile::tempdir().unwrap();
+        std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
+        let bucket = format!("{stage}-code");
+        moto::s3()
+            .await
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        CodeStage {
+            stage,
+            templates,
+            artifacts: tempfile::tempdir().unwrap(),
+            bucket,
+        }
+    }
+
+    /// Zip number `n` of this stage (each differs), written where `deploy` reads it.
+    fn ship(&self, n: u32) -> Vec<u8> {
+        let zip = self.zip(n);
+        std::fs::write(self.artifacts.path().join("notes-lambda-x86_64.zip"), &zip).unwrap();
+        zip
+    }
+
+    fn zip(&self, n: u32) -> Vec<u8> {
+        notesctl::commands::package::lambda_zip(
+            format!("#!/bin/sh\n# {} {n}\n", self.stage).as_bytes(),
+        )
+    }
+
+    fn edit_template(&self, text: &str) {
+        std::fs::write(self.templates.path().join("auth.yaml"), text).unwrap();
+    }
+
+    /// The flags `deploy` and `diff` take for it.
+    fn flags(&self) -> Vec<String> {
+        [
+            "--stack",
+            "auth",
+            "--arch",
+            "x86_64",
+            "--templates",
+            self.templates.path().to_str().unwrap(),
+            "--artifacts",
+            self.artifacts.path().to_str().unwrap(),
+            "--artifacts-bucket",
+            &self.bucket,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
 #[tokio::test]
 async fn a_code_stack_gets_the_zip_uploaded_once_and_its_key_as_parameters() {
-    let stage = notesctl_tests::unique("cs");
-    let templates = tempfile::tempdir().unwrap();
-    std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
-    let artifacts = tempfile::tempdir().unwrap();
-    let zip = notesctl::commands::package::lambda_zip(format!("#!/bin/sh\n# {stage}\n").as_bytes());
-    std::fs::write(artifacts.path().join("notes-lambda-x86_64.zip"), &zip).unwrap();
-    let bucket = format!("{stage}-code");
-    moto::s3()
-        .await
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
+    let cs = CodeStage::new("cs").await;
+    let (stage, bucket) = (cs.stage.clone(), cs.bucket.clone());
+    let zip = cs.ship(1);
     let deploy = async || {
         cli(&stage)
             .await
-            .args([
-                "--output",
-                "json",
-                "deploy",
-                "--yes",
-                "--stack",
-                "auth",
-                "--arch",
-                "x86_64",
-                "--no-validate",
-                "--templates",
-                templates.path().to_str().unwrap(),
-                "--artifacts",
-                artifacts.path().to_str().unwrap(),
-                "--artifacts-bucket",
-                &bucket,
-            ])
+            .args(["--output", "json", "deploy", "--yes", "--no-validate"])
+            .args(cs.flags())
             .run()
             .await
     };
@@ -711,43 +752,14 @@ async fn a_code_stack_gets_the_zip_uploaded_once_and_its_key_as_parameters() {
 async fn diff_names_what_a_deploy_would_change() {
     use notesctl::commands::deploy::compare::{Action, Replacement};
     use notesctl::commands::diff::DiffReport;
-    let stage = notesctl_tests::unique("df");
-    let templates = tempfile::tempdir().unwrap();
-    std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
-    let artifacts = tempfile::tempdir().unwrap();
-    let zip_path = artifacts.path().join("notes-lambda-x86_64.zip");
-    let v1 =
-        notesctl::commands::package::lambda_zip(format!("#!/bin/sh\n# {stage} 1\n").as_bytes());
-    std::fs::write(&zip_path, &v1).unwrap();
-    let bucket = format!("{stage}-code");
-    moto::s3()
-        .await
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    let flags = || -> Vec<String> {
-        [
-            "--stack",
-            "auth",
-            "--arch",
-            "x86_64",
-            "--templates",
-            templates.path().to_str().unwrap(),
-            "--artifacts",
-            artifacts.path().to_str().unwrap(),
-            "--artifacts-bucket",
-            &bucket,
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    };
+    let cs = CodeStage::new("df").await;
+    let stage = cs.stage.clone();
+    let v1 = cs.ship(1);
     let diff = async |extra: &[&str]| -> (i32, DiffReport) {
         cli(&stage)
             .await
             .args(["diff"])
-            .args(flags())
+            .args(cs.flags())
             .args(extra.iter().copied())
             .json::<DiffReport>()
             .await
@@ -767,7 +779,7 @@ async fn diff_names_what_a_deploy_would_change() {
     let deployed = cli(&stage)
         .await
         .args(["deploy", "--yes", "--no-validate"])
-        .args(flags())
+        .args(cs.flags())
         .run()
         .await;
     assert_eq!(deployed.code, 0, "{}", deployed.stderr);
@@ -779,9 +791,7 @@ async fn diff_names_what_a_deploy_would_change() {
     );
 
     // A new zip: only CodeKey, and the function that uses it.
-    let v2 =
-        notesctl::commands::package::lambda_zip(format!("#!/bin/sh\n# {stage} 2\n").as_bytes());
-    std::fs::write(&zip_path, &v2).unwrap();
+    let v2 = cs.ship(2);
     let (code, code_only) = diff(&[]).await;
     assert_eq!(code, 1, "{code_only:?}");
     let s = &code_only.stacks[0];
@@ -796,7 +806,7 @@ async fn diff_names_what_a_deploy_would_change() {
     };
     assert_eq!((p.old.clone(), p.new.clone()), (key(&v1), key(&v2)));
     assert_eq!(p.used_by, ["Signup"]);
-    std::fs::write(&zip_path, &v1).unwrap();
+    cs.ship(1);
 
     // An edited template: a new function name (replacement), more memory, a new grant.
     let edited = CODE_STACK
@@ -806,7 +816,7 @@ async fn diff_names_what_a_deploy_would_change() {
             "            Action: sts:AssumeRole\n      Policies:\n        - PolicyName: read\n          PolicyDocument:\n            Statement:\n              - Effect: Allow\n                Action: dynamodb:GetItem\n                Resource: \"*\"\n",
         );
     assert_ne!(edited, CODE_STACK);
-    std::fs::write(templates.path().join("auth.yaml"), &edited).unwrap();
+    cs.edit_template(&edited);
     let (code, changed) = diff(&[]).await;
     assert_eq!(code, 1, "{changed:?}");
     let s = &changed.stacks[0];
@@ -840,7 +850,12 @@ async fn diff_names_what_a_deploy_would_change() {
     assert_eq!(granted, ["Role Allow dynamodb:GetItem on *"]);
     assert!(s.iam.revoked.is_empty());
 
-    let text = cli(&stage).await.args(["diff"]).args(flags()).run().await;
+    let text = cli(&stage)
+        .await
+        .args(["diff"])
+        .args(cs.flags())
+        .run()
+        .await;
     assert_eq!(text.code, 1, "{}", text.stderr);
     for line in [
         "~ Signup",
@@ -889,33 +904,14 @@ async fn diff_names_what_a_deploy_would_change() {
 #[tokio::test]
 async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
     use notesctl::commands::deploy::hotswap::Outcome;
-    let stage = notesctl_tests::unique("hs");
-    let templates = tempfile::tempdir().unwrap();
-    std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
-    let artifacts = tempfile::tempdir().unwrap();
-    let zip_path = artifacts.path().join("notes-lambda-x86_64.zip");
-    let zip = |n: u32| {
-        notesctl::commands::package::lambda_zip(format!("#!/bin/sh\n# {stage} {n}\n").as_bytes())
-    };
-    let bucket = format!("{stage}-code");
-    moto::s3()
-        .await
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
+    let cs = CodeStage::new("hs").await;
+    let stage = cs.stage.clone();
+    let zip = |n| cs.zip(n);
     let deploy = async |stage: &str, extra: &[&str]| {
         cli(stage)
             .await
             .args(["--output", "json", "deploy", "--yes", "--no-validate"])
-            .args(["--stack", "auth", "--arch", "x86_64", "--templates"])
-            .args([templates.path().to_str().unwrap(), "--artifacts"])
-            .args([
-                artifacts.path().to_str().unwrap(),
-                "--artifacts-bucket",
-                &bucket,
-            ])
+            .args(cs.flags())
             .args(extra.iter().copied())
             .run()
             .await
@@ -942,11 +938,11 @@ async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
     let code_key = |zip: &[u8]| notesctl::aws::artifacts::code_key(&stage, zip);
     let stack = format!("{stage}-auth-stack");
 
-    std::fs::write(&zip_path, zip(1)).unwrap();
+    cs.ship(1);
     let first = deploy(&stage, &[]).await;
     assert_eq!(first.code, 0, "{}", first.stderr);
 
-    std::fs::write(&zip_path, zip(2)).unwrap();
+    cs.ship(2);
     let swapped = deploy(&stage, &["--hotswap"]).await;
     assert_eq!(swapped.code, 0, "{}", swapped.stderr);
     let report: DeployReport = serde_json::from_str(&swapped.stdout).unwrap();
@@ -983,7 +979,7 @@ async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
         "${Stage}-auth-signup\"",
         "${Stage}-auth-signup\"\n      MemorySize: 512",
     );
-    std::fs::write(templates.path().join("auth.yaml"), edited).unwrap();
+    cs.edit_template(&edited);
     let full = deploy(&stage, &["--hotswap"]).await;
     assert_eq!(full.code, 0, "{}", full.stderr);
     assert!(
@@ -1003,10 +999,10 @@ async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
     // Hotswapped away from what CloudFormation names, then a full deploy of the zip it names: the
     // stack is unchanged, so CloudFormation leaves the function alone; deploy says so and what to
     // run, and a hotswap puts it right.
-    std::fs::write(&zip_path, zip(1)).unwrap();
+    cs.ship(1);
     assert_eq!(deploy(&stage, &["--hotswap"]).await.code, 0);
     assert_eq!(running().await, sha(&zip(1)));
-    std::fs::write(&zip_path, zip(2)).unwrap();
+    cs.ship(2);
     let stuck = deploy(&stage, &[]).await;
     assert_eq!(stuck.code, 1, "{}", stuck.stderr);
     let report: DeployReport = serde_json::from_str(&stuck.stdout).unwrap();

@@ -69,6 +69,20 @@ pub fn outputs_of(stack: &Stack) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A stack's parameters, `ParameterKey` → `ParameterValue`.
+pub fn parameters_of(stack: &Stack) -> BTreeMap<String, String> {
+    stack
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value().unwrap_or("").to_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// A stack's outputs, or `None` if the stack does not exist.
 pub async fn outputs(
     cfn: &Client,

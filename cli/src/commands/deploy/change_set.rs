@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::plan::{NextAction, is_no_changes, next_action};
 use super::{Change, ChangeAction};
-use crate::aws::{Failure, classify, explain};
+use crate::aws::{Failure, classify, explain, stacks};
 use crate::context::Deadline;
 
 /// The template and the parameters a stack gets.
@@ -56,17 +56,7 @@ pub async fn deployed_matches(
         .template_body()
         .map(|b| b.trim() == template.body.trim())
         .unwrap_or(false);
-    let deployed: BTreeMap<String, String> = stack
-        .parameters()
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.parameter_key()?.to_owned(),
-                p.parameter_value().unwrap_or("").to_owned(),
-            ))
-        })
-        .collect();
-    same_body && deployed == template.expected
+    same_body && stacks::parameters_of(stack) == template.expected
 }
 
 /// The deployed template (as submitted) and parameters of `stack`, or an empty template and no
@@ -95,17 +85,7 @@ pub async fn deployed(
     let body = got.template_body().unwrap_or("{}");
     let template = crate::template::parse(body)
         .map_err(|e| anyhow::anyhow!("the deployed template of {name} does not read: {e}"))?;
-    let parameters = s
-        .parameters()
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.parameter_key()?.to_owned(),
-                p.parameter_value().unwrap_or("").to_owned(),
-            ))
-        })
-        .collect();
-    Ok(Some((template, parameters)))
+    Ok(Some((template, stacks::parameters_of(s))))
 }
 
 /// Creates the change set; its ARN, or CloudFormation's reason for refusing it.

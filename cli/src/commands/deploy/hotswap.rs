@@ -259,16 +259,11 @@ pub async fn left_behind(
         else {
             continue;
         };
-        let Some(key) = stack
-            .parameters()
-            .iter()
-            .find(|p| p.parameter_key() == Some("CodeKey"))
-            .and_then(|p| p.parameter_value())
-        else {
+        let Some(key) = stacks::parameters_of(&stack).remove("CodeKey") else {
             continue;
         };
         let functions = functions_in(&args.inputs.templates, &[short], ctx.stage())?;
-        out.extend(behind(lambda, &functions, key).await?);
+        out.extend(behind(lambda, &functions, &key).await?);
     }
     if !out.is_empty() {
         ctx.say(format!(
