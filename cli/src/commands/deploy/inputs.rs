@@ -1,0 +1,123 @@
+//! What a deploy reads before it touches a stack, shared by `deploy`, `diff` and `--hotswap`: the
+//! flags that name the templates, the zip and the parameter values ([`Inputs`]); the values themselves
+//! ([`parameter_values`]); a stack's template with its parameters ([`load_template`]); and one stack
+//! against its template ([`stack_diff`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::types::{Parameter, Stack};
+
+use super::artifacts::{self, Code};
+use super::change_set::{self, Template};
+use super::compare;
+use super::plan::{declared_parameters, expected_parameters};
+use crate::aws::artifacts::Artifacts;
+use crate::aws::s3::s3_client;
+use crate::aws::stacks;
+use crate::context::Context;
+use crate::lambda::Arch;
+
+/// What the stacks are deployed from: the templates, the code zip, and the values `deploy` passes as
+/// parameters. `deploy` and `diff` take the same flags, so a diff shows what that deploy would do.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Inputs {
+    /// Where `notesctl package` wrote the zips.
+    #[arg(long, default_value = "dist")]
+    pub artifacts: PathBuf,
+    /// The functions' architecture (the zip `notes-lambda-{arch}.zip` is deployed).
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    /// Only these stacks (event, data, auth, websocket, notes, frontend); repeatable.
+    #[arg(long = "stack", value_name = "NAME")]
+    pub stacks: Vec<String>,
+    /// The CloudFormation templates.
+    #[arg(long, default_value = "templates")]
+    pub templates: PathBuf,
+    /// CORS origin allowed by the API.
+    #[arg(long, default_value = "*")]
+    pub allowed_origin: String,
+    /// notes-save's timeout in seconds; the queue's visibility timeout is six times this.
+    #[arg(long, default_value_t = 30)]
+    pub save_timeout: u32,
+    /// Bucket for the code zips (default: notesctl-artifacts-{account}-{region}, created if missing).
+    #[arg(long)]
+    pub artifacts_bucket: Option<String>,
+}
+
+/// The parameter values a deploy passes, and the code zip when one of `order` runs code (read from
+/// `--artifacts`; its key is where it lives in the artifacts bucket). Nothing is uploaded here.
+pub async fn parameter_values(
+    ctx: &Context,
+    inputs: &Inputs,
+    config: &aws_config::SdkConfig,
+    order: &[&str],
+) -> anyhow::Result<(BTreeMap<&'static str, String>, Option<(Code, Artifacts)>)> {
+    let mut values = BTreeMap::from([
+        ("Stage", ctx.stage().to_owned()),
+        ("Architecture", inputs.arch.as_str().to_owned()),
+        ("AllowedOrigin", inputs.allowed_origin.clone()),
+        ("SaveFunctionTimeout", inputs.save_timeout.to_string()),
+    ]);
+    if !order
+        .iter()
+        .any(|s| matches!(*s, "auth" | "websocket" | "notes"))
+    {
+        return Ok((values, None));
+    }
+    let code = artifacts::read(ctx, inputs).await?;
+    let s3 = s3_client(config, ctx.custom_endpoint());
+    let store = Artifacts::locate(config, s3, inputs.artifacts_bucket.as_deref()).await?;
+    values.insert("CodeBucket", store.bucket.clone());
+    values.insert("CodeKey", code.key.clone());
+    Ok((values, Some((code, store))))
+}
+
+/// One stack of the stage against its template in `inputs`: what differs, the template with its
+/// parameters, and the stack as it is (`None` when it does not exist).
+pub async fn stack_diff(
+    ctx: &Context,
+    cfn: &Client,
+    inputs: &Inputs,
+    values: &BTreeMap<&'static str, String>,
+    short: &str,
+) -> anyhow::Result<(compare::StackDiff, Template, Option<Stack>)> {
+    let name = stacks::stack_name(ctx.stage(), short);
+    let template = load_template(&inputs.templates, short, values).await?;
+    let ours = crate::template::parse(&template.body)?;
+    let stack = stacks::describe(cfn, &name).await?;
+    let before = change_set::deployed(cfn, &name, &stack).await?;
+    let diff = compare::stack(&name, before, &ours, &template.expected);
+    Ok((diff, template, stack))
+}
+
+/// A stack's template from `templates`, with the parameters `values` gives it.
+pub async fn load_template(
+    templates: &Path,
+    short: &str,
+    values: &BTreeMap<&'static str, String>,
+) -> anyhow::Result<Template> {
+    let path = templates.join(format!("{short}.yaml"));
+    let body = tokio::fs::read_to_string(&path)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}; pass --templates DIR", path.display()))?;
+    let declared = declared_parameters(&body)?;
+    let expected = expected_parameters(&declared, values);
+    let parameters = declared
+        .iter()
+        .filter_map(|(k, _)| {
+            values.get(k.as_str()).map(|v| {
+                Parameter::builder()
+                    .parameter_key(k)
+                    .parameter_value(v)
+                    .build()
+            })
+        })
+        .collect();
+    Ok(Template {
+        body,
+        expected,
+        parameters,
+    })
+}
