@@ -120,6 +120,15 @@ pub fn declared_parameters(template: &Value) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// A property that may be one value or a list of them, as a list.
+pub fn one_or_many(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
 /// The single-key intrinsic function in `v`, if it is one: (`Ref`, its argument).
 pub fn intrinsic(v: &Value) -> Option<(&str, &Value)> {
     let m = v.as_object()?;

@@ -161,8 +161,8 @@ fn service_of<E>() -> &'static str {
     }
 }
 
-/// At most `n` characters of `s`, with an ellipsis where it was cut.
-fn clip(s: &str, n: usize) -> String {
+/// At most `n` characters of `s` on one line, with an ellipsis where it was cut.
+pub fn clip(s: &str, n: usize) -> String {
     let s = s.trim().replace(['\n', '\r'], " ");
     match s.char_indices().nth(n) {
         Some((i, _)) => format!("{}…", &s[..i]),

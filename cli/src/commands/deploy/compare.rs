@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Change;
+use crate::template::one_or_many;
 
 /// Whether changing a property makes CloudFormation create a new resource and delete the old one.
 #[derive(
@@ -445,14 +446,6 @@ pub fn show(v: &Value) -> String {
     }
 }
 
-fn list(v: &Value) -> Vec<&Value> {
-    match v {
-        Value::Array(items) => items.iter().collect(),
-        Value::Null => Vec::new(),
-        one => vec![one],
-    }
-}
-
 /// Every permission `template` grants, one action per grant.
 pub fn grants(template: &Value) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
@@ -463,10 +456,10 @@ pub fn grants(template: &Value) -> BTreeSet<Grant> {
             "AWS::IAM::Role" => {
                 // Who may assume it, then what it may do.
                 documents.push(&props["AssumeRolePolicyDocument"]);
-                for p in list(&props["Policies"]) {
+                for p in one_or_many(&props["Policies"]) {
                     documents.push(&p["PolicyDocument"]);
                 }
-                for arn in list(&props["ManagedPolicyArns"]) {
+                for arn in one_or_many(&props["ManagedPolicyArns"]) {
                     out.insert(Grant {
                         by: id.to_owned(),
                         effect: "Allow".into(),
@@ -499,9 +492,9 @@ pub fn grants(template: &Value) -> BTreeSet<Grant> {
             _ => {}
         }
         for doc in documents {
-            for st in list(&doc["Statement"]) {
+            for st in one_or_many(&doc["Statement"]) {
                 let join = |v: &Value| -> String {
-                    let all: Vec<String> = list(v).into_iter().map(show).collect();
+                    let all: Vec<String> = one_or_many(v).into_iter().map(show).collect();
                     all.join(", ")
                 };
                 let on = match (&st["Resource"], &st["NotResource"]) {
@@ -512,8 +505,8 @@ pub fn grants(template: &Value) -> BTreeSet<Grant> {
                 };
                 let principal = st.get("Principal").map(show);
                 let condition = st.get("Condition").map(show);
-                let actions = list(&st["Action"]).into_iter().map(show);
-                let all_but = list(&st["NotAction"])
+                let actions = one_or_many(&st["Action"]).into_iter().map(show);
+                let all_but = one_or_many(&st["NotAction"])
                     .into_iter()
                     .map(|a| format!("every action but {}", show(a)));
                 for action in actions.chain(all_but) {

@@ -46,13 +46,7 @@ impl Report for DiffReport {
 fn short(v: &Option<Value>) -> String {
     match v {
         None => "(none)".to_owned(),
-        Some(v) => {
-            let s = show(v);
-            match s.char_indices().nth(100) {
-                Some((i, _)) => format!("{}…", &s[..i]),
-                None => s,
-            }
-        }
+        Some(v) => crate::aws::clip(&show(v), 100),
     }
 }
 

@@ -308,11 +308,4 @@ pub fn sub_text(expr: &Value) -> Option<String> {
     }
 }
 
-/// A property that may be one value or a list of them, as a list.
-pub fn one_or_many(v: &Value) -> Vec<&Value> {
-    match v {
-        Value::Array(items) => items.iter().collect(),
-        Value::Null => Vec::new(),
-        other => vec![other],
-    }
-}
+pub use crate::template::one_or_many;
