@@ -4,6 +4,7 @@
 
 mod bus;
 pub mod files;
+mod group;
 mod notifier;
 pub mod reopen;
 mod secret;

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::group::GroupCommit;
 use super::reopen::{Reopening, is_io};
 use crate::domain::cursor::{Page, PageRequest};
 use crate::domain::note::{Note, NoteId};
@@ -76,6 +77,7 @@ impl From<StoredConnection> for Connection {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Reopening>,
+    group: Arc<GroupCommit>,
 }
 
 /// `.during(operation)`: a failed embedded-database call as the store's error, its cause kept.
@@ -153,7 +155,10 @@ impl EmbeddedStore {
             txn.open_table(table).during(OP)?;
         }
         txn.commit().during(OP)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            group: Arc::default(),
+        })
     }
 
     async fn blocking<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
@@ -174,15 +179,16 @@ impl EmbeddedStore {
         .map_err(|e| StoreError::new(operation, e))?
     }
 
-    fn write<T>(
-        db: &Database,
-        operation: &'static str,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let txn = db.begin_write().during(operation)?;
-        let out = f(&txn)?;
-        txn.commit().during(operation)?;
-        Ok(out)
+    /// A durable write, committed with the writes pending beside it (see [`GroupCommit`]).
+    async fn write<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (db, group) = (self.db.clone(), self.group.clone());
+        tokio::task::spawn_blocking(move || group.write(&db, operation, f))
+            .await
+            .map_err(|e| StoreError::new(operation, e))?
     }
 
     /// A write that may reach the disk with the next durable commit instead of now: for facts whose
@@ -287,18 +293,16 @@ impl UserStore for EmbeddedStore {
     async fn create_user(&self, user: &UserRecord) -> Result<Created, StoreError> {
         const OP: &str = "creating a user";
         let user = user.clone();
-        self.blocking(OP, move |db| {
-            Self::write(db, OP, |txn| {
-                let mut t = txn.open_table(USERS).during(OP)?;
-                // Keyed by the normalised name, as DynamoDB's profile items are.
-                let key = username_key(&user.username);
-                if t.get(key.as_str()).during(OP)?.is_some() {
-                    return Ok(Created::AlreadyExists);
-                }
-                t.insert(key.as_str(), to_json(&user).as_slice())
-                    .during(OP)?;
-                Ok(Created::Created)
-            })
+        self.write(OP, move |txn| {
+            let mut t = txn.open_table(USERS).during(OP)?;
+            // Keyed by the normalised name, as DynamoDB's profile items are.
+            let key = username_key(&user.username);
+            if t.get(key.as_str()).during(OP)?.is_some() {
+                return Ok(Created::AlreadyExists);
+            }
+            t.insert(key.as_str(), to_json(&user).as_slice())
+                .during(OP)?;
+            Ok(Created::Created)
         })
         .await
     }
@@ -323,45 +327,43 @@ impl NoteStore for EmbeddedStore {
     async fn save_if_absent(&self, note: &Note, lease_until_ms: i64) -> Result<Saved, StoreError> {
         const OP: &str = "saving a note";
         let note = note.clone();
-        self.blocking(OP, move |db| {
-            Self::write(db, OP, |txn| {
-                let sort_key = note.note_id.sort_key();
-                let key = user_note_key(&note.username, &sort_key);
-                let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
-                let tomb_key = user_note_key(&note.username, note.note_id.as_str());
-                let until = tombstones
-                    .get(tomb_key.as_str())
-                    .during(OP)?
-                    .map(|v| from_json::<i64>(OP, v.value()))
-                    .transpose()?;
-                match until {
-                    Some(until) if until > crate::domain::clock::now_millis() => {
-                        return Ok(Saved::Deleted);
-                    }
-                    // Expired: gone, as DynamoDB's TTL removes it.
-                    Some(_) => {
-                        tombstones.remove(tomb_key.as_str()).during(OP)?;
-                    }
-                    None => {}
+        self.write(OP, move |txn| {
+            let sort_key = note.note_id.sort_key();
+            let key = user_note_key(&note.username, &sort_key);
+            let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
+            let tomb_key = user_note_key(&note.username, note.note_id.as_str());
+            let until = tombstones
+                .get(tomb_key.as_str())
+                .during(OP)?
+                .map(|v| from_json::<i64>(OP, v.value()))
+                .transpose()?;
+            match until {
+                Some(until) if until > crate::domain::clock::now_millis() => {
+                    return Ok(Saved::Deleted);
                 }
-                let mut notes = txn.open_table(NOTES).during(OP)?;
-                if notes.get(key.as_str()).during(OP)?.is_some() {
-                    return Ok(Saved::AlreadyExists);
+                // Expired: gone, as DynamoDB's TTL removes it.
+                Some(_) => {
+                    tombstones.remove(tomb_key.as_str()).during(OP)?;
                 }
-                let stored = to_json(&StoredNote {
-                    note: note.clone(),
-                    notified: false,
-                    lease_until: lease_until_ms,
-                });
-                notes.insert(key.as_str(), stored.as_slice()).during(OP)?;
-                if note.is_public {
-                    let mut public = txn.open_table(PUBLIC).during(OP)?;
-                    public
-                        .insert(sort_key.as_str(), stored.as_slice())
-                        .during(OP)?;
-                }
-                Ok(Saved::Created)
-            })
+                None => {}
+            }
+            let mut notes = txn.open_table(NOTES).during(OP)?;
+            if notes.get(key.as_str()).during(OP)?.is_some() {
+                return Ok(Saved::AlreadyExists);
+            }
+            let stored = to_json(&StoredNote {
+                note: note.clone(),
+                notified: false,
+                lease_until: lease_until_ms,
+            });
+            notes.insert(key.as_str(), stored.as_slice()).during(OP)?;
+            if note.is_public {
+                let mut public = txn.open_table(PUBLIC).during(OP)?;
+                public
+                    .insert(sort_key.as_str(), stored.as_slice())
+                    .during(OP)?;
+            }
+            Ok(Saved::Created)
         })
         .await
     }
@@ -375,17 +377,15 @@ impl NoteStore for EmbeddedStore {
     ) -> Result<Option<Note>, StoreError> {
         const OP: &str = "claiming a note's announcement";
         let key = user_note_key(username, &note_id.sort_key());
-        self.blocking(OP, move |db| {
-            Self::write(db, OP, |txn| {
-                let claimed = Self::modify_note(txn, OP, &key, |stored| {
-                    let free = !stored.notified && stored.lease_until < now_ms;
-                    if free {
-                        stored.lease_until = lease_until_ms;
-                    }
-                    free
-                })?;
-                Ok(claimed.map(|s| s.note))
-            })
+        self.write(OP, move |txn| {
+            let claimed = Self::modify_note(txn, OP, &key, |stored| {
+                let free = !stored.notified && stored.lease_until < now_ms;
+                if free {
+                    stored.lease_until = lease_until_ms;
+                }
+                free
+            })?;
+            Ok(claimed.map(|s| s.note))
         })
         .await
     }
@@ -424,24 +424,22 @@ impl NoteStore for EmbeddedStore {
         let sort_key = note_id.sort_key();
         let key = user_note_key(username, &sort_key);
         let (content, updated_at) = (content.to_owned(), updated_at.to_owned());
-        self.blocking(OP, move |db| {
-            Self::write(db, OP, |txn| {
-                let Some(stored) = Self::modify_note(txn, OP, &key, |stored| {
-                    stored.note.content = content;
-                    stored.note.updated_at = Some(updated_at);
-                    true
-                })?
-                else {
-                    return Ok(None);
-                };
-                if stored.note.is_public {
-                    let mut public = txn.open_table(PUBLIC).during(OP)?;
-                    public
-                        .insert(sort_key.as_str(), to_json(&stored).as_slice())
-                        .during(OP)?;
-                }
-                Ok(Some(stored.note))
-            })
+        self.write(OP, move |txn| {
+            let Some(stored) = Self::modify_note(txn, OP, &key, |stored| {
+                stored.note.content = content.clone();
+                stored.note.updated_at = Some(updated_at.clone());
+                true
+            })?
+            else {
+                return Ok(None);
+            };
+            if stored.note.is_public {
+                let mut public = txn.open_table(PUBLIC).during(OP)?;
+                public
+                    .insert(sort_key.as_str(), to_json(&stored).as_slice())
+                    .during(OP)?;
+            }
+            Ok(Some(stored.note))
         })
         .await
     }
@@ -456,27 +454,25 @@ impl NoteStore for EmbeddedStore {
         let sort_key = note_id.sort_key();
         let key = user_note_key(username, &sort_key);
         let tomb_key = user_note_key(username, note_id.as_str());
-        self.blocking(OP, move |db| {
-            Self::write(db, OP, |txn| {
-                let mut notes = txn.open_table(NOTES).during(OP)?;
-                let removed = notes
-                    .remove(key.as_str())
-                    .during(OP)?
-                    .map(|v| v.value().to_vec());
-                let Some(bytes) = removed else {
-                    return Ok(None);
-                };
-                let stored: StoredNote = from_json(OP, &bytes)?;
-                if stored.note.is_public {
-                    let mut public = txn.open_table(PUBLIC).during(OP)?;
-                    public.remove(sort_key.as_str()).during(OP)?;
-                }
-                let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
-                tombstones
-                    .insert(tomb_key.as_str(), to_json(&tombstone_until_ms).as_slice())
-                    .during(OP)?;
-                Ok(Some(stored.note))
-            })
+        self.write(OP, move |txn| {
+            let mut notes = txn.open_table(NOTES).during(OP)?;
+            let removed = notes
+                .remove(key.as_str())
+                .during(OP)?
+                .map(|v| v.value().to_vec());
+            let Some(bytes) = removed else {
+                return Ok(None);
+            };
+            let stored: StoredNote = from_json(OP, &bytes)?;
+            if stored.note.is_public {
+                let mut public = txn.open_table(PUBLIC).during(OP)?;
+                public.remove(sort_key.as_str()).during(OP)?;
+            }
+            let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
+            tombstones
+                .insert(tomb_key.as_str(), to_json(&tombstone_until_ms).as_slice())
+                .during(OP)?;
+            Ok(Some(stored.note))
         })
         .await
     }
@@ -508,17 +504,15 @@ impl ConnectionRegistry for EmbeddedStore {
     async fn register(&self, connection: &Connection) -> Result<(), StoreError> {
         const OP: &str = "registering a connection";
         let stored = StoredConnection::from(connection);
-        self.blocking(OP, move |db| {
-            Self::write(db, OP, |txn| {
-                let bytes = to_json(&stored);
-                let mut all = txn.open_table(CONNECTIONS).during(OP)?;
-                all.insert(stored.connection_id.as_str(), bytes.as_slice())
-                    .during(OP)?;
-                let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
-                let key = format!("{}\0{}", stored.username, stored.connection_id);
-                by_user.insert(key.as_str(), bytes.as_slice()).during(OP)?;
-                Ok(())
-            })
+        self.write(OP, move |txn| {
+            let bytes = to_json(&stored);
+            let mut all = txn.open_table(CONNECTIONS).during(OP)?;
+            all.insert(stored.connection_id.as_str(), bytes.as_slice())
+                .during(OP)?;
+            let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
+            let key = format!("{}\0{}", stored.username, stored.connection_id);
+            by_user.insert(key.as_str(), bytes.as_slice()).during(OP)?;
+            Ok(())
         })
         .await
     }
@@ -526,22 +520,20 @@ impl ConnectionRegistry for EmbeddedStore {
     async fn unregister(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
         const OP: &str = "removing a connection";
         let id = connection_id.to_owned();
-        self.blocking(OP, move |db| {
-            Self::write(db, OP, |txn| {
-                let mut all = txn.open_table(CONNECTIONS).during(OP)?;
-                let removed = all
-                    .remove(id.as_str())
-                    .during(OP)?
-                    .map(|v| v.value().to_vec());
-                let Some(bytes) = removed else {
-                    return Ok(None);
-                };
-                let stored: StoredConnection = from_json(OP, &bytes)?;
-                let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
-                let key = format!("{}\0{}", stored.username, stored.connection_id);
-                by_user.remove(key.as_str()).during(OP)?;
-                Ok(Some(stored.into()))
-            })
+        self.write(OP, move |txn| {
+            let mut all = txn.open_table(CONNECTIONS).during(OP)?;
+            let removed = all
+                .remove(id.as_str())
+                .during(OP)?
+                .map(|v| v.value().to_vec());
+            let Some(bytes) = removed else {
+                return Ok(None);
+            };
+            let stored: StoredConnection = from_json(OP, &bytes)?;
+            let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
+            let key = format!("{}\0{}", stored.username, stored.connection_id);
+            by_user.remove(key.as_str()).during(OP)?;
+            Ok(Some(stored.into()))
         })
         .await
     }
@@ -549,15 +541,13 @@ impl ConnectionRegistry for EmbeddedStore {
     async fn remove(&self, connection: &Connection) -> Result<(), StoreError> {
         const OP: &str = "removing a connection";
         let stored = StoredConnection::from(connection);
-        self.blocking(OP, move |db| {
-            Self::write(db, OP, |txn| {
-                let mut all = txn.open_table(CONNECTIONS).during(OP)?;
-                all.remove(stored.connection_id.as_str()).during(OP)?;
-                let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
-                let key = format!("{}\0{}", stored.username, stored.connection_id);
-                by_user.remove(key.as_str()).during(OP)?;
-                Ok(())
-            })
+        self.write(OP, move |txn| {
+            let mut all = txn.open_table(CONNECTIONS).during(OP)?;
+            all.remove(stored.connection_id.as_str()).during(OP)?;
+            let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
+            let key = format!("{}\0{}", stored.username, stored.connection_id);
+            by_user.remove(key.as_str()).during(OP)?;
+            Ok(())
         })
         .await
     }
