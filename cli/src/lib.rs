@@ -59,6 +59,13 @@ pub enum Command {
     /// replacements (exit 1 when anything differs).
     #[command(after_help = examples::DIFF)]
     Diff(commands::diff::DiffArgs),
+    /// List the stage's releases (one per successful deploy), newest (live) first.
+    #[command(after_help = examples::HISTORY)]
+    History(commands::release::HistoryArgs),
+    /// Deploy a previous release again: its templates, parameters and code (a hotswap when only the
+    /// code differs).
+    #[command(after_help = examples::ROLLBACK)]
+    Rollback(commands::release::RollbackArgs),
     /// Print the stacks' outputs.
     #[command(after_help = examples::OUTPUTS)]
     Outputs(commands::outputs::OutputsArgs),
@@ -130,6 +137,12 @@ mod examples {
   notesctl diff --stage dev                     # every stack against templates/ and dist/
   notesctl diff --stage prod --stack data --change-set   # CloudFormation's word on replacements
   notesctl diff --stage prod --output json || echo 'the deploy would change something'";
+    pub const HISTORY: &str = "Examples:
+  notesctl history --stage prod                 # newest first; the first is live
+  notesctl history --stage prod --output json --limit 5";
+    pub const ROLLBACK: &str = "Examples:
+  notesctl rollback --stage prod                # to the release before the live one
+  notesctl rollback --stage prod --to 20261202-0931 --yes";
     pub const OUTPUTS: &str = "Examples:
   notesctl outputs --stage dev
   notesctl outputs --stage dev --stack auth --output json";
@@ -189,6 +202,8 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
         Command::Validate(args) => report(ctx, validate::run(ctx, args).await),
         Command::Deploy(args) => report(ctx, deploy::run(ctx, args).await),
         Command::Diff(args) => report(ctx, diff::run(ctx, args).await),
+        Command::History(args) => report(ctx, release::history(ctx, args).await),
+        Command::Rollback(args) => report(ctx, release::rollback(ctx, args).await),
         Command::Outputs(args) => report(ctx, outputs::run(ctx, args).await),
         Command::WsUrl => report(ctx, outputs::ws_url(ctx).await),
         Command::Status => report(ctx, status::run(ctx).await),

@@ -229,6 +229,8 @@ pub fn json_output(command: &str) -> Option<(schemars::Schema, &'static str)> {
         "validate" => (schema_for!(validate::ValidateReport), one),
         "deploy" => (schema_for!(deploy::DeployReport), one),
         "diff" => (schema_for!(diff::DiffReport), one),
+        "history" => (schema_for!(release::HistoryReport), one),
+        "rollback" => (schema_for!(release::RollbackReport), one),
         "outputs" => (
             schema_for!(outputs::OutputsReport),
             "one JSON document, stack → output → value",

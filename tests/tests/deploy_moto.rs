@@ -284,8 +284,14 @@ async fn create_unchanged_update_outputs_destroy() {
             format!("event archive {stage}-notes-archive"),
         ]
     );
-    assert_eq!(v.retained.len(), 1, "{v:?}");
-    assert!(v.retained[0].starts_with(&format!("table {stage}-data-table (DeletionPolicy Retain")));
+    // The account's artifacts bucket is there too once any deploy recorded a release in it.
+    let retained: Vec<&String> = v
+        .retained
+        .iter()
+        .filter(|r| !r.starts_with("artifacts bucket "))
+        .collect();
+    assert_eq!(retained.len(), 1, "{v:?}");
+    assert!(retained[0].starts_with(&format!("table {stage}-data-table (DeletionPolicy Retain")));
     let missing = cli(&stage).await.args(["outputs"]).run().await;
     assert_eq!(missing.code, 2);
 }
@@ -558,7 +564,7 @@ async fn destroy_empties_the_site_bucket_and_deletes_only_this_stages_code_zips(
     assert_eq!(
         v.retained,
         [format!(
-            "artifacts bucket {artifacts} (shared by every stage; this stage's 2 zips deleted)"
+            "artifacts bucket {artifacts} (shared by every stage; this stage's 2 objects deleted: code zips, templates, releases)"
         )]
     );
     assert_eq!(moto::keys(&site).await, Vec::<String>::new(), "emptied");
@@ -1027,4 +1033,144 @@ async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
         "{}",
         refused.stderr
     );
+}
+
+/// Every deploy records a release in the artifacts bucket; `history` lists them newest first;
+/// `rollback` deploys the one before the live one again — its template, parameters and code key are
+/// the stack's again (read back from moto) — through change sets when a template differs and as a
+/// hotswap when only the code does, and each rollback is a release of its own.
+#[tokio::test]
+async fn every_deploy_is_a_release_and_rollback_restores_the_one_before() {
+    use notesctl::commands::deploy::releases::Release;
+    use notesctl::commands::release::{HistoryReport, RollbackReport};
+    let cs = CodeStage::new("rb").await;
+    let stage = cs.stage.clone();
+    let deploy = async || {
+        let run = cli(&stage)
+            .await
+            .args(["--output", "json", "deploy", "--yes", "--no-validate"])
+            .args(cs.flags())
+            .run()
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let report: DeployReport = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(report.release_problem, None);
+        report.release.expect("a release recorded")
+    };
+    let history = async || -> Vec<Release> {
+        let run = cli(&stage)
+            .await
+            .args([
+                "--output",
+                "json",
+                "history",
+                "--artifacts-bucket",
+                &cs.bucket,
+            ])
+            .run()
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        serde_json::from_str::<HistoryReport>(&run.stdout)
+            .unwrap()
+            .releases
+    };
+    let rollback = async || -> RollbackReport {
+        let run = cli(&stage)
+            .await
+            .args([
+                "--output",
+                "json",
+                "rollback",
+                "--yes",
+                "--artifacts-bucket",
+                &cs.bucket,
+            ])
+            .run()
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        serde_json::from_str(&run.stdout).unwrap()
+    };
+    let key = |n| notesctl::aws::artifacts::code_key(&stage, &cs.zip(n));
+    let stack = format!("{stage}-auth-stack");
+    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
+    let deployed_template = async || {
+        cfn.get_template()
+            .stack_name(&stack)
+            .send()
+            .await
+            .unwrap()
+            .template_body()
+            .unwrap()
+            .to_owned()
+    };
+
+    cs.ship(1);
+    let first = deploy().await;
+    assert_eq!(first.code_key, Some(key(1)));
+    assert_eq!(first.stacks["auth"].parameters["CodeKey"], key(1));
+    assert_eq!(first.stacks["auth"].parameters["Stage"], stage);
+    assert_eq!(first.notesctl, env!("CARGO_PKG_VERSION"));
+
+    // A new template and a new zip.
+    let edited = CODE_STACK.replace(
+        "${Stage}-auth-signup\"",
+        "${Stage}-auth-signup\"\n      MemorySize: 512",
+    );
+    cs.edit_template(&edited);
+    cs.ship(2);
+    let second = deploy().await;
+    assert_ne!(
+        second.stacks["auth"].template,
+        first.stacks["auth"].template
+    );
+    assert!(deployed_template().await.contains("MemorySize"));
+    let ids: Vec<String> = history().await.into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, [second.id.clone(), first.id.clone()], "newest first");
+
+    // Back to the first: its template and code, through CloudFormation.
+    let back = rollback().await;
+    assert_eq!(
+        (back.from.as_str(), back.to.as_str()),
+        (second.id.as_str(), first.id.as_str())
+    );
+    assert!(
+        back.deploy.hotswap.is_none(),
+        "a template differs: change sets"
+    );
+    assert_eq!(stack_parameters(&stack).await["CodeKey"], key(1));
+    assert!(!deployed_template().await.contains("MemorySize"));
+    let recorded = back.deploy.release.expect("the rollback is a release");
+    assert_eq!(recorded.rollback_of.as_deref(), Some(first.id.as_str()));
+    assert_eq!(
+        recorded.stacks, first.stacks,
+        "exactly the first release's stacks"
+    );
+
+    // From the first's template with a new zip, back again: only the code differs, so a hotswap.
+    cs.edit_template(CODE_STACK);
+    cs.ship(3);
+    let third = deploy().await;
+    let again = rollback().await;
+    assert_eq!(again.from, third.id);
+    assert_eq!(again.to, recorded.id);
+    assert!(again.deploy.hotswap.is_some(), "{:?}", again.deploy);
+    let sdk = moto::shared().await.sdk_config().await;
+    let running = aws_sdk_lambda::Client::new(&sdk)
+        .get_function_configuration()
+        .function_name(format!("{stage}-auth-signup"))
+        .send()
+        .await
+        .unwrap()
+        .code_sha256()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        Some(running),
+        notesctl::aws::artifacts::sha256_of_key(&key(1)),
+        "the function runs the first zip again"
+    );
+    let newest = history().await;
+    assert_eq!(newest.len(), 5);
+    assert!(newest[0].hotswap);
+    assert_eq!(newest[0].rollback_of.as_deref(), Some(recorded.id.as_str()));
 }

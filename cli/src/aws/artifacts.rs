@@ -68,6 +68,16 @@ pub fn sha256_of_key(key: &str) -> Option<String> {
     Some(base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
+/// `{stage}/releases/`: one JSON record per deploy, named so that names sort by time.
+pub fn releases_prefix(stage: &str) -> String {
+    format!("{}releases/", stage_prefix(stage))
+}
+
+/// `{stage}/templates/{sha256}.yaml`: a template as a release deployed it, content-addressed.
+pub fn template_key(stage: &str, text: &[u8]) -> String {
+    format!("{}templates/{}.yaml", stage_prefix(stage), sha256_hex(text))
+}
+
 /// A policy that refuses every request to the bucket not made over TLS.
 pub fn tls_only_policy(bucket: &str) -> String {
     serde_json::json!({
@@ -231,6 +241,34 @@ impl Artifacts {
                 )
             })?;
         Ok(true)
+    }
+
+    /// The object at `key`.
+    pub async fn get(&self, key: &str) -> anyhow::Result<Vec<u8>> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .expected_bucket_owner(&self.owner)
+            .send()
+            .await
+            .map_err(|e| match &e {
+                e if refused(e) => self.not_ours(),
+                e => explain(&format!("reading s3://{}/{key}", self.bucket), e),
+            })?;
+        let bytes = object.body.collect().await.map_err(|e| {
+            anyhow::anyhow!(
+                "reading s3://{}/{key}: the download broke off: {e}",
+                self.bucket
+            )
+        })?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    /// The keys under `prefix`, in S3's order (ascending).
+    pub async fn keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        list_owned(&self.s3, &self.bucket, &self.owner, prefix).await
     }
 
     /// Deletes everything of `stage` in the bucket; how many objects there were.

@@ -1,7 +1,7 @@
 //! `notesctl destroy`: deletes the stacks in reverse order, after emptying the frontend bucket and
-//! removing this stage's code zips. It tells before it loses: while the processing queue or its DLQ
-//! holds notes it refuses (unless `--force`), and its report lists what went with the stacks and what
-//! was kept.
+//! removing this stage's code zips, templates and releases. It tells before it loses: while the
+//! processing queue or its DLQ holds notes it refuses (unless `--force`), and its report lists what
+//! went with the stacks and what was kept.
 
 use std::fmt;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub struct DestroyArgs {
     #[arg(long)]
     pub force: bool,
     /// The code artifacts bucket, if not the default (`notesctl-artifacts-{account}-{region}`); this
-    /// stage's zips are deleted from it.
+    /// stage's zips, templates and releases are deleted from it.
     #[arg(long)]
     pub artifacts_bucket: Option<String>,
     /// How long to wait for the stacks to be deleted (30s, 15m, 1h); past it, destroy reports what is
@@ -165,19 +165,19 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> anyhow::Result<DestroyRepo
             .with_them
             .push(format!("site bucket {bucket} ({n} objects)"));
     }
-    // This stage's code zips (other stages share the bucket and keep theirs).
+    // This stage's code zips, templates and releases (other stages share the bucket and keep theirs).
     let store = Artifacts::locate(&config, s3.clone(), args.artifacts_bucket.as_deref()).await?;
     if store.exists().await? {
         let n = store.delete_stage(ctx.stage()).await?;
         if n > 0 {
             ctx.say(format!(
-                "deleted this stage's {n} code zips from s3://{}/{}",
+                "deleted this stage's {n} objects (code zips, templates and releases) from s3://{}/{}",
                 store.bucket,
                 artifacts::stage_prefix(ctx.stage())
             ));
         }
         report.retained.push(format!(
-            "artifacts bucket {} (shared by every stage; this stage's {n} zips deleted)",
+            "artifacts bucket {} (shared by every stage; this stage's {n} objects deleted: code zips, templates, releases)",
             store.bucket
         ));
     }

@@ -1,7 +1,9 @@
 //! One module per verb. Each exposes `run(&Context, Args) -> Result<Report>` and depends only on the
 //! context and the shared AWS helpers below it; `deploy --frontend` calls `sync_frontend::run` and
 //! `invalidate::run` and runs `validate::run` first; `diff` reads its inputs, and makes change sets,
-//! the way `deploy` does (`deploy::Inputs`, `deploy::change_set`); nothing else crosses between verbs.
+//! the way `deploy` does (`deploy::Inputs`, `deploy::change_set`); `history` reads the releases deploy
+//! records (`deploy::releases`) and `rollback` deploys one again through `deploy::run`; nothing else
+//! crosses between verbs.
 
 pub mod alarms;
 pub mod deploy;
@@ -13,6 +15,7 @@ pub mod outputs;
 pub mod package;
 pub mod queue_depth;
 pub mod redrive;
+pub mod release;
 pub mod status;
 pub mod sync_frontend;
 pub mod tail;

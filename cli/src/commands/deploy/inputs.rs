@@ -41,7 +41,8 @@ pub struct Inputs {
     /// notes-save's timeout in seconds; the queue's visibility timeout is six times this.
     #[arg(long, default_value_t = 30)]
     pub save_timeout: u32,
-    /// Bucket for the code zips (default: notesctl-artifacts-{account}-{region}, created if missing).
+    /// Bucket for the code zips and releases (default: notesctl-artifacts-{account}-{region},
+    /// created if missing).
     #[arg(long)]
     pub artifacts_bucket: Option<String>,
 }

@@ -18,6 +18,7 @@ pub mod events;
 pub mod hotswap;
 pub mod inputs;
 pub mod plan;
+pub mod releases;
 pub mod report;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ use aws_sdk_cloudformation::types::{ChangeSetType, Stack, StackStatus};
 use super::invalidate::{self, InvalidateArgs};
 use super::sync_frontend::{self, SyncArgs};
 use super::validate::{self, ValidateArgs};
+use crate::aws::artifacts::Artifacts;
 use crate::aws::{explain, stacks};
 use crate::context::{Context, Deadline, confirm, interactive, parse_duration};
 pub use artifacts::Code;
@@ -74,6 +76,9 @@ pub struct DeployArgs {
     /// still running and exits 1 (CloudFormation goes on).
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Set by `rollback`: the release this deploy goes back to, recorded with the new release.
+    #[arg(skip)]
+    pub rollback_of: Option<String>,
 }
 
 /// One deploy run: the context, the stacks' client, the arguments and the parameter values.
@@ -415,9 +420,13 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     let cfn = Client::new(&config);
     if args.hotswap
         && !args.preview
-        && let Some(report) =
+        && let Some(mut report) =
             hotswap::run(ctx, &cfn, &config, &args, &values, &order, &code).await?
     {
+        if report.problem.is_none() && report.hotswap.is_some() {
+            let deployed = code.as_ref().map(|(c, s)| (c.key.as_str(), s));
+            record_release(ctx, &config, &args, &order, &values, deployed, &mut report).await;
+        }
         return Ok(report);
     }
     let lambda = aws_sdk_lambda::Client::new(&config);
@@ -425,21 +434,15 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         (Some(_), false) => hotswap::left_behind(ctx, &cfn, &lambda, &args, &order).await?,
         _ => Vec::new(),
     };
-    let code = match code {
-        Some((code, store)) => {
-            if !args.preview {
-                let region = config.region().map(|r| r.to_string());
-                artifacts::upload(ctx, &store, &code, region.as_deref()).await?;
-            }
-            Some(code)
-        }
-        None => None,
-    };
+    if let (Some((code, store)), false) = (&code, args.preview) {
+        let region = config.region().map(|r| r.to_string());
+        artifacts::upload(ctx, store, code, region.as_deref()).await?;
+    }
     let deploy = Deploy {
         ctx,
         cfn,
         args: &args,
-        values,
+        values: values.clone(),
         deadline: Deadline::after(args.timeout),
     };
     let mut report = DeployReport::default();
@@ -464,7 +467,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
             return Ok(report);
         }
     }
-    if let (Some(code), false) = (&code, args.preview) {
+    if let (Some((code, _)), false) = (&code, args.preview) {
         let functions = functions_in(&args.inputs.templates, &order, ctx.stage())?;
         report.code_mismatches = artifacts::mismatches(&lambda, &functions, &code.sha256).await?;
         if !report.code_mismatches.is_empty() {
@@ -493,6 +496,10 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         }
         report.reconciled = behind;
     }
+    if !args.preview {
+        let deployed = code.as_ref().map(|(c, s)| (c.key.as_str(), s));
+        record_release(ctx, &config, &args, &order, &values, deployed, &mut report).await;
+    }
     if let (Some(dir), false) = (&args.frontend, args.preview) {
         match ship_frontend(ctx, dir).await {
             Ok(shipped) => {
@@ -508,6 +515,56 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         }
     }
     Ok(report)
+}
+
+/// Records the deploy as the stage's newest release (see [`releases`]). The stacks are deployed
+/// whatever happens here, so a release that cannot be recorded is reported beside them, not as a
+/// failed deploy.
+async fn record_release(
+    ctx: &Context,
+    config: &aws_config::SdkConfig,
+    args: &DeployArgs,
+    order: &[&str],
+    values: &BTreeMap<&'static str, String>,
+    code: Option<(&str, &Artifacts)>,
+    report: &mut DeployReport,
+) {
+    let store = match code {
+        Some((_, store)) => Ok(store.clone()),
+        None => {
+            let s3 = crate::aws::s3::s3_client(config, ctx.custom_endpoint());
+            Artifacts::locate(config, s3, args.inputs.artifacts_bucket.as_deref()).await
+        }
+    };
+    let region = config.region().map(|r| r.to_string());
+    let deployed = releases::Deployed {
+        templates: &args.inputs.templates,
+        stacks: order,
+        values,
+        code_key: code.map(|(key, _)| key),
+        hotswap: report.hotswap.is_some(),
+        rollback_of: args.rollback_of.as_deref(),
+    };
+    let recorded = match store {
+        Ok(store) => releases::record(ctx, &store, region.as_deref(), deployed).await,
+        Err(e) => Err(e),
+    };
+    match recorded {
+        Ok(release) => {
+            ctx.say(format!(
+                "recorded release {} (`notesctl history` lists it; `notesctl rollback` returns to the one before)",
+                release.id
+            ));
+            report.release = Some(release);
+        }
+        Err(e) => {
+            let text = format!(
+                "the stacks are deployed, but the release was not recorded: {e:#}. `notesctl history` will not list this deploy and `rollback` cannot return to it; deploy again to record it"
+            );
+            ctx.say(format!("warning: {text}"));
+            report.release_problem = Some(text);
+        }
+    }
 }
 
 /// The names (for `stage`) of the functions the templates of `stacks` define.

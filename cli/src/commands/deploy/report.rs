@@ -175,6 +175,12 @@ pub struct DeployReport {
     /// deploy brought CloudFormation level with them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reconciled: Vec<String>,
+    /// The release this deploy recorded (`notesctl history`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<super::releases::Release>,
+    /// Why the deploy, though done, could not be recorded as a release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_problem: Option<String>,
 }
 
 impl Report for DeployReport {
@@ -231,6 +237,12 @@ impl fmt::Display for DeployReport {
         for x in &self.findings {
             writeln!(f, "✗ {} {}: {}", x.file, x.resource, x.problem)?;
             writeln!(f, "    fix: {}", x.fix)?;
+        }
+        if let Some(r) = &self.release {
+            writeln!(f, "release {} recorded", r.id)?;
+        }
+        if let Some(p) = &self.release_problem {
+            writeln!(f, "warning: {p}")?;
         }
         if let Some(fe) = &self.frontend {
             writeln!(f, "frontend: {}", fe.sync)?;
