@@ -66,6 +66,10 @@ pub enum Command {
     /// code differs).
     #[command(after_help = examples::ROLLBACK)]
     Rollback(commands::release::RollbackArgs),
+    /// Check a deployed stage (or `dev`) end to end: log in, connect the WebSocket, post a public
+    /// note, see it saved and listed, delete it (exit 1 naming the first step that failed).
+    #[command(after_help = examples::SMOKE)]
+    Smoke(commands::smoke::SmokeArgs),
     /// Print the stacks' outputs.
     #[command(after_help = examples::OUTPUTS)]
     Outputs(commands::outputs::OutputsArgs),
@@ -143,6 +147,10 @@ mod examples {
     pub const ROLLBACK: &str = "Examples:
   notesctl rollback --stage prod                # to the release before the live one
   notesctl rollback --stage prod --to 20261202-0931 --yes";
+    pub const SMOKE: &str = "Examples:
+  notesctl smoke --local                        # against `notesctl dev`
+  NOTESCTL_SMOKE_PASSWORD=... notesctl smoke --stage prod --timeout 10s
+  notesctl smoke --stage prod --output json     # each step with its latency";
     pub const OUTPUTS: &str = "Examples:
   notesctl outputs --stage dev
   notesctl outputs --stage dev --stack auth --output json";
@@ -204,6 +212,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
         Command::Diff(args) => report(ctx, diff::run(ctx, args).await),
         Command::History(args) => report(ctx, release::history(ctx, args).await),
         Command::Rollback(args) => report(ctx, release::rollback(ctx, args).await),
+        Command::Smoke(args) => report(ctx, smoke::run(ctx, args).await),
         Command::Outputs(args) => report(ctx, outputs::run(ctx, args).await),
         Command::WsUrl => report(ctx, outputs::ws_url(ctx).await),
         Command::Status => report(ctx, status::run(ctx).await),

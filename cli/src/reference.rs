@@ -231,6 +231,7 @@ pub fn json_output(command: &str) -> Option<(schemars::Schema, &'static str)> {
         "diff" => (schema_for!(diff::DiffReport), one),
         "history" => (schema_for!(release::HistoryReport), one),
         "rollback" => (schema_for!(release::RollbackReport), one),
+        "smoke" => (schema_for!(smoke::SmokeReport), one),
         "outputs" => (
             schema_for!(outputs::OutputsReport),
             "one JSON document, stack → output → value",

@@ -16,6 +16,7 @@ pub mod package;
 pub mod queue_depth;
 pub mod redrive;
 pub mod release;
+pub mod smoke;
 pub mod status;
 pub mod sync_frontend;
 pub mod tail;

@@ -67,6 +67,10 @@ pub struct DevArgs {
     /// the end of its previous response: slow or idle connections are closed after it.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = crate::context::parse_duration)]
     pub header_timeout: Duration,
+    /// Accept and queue notes (202) but do not save them: rehearse "notes not saving" with
+    /// `queue-depth --local` and `smoke --local`. The queue keeps them for the next run.
+    #[arg(long)]
+    pub hold_queue: bool,
 }
 
 /// What `dev` prints once it listens.
@@ -233,7 +237,10 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
     tracing::info!(data_dir = %args.data_dir.display(), "listening on {local}");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let pollers: Vec<_> = (0..2)
+    if args.hold_queue {
+        tracing::warn!("--hold-queue: notes are queued but not saved until dev runs without it");
+    }
+    let pollers: Vec<_> = (0..if args.hold_queue { 0 } else { 2 })
         .map(|_| {
             tokio::spawn(workers::save_poller(
                 deps.clone(),

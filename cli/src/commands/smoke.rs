@@ -1,0 +1,482 @@
+//! `notesctl smoke [--local]`: the app end to end, as a user meets it, after a deploy (or against
+//! `dev`). A dedicated user signs up (first run) and logs in, opens the WebSocket, posts a public note,
+//! waits for its `note-saved` on the socket, finds it in `GET /notes/public`, deletes it and waits for
+//! `note-deleted`. Each step is timed; the first that fails stops the run and names itself, and the
+//! note is deleted even then when it was posted. Exit 0 when every step passed, 1 otherwise.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::aws::stacks;
+use crate::context::{Context, LocalArg, parse_duration};
+use crate::output::{Exit, Report};
+
+/// The smoke user's password on `dev` when none is given (`dev` is yours alone).
+const LOCAL_PASSWORD: &str = "notesctl-smoke-local";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SmokeArgs {
+    #[command(flatten)]
+    pub local: LocalArg,
+    /// The user the check signs up (on its first run) and logs in as.
+    #[arg(long, default_value = "notesctl-smoke")]
+    pub user: String,
+    /// The smoke user's password (at least 8 characters). Required for a deployed stage; on `dev`
+    /// it defaults to a fixed one. Best given in the environment, not on the command line.
+    #[arg(long, env = "NOTESCTL_SMOKE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// How long each step may take (2s, 30s, 1m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// One step of the check.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Step {
+    /// `login`, `connect`, `post`, `saved`, `public`, `delete`, `deleted`.
+    pub name: String,
+    pub ok: bool,
+    pub milliseconds: f64,
+    /// What it saw (the note id, a status) or why it failed.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SmokeReport {
+    /// The API checked.
+    pub api_url: String,
+    pub websocket_url: String,
+    pub steps: Vec<Step>,
+    /// The first step that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    pub milliseconds: f64,
+}
+
+impl Report for SmokeReport {
+    fn exit(&self) -> Exit {
+        Exit::problem_if(self.failed.is_some())
+    }
+}
+
+impl fmt::Display for SmokeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.steps {
+            writeln!(
+                f,
+                "{} {:<8} {:>9.1} ms  {}",
+                if s.ok { "✓" } else { "✗" },
+                s.name,
+                s.milliseconds,
+                s.detail
+            )?;
+        }
+        match &self.failed {
+            None => write!(
+                f,
+                "smoke passed: {} steps in {:.0} ms against {}",
+                self.steps.len(),
+                self.milliseconds,
+                self.api_url
+            ),
+            Some(step) => write!(f, "smoke failed at {step} (its reason above)"),
+        }
+    }
+}
+
+/// Where the check runs: the API and WebSocket URLs, and the smoke user's password.
+struct Target {
+    api: String,
+    ws: String,
+    password: String,
+}
+
+async fn target(ctx: &Context, args: &SmokeArgs) -> anyhow::Result<Target> {
+    if let Some(base) = &args.local.local {
+        let base = base.trim_end_matches('/').to_owned();
+        let ws = match base.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}/ws"),
+            Some((_, rest)) => format!("ws://{rest}/ws"),
+            None => anyhow::bail!("--local {base}: not a URL (e.g. http://127.0.0.1:3000)"),
+        };
+        return Ok(Target {
+            api: base,
+            ws,
+            password: args
+                .password
+                .clone()
+                .unwrap_or_else(|| LOCAL_PASSWORD.to_owned()),
+        });
+    }
+    let Some(password) = args.password.clone() else {
+        anyhow::bail!(
+            "smoke needs the smoke user's password for a deployed stage: set NOTESCTL_SMOKE_PASSWORD (at least 8 characters; the first run signs the user up with it)"
+        );
+    };
+    let config = ctx.aws().await?;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let api = stacks::output(&cfn, ctx.stage(), "auth", "ApiUrl", "--stage").await?;
+    let ws = stacks::output(&cfn, ctx.stage(), "websocket", "WebSocketUrl", "--stage").await?;
+    Ok(Target {
+        api: api.trim_end_matches('/').to_owned(),
+        ws,
+        password,
+    })
+}
+
+/// TLS for `https://` and `wss://`: rustls with the system's root certificates (none are needed,
+/// and none looked for, when both URLs are plain, as `dev`'s are).
+fn tls_config(need_roots: bool) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    if need_roots {
+        let found = rustls_native_certs::load_native_certs();
+        for cert in found.certs {
+            // A certificate the store cannot use is skipped, as browsers do.
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            anyhow::bail!(
+                "no root certificates found on this machine ({} errors reading them): install the ca-certificates package",
+                found.errors.len()
+            );
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| anyhow::anyhow!("setting up TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// The HTTP side: JSON requests with an optional bearer token.
+struct Api {
+    client: HttpClient,
+    base: String,
+}
+
+impl Api {
+    fn new(base: &str, tls: &rustls::ClientConfig) -> Api {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Api {
+            client,
+            base: base.to_owned(),
+        }
+    }
+
+    /// `method path` with `body` as JSON; the status and the JSON answer (`null` when not JSON).
+    async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let url = format!("{}{path}", self.base);
+        let mut request = http::Request::builder().method(method.clone()).uri(&url);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let bytes = match body {
+            Some(b) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(bytes))
+            .map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            anyhow::anyhow!(
+                "{method} {url}: {}",
+                notes_handlers::domain::error::Chain(&e)
+            )
+        })?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("{method} {url}: reading the answer: {e}"))?
+            .to_bytes();
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Socket = WebSocketStream<Box<dyn Io>>;
+
+/// Opens the WebSocket at `url` (`ws://` or `wss://`).
+async fn connect(url: &str, tls: &Arc<rustls::ClientConfig>) -> anyhow::Result<Socket> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: not a URL: {e}", clip_token(url)))?;
+    let host = uri.host().unwrap_or_default().to_owned();
+    let secure = uri.scheme_str() == Some("wss");
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to {host}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Io> = if secure {
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| anyhow::anyhow!("{host}: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| anyhow::anyhow!("TLS with {host}: {e}"))?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let (socket, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .map_err(|e| anyhow::anyhow!("WebSocket handshake with {}: {e}", clip_token(url)))?;
+    Ok(socket)
+}
+
+/// The URL without its token, for messages.
+fn clip_token(url: &str) -> &str {
+    url.split_once("?token=").map_or(url, |(u, _)| u)
+}
+
+/// Waits on the socket for `event` about `note_id`, answering pings; other messages are skipped.
+async fn wait_for(socket: &mut Socket, event: &str, note_id: &str) -> anyhow::Result<String> {
+    while let Some(message) = socket.next().await {
+        match message.map_err(|e| anyhow::anyhow!("the WebSocket broke: {e}"))? {
+            Message::Text(text) => {
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if v["eventType"] == event && v["noteId"] == note_id {
+                    return Ok(format!("{event} for {note_id}"));
+                }
+                if v["eventType"] == "note-failed" && v["noteId"] == note_id {
+                    anyhow::bail!("note-failed for {note_id}: {}", v["error"]);
+                }
+            }
+            Message::Ping(p) => {
+                let _ = socket.send(Message::Pong(p)).await;
+            }
+            Message::Close(frame) => anyhow::bail!("the server closed the WebSocket ({frame:?})"),
+            _ => {}
+        }
+    }
+    anyhow::bail!("the WebSocket closed before {event} arrived")
+}
+
+/// The steps run so far, and the note to clean up.
+struct Run {
+    steps: Vec<Step>,
+    timeout: Duration,
+}
+
+impl Run {
+    /// Runs one step under the timeout; its result, after recording it.
+    async fn step<T>(
+        &mut self,
+        name: &str,
+        work: impl Future<Output = anyhow::Result<(T, String)>>,
+    ) -> Option<T> {
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(
+                "no answer within {} s (--timeout)",
+                self.timeout.as_secs_f64()
+            )),
+        };
+        let milliseconds = started.elapsed().as_secs_f64() * 1000.0;
+        let (ok, detail, value) = match outcome {
+            Ok((value, detail)) => (true, detail, Some(value)),
+            Err(e) => (false, format!("{e:#}"), None),
+        };
+        self.steps.push(Step {
+            name: name.to_owned(),
+            ok,
+            milliseconds,
+            detail,
+        });
+        value
+    }
+}
+
+fn expect(status: u16, want: &[u16], what: &str, body: &Value) -> anyhow::Result<()> {
+    if want.contains(&status) {
+        return Ok(());
+    }
+    let message = body["error"]
+        .as_str()
+        .or(body["message"].as_str())
+        .unwrap_or("");
+    anyhow::bail!("{what} answered {status} {message}")
+}
+
+pub async fn run(ctx: &Context, args: SmokeArgs) -> anyhow::Result<SmokeReport> {
+    let target = target(ctx, &args).await?;
+    let secure = target.api.starts_with("https://") || target.ws.starts_with("wss://");
+    let tls = tls_config(secure)?;
+    let api = Api::new(&target.api, &tls);
+    let started = Instant::now();
+    let mut run = Run {
+        steps: Vec::new(),
+        timeout: args.timeout,
+    };
+    let user = args.user.clone();
+    let password = target.password.clone();
+    let finished = |run: Run| SmokeReport {
+        api_url: target.api.clone(),
+        websocket_url: target.ws.clone(),
+        failed: run.steps.iter().find(|s| !s.ok).map(|s| s.name.clone()),
+        steps: run.steps,
+        milliseconds: started.elapsed().as_secs_f64() * 1000.0,
+    };
+
+    let login = async {
+        let credentials = json!({ "username": user, "password": password });
+        let (status, body) = api
+            .call(
+                http::Method::POST,
+                "/auth/signup",
+                None,
+                Some(credentials.clone()),
+            )
+            .await?;
+        expect(status, &[201, 409], "POST /auth/signup", &body)?;
+        let signed_up = status == 201;
+        let (status, body) = api
+            .call(http::Method::POST, "/auth/login", None, Some(credentials))
+            .await?;
+        if status == 401 && !signed_up {
+            anyhow::bail!(
+                "the user {user} exists with another password: pass the one it was created with (NOTESCTL_SMOKE_PASSWORD), or another --user"
+            );
+        }
+        expect(status, &[200], "POST /auth/login", &body)?;
+        let token = body["token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("POST /auth/login answered 200 without a token"))?
+            .to_owned();
+        let how = if signed_up {
+            "signed up and logged in"
+        } else {
+            "logged in"
+        };
+        Ok((token, format!("{how} as {user}")))
+    };
+    let Some(token) = run.step("login", login).await else {
+        return Ok(finished(run));
+    };
+
+    let ws_url = format!("{}?token={token}", target.ws);
+    let connect = async {
+        let socket = connect(&ws_url, &tls).await?;
+        Ok((socket, format!("connected to {}", target.ws)))
+    };
+    let Some(mut socket) = run.step("connect", connect).await else {
+        return Ok(finished(run));
+    };
+
+    let content = format!(
+        "notesctl smoke {} {:08x}",
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        rand::random::<u32>()
+    );
+    let post = async {
+        let (status, body) = api
+            .call(
+                http::Method::POST,
+                "/notes",
+                Some(&token),
+                Some(json!({ "content": content, "isPublic": true })),
+            )
+            .await?;
+        expect(status, &[202], "POST /notes", &body)?;
+        let id = body["noteId"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("POST /notes answered 202 without a noteId"))?
+            .to_owned();
+        Ok((id.clone(), format!("202, note {id}")))
+    };
+    let Some(note_id) = run.step("post", post).await else {
+        return Ok(finished(run));
+    };
+
+    let saved = run
+        .step("saved", async {
+            let seen = wait_for(&mut socket, "note-saved", &note_id).await?;
+            Ok(((), seen))
+        })
+        .await;
+    if saved.is_some() {
+        let public = async {
+            // Saved means stored: the feed has it on the first read.
+            let (status, body) = api
+                .call(http::Method::GET, "/notes/public", None, None)
+                .await?;
+            expect(status, &[200], "GET /notes/public", &body)?;
+            let notes = body["notes"].as_array().cloned().unwrap_or_default();
+            if notes.iter().any(|n| n["noteId"] == note_id.as_str()) {
+                Ok(((), format!("{} notes, {note_id} among them", notes.len())))
+            } else {
+                anyhow::bail!(
+                    "{note_id} is not in GET /notes/public ({} notes)",
+                    notes.len()
+                )
+            }
+        };
+        run.step("public", public).await;
+    }
+
+    // The note goes even when a step before failed, so smoke leaves nothing behind.
+    let delete = async {
+        let path = format!("/notes/{note_id}");
+        let (status, body) = api
+            .call(http::Method::DELETE, &path, Some(&token), None)
+            .await?;
+        if status == 404 && saved.is_none() {
+            anyhow::bail!(
+                "DELETE {path} answered 404: the note is not stored yet, and will be once the queue moves; delete it then"
+            );
+        }
+        expect(status, &[200], &format!("DELETE {path}"), &body)?;
+        Ok(((), "200".to_owned()))
+    };
+    let deleted = run.step("delete", delete).await;
+    if deleted.is_some() && saved.is_some() {
+        run.step("deleted", async {
+            let seen = wait_for(&mut socket, "note-deleted", &note_id).await?;
+            Ok(((), seen))
+        })
+        .await;
+    }
+    let _ = socket.close(None).await;
+    Ok(finished(run))
+}
