@@ -136,7 +136,8 @@ mod examples {
   notesctl deploy --stage dev --preview         # what would change, then stop
   notesctl deploy --stage dev --yes             # all six stacks, arm64 code from dist/
   notesctl deploy --stage dev --stack notes --yes
-  notesctl deploy --stage prod --frontend frontend/ --yes   # stacks, then site and CDN";
+  notesctl deploy --stage prod --frontend frontend/ --yes   # stacks, then site and CDN
+  notesctl deploy --stage dev --hotswap --watch --yes       # rebuild and hotswap on every save";
     pub const DIFF: &str = "Examples:
   notesctl diff --stage dev                     # every stack against templates/ and dist/
   notesctl diff --stage prod --stack data --change-set   # CloudFormation's word on replacements
@@ -208,6 +209,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
     match command {
         Command::Package(args) => report(ctx, package::run(ctx, args).await),
         Command::Validate(args) => report(ctx, validate::run(ctx, args).await),
+        Command::Deploy(args) if args.watch => Ended::Stream(deploy::watch::run(ctx, args).await),
         Command::Deploy(args) => report(ctx, deploy::run(ctx, args).await),
         Command::Diff(args) => report(ctx, diff::run(ctx, args).await),
         Command::History(args) => report(ctx, release::history(ctx, args).await),

@@ -105,6 +105,18 @@ impl Cli {
         }
     }
 
+    /// Starts it in `dir` for a test that reads its output as it comes (stdout and stderr piped;
+    /// killed when dropped).
+    pub fn spawn_in(self, dir: &std::path::Path) -> tokio::process::Child {
+        self.command()
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run notesctl")
+    }
+
     /// Runs with `--output json` and returns the exit code and the report, read as its type.
     pub async fn json<T: DeserializeOwned>(self) -> (i32, T) {
         let run = self.args(["--output", "json"]).run().await;

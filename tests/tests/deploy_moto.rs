@@ -1174,3 +1174,81 @@ async fn every_deploy_is_a_release_and_rollback_restores_the_one_before() {
     assert!(newest[0].hotswap);
     assert_eq!(newest[0].rollback_of.as_deref(), Some(recorded.id.as_str()));
 }
+
+/// `deploy --hotswap --watch`: the first round packages the workspace's notes-lambda (in CI a
+/// build `scripts/test.sh` already made, so cargo finds it fresh) and hotswaps it; a change under
+/// `--watch-dir` is one more round; each round is a JSON line; Ctrl-C ends it with exit 0.
+#[tokio::test]
+async fn watch_packages_and_hotswaps_again_when_the_watched_folder_changes() {
+    use notesctl::commands::deploy::hotswap::Outcome;
+    use notesctl::commands::deploy::watch::Round;
+    use tokio::io::AsyncBufReadExt;
+    let cs = CodeStage::new("wt").await;
+    cs.ship(1);
+    let first = cli(&cs.stage)
+        .await
+        .args(["deploy", "--yes", "--no-validate"])
+        .args(cs.flags())
+        .run()
+        .await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    let watched = tempfile::tempdir().unwrap();
+    std::fs::write(watched.path().join("lib.rs"), "// one").unwrap();
+    let mut child = cli(&cs.stage)
+        .await
+        .args([
+            "--output",
+            "json",
+            "deploy",
+            "--yes",
+            "--no-validate",
+            "--hotswap",
+            "--watch",
+        ])
+        .args(["--watch-dir", watched.path().to_str().unwrap()])
+        .args(cs.flags())
+        .spawn_in(&notesctl_tests::workspace_root());
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_round = async || -> Round {
+        // A cold release build of notes-lambda takes minutes on two cores.
+        let line = tokio::time::timeout(std::time::Duration::from_secs(900), lines.next_line())
+            .await
+            .expect("a round within 15 minutes")
+            .unwrap()
+            .expect("a round, not the end of the stream");
+        serde_json::from_str(&line).unwrap()
+    };
+    let round = next_round().await;
+    assert!(round.changed.is_empty());
+    assert_eq!(round.problem, None, "{round:?}");
+    assert_eq!(round.package.as_ref().unwrap().artifacts.len(), 1);
+    let swapped = round.deploy.unwrap().hotswap.expect("a hotswap");
+    assert_eq!(
+        swapped.functions[0].outcome,
+        Outcome::Updated,
+        "the real binary replaces zip 1"
+    );
+
+    std::fs::write(watched.path().join("lib.rs"), "// two").unwrap();
+    let round = next_round().await;
+    assert_eq!(
+        round.changed,
+        [watched.path().join("lib.rs").display().to_string()]
+    );
+    let again = round.deploy.unwrap().hotswap.expect("a hotswap");
+    assert_eq!(
+        again.functions[0].outcome,
+        Outcome::Unchanged,
+        "the same build, the same zip"
+    );
+
+    let pid = child.id().unwrap() as i32;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("Ctrl-C ends the watch")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -20,6 +20,7 @@ pub mod inputs;
 pub mod plan;
 pub mod releases;
 pub mod report;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,13 @@ pub struct DeployArgs {
     /// running code until the next full deploy).
     #[arg(long, requires = "hotswap")]
     pub force: bool,
+    /// With --hotswap: package and hotswap once, then again whenever a file under --watch-dir
+    /// changes (after it has been quiet for half a second), until Ctrl-C.
+    #[arg(long, requires = "hotswap")]
+    pub watch: bool,
+    /// The folder --watch watches.
+    #[arg(long, value_name = "DIR", default_value = "handlers")]
+    pub watch_dir: PathBuf,
     /// Skip `notesctl validate` of the templates before deploying.
     #[arg(long)]
     pub no_validate: bool,

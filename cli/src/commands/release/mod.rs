@@ -257,6 +257,8 @@ pub async fn rollback(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Rollb
         // hotswaps only when asked to.
         hotswap: ctx.stage() != "production" || args.force,
         force: args.force,
+        watch: false,
+        watch_dir: std::path::PathBuf::from("handlers"),
         // These templates passed validation when they were deployed; the checks may have grown since.
         no_validate: true,
         timeout: args.timeout,
