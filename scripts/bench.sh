@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark runners; each writes its figures to BENCHMARKS.md.
-# Usage: scripts/bench.sh [cold-start|dev-load|ops|sync|faults|validate|all]
+# Usage: scripts/bench.sh [cold-start|dev-load|ops|sync|inner-loop|faults|validate|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -32,6 +32,12 @@ if [[ $what == ops || $what == all ]]; then
   cargo build --release --locked -p notesctl --bin notesctl
   cargo build --locked --workspace --examples
   NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/ops_vs_awscli
+fi
+if [[ $what == inner-loop || $what == all ]]; then
+  # deploy --hotswap against a full deploy of the same code change, and diff of six stacks, on moto.
+  cargo build --release --locked -p notesctl --bin notesctl
+  cargo build --locked --workspace --examples
+  NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/inner_loop
 fi
 if [[ $what == sync || $what == all ]]; then
   cargo build --release --locked -p notesctl --bin notesctl

@@ -905,8 +905,9 @@ async fn diff_names_what_a_deploy_would_change() {
 
 /// `deploy --hotswap`: a new zip alone updates the function without CloudFormation (its `CodeKey`
 /// stays behind) and the same zip again leaves it alone; a template change falls back to a full
-/// deploy, saying why, which brings `CodeKey` level and reports the function it reconciled. The
-/// production stage is refused without `--force`, before any call to AWS.
+/// deploy, saying why, which brings `CodeKey` level and reports the function it reconciled. A
+/// function whose update fails is named with its reason (exit 1). The production stage is refused
+/// without `--force`, before any call to AWS.
 #[tokio::test]
 async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
     use notesctl::commands::deploy::hotswap::Outcome;
@@ -1022,6 +1023,30 @@ async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
     );
     assert_eq!(deploy(&stage, &["--hotswap"]).await.code, 0);
     assert_eq!(running().await, sha(&zip(2)));
+
+    // A function that cannot take the update (deleted behind CloudFormation's back) is named with
+    // Lambda's reason, and the hotswap exits 1.
+    lambda
+        .delete_function()
+        .function_name(&function)
+        .send()
+        .await
+        .unwrap();
+    cs.ship(3);
+    let failed = deploy(&stage, &["--hotswap"]).await;
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let report: DeployReport = serde_json::from_str(&failed.stdout).unwrap();
+    let problem = report.problem.clone().unwrap_or_default();
+    let update = &report.hotswap.expect("the hotswap's report").functions[0];
+    assert_eq!(
+        (update.function.as_str(), update.outcome),
+        (function.as_str(), Outcome::Failed)
+    );
+    assert!(
+        update.reason.as_deref().is_some_and(|r| !r.is_empty()),
+        "{update:?}"
+    );
+    assert!(problem.contains(&function), "{problem}");
 
     let refused = deploy("production", &["--hotswap"]).await;
     assert_eq!(refused.code, 2, "{}", refused.stderr);

@@ -33,7 +33,6 @@ use aws_sdk_cloudformation::types::{ChangeSetType, Stack, StackStatus};
 use super::invalidate::{self, InvalidateArgs};
 use super::sync_frontend::{self, SyncArgs};
 use super::validate::{self, ValidateArgs};
-use crate::aws::artifacts::Artifacts;
 use crate::aws::{explain, stacks};
 use crate::context::{Context, Deadline, confirm, interactive, parse_duration};
 pub use artifacts::Code;
@@ -433,7 +432,8 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     {
         if report.problem.is_none() && report.hotswap.is_some() {
             let deployed = code.as_ref().map(|(c, s)| (c.key.as_str(), s));
-            record_release(ctx, &config, &args, &order, &values, deployed, &mut report).await;
+            releases::record_deploy(ctx, &config, &args, &order, &values, deployed, &mut report)
+                .await;
         }
         return Ok(report);
     }
@@ -506,7 +506,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     }
     if !args.preview {
         let deployed = code.as_ref().map(|(c, s)| (c.key.as_str(), s));
-        record_release(ctx, &config, &args, &order, &values, deployed, &mut report).await;
+        releases::record_deploy(ctx, &config, &args, &order, &values, deployed, &mut report).await;
     }
     if let (Some(dir), false) = (&args.frontend, args.preview) {
         match ship_frontend(ctx, dir).await {
@@ -523,56 +523,6 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         }
     }
     Ok(report)
-}
-
-/// Records the deploy as the stage's newest release (see [`releases`]). The stacks are deployed
-/// whatever happens here, so a release that cannot be recorded is reported beside them, not as a
-/// failed deploy.
-async fn record_release(
-    ctx: &Context,
-    config: &aws_config::SdkConfig,
-    args: &DeployArgs,
-    order: &[&str],
-    values: &BTreeMap<&'static str, String>,
-    code: Option<(&str, &Artifacts)>,
-    report: &mut DeployReport,
-) {
-    let store = match code {
-        Some((_, store)) => Ok(store.clone()),
-        None => {
-            let s3 = crate::aws::s3::s3_client(config, ctx.custom_endpoint());
-            Artifacts::locate(config, s3, args.inputs.artifacts_bucket.as_deref()).await
-        }
-    };
-    let region = config.region().map(|r| r.to_string());
-    let deployed = releases::Deployed {
-        templates: &args.inputs.templates,
-        stacks: order,
-        values,
-        code_key: code.map(|(key, _)| key),
-        hotswap: report.hotswap.is_some(),
-        rollback_of: args.rollback_of.as_deref(),
-    };
-    let recorded = match store {
-        Ok(store) => releases::record(ctx, &store, region.as_deref(), deployed).await,
-        Err(e) => Err(e),
-    };
-    match recorded {
-        Ok(release) => {
-            ctx.say(format!(
-                "recorded release {} (`notesctl history` lists it; `notesctl rollback` returns to the one before)",
-                release.id
-            ));
-            report.release = Some(release);
-        }
-        Err(e) => {
-            let text = format!(
-                "the stacks are deployed, but the release was not recorded: {e:#}. `notesctl history` will not list this deploy and `rollback` cannot return to it; deploy again to record it"
-            );
-            ctx.say(format!("warning: {text}"));
-            report.release_problem = Some(text);
-        }
-    }
 }
 
 /// The names (for `stage`) of the functions the templates of `stacks` define.

@@ -159,6 +159,56 @@ pub async fn record(
     Ok(release)
 }
 
+/// Records a deploy as the stage's newest release. The stacks are deployed
+/// whatever happens here, so a release that cannot be recorded is reported beside them, not as a
+/// failed deploy.
+pub(super) async fn record_deploy(
+    ctx: &Context,
+    config: &aws_config::SdkConfig,
+    args: &super::DeployArgs,
+    order: &[&str],
+    values: &BTreeMap<&'static str, String>,
+    code: Option<(&str, &Artifacts)>,
+    report: &mut super::DeployReport,
+) {
+    let store = match code {
+        Some((_, store)) => Ok(store.clone()),
+        None => {
+            let s3 = crate::aws::s3::s3_client(config, ctx.custom_endpoint());
+            Artifacts::locate(config, s3, args.inputs.artifacts_bucket.as_deref()).await
+        }
+    };
+    let region = config.region().map(|r| r.to_string());
+    let deployed = Deployed {
+        templates: &args.inputs.templates,
+        stacks: order,
+        values,
+        code_key: code.map(|(key, _)| key),
+        hotswap: report.hotswap.is_some(),
+        rollback_of: args.rollback_of.as_deref(),
+    };
+    let recorded = match store {
+        Ok(store) => record(ctx, &store, region.as_deref(), deployed).await,
+        Err(e) => Err(e),
+    };
+    match recorded {
+        Ok(release) => {
+            ctx.say(format!(
+                "recorded release {} (`notesctl history` lists it; `notesctl rollback` returns to the one before)",
+                release.id
+            ));
+            report.release = Some(release);
+        }
+        Err(e) => {
+            let text = format!(
+                "the stacks are deployed, but the release was not recorded: {e:#}. `notesctl history` will not list this deploy and `rollback` cannot return to it; deploy again to record it"
+            );
+            ctx.say(format!("warning: {text}"));
+            report.release_problem = Some(text);
+        }
+    }
+}
+
 /// `YYYYMMDD-HHMMSS-mmm` in UTC: names sort by time.
 fn release_id(t: time::OffsetDateTime) -> String {
     format!(
