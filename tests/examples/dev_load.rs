@@ -28,11 +28,7 @@ async fn main() {
         env("TOTAL", 10_000) as usize,
         env("RUNS", 3),
     );
-    let release = notesctl_tests::workspace_root().join("target/release/notesctl");
-    if std::env::var("NOTESCTL_BIN").is_err() && release.exists() {
-        // SAFETY: set before any other thread reads the environment.
-        unsafe { std::env::set_var("NOTESCTL_BIN", &release) };
-    }
+    notesctl_tests::bench::prefer_release_binary();
     let binary = notesctl_tests::dev::notesctl_binary();
     let mut rows = String::new();
     let mut sockets = 0;

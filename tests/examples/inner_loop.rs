@@ -11,58 +11,6 @@ use notesctl_tests::moto;
 
 const RUNS: usize = 5;
 
-/// Three functions and their role, as auth.yaml has them (without the API moto cannot run).
-const CODE_STACK: &str = r#"Parameters:
-  Stage:
-    Type: String
-  CodeBucket:
-    Type: String
-  CodeKey:
-    Type: String
-Resources:
-  Role:
-    Type: AWS::IAM::Role
-    Properties:
-      RoleName: !Sub "${Stage}-auth-role"
-      AssumeRolePolicyDocument:
-        Version: "2012-10-17"
-        Statement:
-          - Effect: Allow
-            Principal:
-              Service: lambda.amazonaws.com
-            Action: sts:AssumeRole
-  Signup:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: !Sub "${Stage}-auth-signup"
-      Handler: auth-signup
-      Runtime: provided.al2023
-      Role: !GetAtt Role.Arn
-      Code:
-        S3Bucket: !Ref CodeBucket
-        S3Key: !Ref CodeKey
-  Login:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: !Sub "${Stage}-auth-login"
-      Handler: auth-login
-      Runtime: provided.al2023
-      Role: !GetAtt Role.Arn
-      Code:
-        S3Bucket: !Ref CodeBucket
-        S3Key: !Ref CodeKey
-  GetUser:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: !Sub "${Stage}-auth-get-user"
-      Handler: auth-get-user
-      Runtime: provided.al2023
-      Role: !GetAtt Role.Arn
-      Code:
-        S3Bucket: !Ref CodeBucket
-        S3Key: !Ref CodeKey
-"#;
-
 /// Runs `notesctl` with `args` and times it; it must exit with `expect`.
 async fn timed(m: &moto::Moto, stage: &str, args: &[&str], expect: i32) -> Duration {
     let started = Instant::now();
@@ -86,15 +34,18 @@ async fn timed(m: &moto::Moto, stage: &str, args: &[&str], expect: i32) -> Durat
 
 #[tokio::main]
 async fn main() {
-    let release = notesctl_tests::workspace_root().join("target/release/notesctl");
-    if std::env::var("NOTESCTL_BIN").is_err() && release.exists() {
-        // SAFETY: set before any other thread reads the environment.
-        unsafe { std::env::set_var("NOTESCTL_BIN", &release) };
-    }
+    notesctl_tests::bench::prefer_release_binary();
     let m = moto::shared().await;
     let stage = notesctl_tests::unique("loop");
     let templates = tempfile::tempdir().unwrap();
-    std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
+    // auth.yaml's three functions and their role (without the API moto cannot run).
+    let stack = format!(
+        "{}{}{}",
+        moto::CODE_STACK,
+        moto::code_stack_function("Login", "auth-login"),
+        moto::code_stack_function("GetUser", "auth-get-user")
+    );
+    std::fs::write(templates.path().join("auth.yaml"), stack).unwrap();
     let artifacts = tempfile::tempdir().unwrap();
     // Made beforehand: moto enforces the TLS-only policy of a bucket notesctl creates, over plain HTTP.
     let bucket = format!("{stage}-code");

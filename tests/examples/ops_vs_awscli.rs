@@ -52,11 +52,7 @@ async fn fill(sqs: &aws_sdk_sqs::Client, url: &str, n: usize) {
 
 #[tokio::main]
 async fn main() {
-    let release = notesctl_tests::workspace_root().join("target/release/notesctl");
-    if std::env::var("NOTESCTL_BIN").is_err() && release.exists() {
-        // SAFETY: set before any other thread reads the environment.
-        unsafe { std::env::set_var("NOTESCTL_BIN", &release) };
-    }
+    notesctl_tests::bench::prefer_release_binary();
     let m = moto::shared().await;
     let stage = notesctl_tests::unique("bench");
     let (sqs, queue, dlq) = moto::stage_queues(&stage).await;

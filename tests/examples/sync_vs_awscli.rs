@@ -54,11 +54,7 @@ async fn timed(cmd: &mut Command) -> (Duration, Vec<u8>) {
 
 #[tokio::main]
 async fn main() {
-    let release = notesctl_tests::workspace_root().join("target/release/notesctl");
-    if std::env::var("NOTESCTL_BIN").is_err() && release.exists() {
-        // SAFETY: set before any other thread reads the environment.
-        unsafe { std::env::set_var("NOTESCTL_BIN", &release) };
-    }
+    notesctl_tests::bench::prefer_release_binary();
     // Another S3-compatible server: S3_ENDPOINT, S3_SERVER (its name and version), and its
     // credentials in S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (default: moto's dummy ones).
     let other = std::env::var("S3_ENDPOINT").ok();

@@ -202,3 +202,13 @@ impl FsyncMeter {
         self.thread.join().expect("the fsync meter thread")
     }
 }
+
+/// Points `notesctl_binary()` at the release build when there is one and `NOTESCTL_BIN` is unset:
+/// figures are taken with notesctl as users run it. Call first thing in `main`.
+pub fn prefer_release_binary() {
+    let release = crate::workspace_root().join("target/release/notesctl");
+    if std::env::var("NOTESCTL_BIN").is_err() && release.exists() {
+        // SAFETY: called before any other thread reads the environment.
+        unsafe { std::env::set_var("NOTESCTL_BIN", &release) };
+    }
+}

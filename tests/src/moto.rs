@@ -511,3 +511,54 @@ pub async fn stage_queues(stage: &str) -> (aws_sdk_sqs::Client, String, String) 
     let queue = urls.pop().unwrap();
     (sqs, queue, dlq)
 }
+
+/// A code stack of the app's shape that moto runs: a role and a function whose code is the zip
+/// `deploy` uploads (`CodeBucket`/`CodeKey`).
+pub const CODE_STACK: &str = r#"Parameters:
+  Stage:
+    Type: String
+  CodeBucket:
+    Type: String
+  CodeKey:
+    Type: String
+Resources:
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      RoleName: !Sub "${Stage}-signup-role"
+      AssumeRolePolicyDocument:
+        Version: "2012-10-17"
+        Statement:
+          - Effect: Allow
+            Principal:
+              Service: lambda.amazonaws.com
+            Action: sts:AssumeRole
+  Signup:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: !Sub "${Stage}-auth-signup"
+      Handler: auth-signup
+      Runtime: provided.al2023
+      Role: !GetAtt Role.Arn
+      Code:
+        S3Bucket: !Ref CodeBucket
+        S3Key: !Ref CodeKey
+"#;
+
+/// One more function for [`CODE_STACK`], of the same shape (its role, the zip): `handler` is the
+/// `_HANDLER` name (`auth-login`), which is also the function's name after the stage.
+pub fn code_stack_function(logical: &str, handler: &str) -> String {
+    format!(
+        r#"  {logical}:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: !Sub "${{Stage}}-{handler}"
+      Handler: {handler}
+      Runtime: provided.al2023
+      Role: !GetAtt Role.Arn
+      Code:
+        S3Bucket: !Ref CodeBucket
+        S3Key: !Ref CodeKey
+"#
+    )
+}

@@ -8,7 +8,7 @@ use notesctl::commands::deploy::{DeployReport, StackAction};
 use notesctl::commands::destroy::DestroyReport;
 use notesctl::commands::outputs::{OutputsReport, WsUrl};
 use notesctl::commands::status::StatusReport;
-use notesctl_tests::moto::{self, cli};
+use notesctl_tests::moto::{self, CODE_STACK, cli};
 
 fn templates() -> String {
     notesctl_tests::workspace_root()
@@ -575,44 +575,12 @@ async fn destroy_empties_the_site_bucket_and_deletes_only_this_stages_code_zips(
     );
 }
 
-/// A stack with functions: `deploy` uploads the zip under its content address to the artifacts
-/// bucket once, passes `CodeBucket`/`CodeKey` to the stack, and checks that the function runs that
-/// zip. (A small template of the same shape as auth.yaml: moto 5.2 cannot parse the real code stacks'
-/// imports. The bucket is made beforehand: the TLS-only policy `deploy` gives a bucket it creates is
-/// enforced by moto, which serves plain HTTP; that creation is tested on recorded answers in
-/// cli/src/aws/artifacts.rs.)
-/// A code stack of the app's shape that moto runs: a role and a function whose code is the zip
-/// `deploy` uploads (`CodeBucket`/`CodeKey`).
-const CODE_STACK: &str = r#"Parameters:
-  Stage:
-    Type: String
-  CodeBucket:
-    Type: String
-  CodeKey:
-    Type: String
-Resources:
-  Role:
-    Type: AWS::IAM::Role
-    Properties:
-      RoleName: !Sub "${Stage}-signup-role"
-      AssumeRolePolicyDocument:
-        Version: "2012-10-17"
-        Statement:
-          - Effect: Allow
-            Principal:
-              Service: lambda.amazonaws.com
-            Action: sts:AssumeRole
-  Signup:
-    Type: AWS::Lambda::Function
-    Properties:
-      FunctionName: !Sub "${Stage}-auth-signup"
-      Handler: auth-signup
-      Runtime: provided.al2023
-      Role: !GetAtt Role.Arn
-      Code:
-        S3Bucket: !Ref CodeBucket
-        S3Key: !Ref CodeKey
-"#;
+// A stack with functions: `deploy` uploads the zip under its content address to the artifacts
+// bucket once, passes `CodeBucket`/`CodeKey` to the stack, and checks that the function runs that
+// zip. (A small template of the same shape as auth.yaml: moto 5.2 cannot parse the real code stacks'
+// imports. The bucket is made beforehand: the TLS-only policy `deploy` gives a bucket it creates is
+// enforced by moto, which serves plain HTTP; that creation is tested on recorded answers in
+// cli/src/aws/artifacts.rs.)
 
 /// A stage of the code stack: a templates folder holding [`CODE_STACK`] as `auth.yaml`, an artifacts
 /// folder, and a code bucket made beforehand (moto enforces the TLS-only policy of a bucket notesctl
