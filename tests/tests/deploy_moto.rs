@@ -137,14 +137,26 @@ fn actions(v: &DeployReport) -> Vec<StackAction> {
 #[tokio::test]
 async fn create_unchanged_update_outputs_destroy() {
     let stage = notesctl_tests::unique("dp");
+    // Made beforehand, as deploy's own would be TLS-only, a policy moto enforces over its plain HTTP
+    // (each deploy records its release here; destroy deletes the stage's objects from it).
+    let bucket = format!("{stage}-code");
+    moto::s3()
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
     let deploy = |extra: &'static [&'static str]| {
-        let stage = stage.clone();
+        let (stage, bucket) = (stage.clone(), bucket.clone());
         async move {
             cli(&stage)
                 .await
                 .args([
                     "deploy",
                     "--yes",
+                    "--artifacts-bucket",
+                    &bucket,
                     "--templates",
                     &templates(),
                     "--stack",
@@ -253,7 +265,11 @@ async fn create_unchanged_update_outputs_destroy() {
         .send()
         .await
         .unwrap();
-    let held = cli(&stage).await.args(["destroy", "--yes"]).run().await;
+    let held = cli(&stage)
+        .await
+        .args(["destroy", "--yes", "--artifacts-bucket", &bucket])
+        .run()
+        .await;
     assert_eq!(held.code, 2, "{}", held.stderr);
     assert!(
         held.stderr
@@ -264,7 +280,7 @@ async fn create_unchanged_update_outputs_destroy() {
     );
     let (code, v) = cli(&stage)
         .await
-        .args(["destroy", "--yes", "--force"])
+        .args(["destroy", "--yes", "--force", "--artifacts-bucket", &bucket])
         .json::<DestroyReport>()
         .await;
     assert_eq!(code, 0, "{v:?}");
@@ -284,14 +300,11 @@ async fn create_unchanged_update_outputs_destroy() {
             format!("event archive {stage}-notes-archive"),
         ]
     );
-    // The account's artifacts bucket is there too once any deploy recorded a release in it.
-    let retained: Vec<&String> = v
-        .retained
-        .iter()
-        .filter(|r| !r.starts_with("artifacts bucket "))
-        .collect();
-    assert_eq!(retained.len(), 1, "{v:?}");
-    assert!(retained[0].starts_with(&format!("table {stage}-data-table (DeletionPolicy Retain")));
+    assert_eq!(v.retained.len(), 2, "{v:?}");
+    assert!(v.retained[0].starts_with(&format!(
+        "artifacts bucket {bucket} (shared by every stage; this stage's "
+    )));
+    assert!(v.retained[1].starts_with(&format!("table {stage}-data-table (DeletionPolicy Retain")));
     let missing = cli(&stage).await.args(["outputs"]).run().await;
     assert_eq!(missing.code, 2);
 }
