@@ -47,15 +47,7 @@ async fn main() {
     );
     std::fs::write(templates.path().join("auth.yaml"), stack).unwrap();
     let artifacts = tempfile::tempdir().unwrap();
-    // Made beforehand: moto enforces the TLS-only policy of a bucket notesctl creates, over plain HTTP.
-    let bucket = format!("{stage}-code");
-    moto::s3()
-        .await
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
+    let bucket = moto::code_bucket(&stage).await;
     let ship = |n: usize| {
         let zip =
             notesctl::commands::package::lambda_zip(format!("#!/bin/sh\n# build {n}\n").as_bytes());

@@ -562,3 +562,17 @@ pub fn code_stack_function(logical: &str, handler: &str) -> String {
 "#
     )
 }
+
+/// A code bucket for `stage` (`{stage}-code`), made directly on moto. Tests that deploy pass it as
+/// `--artifacts-bucket`: a bucket deploy makes itself is TLS-only, a policy moto enforces over its
+/// plain HTTP, so neither code zips nor release records could be written to or deleted from it.
+pub async fn code_bucket(stage: &str) -> String {
+    let bucket = format!("{stage}-code");
+    s3().await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    bucket
+}

@@ -137,16 +137,7 @@ fn actions(v: &DeployReport) -> Vec<StackAction> {
 #[tokio::test]
 async fn create_unchanged_update_outputs_destroy() {
     let stage = notesctl_tests::unique("dp");
-    // Made beforehand, as deploy's own would be TLS-only, a policy moto enforces over its plain HTTP
-    // (each deploy records its release here; destroy deletes the stage's objects from it).
-    let bucket = format!("{stage}-code");
-    moto::s3()
-        .await
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
+    let bucket = moto::code_bucket(&stage).await;
     let deploy = |extra: &'static [&'static str]| {
         let (stage, bucket) = (stage.clone(), bucket.clone());
         async move {
@@ -610,14 +601,7 @@ impl CodeStage {
         let stage = notesctl_tests::unique(prefix);
         let templates = tempfile::tempdir().unwrap();
         std::fs::write(templates.path().join("auth.yaml"), CODE_STACK).unwrap();
-        let bucket = format!("{stage}-code");
-        moto::s3()
-            .await
-            .create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .unwrap();
+        let bucket = moto::code_bucket(&stage).await;
         CodeStage {
             stage,
             templates,

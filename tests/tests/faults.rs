@@ -219,16 +219,7 @@ async fn stack_states(stage: &str) -> Vec<Option<String>> {
 /// a stage finished directly against moto — and that finishing run must succeed too.
 async fn deploy_and_destroy(fault: Fault) -> Vec<Cell> {
     let stage = notesctl_tests::unique("fd");
-    // Made beforehand, as deploy's own would be TLS-only, a policy moto enforces over its plain HTTP
-    // (deploy records each release in this bucket; destroy deletes the stage's objects from it).
-    let bucket = format!("{stage}-code");
-    moto::s3()
-        .await
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
+    let bucket = moto::code_bucket(&stage).await;
     let deploy_args = [
         "deploy",
         "--yes",
