@@ -90,6 +90,9 @@ pub enum Command {
     /// Move dead-lettered notes back to the processing queue.
     #[command(after_help = examples::REDRIVE)]
     RedriveDlq(commands::redrive::RedriveArgs),
+    /// Move stored data to the layout the current version reads (`public-feed`: into the feed's shards).
+    #[command(after_help = examples::MIGRATE)]
+    Migrate(commands::migrate::MigrateArgs),
     /// Print the functions' logs, interleaved by time; --follow for new ones.
     #[command(after_help = examples::TAIL)]
     Tail(commands::tail::TailArgs),
@@ -129,6 +132,9 @@ mod examples {
   notesctl package                              # arm64 (Graviton), into dist/
   notesctl package --arch x86_64 --arch arm64 --out target/dist
   notesctl package --arch x86_64 --binary target/x86_64-unknown-linux-musl/release/notes-lambda";
+    pub const MIGRATE: &str = "Examples:
+  notesctl migrate public-feed --stage production       # into the notes stack's PublicFeedShards
+  notesctl migrate public-feed --stage dev --shards 16 --output json";
     pub const VALIDATE: &str = "Examples:
   notesctl validate                             # templates/ against the handlers' needs
   notesctl validate --templates my-templates --output json";
@@ -225,6 +231,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
         }
         Command::QueueDepth(args) => report(ctx, queue_depth::run(ctx, args).await),
         Command::RedriveDlq(args) => report(ctx, redrive::run(ctx, args).await),
+        Command::Migrate(args) => report(ctx, migrate::run(ctx, args).await),
         Command::Tail(args) => Ended::Stream(tail::run(ctx, args).await),
         Command::Alarms(args) => report(ctx, alarms::run(ctx, args).await),
         Command::SyncFrontend(args) => report(ctx, sync_frontend::run(ctx, args).await),

@@ -248,6 +248,7 @@ pub fn json_output(command: &str) -> Option<(schemars::Schema, &'static str)> {
             "one JSON document; with `--watch`, one such line per refresh (JSON Lines)",
         ),
         "redrive-dlq" => (schema_for!(redrive::RedriveReport), one),
+        "migrate" => (schema_for!(migrate::MigrateReport), one),
         "tail" => (
             schema_for!(tail::Line),
             "one JSON line per log event (JSON Lines)",

@@ -10,6 +10,7 @@ use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::secrets_manager::SecretsManagerSecret;
 use crate::deps::{Deps, Settings};
 use crate::dispatch::HandlerName;
+use crate::domain::feed::ShardCount;
 use crate::spec::Env;
 
 /// The function's configuration cannot work: a required variable is missing, or one is set to
@@ -67,12 +68,26 @@ pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, ConfigError> {
             }
         };
     }
+    let shards = var(Env::PublicFeedShards);
+    let shards = if shards.trim().is_empty() {
+        ShardCount::default()
+    } else {
+        ShardCount::parse(&shards).map_err(|_| ConfigError::Invalid {
+            handler,
+            env: Env::PublicFeedShards,
+            value: shards.clone(),
+            expected: "a whole number from 1 to 64 (the notes stack's PublicFeedShards)",
+        })?
+    };
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        var(Env::TableName),
-        var(Env::ConnectionsTableName),
-    ));
+    let store = Arc::new(
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            var(Env::TableName),
+            var(Env::ConnectionsTableName),
+        )
+        .with_feed_shards(shards),
+    );
     let bus = Arc::new(EventBridgeBus::new(
         aws_sdk_eventbridge::Client::new(&sdk),
         var(Env::EventBusName),

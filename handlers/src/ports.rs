@@ -7,6 +7,7 @@ use crate::domain::AppError;
 use crate::domain::cursor::{Page, PageRequest};
 pub use crate::domain::error::Chain;
 use crate::domain::events::NoteEvent;
+use crate::domain::feed::FeedRequest;
 use crate::domain::note::{Note, NoteId};
 use crate::domain::user::UserRecord;
 
@@ -88,7 +89,7 @@ pub trait UserStore: Send + Sync {
 
 #[async_trait]
 pub trait NoteStore: Send + Sync {
-    /// Stores the note under its owner (and under `PUBLIC#NOTES` if public) unless it is already
+    /// Stores the note under its owner (and in its shard of the public feed if public) unless it is already
     /// there or was deleted: the conditional write that makes save idempotent. A new note is stored
     /// with an announcement lease until `lease_until_ms`, held by the caller.
     async fn save_if_absent(&self, note: &Note, lease_until_ms: i64) -> Result<Saved, StoreError>;
@@ -131,8 +132,24 @@ pub trait NoteStore: Send + Sync {
         username: &str,
         page: &PageRequest,
     ) -> Result<Page<Note>, StoreError>;
-    /// Everyone's public notes, newest first.
-    async fn list_public_notes(&self, page: &PageRequest) -> Result<Page<Note>, StoreError>;
+    /// Everyone's public notes, newest first, merged from every shard of the feed (and the
+    /// unsharded partition while it holds notes).
+    async fn list_public_notes(&self, page: &FeedRequest) -> Result<Page<Note>, StoreError>;
+    /// One step of moving the public feed into its shards: up to `max` notes from the unsharded
+    /// partition, or from shards past the current count, to their shard (and each owner's copy
+    /// made or told where the feed copy now is). Idempotent; run until `remaining` is false.
+    async fn migrate_public_feed(&self, max: usize) -> Result<Migrated, StoreError>;
+}
+
+/// What one step of [`NoteStore::migrate_public_feed`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Migrated {
+    /// Notes moved into their shard.
+    pub moved: usize,
+    /// Of those, notes that had no owner's copy (stored by the original system) and now have one.
+    pub owner_copies_made: usize,
+    /// Whether notes are left to move.
+    pub remaining: bool,
 }
 
 /// One entry the bus did not accept.

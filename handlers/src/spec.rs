@@ -14,10 +14,11 @@ pub enum Env {
     WebsocketApiEndpoint,
     WebsocketStage,
     MaxReceiveCount,
+    PublicFeedShards,
 }
 
 impl Env {
-    pub const ALL: [Env; 8] = [
+    pub const ALL: [Env; 9] = [
         Env::TableName,
         Env::ConnectionsTableName,
         Env::EventBusName,
@@ -26,6 +27,7 @@ impl Env {
         Env::WebsocketApiEndpoint,
         Env::WebsocketStage,
         Env::MaxReceiveCount,
+        Env::PublicFeedShards,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -38,6 +40,7 @@ impl Env {
             Env::WebsocketApiEndpoint => "WEBSOCKET_API_ENDPOINT",
             Env::WebsocketStage => "WEBSOCKET_STAGE",
             Env::MaxReceiveCount => "MAX_RECEIVE_COUNT",
+            Env::PublicFeedShards => "PUBLIC_FEED_SHARDS",
         }
     }
 
@@ -51,6 +54,7 @@ impl Env {
             Env::WebsocketApiEndpoint => "the WebSocket API endpoint",
             Env::WebsocketStage => "the WebSocket API's stage, appended to its endpoint when set",
             Env::MaxReceiveCount => "the processing queue's maxReceiveCount, 3 by default",
+            Env::PublicFeedShards => "the public feed's shard count, 8 by default",
         }
     }
 
@@ -59,7 +63,7 @@ impl Env {
     pub const fn required(self) -> bool {
         !matches!(
             self,
-            Env::AllowedOrigin | Env::MaxReceiveCount | Env::WebsocketStage
+            Env::AllowedOrigin | Env::MaxReceiveCount | Env::WebsocketStage | Env::PublicFeedShards
         )
     }
 }

@@ -73,10 +73,7 @@ async fn fix4_save_is_idempotent_and_reports_only_bad_records() {
     assert_eq!(page.items[0].created_at, "2024-03-12T14:22:10.000Z");
     let public = app
         .store
-        .list_public_notes(&notes_handlers::domain::cursor::PageRequest {
-            after: None,
-            limit: 10,
-        })
+        .list_public_notes(&notes_handlers::domain::feed::FeedRequest::new(None, 10))
         .await
         .unwrap();
     assert_eq!(public.items.len(), 1);

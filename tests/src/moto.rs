@@ -124,49 +124,54 @@ pub struct Resources {
     pub secret_arn: String,
 }
 
+/// A table keyed as the app's tables are (`pk`, `sk`), on moto.
+pub async fn create_table(sdk: &aws_config::SdkConfig, name: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("sk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("sk")
+                .key_type(KeyType::Range)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create table on moto");
+}
+
 impl Resources {
     pub async fn create(sdk: &aws_config::SdkConfig) -> Resources {
-        use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        };
-        let ddb = aws_sdk_dynamodb::Client::new(sdk);
         let table = crate::unique("data-table");
         let connections_table = crate::unique("websocket-connections");
         for name in [&table, &connections_table] {
-            ddb.create_table()
-                .table_name(name)
-                .billing_mode(BillingMode::PayPerRequest)
-                .attribute_definitions(
-                    AttributeDefinition::builder()
-                        .attribute_name("pk")
-                        .attribute_type(ScalarAttributeType::S)
-                        .build()
-                        .unwrap(),
-                )
-                .attribute_definitions(
-                    AttributeDefinition::builder()
-                        .attribute_name("sk")
-                        .attribute_type(ScalarAttributeType::S)
-                        .build()
-                        .unwrap(),
-                )
-                .key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name("pk")
-                        .key_type(KeyType::Hash)
-                        .build()
-                        .unwrap(),
-                )
-                .key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name("sk")
-                        .key_type(KeyType::Range)
-                        .build()
-                        .unwrap(),
-                )
-                .send()
-                .await
-                .expect("create table on moto");
+            create_table(sdk, name).await;
         }
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let dlq_url = sqs
@@ -353,15 +358,40 @@ pub async fn cli(stage: &str) -> crate::cli::Cli {
 
 /// A stack with literal outputs, for commands that read outputs of stacks moto cannot run.
 pub async fn fake_stack(stage: &str, short: &str, outputs: &[(&str, String)]) {
+    fake_stack_with(stage, short, outputs, &[]).await
+}
+
+/// A stack with literal outputs and parameter values, for commands that read either.
+pub async fn fake_stack_with(
+    stage: &str,
+    short: &str,
+    outputs: &[(&str, String)],
+    parameters: &[(&str, &str)],
+) {
     let outs: serde_json::Map<String, serde_json::Value> = outputs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), serde_json::json!({"Value": v})))
         .collect();
-    let template = serde_json::json!({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}, "Outputs": outs});
+    let params: serde_json::Map<String, serde_json::Value> = parameters
+        .iter()
+        .map(|(k, _)| ((*k).to_owned(), serde_json::json!({"Type": "String"})))
+        .collect();
+    let template = serde_json::json!({"Parameters": params, "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}, "Outputs": outs});
     let cfn = aws_sdk_cloudformation::Client::new(&shared().await.sdk_config().await);
     cfn.create_stack()
         .stack_name(format!("{stage}-{short}-stack"))
         .template_body(template.to_string())
+        .set_parameters(Some(
+            parameters
+                .iter()
+                .map(|(k, v)| {
+                    aws_sdk_cloudformation::types::Parameter::builder()
+                        .parameter_key(*k)
+                        .parameter_value(*v)
+                        .build()
+                })
+                .collect(),
+        ))
         .send()
         .await
         .expect("create a stack on moto");

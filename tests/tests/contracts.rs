@@ -7,8 +7,9 @@ use notes_handlers::adapters::apigw_management::ApiGatewayNotifier;
 use notes_handlers::adapters::dynamodb::DynamoStore;
 use notes_handlers::adapters::eventbridge::EventBridgeBus;
 use notes_handlers::adapters::secrets_manager::SecretsManagerSecret;
-use notes_handlers::domain::cursor::PageRequest;
+use notes_handlers::domain::cursor::{PageRequest, encode_cursor};
 use notes_handlers::domain::events::NoteEvent;
+use notes_handlers::domain::feed::{FeedCursor, FeedRequest, LEGACY_PK, ShardCount};
 use notes_handlers::domain::note::{Note, NoteId};
 use notes_handlers::domain::user::UserRecord;
 use notes_handlers::embedded::{
@@ -108,6 +109,12 @@ fn page(after: Option<String>, limit: usize) -> PageRequest {
     PageRequest { after, limit }
 }
 
+/// A feed page after `next` (a previous page's `next`), as the route decodes its `cursor`.
+fn feed(next: Option<String>, limit: usize) -> FeedRequest {
+    let after = next.map(|n| FeedCursor::decode(&encode_cursor(&n)).unwrap());
+    FeedRequest::new(after, limit)
+}
+
 /// A tombstone that outlives the test.
 const FOREVER: i64 = i64::MAX / 2;
 
@@ -193,7 +200,7 @@ async fn note_store_contract(store: &dyn NoteStore) {
         "newest first, public included"
     );
     assert_eq!(mine.next, None);
-    let everyone = store.list_public_notes(&page(None, 10)).await.unwrap();
+    let everyone = store.list_public_notes(&feed(None, 10)).await.unwrap();
     assert_eq!(everyone.items, vec![public.clone()]);
 
     assert_eq!(
@@ -214,7 +221,7 @@ async fn note_store_contract(store: &dyn NoteStore) {
     );
     assert_eq!(
         store
-            .list_public_notes(&page(None, 10))
+            .list_public_notes(&feed(None, 10))
             .await
             .unwrap()
             .items[0]
@@ -284,7 +291,7 @@ async fn note_store_contract(store: &dyn NoteStore) {
     );
     assert!(
         store
-            .list_public_notes(&page(None, 10))
+            .list_public_notes(&feed(None, 10))
             .await
             .unwrap()
             .items
@@ -325,10 +332,10 @@ async fn paging_contract(store: &dyn NoteStore) {
     }
     assert_eq!(seen, newest_first);
     assert_eq!(pages, 2, "a full last page carries no cursor");
-    let p = store.list_public_notes(&page(None, 2)).await.unwrap();
+    let p = store.list_public_notes(&feed(None, 2)).await.unwrap();
     assert_eq!(p.items.len(), 2);
     let rest = store
-        .list_public_notes(&page(p.next.clone(), 2))
+        .list_public_notes(&feed(p.next.clone(), 2))
         .await
         .unwrap();
     assert_eq!(rest.items.len(), 1);
@@ -345,6 +352,457 @@ async fn note_store_embedded() {
 async fn note_store_dynamodb() {
     note_store_contract(&moto_store().await.0).await;
     paging_contract(&moto_store().await.0).await;
+}
+
+// ---- The public feed's shards ----
+
+/// What a feed test needs to see below the port: where feed copies are, and notes stored the way
+/// the store did before the feed had shards.
+#[async_trait::async_trait]
+trait FeedLayout: NoteStore {
+    /// `(partition key, note id)` of every feed copy.
+    async fn partitions(&self) -> Vec<(String, String)>;
+    /// A public note under `PUBLIC#NOTES`, with an owner's copy that records no shard, or (as the
+    /// original system stored them) none.
+    async fn put_unsharded(&self, note: &Note, owner_copy: bool);
+}
+
+#[async_trait::async_trait]
+impl FeedLayout for EmbeddedStore {
+    async fn partitions(&self) -> Vec<(String, String)> {
+        self.public_partitions().await.unwrap()
+    }
+    async fn put_unsharded(&self, note: &Note, owner_copy: bool) {
+        self.save_unsharded(note, owner_copy).await.unwrap()
+    }
+}
+
+struct MotoFeed {
+    store: DynamoStore,
+    ddb: aws_sdk_dynamodb::Client,
+}
+
+#[async_trait::async_trait]
+impl NoteStore for MotoFeed {
+    async fn save_if_absent(&self, n: &Note, l: i64) -> Result<Saved, StoreError> {
+        self.store.save_if_absent(n, l).await
+    }
+    async fn claim_announcement(
+        &self,
+        u: &str,
+        id: &NoteId,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<Note>, StoreError> {
+        self.store.claim_announcement(u, id, now, until).await
+    }
+    async fn mark_notified(&self, u: &str, id: &NoteId) -> Result<(), StoreError> {
+        self.store.mark_notified(u, id).await
+    }
+    async fn get_note(&self, u: &str, id: &NoteId) -> Result<Option<Note>, StoreError> {
+        self.store.get_note(u, id).await
+    }
+    async fn update_content(
+        &self,
+        u: &str,
+        id: &NoteId,
+        c: &str,
+        at: &str,
+    ) -> Result<Option<Note>, StoreError> {
+        self.store.update_content(u, id, c, at).await
+    }
+    async fn delete_note(&self, u: &str, id: &NoteId, t: i64) -> Result<Option<Note>, StoreError> {
+        self.store.delete_note(u, id, t).await
+    }
+    async fn list_user_notes(
+        &self,
+        u: &str,
+        p: &PageRequest,
+    ) -> Result<notes_handlers::domain::cursor::Page<Note>, StoreError> {
+        self.store.list_user_notes(u, p).await
+    }
+    async fn list_public_notes(
+        &self,
+        p: &FeedRequest,
+    ) -> Result<notes_handlers::domain::cursor::Page<Note>, StoreError> {
+        self.store.list_public_notes(p).await
+    }
+    async fn migrate_public_feed(&self, max: usize) -> Result<Migrated, StoreError> {
+        self.store.migrate_public_feed(max).await
+    }
+}
+
+#[async_trait::async_trait]
+impl FeedLayout for MotoFeed {
+    async fn partitions(&self) -> Vec<(String, String)> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let mut out = Vec::new();
+        let pks = (0..16)
+            .map(|n| format!("{LEGACY_PK}#{n}"))
+            .chain([LEGACY_PK.to_owned()]);
+        for pk in pks {
+            let items = self
+                .ddb
+                .query()
+                .table_name(self.store.table())
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .send()
+                .await
+                .unwrap()
+                .items
+                .unwrap_or_default();
+            for i in items {
+                out.push((pk.clone(), i["noteId"].as_s().unwrap().clone()));
+            }
+        }
+        out
+    }
+    async fn put_unsharded(&self, note: &Note, owner_copy: bool) {
+        use aws_sdk_dynamodb::types::AttributeValue as A;
+        let item = |pk: String| {
+            [
+                ("pk", A::S(pk)),
+                ("sk", A::S(note.note_id.sort_key())),
+                ("noteId", A::S(note.note_id.as_str().into())),
+                ("username", A::S(note.username.clone())),
+                ("content", A::S(note.content.clone())),
+                ("isPublic", A::Bool(true)),
+                ("status", A::S(note.status.clone())),
+                ("createdAt", A::S(note.created_at.clone())),
+                ("savedAt", A::S(note.saved_at.clone())),
+                ("notified", A::Bool(true)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<std::collections::HashMap<_, _>>()
+        };
+        let mut pks = vec![LEGACY_PK.to_owned()];
+        if owner_copy {
+            pks.push(format!("USER#{}", note.username));
+        }
+        for pk in pks {
+            self.ddb
+                .put_item()
+                .table_name(self.store.table())
+                .set_item(Some(item(pk)))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn moto_feed(shards: u32) -> MotoFeed {
+    let (store, _, sdk) = moto_store().await;
+    MotoFeed {
+        store: store.with_feed_shards(ShardCount::new(shards).unwrap()),
+        ddb: aws_sdk_dynamodb::Client::new(&sdk),
+    }
+}
+
+fn embedded_feed(shards: u32) -> EmbeddedStore {
+    EmbeddedStore::in_memory().with_feed_shards(ShardCount::new(shards).unwrap())
+}
+
+/// Every page of the feed, following cursors.
+async fn whole_feed(store: &dyn NoteStore, limit: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut next = None;
+    loop {
+        let p = store.list_public_notes(&feed(next, limit)).await.unwrap();
+        out.extend(p.items.iter().map(|n| n.note_id.as_str().to_owned()));
+        match p.next {
+            Some(n) => next = Some(n),
+            None => return out,
+        }
+    }
+}
+
+/// Public notes spread over the shards; the feed merges them newest first; update and delete find
+/// the copy in its shard.
+async fn sharded_feed_contract(store: &dyn FeedLayout) {
+    let notes: Vec<Note> = (0..40)
+        .map(|i| {
+            note(
+                ["ada", "bob", "cy"][i % 3],
+                1_711_000_000_000 + i as i64 * 7,
+                true,
+            )
+        })
+        .collect();
+    for n in &notes {
+        store.save_if_absent(n, 0).await.unwrap();
+    }
+    store
+        .save_if_absent(&note("ada", 1_711_000_000_999, false), 0)
+        .await
+        .unwrap();
+    let at = store.partitions().await;
+    assert_eq!(at.len(), 40, "one feed copy per public note: {at:?}");
+    let shards: BTreeSet<&str> = at.iter().map(|(pk, _)| pk.as_str()).collect();
+    assert!(
+        shards.len() >= 6 && shards.iter().all(|pk| pk.starts_with("PUBLIC#NOTES#")),
+        "spread over the shards: {shards:?}"
+    );
+    let newest_first: Vec<String> = notes
+        .iter()
+        .rev()
+        .map(|n| n.note_id.as_str().to_owned())
+        .collect();
+    for limit in [1, 3, 7, 50] {
+        assert_eq!(
+            whole_feed(store, limit).await,
+            newest_first,
+            "pages of {limit}"
+        );
+    }
+    let target = &notes[17];
+    store
+        .update_content(
+            &target.username,
+            &target.note_id,
+            "edited",
+            "2024-03-12T14:23:00.000Z",
+        )
+        .await
+        .unwrap()
+        .expect("updated");
+    let first = store.list_public_notes(&feed(None, 50)).await.unwrap();
+    let shown = first
+        .items
+        .iter()
+        .find(|n| n.note_id == target.note_id)
+        .unwrap();
+    assert_eq!(
+        shown.content, "edited",
+        "the feed copy in its shard changed too"
+    );
+    store
+        .delete_note(&target.username, &target.note_id, FOREVER)
+        .await
+        .unwrap()
+        .expect("deleted");
+    assert_eq!(
+        store.partitions().await.len(),
+        39,
+        "its feed copy went with it"
+    );
+    assert!(
+        !whole_feed(store, 10)
+            .await
+            .contains(&target.note_id.as_str().to_owned())
+    );
+}
+
+/// Notes stored before shards: read beside the shards until migrated; updated and deleted where
+/// they are; moved by the migration (owner's copies made for notes that had none), which is
+/// idempotent and goes in steps.
+async fn unsharded_feed_contract(store: &dyn FeedLayout) {
+    let old: Vec<Note> = (0..9)
+        .map(|i| note("ada", 1_700_000_000_000 + i * 11, true))
+        .collect();
+    for (i, n) in old.iter().enumerate() {
+        store.put_unsharded(n, i % 3 != 0).await;
+    }
+    let new: Vec<Note> = (0..6)
+        .map(|i| note("bob", 1_700_000_000_006 + i * 13, true))
+        .collect();
+    for n in &new {
+        store.save_if_absent(n, 0).await.unwrap();
+    }
+    let mut all: Vec<&Note> = old.iter().chain(&new).collect();
+    all.sort_by_key(|n| std::cmp::Reverse(n.note_id.sort_key()));
+    let newest_first: Vec<String> = all.iter().map(|n| n.note_id.as_str().to_owned()).collect();
+    assert_eq!(
+        whole_feed(store, 4).await,
+        newest_first,
+        "both layouts, merged"
+    );
+
+    // An old note with an owner's copy is changed and deleted where it is.
+    store
+        .update_content(
+            "ada",
+            &old[1].note_id,
+            "edited before migrating",
+            "2024-03-12T14:23:00.000Z",
+        )
+        .await
+        .unwrap()
+        .expect("updated");
+    store
+        .delete_note("ada", &old[2].note_id, FOREVER)
+        .await
+        .unwrap()
+        .expect("deleted");
+    let legacy = |at: &[(String, String)]| at.iter().filter(|(pk, _)| pk == LEGACY_PK).count();
+    assert_eq!(legacy(&store.partitions().await), 8);
+
+    // In steps of three: everything moves, nothing is lost, the owner's copies are made.
+    let mut moved = 0;
+    let mut made = 0;
+    let mut steps = 0;
+    loop {
+        let step = store.migrate_public_feed(3).await.unwrap();
+        assert!(step.moved <= 3, "{step:?}");
+        moved += step.moved;
+        made += step.owner_copies_made;
+        steps += 1;
+        if !step.remaining {
+            break;
+        }
+        assert!(steps < 10, "the migration never finished");
+    }
+    assert_eq!((moved, made), (8, 3), "8 moved, 3 had no owner's copy");
+    let at = store.partitions().await;
+    assert_eq!(legacy(&at), 0, "{at:?}");
+    assert_eq!(at.len(), 14);
+    assert_eq!(
+        store.migrate_public_feed(3).await.unwrap(),
+        Migrated::default(),
+        "a second run has nothing to do"
+    );
+    let expected: Vec<String> = newest_first
+        .iter()
+        .filter(|id| *id != old[2].note_id.as_str())
+        .cloned()
+        .collect();
+    assert_eq!(
+        whole_feed(store, 4).await,
+        expected,
+        "the same feed, from the shards"
+    );
+    let edited = store
+        .get_note("ada", &old[1].note_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(edited.content, "edited before migrating");
+    // A note the original system stored only in the feed now shows in its owner's list, and its
+    // owner can change and delete it.
+    let orphan = &old[3];
+    let mine = store.list_user_notes("ada", &page(None, 50)).await.unwrap();
+    assert!(mine.items.iter().any(|n| n.note_id == orphan.note_id));
+    store
+        .update_content(
+            "ada",
+            &orphan.note_id,
+            "mine after all",
+            "2024-03-12T14:24:00.000Z",
+        )
+        .await
+        .unwrap()
+        .expect("updated after the migration");
+    let first = store.list_public_notes(&feed(None, 50)).await.unwrap();
+    assert!(first.items.iter().any(|n| n.content == "mine after all"));
+    store
+        .delete_note("ada", &orphan.note_id, FOREVER)
+        .await
+        .unwrap()
+        .expect("deleted after the migration");
+    assert_eq!(store.partitions().await.len(), 13);
+}
+
+/// Lowering the shard count: the migration moves notes out of the shards no longer read.
+async fn fewer_shards_contract(wide: &dyn FeedLayout, narrow: &dyn FeedLayout) {
+    let notes: Vec<Note> = (0..20)
+        .map(|i| note("cy", 1_712_000_000_000 + i * 3, true))
+        .collect();
+    for n in &notes {
+        wide.save_if_absent(n, 0).await.unwrap();
+    }
+    let mut moved = 0;
+    loop {
+        let step = narrow.migrate_public_feed(100).await.unwrap();
+        moved += step.moved;
+        if !step.remaining {
+            break;
+        }
+    }
+    assert!(moved > 0, "some notes sat in shards 2..7");
+    let at = narrow.partitions().await;
+    assert!(
+        at.iter()
+            .all(|(pk, _)| pk == "PUBLIC#NOTES#0" || pk == "PUBLIC#NOTES#1"),
+        "{at:?}"
+    );
+    assert_eq!(whole_feed(narrow, 6).await.len(), 20);
+}
+
+/// Pages with notes stored between them: no note twice, none stored before the first page missed.
+async fn feed_paging_under_writes_contract(store: &dyn NoteStore, seed: u64) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let base = 1_713_000_000_000;
+    let mut before = BTreeSet::new();
+    for i in 0..30 {
+        let n = note(
+            "dee",
+            base + rng.random_range(0..5_000) * 100 + i % 50,
+            true,
+        );
+        if before.insert(n.note_id.as_str().to_owned()) {
+            store.save_if_absent(&n, 0).await.unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    let mut next = None;
+    for round in 0..100 {
+        let p = store.list_public_notes(&feed(next, 4)).await.unwrap();
+        seen.extend(p.items.iter().map(|n| n.note_id.as_str().to_owned()));
+        for j in 0..rng.random_range(0..4) {
+            // Newer than everything, or back in time (a note saved late).
+            let millis = if rng.random_bool(0.5) {
+                base + 600_000 + round * 100 + j
+            } else {
+                base + rng.random_range(0..5_000) * 100 + 50 + j
+            };
+            store
+                .save_if_absent(&note("eve", millis, true), 0)
+                .await
+                .unwrap();
+        }
+        match p.next {
+            Some(n) => next = Some(n),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "a note came twice");
+    let missed: Vec<_> = before.difference(&unique).collect();
+    assert!(missed.is_empty(), "skipped: {missed:?}");
+}
+
+#[tokio::test]
+async fn public_feed_embedded() {
+    sharded_feed_contract(&embedded_feed(8)).await;
+    unsharded_feed_contract(&embedded_feed(8)).await;
+    let store = EmbeddedStore::in_memory();
+    fewer_shards_contract(
+        &store.clone().with_feed_shards(ShardCount::new(8).unwrap()),
+        &store.with_feed_shards(ShardCount::new(2).unwrap()),
+    )
+    .await;
+    for seed in 0..5 {
+        feed_paging_under_writes_contract(&embedded_feed(5), seed).await;
+    }
+}
+
+#[tokio::test]
+async fn public_feed_dynamodb() {
+    sharded_feed_contract(&moto_feed(8).await).await;
+    unsharded_feed_contract(&moto_feed(8).await).await;
+    let wide = moto_feed(8).await;
+    let narrow = MotoFeed {
+        store: wide
+            .store
+            .clone()
+            .with_feed_shards(ShardCount::new(2).unwrap()),
+        ddb: wide.ddb.clone(),
+    };
+    fewer_shards_contract(&wide, &narrow).await;
+    feed_paging_under_writes_contract(&moto_feed(5).await, 7).await;
 }
 
 #[tokio::test]

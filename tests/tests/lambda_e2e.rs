@@ -184,7 +184,11 @@ async fn signup_login_publish_save_through_real_processes() {
     );
 
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    for pk in ["USER#ada", "PUBLIC#NOTES"] {
+    // The feed copy is in the note's shard (PUBLIC_FEED_SHARDS unset: 8).
+    use notes_handlers::domain::feed::{Partition, ShardCount, shard_of};
+    let id = notes_handlers::domain::note::NoteId::parse(&note_id).unwrap();
+    let shard = Partition::Shard(shard_of(&id, ShardCount::default())).pk();
+    for pk in ["USER#ada", shard.as_str()] {
         let items = ddb
             .query()
             .table_name(&res.table)
@@ -277,29 +281,31 @@ async fn missing_configuration_fails_at_init_naming_the_variable() {
 #[tokio::test]
 async fn an_unusable_setting_fails_at_init_naming_the_variable() {
     let api = RuntimeApi::start().await;
-    let process = LambdaProcess::spawn(
-        "notes-save",
-        &api,
-        &[
-            ("TABLE_NAME".into(), "t".into()),
-            ("EVENT_BUS_NAME".into(), "b".into()),
-            ("MAX_RECEIVE_COUNT".into(), "three".into()),
-        ],
-    );
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        process.child.wait_with_output(),
-    )
-    .await
-    .expect("exits promptly")
-    .unwrap();
-    assert!(
-        !out.status.success(),
-        "an unparsable count is not silently 3"
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("MAX_RECEIVE_COUNT") && stderr.contains("\"three\""),
-        "{stderr}"
-    );
+    for (name, value) in [("MAX_RECEIVE_COUNT", "three"), ("PUBLIC_FEED_SHARDS", "0")] {
+        let process = LambdaProcess::spawn(
+            "notes-save",
+            &api,
+            &[
+                ("TABLE_NAME".into(), "t".into()),
+                ("EVENT_BUS_NAME".into(), "b".into()),
+                (name.into(), value.into()),
+            ],
+        );
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            process.child.wait_with_output(),
+        )
+        .await
+        .expect("exits promptly")
+        .unwrap();
+        assert!(
+            !out.status.success(),
+            "an unusable {name} is not silently its default"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(name) && stderr.contains(&format!("\"{value}\"")),
+            "{stderr}"
+        );
+    }
 }

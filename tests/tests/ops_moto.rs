@@ -543,3 +543,138 @@ async fn queue_depth_watch_streams_json_lines() {
     }
     let _ = child.kill().await;
 }
+
+/// `migrate public-feed` on a table the original system filled: every note under `PUBLIC#NOTES`
+/// moves into the notes stack's shard count, notes without an owner's copy get one, a second run
+/// has nothing to do, and without the stack the command says to pass --shards.
+#[tokio::test]
+async fn migrate_public_feed_moves_the_unsharded_feed_into_its_shards() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    use notesctl::commands::migrate::MigrateReport;
+    let stage = notesctl_tests::unique("mig");
+    let sdk = moto::shared().await.sdk_config().await;
+    let table = format!("{stage}-data-table");
+    moto::create_table(&sdk, &table).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let total = 130;
+    for i in 0..total {
+        let id = format!("{}-n{i}", 1_700_000_000_000_i64 + i * 1000);
+        let created = notes_handlers::domain::note::NoteId::parse(&id)
+            .unwrap()
+            .created_at();
+        let sk = format!("NOTE#{created}#{id}");
+        let item = |pk: String| {
+            [
+                ("pk", A::S(pk)),
+                ("sk", A::S(sk.clone())),
+                ("noteId", A::S(id.clone())),
+                ("username", A::S(format!("user{}", i % 4))),
+                ("content", A::S(format!("note {i}"))),
+                ("isPublic", A::Bool(true)),
+                ("createdAt", A::S(created.clone())),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect::<std::collections::HashMap<_, _>>()
+        };
+        let mut pks = vec!["PUBLIC#NOTES".to_owned()];
+        // As the original system stored them: every other note only in the feed.
+        if i % 2 == 0 {
+            pks.push(format!("USER#user{}", i % 4));
+        }
+        for pk in pks {
+            ddb.put_item()
+                .table_name(&table)
+                .set_item(Some(item(pk)))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let count = |pk: String| {
+        let (ddb, table) = (ddb.clone(), table.clone());
+        async move {
+            let mut n = 0;
+            let mut start = None;
+            loop {
+                let out = ddb
+                    .query()
+                    .table_name(&table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", A::S(pk.clone()))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .unwrap();
+                n += out.items().len();
+                match out.last_evaluated_key {
+                    Some(k) => start = Some(k),
+                    None => return n,
+                }
+            }
+        }
+    };
+
+    let no_stack = cli(&stage)
+        .await
+        .args(["migrate", "public-feed"])
+        .run()
+        .await;
+    assert_eq!(no_stack.code, 2, "an error: {no_stack:?}");
+    assert!(
+        no_stack.stderr.contains("--shards"),
+        "says what to pass: {}",
+        no_stack.stderr
+    );
+    assert_eq!(
+        count("PUBLIC#NOTES".into()).await,
+        total as usize,
+        "nothing moved"
+    );
+
+    moto::fake_stack_with(&stage, "notes", &[], &[("PublicFeedShards", "4")]).await;
+    let run = cli(&stage)
+        .await
+        .args([
+            "migrate",
+            "public-feed",
+            "--batch",
+            "40",
+            "--output",
+            "json",
+        ])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: MigrateReport = run.json();
+    assert_eq!(
+        (report.shards, report.moved, report.owner_copies_made),
+        (4, total as usize, total as usize / 2)
+    );
+    assert!(report.steps >= 4, "{report:?}");
+    assert!(run.stderr.contains("moved 40 so far"), "{}", run.stderr);
+    assert_eq!(count("PUBLIC#NOTES".into()).await, 0);
+    let mut in_shards = 0;
+    for n in 0..4 {
+        let here = count(format!("PUBLIC#NOTES#{n}")).await;
+        assert!(here > 0, "shard {n} is used");
+        in_shards += here;
+    }
+    assert_eq!(in_shards, total as usize);
+    for u in 0..4 {
+        let notes_of_u = (0..total).filter(|i| i % 4 == u).count();
+        assert_eq!(
+            count(format!("USER#user{u}")).await,
+            notes_of_u,
+            "user{u}'s own list"
+        );
+    }
+
+    let again = cli(&stage)
+        .await
+        .args(["migrate", "public-feed"])
+        .run()
+        .await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stdout.contains("nothing to move"), "{}", again.stdout);
+}

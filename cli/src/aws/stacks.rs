@@ -13,11 +13,12 @@ use super::explain;
 pub const STACKS: [&str; 6] = ["event", "data", "auth", "websocket", "notes", "frontend"];
 
 /// The parameters `deploy` passes, to each stack that declares them.
-pub const DEPLOY_PARAMETERS: [&str; 6] = [
+pub const DEPLOY_PARAMETERS: [&str; 7] = [
     "Stage",
     "Architecture",
     "AllowedOrigin",
     "SaveFunctionTimeout",
+    "PublicFeedShards",
     "CodeBucket",
     "CodeKey",
 ];

@@ -4,6 +4,7 @@ pub mod clock;
 pub mod cursor;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod note;
 pub mod password;
 pub mod token;

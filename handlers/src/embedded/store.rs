@@ -9,19 +9,24 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+mod connections;
+mod feed;
+
+use feed::public_key;
+
 use super::group::GroupCommit;
 use super::reopen::{Reopening, is_io};
 use crate::domain::cursor::{Page, PageRequest};
+use crate::domain::feed::{FeedRequest, Partition, ShardCount, shard_of};
 use crate::domain::note::{Note, NoteId};
 use crate::domain::user::{UserRecord, username_key};
-use crate::ports::{
-    Connection, ConnectionRegistry, Created, NoteStore, Saved, StoreError, UserStore,
-};
+use crate::ports::{Created, Migrated, NoteStore, Saved, StoreError, UserStore};
 
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// `{username}\0{NOTE#createdAt#noteId}` → note
 const NOTES: TableDefinition<&str, &[u8]> = TableDefinition::new("notes");
-/// `{NOTE#createdAt#noteId}` → note (public notes only)
+/// `PUBLIC#NOTES#{shard}|{NOTE#createdAt#noteId}` → note (public notes only; see
+/// [`public_key`]), and `{NOTE#createdAt#noteId}` for notes stored before the feed had shards.
 const PUBLIC: TableDefinition<&str, &[u8]> = TableDefinition::new("public_notes");
 /// `{username}\0{noteId}` → epoch ms until which a deleted note may not be stored again.
 const TOMBSTONES: TableDefinition<&str, &[u8]> = TableDefinition::new("tombstones");
@@ -39,37 +44,9 @@ struct StoredNote {
     /// Epoch ms until which a delivery holds the right to announce this note.
     #[serde(default)]
     lease_until: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredConnection {
-    connection_id: String,
-    username: String,
-    connected_at: String,
-    ttl: i64,
-}
-
-impl From<&Connection> for StoredConnection {
-    fn from(c: &Connection) -> Self {
-        Self {
-            connection_id: c.connection_id.clone(),
-            username: c.username.clone(),
-            connected_at: c.connected_at.clone(),
-            ttl: c.ttl,
-        }
-    }
-}
-
-impl From<StoredConnection> for Connection {
-    fn from(c: StoredConnection) -> Self {
-        Self {
-            connection_id: c.connection_id,
-            username: c.username,
-            connected_at: c.connected_at,
-            ttl: c.ttl,
-        }
-    }
+    /// The feed shard a public note's copy is in; none: the unsharded partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    feed_shard: Option<u32>,
 }
 
 /// The embedded store. Cheap to clone; every clone shares the database, which reopens itself after
@@ -78,6 +55,7 @@ impl From<StoredConnection> for Connection {
 pub struct EmbeddedStore {
     db: Arc<Reopening>,
     group: Arc<GroupCommit>,
+    shards: ShardCount,
 }
 
 /// `.during(operation)`: a failed embedded-database call as the store's error, its cause kept.
@@ -158,7 +136,14 @@ impl EmbeddedStore {
         Ok(Self {
             db: Arc::new(db),
             group: Arc::default(),
+            shards: ShardCount::default(),
         })
+    }
+
+    /// The public feed's shard count (8 unless set).
+    pub fn with_feed_shards(mut self, shards: ShardCount) -> Self {
+        self.shards = shards;
+        self
     }
 
     async fn blocking<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
@@ -252,12 +237,9 @@ impl EmbeddedStore {
         operation: &'static str,
         prefix: &str,
         page: &PageRequest,
-        public: bool,
     ) -> Result<Page<Note>, StoreError> {
         let txn = db.begin_read().during(operation)?;
-        let table = txn
-            .open_table(if public { PUBLIC } else { NOTES })
-            .during(operation)?;
+        let table = txn.open_table(NOTES).during(operation)?;
         let lower = prefix.to_owned();
         // Exclusive upper bound: the cursor's key, or the end of this owner's range.
         let upper = match &page.after {
@@ -327,6 +309,7 @@ impl NoteStore for EmbeddedStore {
     async fn save_if_absent(&self, note: &Note, lease_until_ms: i64) -> Result<Saved, StoreError> {
         const OP: &str = "saving a note";
         let note = note.clone();
+        let shards = self.shards;
         self.write(OP, move |txn| {
             let sort_key = note.note_id.sort_key();
             let key = user_note_key(&note.username, &sort_key);
@@ -351,16 +334,21 @@ impl NoteStore for EmbeddedStore {
             if notes.get(key.as_str()).during(OP)?.is_some() {
                 return Ok(Saved::AlreadyExists);
             }
+            let shard = note.is_public.then(|| shard_of(&note.note_id, shards));
             let stored = to_json(&StoredNote {
                 note: note.clone(),
                 notified: false,
                 lease_until: lease_until_ms,
+                feed_shard: shard,
             });
             notes.insert(key.as_str(), stored.as_slice()).during(OP)?;
-            if note.is_public {
+            if let Some(shard) = shard {
                 let mut public = txn.open_table(PUBLIC).during(OP)?;
                 public
-                    .insert(sort_key.as_str(), stored.as_slice())
+                    .insert(
+                        public_key(Partition::Shard(shard), &sort_key).as_str(),
+                        stored.as_slice(),
+                    )
                     .during(OP)?;
             }
             Ok(Saved::Created)
@@ -435,8 +423,9 @@ impl NoteStore for EmbeddedStore {
             };
             if stored.note.is_public {
                 let mut public = txn.open_table(PUBLIC).during(OP)?;
+                let at = public_key(Partition::recorded(stored.feed_shard), &sort_key);
                 public
-                    .insert(sort_key.as_str(), to_json(&stored).as_slice())
+                    .insert(at.as_str(), to_json(&stored).as_slice())
                     .during(OP)?;
             }
             Ok(Some(stored.note))
@@ -466,7 +455,8 @@ impl NoteStore for EmbeddedStore {
             let stored: StoredNote = from_json(OP, &bytes)?;
             if stored.note.is_public {
                 let mut public = txn.open_table(PUBLIC).during(OP)?;
-                public.remove(sort_key.as_str()).during(OP)?;
+                let at = public_key(Partition::recorded(stored.feed_shard), &sort_key);
+                public.remove(at.as_str()).during(OP)?;
             }
             let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
             tombstones
@@ -485,102 +475,17 @@ impl NoteStore for EmbeddedStore {
         let prefix = format!("{username}\0");
         let page = page.clone();
         self.blocking("listing notes", move |db| {
-            Self::list(db, "listing notes", &prefix, &page, false)
+            Self::list(db, "listing notes", &prefix, &page)
         })
         .await
     }
 
-    async fn list_public_notes(&self, page: &PageRequest) -> Result<Page<Note>, StoreError> {
-        let page = page.clone();
-        self.blocking("listing public notes", move |db| {
-            Self::list(db, "listing public notes", "", &page, true)
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl ConnectionRegistry for EmbeddedStore {
-    async fn register(&self, connection: &Connection) -> Result<(), StoreError> {
-        const OP: &str = "registering a connection";
-        let stored = StoredConnection::from(connection);
-        self.write(OP, move |txn| {
-            let bytes = to_json(&stored);
-            let mut all = txn.open_table(CONNECTIONS).during(OP)?;
-            all.insert(stored.connection_id.as_str(), bytes.as_slice())
-                .during(OP)?;
-            let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
-            let key = format!("{}\0{}", stored.username, stored.connection_id);
-            by_user.insert(key.as_str(), bytes.as_slice()).during(OP)?;
-            Ok(())
-        })
-        .await
+    async fn list_public_notes(&self, page: &FeedRequest) -> Result<Page<Note>, StoreError> {
+        self.feed_page(page).await
     }
 
-    async fn unregister(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
-        const OP: &str = "removing a connection";
-        let id = connection_id.to_owned();
-        self.write(OP, move |txn| {
-            let mut all = txn.open_table(CONNECTIONS).during(OP)?;
-            let removed = all
-                .remove(id.as_str())
-                .during(OP)?
-                .map(|v| v.value().to_vec());
-            let Some(bytes) = removed else {
-                return Ok(None);
-            };
-            let stored: StoredConnection = from_json(OP, &bytes)?;
-            let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
-            let key = format!("{}\0{}", stored.username, stored.connection_id);
-            by_user.remove(key.as_str()).during(OP)?;
-            Ok(Some(stored.into()))
-        })
-        .await
-    }
-
-    async fn remove(&self, connection: &Connection) -> Result<(), StoreError> {
-        const OP: &str = "removing a connection";
-        let stored = StoredConnection::from(connection);
-        self.write(OP, move |txn| {
-            let mut all = txn.open_table(CONNECTIONS).during(OP)?;
-            all.remove(stored.connection_id.as_str()).during(OP)?;
-            let mut by_user = txn.open_table(USER_CONNECTIONS).during(OP)?;
-            let key = format!("{}\0{}", stored.username, stored.connection_id);
-            by_user.remove(key.as_str()).during(OP)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn connections_of(&self, username: &str) -> Result<Vec<Connection>, StoreError> {
-        const OP: &str = "listing a user's connections";
-        let (lower, upper) = (format!("{username}\0"), format!("{username}\u{1}"));
-        self.blocking(OP, move |db| {
-            let txn = db.begin_read().during(OP)?;
-            let t = txn.open_table(USER_CONNECTIONS).during(OP)?;
-            let mut out = Vec::new();
-            for entry in t.range(lower.as_str()..upper.as_str()).during(OP)? {
-                let (_, v) = entry.during(OP)?;
-                out.push(from_json::<StoredConnection>(OP, v.value())?.into());
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn all_connections(&self) -> Result<Vec<Connection>, StoreError> {
-        const OP: &str = "listing connections";
-        self.blocking(OP, move |db| {
-            let txn = db.begin_read().during(OP)?;
-            let t = txn.open_table(CONNECTIONS).during(OP)?;
-            let mut out = Vec::new();
-            for entry in t.iter().during(OP)? {
-                let (_, v) = entry.during(OP)?;
-                out.push(from_json::<StoredConnection>(OP, v.value())?.into());
-            }
-            Ok(out)
-        })
-        .await
+    async fn migrate_public_feed(&self, max: usize) -> Result<Migrated, StoreError> {
+        self.migrate_feed(max).await
     }
 }
 

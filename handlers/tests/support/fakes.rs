@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use notes_handlers::domain::cursor::{Page, PageRequest};
 use notes_handlers::domain::events::NoteEvent;
+use notes_handlers::domain::feed::FeedRequest;
 use notes_handlers::domain::note::{Note, NoteId};
 use notes_handlers::ports::*;
 
@@ -93,8 +94,11 @@ impl NoteStore for BrokenNotes {
     async fn list_user_notes(&self, _: &str, _: &PageRequest) -> Result<Page<Note>, StoreError> {
         Err(StoreError::throttled("listing notes", "throttled"))
     }
-    async fn list_public_notes(&self, _: &PageRequest) -> Result<Page<Note>, StoreError> {
+    async fn list_public_notes(&self, _: &FeedRequest) -> Result<Page<Note>, StoreError> {
         Err(StoreError::new("listing", "unavailable"))
+    }
+    async fn migrate_public_feed(&self, _: usize) -> Result<Migrated, StoreError> {
+        Err(StoreError::new("migrating", "unavailable"))
     }
 }
 

@@ -41,6 +41,10 @@ pub struct Inputs {
     /// notes-save's timeout in seconds; the queue's visibility timeout is six times this.
     #[arg(long, default_value_t = 30)]
     pub save_timeout: u32,
+    /// Partitions of the public feed (1–64). Raising it is safe; after lowering it, run
+    /// `notesctl migrate public-feed`.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub public_feed_shards: u32,
     /// Bucket for the code zips and releases (default: notesctl-artifacts-{account}-{region},
     /// created if missing).
     #[arg(long)]
@@ -60,6 +64,7 @@ pub async fn parameter_values(
         ("Architecture", inputs.arch.as_str().to_owned()),
         ("AllowedOrigin", inputs.allowed_origin.clone()),
         ("SaveFunctionTimeout", inputs.save_timeout.to_string()),
+        ("PublicFeedShards", inputs.public_feed_shards.to_string()),
     ]);
     if !order
         .iter()

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use notes_handlers::domain::error::Chain;
 use notes_handlers::embedded::EmbeddedStore;
 use notes_handlers::embedded::files::{private_dir, private_file};
+use notes_handlers::ports::NoteStore as _;
 
 use super::queue::LocalQueue;
 
@@ -85,6 +86,30 @@ fn aside_name(file: &Path) -> PathBuf {
     file.with_file_name(name)
 }
 
+/// Moves public notes an older `dev` stored without shards (or in shards past `--public-feed-shards`)
+/// into their shard, before the app serves anything. Each step is one transaction, so a stop
+/// half-way loses nothing and the next start goes on.
+pub async fn migrate_public_feed(store: &EmbeddedStore) -> anyhow::Result<()> {
+    let mut moved = 0;
+    loop {
+        let step = store.migrate_public_feed(500).await.map_err(|e| {
+            anyhow::anyhow!("moving the public feed into its shards: {}", e.chain())
+        })?;
+        moved += step.moved;
+        if !step.remaining {
+            break;
+        }
+        anyhow::ensure!(
+            step.moved > 0,
+            "moving the public feed into its shards made no progress; start with --public-feed-shards as before"
+        );
+    }
+    if moved > 0 {
+        tracing::info!(moved, "public notes moved into the feed's shards");
+    }
+    Ok(())
+}
+
 impl DataDir {
     pub fn open(dir: &Path, visibility: Duration, max_receives: u32) -> anyhow::Result<DataDir> {
         private_dir(dir)
@@ -156,5 +181,54 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("damaged"), "{text}");
+    }
+
+    /// A data directory an older `dev` filled (public notes without shards) is moved into the
+    /// shards when `dev` starts, and the feed reads the same.
+    #[tokio::test]
+    async fn an_unsharded_store_is_moved_into_shards_at_start() {
+        use notes_handlers::domain::feed::{FeedRequest, ShardCount};
+        use notes_handlers::domain::note::{Note, NoteId};
+        use notes_handlers::ports::NoteStore;
+        let root = tempfile::tempdir().unwrap();
+        let notes: Vec<Note> = (0..30)
+            .map(|i| {
+                let id = NoteId::parse(&format!("{}-old{i}", 1_700_000_000_000_i64 + i)).unwrap();
+                Note {
+                    created_at: id.created_at(),
+                    note_id: id,
+                    username: "ada".into(),
+                    content: format!("note {i}"),
+                    is_public: true,
+                    status: "saved".into(),
+                    saved_at: String::new(),
+                    updated_at: None,
+                }
+            })
+            .collect();
+        {
+            let data = DataDir::open(root.path(), VIS, 3).unwrap();
+            for n in &notes {
+                data.store.save_unsharded(n, true).await.unwrap();
+            }
+        }
+        let data = DataDir::open(root.path(), VIS, 3).unwrap();
+        let store = data.store.with_feed_shards(ShardCount::new(4).unwrap());
+        migrate_public_feed(&store).await.unwrap();
+        let at = store.public_partitions().await.unwrap();
+        assert_eq!(at.len(), 30);
+        assert!(
+            at.iter().all(|(pk, _)| pk.starts_with("PUBLIC#NOTES#")),
+            "{at:?}"
+        );
+        let page = store
+            .list_public_notes(&FeedRequest::new(None, 100))
+            .await
+            .unwrap();
+        assert_eq!(page.items.len(), 30);
+        assert_eq!(page.items[0].note_id, notes[29].note_id, "newest first");
+        // The next start has nothing to do.
+        migrate_public_feed(&store).await.unwrap();
+        assert_eq!(store.public_partitions().await.unwrap(), at);
     }
 }

@@ -23,6 +23,7 @@ use axum::routing::get;
 use clap::builder::TypedValueParser as _;
 use notes_handlers::Deps;
 use notes_handlers::deps::Settings;
+use notes_handlers::domain::feed::ShardCount;
 use notes_handlers::embedded::{FileSecret, LocalNotifier};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
@@ -71,6 +72,10 @@ pub struct DevArgs {
     /// `queue-depth --local` and `smoke --local`. The queue keeps them for the next run.
     #[arg(long)]
     pub hold_queue: bool,
+    /// Partitions of the public feed (1–64), as the notes stack's PublicFeedShards. Notes stored
+    /// by an older `dev` without shards are moved into them at start.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub public_feed_shards: u32,
 }
 
 /// What `dev` prints once it listens.
@@ -147,7 +152,9 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
             )));
         }
     };
-    let (store, queue) = (data.store, data.queue);
+    let shards = ShardCount::new(args.public_feed_shards).map_err(anyhow::Error::msg)?;
+    let (store, queue) = (data.store.with_feed_shards(shards), data.queue);
+    data::migrate_public_feed(&store).await?;
     let secret = Arc::new(FileSecret::new(args.data_dir.join("jwt-secret")));
 
     let (functions_tx, functions_rx) = mpsc::unbounded_channel();

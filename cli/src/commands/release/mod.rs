@@ -248,6 +248,13 @@ pub async fn rollback(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Rollb
                 })?,
                 None => 30,
             },
+            // Releases before the feed had shards passed none: the template's default.
+            public_feed_shards: match target.parameter("PublicFeedShards") {
+                Some(n) => n.parse().map_err(|e| {
+                    anyhow::anyhow!("release {}: PublicFeedShards {n:?}: {e}", target.id)
+                })?,
+                None => 8,
+            },
             artifacts_bucket: Some(store.bucket.clone()),
         },
         preview: false,

@@ -215,6 +215,7 @@ fn expected_value(env: Env) -> &'static str {
         Env::WebsocketStage => "the WebSocket API's stage name (!Ref Stage)",
         Env::AllowedOrigin => "!Ref AllowedOrigin",
         Env::MaxReceiveCount => "the processing queue's maxReceiveCount",
+        Env::PublicFeedShards => "!Ref PublicFeedShards",
     }
 }
 
@@ -236,12 +237,16 @@ fn names_the_wrong_thing(app: &App, f: Res, env: Env, value: &Value) -> Option<S
     }
     let bind = |p: &str| (p == "Stage").then(|| STAGE.to_owned());
     match env {
-        Env::AllowedOrigin => {
+        Env::AllowedOrigin | Env::PublicFeedShards => {
+            let param = match env {
+                Env::AllowedOrigin => "AllowedOrigin",
+                _ => "PublicFeedShards",
+            };
             let is_param = app
                 .targets(f.stack, value)
                 .iter()
-                .any(|t| matches!(t, Target::Param(_, p) if p == "AllowedOrigin"));
-            (!is_param).then(|| "does not come from the AllowedOrigin parameter".to_owned())
+                .any(|t| matches!(t, Target::Param(_, p) if p == param));
+            (!is_param).then(|| format!("does not come from the {param} parameter"))
         }
         Env::WebsocketStage => {
             let stage = app.of_type("AWS::ApiGatewayV2::Stage").find(|s| {

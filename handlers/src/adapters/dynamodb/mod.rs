@@ -23,15 +23,15 @@ use aws_sdk_dynamodb::types::{
 
 use super::store_error;
 use crate::domain::cursor::{Page, PageRequest};
+use crate::domain::feed::{FeedRequest, Fetch, Fetched, Partition, ShardCount, shard_of};
 use crate::domain::note::{Note, NoteId};
 use crate::domain::user::{UserRecord, username_key};
 use crate::ports::{
-    Connection, ConnectionRegistry, Created, NoteStore, Saved, StoreError, UserStore,
+    Connection, ConnectionRegistry, Created, Migrated, NoteStore, Saved, StoreError, UserStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
 
-pub const PUBLIC_PK: &str = "PUBLIC#NOTES";
 pub const CONNECTIONS_INDEX_PK: &str = "CONNECTIONS";
 
 /// A Query on one partition: `pk = :pk AND begins_with(sk, :prefix)`.
@@ -49,6 +49,7 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     connections_table: String,
+    shards: ShardCount,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -76,8 +77,18 @@ fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }
 
-fn note_item(pk: String, note: &Note, lease_until_ms: i64) -> Item {
+/// The feed shard recorded on a note item; none: the unsharded partition (stored before shards).
+fn feed_shard(item: &Item) -> Option<u32> {
+    item.get("feedShard")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
+fn note_item(pk: String, note: &Note, lease_until_ms: i64, shard: Option<u32>) -> Item {
     let mut item = key(pk, note.note_id.sort_key());
+    if let Some(shard) = shard {
+        item.insert("feedShard".into(), AttributeValue::N(shard.to_string()));
+    }
     item.insert("noteId".into(), s(note.note_id.as_str()));
     item.insert("username".into(), s(&note.username));
     item.insert("content".into(), s(&note.content));
@@ -186,7 +197,27 @@ impl DynamoStore {
             client,
             table: table.into(),
             connections_table: connections_table.into(),
+            shards: ShardCount::default(),
         }
+    }
+
+    /// From an SDK configuration (callers that do not depend on the DynamoDB SDK themselves).
+    pub fn from_sdk_config(
+        sdk: &aws_config::SdkConfig,
+        table: impl Into<String>,
+        connections_table: impl Into<String>,
+    ) -> Self {
+        Self::new(Client::new(sdk), table, connections_table)
+    }
+
+    /// The public feed's shard count (8 unless set).
+    pub fn with_feed_shards(mut self, shards: ShardCount) -> Self {
+        self.shards = shards;
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     async fn get_item(

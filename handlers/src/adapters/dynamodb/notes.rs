@@ -25,16 +25,17 @@ impl NoteStore for DynamoStore {
                 .condition_check(tombstone_check)
                 .build(),
         ];
+        let shard = note.is_public.then(|| shard_of(&note.note_id, self.shards));
         let mut pks = vec![user_pk(&note.username)];
-        if note.is_public {
-            pks.push(PUBLIC_PK.to_owned());
+        if let Some(shard) = shard {
+            pks.push(Partition::Shard(shard).pk());
         }
         for pk in pks {
             let put = build(
                 OP,
                 Put::builder()
                     .table_name(&self.table)
-                    .set_item(Some(note_item(pk, note, lease_until_ms)))
+                    .set_item(Some(note_item(pk, note, lease_until_ms, shard)))
                     .condition_expression("attribute_not_exists(pk)")
                     .build(),
             )?;
@@ -123,36 +124,39 @@ impl NoteStore for DynamoStore {
         updated_at: &str,
     ) -> Result<Option<Note>, StoreError> {
         const OP: &str = "updating a note";
-        let Some(mut note) = self.get_note(username, note_id).await? else {
-            return Ok(None);
-        };
-        let mut pks = vec![user_pk(username)];
-        if note.is_public {
-            pks.push(PUBLIC_PK.to_owned());
-        }
-        let items = pks
-            .into_iter()
-            .map(|pk| {
-                let update = build(
+        // A migration may move the feed copy between the read and the write: read again then.
+        for _ in 0..MOVED_RETRIES {
+            let Some((mut note, feed)) = self.read_note_and_feed(OP, username, note_id).await?
+            else {
+                return Ok(None);
+            };
+            let update = |pk: String, (condition, values): (&str, Item)| {
+                build(
                     OP,
                     Update::builder()
                         .table_name(&self.table)
                         .set_key(Some(key(pk, note_id.sort_key())))
                         .update_expression("SET content = :c, updatedAt = :u")
-                        .condition_expression("attribute_exists(pk)")
+                        .condition_expression(condition)
+                        .set_expression_attribute_values(Some(values))
                         .expression_attribute_values(":c", s(content))
                         .expression_attribute_values(":u", s(updated_at))
                         .build(),
-                )?;
-                Ok(TransactWriteItem::builder().update(update).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        if self.transact(OP, items).await?.is_some() {
-            return Ok(None);
+                )
+                .map(|u| TransactWriteItem::builder().update(u).build())
+            };
+            let mut items = vec![update(user_pk(username), feed_unmoved(feed))?];
+            if let Some(feed) = feed {
+                items.push(update(feed.pk(), ("attribute_exists(pk)", Item::new()))?);
+            }
+            if self.transact(OP, items).await?.is_some() {
+                continue;
+            }
+            note.content = content.to_owned();
+            note.updated_at = Some(updated_at.to_owned());
+            return Ok(Some(note));
         }
-        note.content = content.to_owned();
-        note.updated_at = Some(updated_at.to_owned());
-        Ok(Some(note))
+        Ok(None)
     }
 
     async fn delete_note(
@@ -162,52 +166,45 @@ impl NoteStore for DynamoStore {
         tombstone_until_ms: i64,
     ) -> Result<Option<Note>, StoreError> {
         const OP: &str = "deleting a note";
-        let Some(note) = self.get_note(username, note_id).await? else {
-            return Ok(None);
-        };
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .delete(build(
-                    OP,
-                    Delete::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(key(user_pk(username), note_id.sort_key())))
-                        .condition_expression("attribute_exists(pk)")
-                        .build(),
-                )?)
-                .build(),
-        ];
-        if note.is_public {
+        for _ in 0..MOVED_RETRIES {
+            let Some((note, feed)) = self.read_note_and_feed(OP, username, note_id).await? else {
+                return Ok(None);
+            };
+            let delete = |pk: String, condition: Option<(&str, Item)>| {
+                let mut d = Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(pk, note_id.sort_key())));
+                if let Some((expression, values)) = condition {
+                    d = d
+                        .condition_expression(expression)
+                        .set_expression_attribute_values((!values.is_empty()).then_some(values));
+                }
+                build(OP, d.build()).map(|d| TransactWriteItem::builder().delete(d).build())
+            };
+            let mut items = vec![delete(user_pk(username), Some(feed_unmoved(feed)))?];
+            if let Some(feed) = feed {
+                items.push(delete(feed.pk(), None)?);
+            }
+            let mut tombstone = tombstone_key(username, note_id);
+            let expires = tombstone_until_ms / 1000;
+            tombstone.insert("ttl".into(), AttributeValue::N(expires.to_string()));
             items.push(
                 TransactWriteItem::builder()
-                    .delete(build(
+                    .put(build(
                         OP,
-                        Delete::builder()
+                        Put::builder()
                             .table_name(&self.table)
-                            .set_key(Some(key(PUBLIC_PK, note_id.sort_key())))
+                            .set_item(Some(tombstone))
                             .build(),
                     )?)
                     .build(),
             );
+            if self.transact(OP, items).await?.is_some() {
+                continue;
+            }
+            return Ok(Some(note));
         }
-        let mut tombstone = tombstone_key(username, note_id);
-        let expires = tombstone_until_ms / 1000;
-        tombstone.insert("ttl".into(), AttributeValue::N(expires.to_string()));
-        items.push(
-            TransactWriteItem::builder()
-                .put(build(
-                    OP,
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(tombstone))
-                        .build(),
-                )?)
-                .build(),
-        );
-        if self.transact(OP, items).await?.is_some() {
-            return Ok(None);
-        }
-        Ok(Some(note))
+        Ok(None)
     }
 
     async fn list_user_notes(
@@ -219,8 +216,208 @@ impl NoteStore for DynamoStore {
             .await
     }
 
-    async fn list_public_notes(&self, page: &PageRequest) -> Result<Page<Note>, StoreError> {
-        self.list_notes("listing public notes", PUBLIC_PK.to_owned(), page)
-            .await
+    async fn list_public_notes(&self, page: &FeedRequest) -> Result<Page<Note>, StoreError> {
+        const OP: &str = "listing public notes";
+        // The partitions are read side by side: a page costs the slowest Query, not their sum.
+        let fetches = page.fetches(self.shards);
+        let fetched =
+            futures::future::try_join_all(fetches.iter().map(|f| self.fetch(OP, f))).await?;
+        Ok(page.merge(self.shards, fetches.into_iter().zip(fetched).collect()))
+    }
+
+    async fn migrate_public_feed(&self, max: usize) -> Result<Migrated, StoreError> {
+        const OP: &str = "migrating the public feed";
+        let mut done = Migrated::default();
+        for source in self.shards.migration_sources() {
+            let budget = max.saturating_sub(done.moved);
+            let (items, last) = self
+                .query_page(
+                    OP,
+                    Query {
+                        table: &self.table,
+                        pk: source.pk(),
+                        sk_prefix: "NOTE#",
+                        start_after: None,
+                        limit: Some(budget + 1),
+                        newest_first: false,
+                    },
+                )
+                .await?;
+            for item in items.iter().take(budget) {
+                self.migrate_one(OP, source, item, &mut done).await?;
+            }
+            if items.len() > budget || last.is_some() {
+                done.remaining = true;
+                break;
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// How often update and delete read a note again when its feed copy moved under them.
+const MOVED_RETRIES: usize = 3;
+
+/// The owner's copy exists and still records the feed copy where it was read (a migration moving
+/// it in between cancels the write, which then reads again).
+fn feed_unmoved(feed: Option<Partition>) -> (&'static str, Item) {
+    match feed {
+        Some(Partition::Shard(n)) => (
+            "attribute_exists(pk) AND feedShard = :shard",
+            HashMap::from([(":shard".to_owned(), AttributeValue::N(n.to_string()))]),
+        ),
+        Some(Partition::Legacy) => (
+            "attribute_exists(pk) AND attribute_not_exists(feedShard)",
+            Item::new(),
+        ),
+        None => ("attribute_exists(pk)", Item::new()),
+    }
+}
+
+impl DynamoStore {
+    /// The owner's note and where its feed copy is (`None` for a private note).
+    async fn read_note_and_feed(
+        &self,
+        operation: &'static str,
+        username: &str,
+        note_id: &NoteId,
+    ) -> Result<Option<(Note, Option<Partition>)>, StoreError> {
+        let Some(item) = self
+            .get_item(
+                operation,
+                &self.table,
+                key(user_pk(username), note_id.sort_key()),
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let note = note_from_item(operation, &item)?;
+        let feed = note
+            .is_public
+            .then(|| Partition::recorded(feed_shard(&item)));
+        Ok(Some((note, feed)))
+    }
+
+    /// One partition's part of a feed page. A Query that stops at 1 MB before finding anything goes
+    /// on from where it stopped, so a partition is never reported as holding more yet nothing.
+    async fn fetch(&self, operation: &'static str, f: &Fetch) -> Result<Fetched, StoreError> {
+        let mut start = f.before.clone();
+        loop {
+            let (items, last) = self
+                .query_page(
+                    operation,
+                    Query {
+                        table: &self.table,
+                        pk: f.partition.pk(),
+                        sk_prefix: "NOTE#",
+                        start_after: start,
+                        limit: Some(f.limit),
+                        newest_first: true,
+                    },
+                )
+                .await?;
+            let last = last.and_then(|k| get_s(&k, "sk"));
+            if items.is_empty() && last.is_some() {
+                start = last;
+                continue;
+            }
+            let notes = items
+                .iter()
+                .map(|i| note_from_item(operation, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Fetched {
+                more: last.is_some() || notes.len() == f.limit,
+                notes,
+            });
+        }
+    }
+
+    /// Moves one feed copy from `source` to its shard in one transaction: the new copy, the old one
+    /// deleted only if unchanged since it was read (an update in between makes this one wait for
+    /// the next step), and the owner's copy told where it went — or made, for a note the original
+    /// system stored only in the feed.
+    async fn migrate_one(
+        &self,
+        operation: &'static str,
+        source: Partition,
+        item: &Item,
+        done: &mut Migrated,
+    ) -> Result<(), StoreError> {
+        let note = note_from_item(operation, item)?;
+        let sort_key = note.note_id.sort_key();
+        let shard = shard_of(&note.note_id, self.shards);
+        let shard_n = AttributeValue::N(shard.to_string());
+        let mut copy = item.clone();
+        copy.insert("pk".into(), s(Partition::Shard(shard).pk()));
+        copy.insert("feedShard".into(), shard_n.clone());
+        let owner_key = key(user_pk(&note.username), sort_key.clone());
+        let owner_exists = self
+            .get_item(operation, &self.table, owner_key.clone())
+            .await?
+            .is_some();
+        let owner = if owner_exists {
+            TransactWriteItem::builder()
+                .update(build(
+                    operation,
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(owner_key))
+                        .update_expression("SET feedShard = :n")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_values(":n", shard_n)
+                        .build(),
+                )?)
+                .build()
+        } else {
+            let mut owner = copy.clone();
+            owner.insert("pk".into(), s(user_pk(&note.username)));
+            owner
+                .entry("notified".into())
+                .or_insert(AttributeValue::Bool(true));
+            TransactWriteItem::builder()
+                .put(build(
+                    operation,
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(owner))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build(),
+                )?)
+                .build()
+        };
+        let items = vec![
+            TransactWriteItem::builder()
+                .put(build(
+                    operation,
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(copy))
+                        .build(),
+                )?)
+                .build(),
+            TransactWriteItem::builder()
+                .delete(build(
+                    operation,
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key(source.pk(), sort_key)))
+                        .condition_expression("attribute_exists(pk) AND content = :c")
+                        .expression_attribute_values(":c", s(&note.content))
+                        .build(),
+                )?)
+                .build(),
+            owner,
+        ];
+        if self.transact(operation, items).await?.is_none() {
+            done.moved += 1;
+            if !owner_exists {
+                done.owner_copies_made += 1;
+            }
+        } else {
+            // Changed or deleted since it was read: left for the next step to see as it is now.
+            done.remaining = true;
+        }
+        Ok(())
     }
 }
