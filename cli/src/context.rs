@@ -374,10 +374,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a duration like 30s, 15m or 1h"))?;
     let secs = match unit {
+        "ms" => n / 1000.0,
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use s, m or h)")),
+        other => return Err(format!("{s:?}: unknown unit {other:?} (use ms, s, m or h)")),
     };
     Ok(Duration::from_secs_f64(secs))
 }

@@ -7,6 +7,7 @@
 //! codes) are at the bottom; `aws` holds the AWS helpers several verbs share; `commands` has one
 //! module per verb.
 
+pub mod app_client;
 pub mod aws;
 pub mod commands;
 pub mod context;
@@ -70,6 +71,10 @@ pub enum Command {
     /// note, see it saved and listed, delete it (exit 1 naming the first step that failed).
     #[command(after_help = examples::SMOKE)]
     Smoke(commands::smoke::SmokeArgs),
+    /// Offer load to a deployed stage (or `dev`): notes at a steady rate, open loop, timed from POST
+    /// to `note-saved` on the author's socket and on every socket; `--ramp` finds the knee.
+    #[command(after_help = examples::LOAD)]
+    Load(commands::load::LoadArgs),
     /// Print the stacks' outputs.
     #[command(after_help = examples::OUTPUTS)]
     Outputs(commands::outputs::OutputsArgs),
@@ -132,6 +137,11 @@ mod examples {
   notesctl package                              # arm64 (Graviton), into dist/
   notesctl package --arch x86_64 --arch arm64 --out target/dist
   notesctl package --arch x86_64 --binary target/x86_64-unknown-linux-musl/release/notes-lambda";
+    pub const LOAD: &str = "Examples:
+  notesctl load --local --rate 500 --duration 20s          # dev on this machine, 500 notes/s
+  notesctl load --local --ramp --sockets 1000 --slo 20ms   # step the rate up to the knee
+  notesctl load --stage dev --rate 50 --users 10 --yes --output json
+  notesctl load --local --total 10000 --public-ratio 0.5 --keep";
     pub const MIGRATE: &str = "Examples:
   notesctl migrate public-feed --stage production       # into the notes stack's PublicFeedShards
   notesctl migrate public-feed --stage dev --shards 16 --output json";
@@ -221,6 +231,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
         Command::History(args) => report(ctx, release::history(ctx, args).await),
         Command::Rollback(args) => report(ctx, release::rollback(ctx, args).await),
         Command::Smoke(args) => report(ctx, smoke::run(ctx, args).await),
+        Command::Load(args) => report(ctx, load::run(ctx, args).await),
         Command::Outputs(args) => report(ctx, outputs::run(ctx, args).await),
         Command::WsUrl => report(ctx, outputs::ws_url(ctx).await),
         Command::Status => report(ctx, status::run(ctx).await),

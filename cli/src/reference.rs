@@ -232,6 +232,7 @@ pub fn json_output(command: &str) -> Option<(schemars::Schema, &'static str)> {
         "history" => (schema_for!(release::HistoryReport), one),
         "rollback" => (schema_for!(release::RollbackReport), one),
         "smoke" => (schema_for!(smoke::SmokeReport), one),
+        "load" => (schema_for!(load::LoadReport), one),
         "outputs" => (
             schema_for!(outputs::OutputsReport),
             "one JSON document, stack → output → value",

@@ -11,6 +11,7 @@ pub mod destroy;
 pub mod dev;
 pub mod diff;
 pub mod invalidate;
+pub mod load;
 pub mod migrate;
 pub mod outputs;
 pub mod package;

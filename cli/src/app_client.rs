@@ -1,0 +1,230 @@
+//! The app as a client meets it, for `smoke` and `load`: its URLs (from the stacks, or `dev`'s with
+//! `--local`), JSON over HTTP(S) with a bearer token, and WebSockets (`ws://` and `wss://`). TLS is
+//! rustls with the system's root certificates.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::aws::stacks;
+use crate::context::{Context, LocalArg};
+
+/// The app's HTTP API and WebSocket URLs.
+pub struct Endpoints {
+    pub api: String,
+    pub ws: String,
+}
+
+/// `dev`'s URLs with `--local`, else the deployed stage's (`ApiUrl` and `WebSocketUrl` outputs).
+pub async fn endpoints(ctx: &Context, local: &LocalArg) -> anyhow::Result<Endpoints> {
+    if let Some(base) = &local.local {
+        let base = base.trim_end_matches('/').to_owned();
+        let ws = match base.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}/ws"),
+            Some((_, rest)) => format!("ws://{rest}/ws"),
+            None => anyhow::bail!("--local {base}: not a URL (e.g. http://127.0.0.1:3000)"),
+        };
+        return Ok(Endpoints { api: base, ws });
+    }
+    let config = ctx.aws().await?;
+    let cfn = aws_sdk_cloudformation::Client::new(&config);
+    let api = stacks::output(&cfn, ctx.stage(), "auth", "ApiUrl", "--stage").await?;
+    let ws = stacks::output(&cfn, ctx.stage(), "websocket", "WebSocketUrl", "--stage").await?;
+    Ok(Endpoints {
+        api: api.trim_end_matches('/').to_owned(),
+        ws,
+    })
+}
+
+impl Endpoints {
+    /// Whether either URL needs TLS.
+    pub fn secure(&self) -> bool {
+        self.api.starts_with("https://") || self.ws.starts_with("wss://")
+    }
+}
+
+/// TLS for `https://` and `wss://`: rustls with the system's root certificates (none are needed,
+/// and none looked for, when both URLs are plain, as `dev`'s are).
+pub fn tls_config(need_roots: bool) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    if need_roots {
+        let found = rustls_native_certs::load_native_certs();
+        for cert in found.certs {
+            // A certificate the store cannot use is skipped, as browsers do.
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            anyhow::bail!(
+                "no root certificates found on this machine ({} errors reading them): install the ca-certificates package",
+                found.errors.len()
+            );
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| anyhow::anyhow!("setting up TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// The HTTP side: JSON requests with an optional bearer token.
+pub struct Api {
+    client: HttpClient,
+    base: String,
+}
+
+impl Api {
+    pub fn new(base: &str, tls: &rustls::ClientConfig) -> Api {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Api {
+            client,
+            base: base.to_owned(),
+        }
+    }
+
+    /// `method path` with `body` as JSON; the status and the JSON answer (`null` when not JSON).
+    pub async fn call(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let url = format!("{}{path}", self.base);
+        let mut request = http::Request::builder().method(method.clone()).uri(&url);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let bytes = match body {
+            Some(b) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let request = request
+            .body(Full::new(bytes))
+            .map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            anyhow::anyhow!(
+                "{method} {url}: {}",
+                notes_handlers::domain::error::Chain(&e)
+            )
+        })?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("{method} {url}: reading the answer: {e}"))?
+            .to_bytes();
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+}
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub type Socket = WebSocketStream<Box<dyn Io>>;
+
+/// Opens the WebSocket at `url` (`ws://` or `wss://`).
+pub async fn connect(url: &str, tls: &Arc<rustls::ClientConfig>) -> anyhow::Result<Socket> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: not a URL: {e}", clip_token(url)))?;
+    let host = uri.host().unwrap_or_default().to_owned();
+    let secure = uri.scheme_str() == Some("wss");
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to {host}:{port}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let stream: Box<dyn Io> = if secure {
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| anyhow::anyhow!("{host}: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| anyhow::anyhow!("TLS with {host}: {e}"))?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let (socket, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .map_err(|e| anyhow::anyhow!("WebSocket handshake with {}: {e}", clip_token(url)))?;
+    Ok(socket)
+}
+
+/// The URL without its token, for messages.
+pub fn clip_token(url: &str) -> &str {
+    url.split_once("?token=").map_or(url, |(u, _)| u)
+}
+
+impl Api {
+    /// Signs `user` up (a 409 means it exists) and logs in: the token, and whether it was new.
+    /// `hint` says where the password comes from, for when it is not the user's.
+    pub async fn sign_in(
+        &self,
+        user: &str,
+        password: &str,
+        hint: &str,
+    ) -> anyhow::Result<(String, bool)> {
+        let credentials = json!({ "username": user, "password": password });
+        let (status, body) = self
+            .call(
+                http::Method::POST,
+                "/auth/signup",
+                None,
+                Some(credentials.clone()),
+            )
+            .await?;
+        expect(status, &[201, 409], "POST /auth/signup", &body)?;
+        let signed_up = status == 201;
+        let (status, body) = self
+            .call(http::Method::POST, "/auth/login", None, Some(credentials))
+            .await?;
+        if status == 401 && !signed_up {
+            anyhow::bail!(
+                "the user {user} exists with another password: pass the one it was created with ({hint})"
+            );
+        }
+        expect(status, &[200], "POST /auth/login", &body)?;
+        let token = body["token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("POST /auth/login answered 200 without a token"))?
+            .to_owned();
+        Ok((token, signed_up))
+    }
+}
+
+/// Ok when `status` is one of `want`; else an error with the API's own message.
+pub fn expect(status: u16, want: &[u16], what: &str, body: &Value) -> anyhow::Result<()> {
+    if want.contains(&status) {
+        return Ok(());
+    }
+    let message = body["error"]
+        .as_str()
+        .or(body["message"].as_str())
+        .unwrap_or("");
+    anyhow::bail!("{what} answered {status} {message}")
+}

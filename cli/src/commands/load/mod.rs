@@ -1,0 +1,504 @@
+//! `notesctl load [--local]`: offered load on `dev` or a deployed stage, as users make it. Load users
+//! sign up (or log in), open WebSockets (one per user, the rest extra subscribers), then POST notes
+//! open-loop — each on its own task at its tick, so a slow server does not slow the offered rate —
+//! and every `note-saved` is timed as it arrives on each socket: POST → the author's socket, and for
+//! public notes POST → the last socket. `--ramp` steps the rate up until p99 passes `--slo` or
+//! notes fail, and reports the knee. Afterwards the notes are deleted (unless `--keep`).
+
+mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::app_client::{Api, Endpoints, connect, endpoints, tls_config};
+use crate::context::{Context, LocalArg, parse_duration};
+pub use stats::{Bucket, Cleanup, Knee, Latency, LoadReport, Step};
+
+const LOCAL_PASSWORD: &str = "notesctl-load-local";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub local: LocalArg,
+    /// Notes per second to offer (open loop). With --ramp, the first step's rate.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// How long a run (or each ramp step) sends notes (10s, 1m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Send exactly this many notes instead of running for --duration.
+    #[arg(long, conflicts_with = "ramp")]
+    pub total: Option<usize>,
+    /// Users that post, round-robin (each signs up on the first run, then logs in).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub users: u32,
+    /// WebSocket clients in all: one per user, the rest extra subscribers spread over the users.
+    /// Every socket receives each public note.
+    #[arg(long, default_value_t = 100)]
+    pub sockets: usize,
+    /// Share of the notes posted public (0 to 1).
+    #[arg(long, default_value_t = 0.1)]
+    pub public_ratio: f64,
+    /// Step the rate up by --ramp-factor until p99 of POST → note-saved passes --slo or notes
+    /// fail, and report the knee: the highest rate that met it.
+    #[arg(long)]
+    pub ramp: bool,
+    /// Each ramp step's rate over the one before.
+    #[arg(long, default_value_t = 1.5)]
+    pub ramp_factor: f64,
+    /// The highest rate a ramp tries.
+    #[arg(long, default_value_t = 50_000.0)]
+    pub max_rate: f64,
+    /// The objective for p99 of POST → note-saved (20ms, 1s): a run past it exits 1; a ramp stops
+    /// there. Default with --ramp: 20ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub slo: Option<Duration>,
+    /// The load users are `{prefix}-{n}`.
+    #[arg(long, default_value = "notesctl-load")]
+    pub user_prefix: String,
+    /// The load users' password (at least 8 characters). Required for a deployed stage; `dev` has a
+    /// fixed default. Best given in the environment.
+    #[arg(long, env = "NOTESCTL_LOAD_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// How long to wait after the last POST for notes still on their way.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain: Duration,
+    /// Leave the notes in place instead of deleting them afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Run against a deployed stage (it costs requests and creates the load users).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// A user of the run: name and token.
+struct User {
+    token: String,
+}
+
+/// What the sockets saw of one note.
+#[derive(Default)]
+struct Arrivals {
+    /// `note-saved` on a socket of its author (the first).
+    author: Option<Instant>,
+    /// Sockets that got its `note-saved`, and when the last did.
+    sockets: usize,
+    last: Option<Instant>,
+    failed: Option<String>,
+}
+
+type Seen = Arc<Mutex<HashMap<String, Arrivals>>>;
+
+/// One POST the generator made.
+struct Posted {
+    note_id: String,
+    author: usize,
+    public: bool,
+    at: Instant,
+}
+
+pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.public_ratio),
+        "--public-ratio {} is not between 0 and 1",
+        args.public_ratio
+    );
+    anyhow::ensure!(
+        args.rate > 0.0 && args.rate.is_finite(),
+        "--rate must be above 0"
+    );
+    anyhow::ensure!(
+        !args.ramp || args.ramp_factor > 1.0,
+        "--ramp-factor must be above 1"
+    );
+    let users = args.users as usize;
+    anyhow::ensure!(
+        args.sockets >= users,
+        "--sockets {} is fewer than --users {users}: each user needs its own socket to see its notes saved",
+        args.sockets
+    );
+    let password = match (&args.local.local, &args.password) {
+        (_, Some(p)) => p.clone(),
+        (Some(_), None) => LOCAL_PASSWORD.to_owned(),
+        (None, None) => anyhow::bail!(
+            "load needs the load users' password for a deployed stage: set NOTESCTL_LOAD_PASSWORD (at least 8 characters)"
+        ),
+    };
+    if args.local.local.is_none() && !args.yes {
+        anyhow::bail!(
+            "load on the deployed stage {} sends real requests (they cost money) and creates {users} users: pass --yes",
+            ctx.stage()
+        );
+    }
+    let target = endpoints(ctx, &args.local).await?;
+    let tls = tls_config(target.secure())?;
+    let api = Arc::new(Api::new(&target.api, &tls));
+
+    ctx.say(format!("signing in {users} load users"));
+    let mut signed = Vec::with_capacity(users);
+    let names: Vec<String> = (0..users)
+        .map(|i| format!("{}-{i}", args.user_prefix))
+        .collect();
+    let mut ins = futures::stream::iter(names.iter().map(|name| {
+        let (api, password) = (api.clone(), password.clone());
+        async move {
+            api.sign_in(
+                name,
+                &password,
+                "NOTESCTL_LOAD_PASSWORD, or another --user-prefix",
+            )
+            .await
+        }
+    }))
+    .buffered(16);
+    while let Some(r) = ins.next().await {
+        signed.push(User { token: r?.0 });
+    }
+    drop(ins);
+
+    ctx.say(format!("opening {} WebSockets", args.sockets));
+    let seen: Seen = Arc::default();
+    let sockets = open_sockets(&target, &tls, &names, &signed, args.sockets, &seen).await?;
+
+    let slo = args.slo.or(args.ramp.then_some(Duration::from_millis(20)));
+    let mut report = LoadReport {
+        api_url: target.api.clone(),
+        users,
+        sockets: args.sockets,
+        public_ratio: args.public_ratio,
+        slo_ms: slo.map(|s| s.as_secs_f64() * 1000.0),
+        steps: Vec::new(),
+        knee: None,
+        ramp: args.ramp,
+        cleanup: Cleanup::default(),
+        problem: None,
+    };
+    let mut posted_all: Vec<Posted> = Vec::new();
+    let mut rate = args.rate;
+    loop {
+        let count = args
+            .total
+            .unwrap_or_else(|| (rate * args.duration.as_secs_f64()).ceil().max(1.0) as usize);
+        let (step, posted) = one_step(ctx, &api, &signed, &seen, rate, count, &args).await;
+        posted_all.extend(posted);
+        let met = step.meets(slo);
+        let p99 = step.saved_latency.p99;
+        let why_not = if step.error_count() > 0 {
+            format!(
+                "{} notes failed at {:.0}/s",
+                step.error_count(),
+                step.offered_rate
+            )
+        } else {
+            format!("p99 {p99:.1} ms at {:.0}/s", step.offered_rate)
+        };
+        report.steps.push(step);
+        if !args.ramp {
+            break;
+        }
+        if !met {
+            if let Some(k) = &mut report.knee {
+                k.next = why_not;
+            }
+            break;
+        }
+        report.knee = Some(Knee {
+            rate: report.steps.last().map_or(rate, |s| s.offered_rate),
+            p99_ms: p99,
+            next: String::new(),
+        });
+        rate *= args.ramp_factor;
+        if rate > args.max_rate {
+            if let Some(k) = &mut report.knee {
+                k.next = format!("not tried: {rate:.0}/s is past --max-rate");
+            }
+            break;
+        }
+    }
+    for socket in sockets {
+        socket.abort();
+    }
+
+    report.cleanup = if args.keep {
+        Cleanup {
+            deleted: 0,
+            left: posted_all.len(),
+        }
+    } else {
+        ctx.say(format!("deleting {} notes", posted_all.len()));
+        clean_up(&api, &signed, &posted_all).await
+    };
+    let last = report.steps.last().expect("a run has a step");
+    report.problem = if args.ramp {
+        report
+            .knee
+            .is_none()
+            .then(|| "the first step already missed the objective".to_owned())
+    } else if last.error_count() > 0 {
+        Some(format!("{} notes failed", last.error_count()))
+    } else if !last.meets(slo) {
+        Some(format!(
+            "p99 {:.1} ms is past --slo {:.1} ms",
+            last.saved_latency.p99,
+            report.slo_ms.unwrap_or_default()
+        ))
+    } else {
+        None
+    };
+    Ok(report)
+}
+
+/// Opens `count` sockets: socket i belongs to user i mod users, the first of each user records when
+/// its own notes are saved, and every one counts the public notes it receives.
+async fn open_sockets(
+    target: &Endpoints,
+    tls: &Arc<rustls::ClientConfig>,
+    names: &[String],
+    users: &[User],
+    count: usize,
+    seen: &Seen,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut opened = futures::stream::iter((0..count).map(|i| {
+        let url = format!("{}?token={}", target.ws, users[i % users.len()].token);
+        async move { (i, connect(&url, tls).await) }
+    }))
+    .buffer_unordered(32);
+    let mut tasks = Vec::with_capacity(count);
+    while let Some((i, socket)) = opened.next().await {
+        let socket = socket.map_err(|e| anyhow::anyhow!("socket {i}: {e:#}"))?;
+        let own = (i < users.len()).then(|| names[i].clone());
+        let seen = seen.clone();
+        tasks.push(tokio::spawn(async move {
+            let (_tx, mut rx) = socket.split();
+            while let Some(Ok(msg)) = rx.next().await {
+                let Message::Text(text) = msg else { continue };
+                let now = Instant::now();
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let Some(id) = v["noteId"].as_str() else {
+                    continue;
+                };
+                let mut seen = seen.lock().unwrap();
+                let a = seen.entry(id.to_owned()).or_default();
+                match v["eventType"].as_str() {
+                    Some("note-saved") => {
+                        a.sockets += 1;
+                        a.last = Some(now);
+                        if own.as_deref() == v["username"].as_str() && a.author.is_none() {
+                            a.author = Some(now);
+                        }
+                    }
+                    Some("note-failed") => {
+                        a.failed = Some(v["error"].as_str().unwrap_or("note-failed").to_owned());
+                    }
+                    _ => {}
+                }
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+/// Sends `count` notes at `rate`, each POST on its own task, then waits for them and measures.
+async fn one_step(
+    ctx: &Context,
+    api: &Arc<Api>,
+    users: &[User],
+    seen: &Seen,
+    rate: f64,
+    count: usize,
+    args: &LoadArgs,
+) -> (Step, Vec<Posted>) {
+    let bar = ctx.progress_enabled().then(|| {
+        let b = indicatif::ProgressBar::new(count as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} sent {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_prefix(format!("{rate:.0}/s"));
+        b
+    });
+    let errors: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let posted: Arc<Mutex<Vec<Posted>>> = Arc::default();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(count);
+    let public_every = if args.public_ratio > 0.0 {
+        Some(1.0 / args.public_ratio)
+    } else {
+        None
+    };
+    for i in 0..count {
+        ticker.tick().await;
+        let author = i % users.len();
+        // Public notes spread evenly: note i is public when it crosses the next multiple.
+        let public = public_every
+            .is_some_and(|every| ((i + 1) as f64 / every).floor() > (i as f64 / every).floor());
+        let (api, token) = (api.clone(), users[author].token.clone());
+        let (task_errors, posted) = (errors.clone(), posted.clone());
+        tasks.push(tokio::spawn(async move {
+            let at = Instant::now();
+            let body = json!({"content": format!("notesctl load note {i}"), "isPublic": public});
+            let kind = match api
+                .call(http::Method::POST, "/notes", Some(&token), Some(body))
+                .await
+            {
+                Ok((202, v)) => match v["noteId"].as_str() {
+                    Some(id) => {
+                        posted.lock().unwrap().push(Posted {
+                            note_id: id.to_owned(),
+                            author,
+                            public,
+                            at,
+                        });
+                        return;
+                    }
+                    None => "202 without a noteId".to_owned(),
+                },
+                Ok((status, _)) => format!("HTTP {status}"),
+                Err(e) => format!("{e:#}")
+                    .split(": ")
+                    .last()
+                    .unwrap_or("request failed")
+                    .to_owned(),
+            };
+            *task_errors.lock().unwrap().entry(kind).or_default() += 1;
+        }));
+        if let Some(b) = &bar
+            && i % 16 == 0
+        {
+            b.set_position(i as u64);
+            let failed: usize = errors.lock().unwrap().values().sum();
+            b.set_message(format!("{failed} failed"));
+        }
+    }
+    let send_window = started.elapsed();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let posted = std::mem::take(&mut *posted.lock().unwrap());
+    let publics = posted.iter().filter(|p| p.public).count();
+    let sockets = args.sockets;
+    // Wait for every accepted note's author, and every socket for public ones, up to --drain.
+    let deadline = Instant::now() + args.drain;
+    loop {
+        let done = {
+            let seen = seen.lock().unwrap();
+            posted.iter().all(|p| {
+                seen.get(&p.note_id).is_some_and(|a| {
+                    a.failed.is_some()
+                        || (a.author.is_some() && (!p.public || a.sockets >= sockets))
+                })
+            })
+        };
+        if done || Instant::now() >= deadline {
+            break;
+        }
+        if let Some(b) = &bar {
+            b.set_message("waiting for the last notes".to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut errors = std::mem::take(&mut *errors.lock().unwrap());
+    let mut saved = Vec::new();
+    let mut fanout = Vec::new();
+    let mut last_saved = started;
+    {
+        let seen = seen.lock().unwrap();
+        for p in &posted {
+            let a = seen.get(&p.note_id);
+            match a {
+                Some(Arrivals {
+                    failed: Some(why), ..
+                }) => *errors.entry(format!("note-failed: {why}")).or_default() += 1,
+                Some(Arrivals {
+                    author: Some(t), ..
+                }) => {
+                    saved.push(t.duration_since(p.at));
+                    last_saved = last_saved.max(*t);
+                }
+                _ => {
+                    *errors
+                        .entry(format!(
+                            "not saved within --drain {}s",
+                            args.drain.as_secs_f64()
+                        ))
+                        .or_default() += 1
+                }
+            }
+            if p.public
+                && let Some(a) = a
+                && a.author.is_some()
+            {
+                match (a.sockets >= sockets, a.last) {
+                    (true, Some(last)) => fanout.push(last.duration_since(p.at)),
+                    _ => {
+                        *errors
+                            .entry("public note missed sockets".into())
+                            .or_default() += 1
+                    }
+                }
+            }
+        }
+    }
+    let saved_count = saved.len();
+    let span = last_saved.duration_since(started).as_secs_f64();
+    let step = Step {
+        target_rate: rate,
+        offered_rate: count as f64 / send_window.as_secs_f64().max(1e-3),
+        sustained_rate: if span > 0.0 {
+            saved_count as f64 / span
+        } else {
+            0.0
+        },
+        sent: count,
+        accepted: posted.len(),
+        saved: saved_count,
+        public: publics,
+        saved_latency: Latency::of(saved),
+        fanout_latency: Latency::of(fanout),
+        errors,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    ctx.say(format!(
+        "{:.0}/s offered: {} saved, p99 {:.1} ms, {} failed",
+        step.offered_rate,
+        step.saved,
+        step.saved_latency.p99,
+        step.error_count()
+    ));
+    (step, posted)
+}
+
+/// Deletes every accepted note as its author, 32 at a time.
+async fn clean_up(api: &Arc<Api>, users: &[User], posted: &[Posted]) -> Cleanup {
+    let mut results = futures::stream::iter(posted.iter().map(|p| {
+        let (api, token) = (api.clone(), users[p.author].token.clone());
+        let path = format!("/notes/{}", p.note_id);
+        async move {
+            matches!(
+                api.call(http::Method::DELETE, &path, Some(&token), None)
+                    .await,
+                Ok((200 | 204, _))
+            )
+        }
+    }))
+    .buffer_unordered(32);
+    let mut cleanup = Cleanup::default();
+    while let Some(deleted) = results.next().await {
+        if deleted {
+            cleanup.deleted += 1;
+        } else {
+            cleanup.left += 1;
+        }
+    }
+    cleanup
+}
