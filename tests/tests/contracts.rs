@@ -784,8 +784,8 @@ async fn public_feed_embedded() {
         &store.with_feed_shards(ShardCount::new(2).unwrap()),
     )
     .await;
-    for seed in 0..5 {
-        feed_paging_under_writes_contract(&embedded_feed(5), seed).await;
+    for seed in 0..20 {
+        feed_paging_under_writes_contract(&embedded_feed(1 + seed as u32 % 9), seed).await;
     }
 }
 

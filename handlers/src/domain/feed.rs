@@ -299,18 +299,25 @@ impl FeedRequest {
             .filter(|(sk, _, _)| horizon.as_ref().is_none_or(|h| sk >= h))
             .collect();
         candidates.sort_by(|a, b| b.0.cmp(&a.0));
-        // A note read in two partitions (moved by a migration between the reads) counts once.
+        // A note read in two partitions (moved by a migration between the reads) is shown once,
+        // and counts as taken from both, so neither serves it again.
         let mut seen = HashSet::new();
-        candidates.retain(|(_, _, n)| seen.insert(n.note_id.clone()));
-        candidates.truncate(self.limit);
-
-        let newest = candidates.first().map(|c| c.2.note_id.clone());
+        let mut page: Vec<&Note> = Vec::new();
         let mut oldest_taken: Vec<Option<&NoteId>> = vec![None; fetched.len()];
         let mut taken = vec![0usize; fetched.len()];
         for (_, i, n) in &candidates {
+            let again = seen.contains(&n.note_id);
+            if !again && page.len() == self.limit {
+                break;
+            }
             oldest_taken[*i] = Some(&n.note_id);
             taken[*i] += 1;
+            if !again {
+                seen.insert(n.note_id.clone());
+                page.push(n);
+            }
         }
+        let newest = page.first().map(|n| n.note_id.clone());
         let by_partition: std::collections::HashMap<Partition, usize> = fetched
             .iter()
             .enumerate()
@@ -344,7 +351,7 @@ impl FeedRequest {
                 }
             })
             .collect();
-        let items: Vec<Note> = candidates.into_iter().map(|(_, _, n)| n.clone()).collect();
+        let items: Vec<Note> = page.into_iter().cloned().collect();
         let next = next
             .iter()
             .any(|p| *p != Position::Done)
@@ -486,6 +493,38 @@ mod tests {
         all.dedup_by_key(|n| n.note_id.clone());
         assert_eq!(all.len(), total);
         assert_eq!(total, 12);
+    }
+
+    #[test]
+    fn a_note_read_in_two_partitions_comes_once() {
+        // A migration moved it between the reads of the legacy partition and of its shard.
+        let shards = ShardCount::new(1).unwrap();
+        let mut feed = Feed::default();
+        let notes: Vec<Note> = (0..4).map(|i| note(1_700_000_000_000 + i, "a")).collect();
+        for n in &notes {
+            feed.insert(Partition::Shard(0), n.clone());
+        }
+        feed.insert(Partition::Legacy, notes[2].clone());
+        feed.insert(Partition::Legacy, notes[0].clone());
+        let mut ids = Vec::new();
+        let mut req = FeedRequest::new(None, 2);
+        loop {
+            let page = feed.page(shards, &req, usize::MAX);
+            ids.extend(page.items.iter().map(|n| n.note_id.as_str().to_owned()));
+            match page.next {
+                Some(next) => req = FeedRequest::new(Some(decode_next(&next)), 2),
+                None => break,
+            }
+        }
+        assert_eq!(
+            ids,
+            [
+                "1700000000003-a",
+                "1700000000002-a",
+                "1700000000001-a",
+                "1700000000000-a"
+            ]
+        );
     }
 
     #[derive(Debug, Clone)]

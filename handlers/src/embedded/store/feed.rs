@@ -69,29 +69,68 @@ impl EmbeddedStore {
         .await
     }
 
-    fn read_partition(
+    /// What every partition of a page yields, merged lazily: the partitions are walked newest
+    /// first side by side, and only the notes the page needs are decoded — the `limit` newest of
+    /// them all, then each partition's next one (so the merge knows where each stands) — instead
+    /// of `limit` from every shard.
+    fn read_partitions(
         table: &impl ReadableTable<&'static str, &'static [u8]>,
         operation: &'static str,
-        fetch: &Fetch,
-    ) -> Result<Fetched, StoreError> {
-        let lower = public_key(fetch.partition, "NOTE#");
-        let upper = match &fetch.before {
-            Some(before) => public_key(fetch.partition, before),
-            None => public_key(fetch.partition, "NOTE#\u{10FFFF}"),
-        };
-        let mut out = Fetched::default();
-        for entry in table
-            .range(lower.as_str()..upper.as_str())
-            .during(operation)?
-            .rev()
-        {
-            if out.notes.len() == fetch.limit {
-                out.more = true;
-                break;
-            }
+        fetches: &[Fetch],
+    ) -> Result<Vec<Fetched>, StoreError> {
+        let bounds: Vec<(String, String)> = fetches
+            .iter()
+            .map(|f| {
+                let upper = match &f.before {
+                    Some(before) => public_key(f.partition, before),
+                    None => public_key(f.partition, "NOTE#\u{10FFFF}"),
+                };
+                (public_key(f.partition, "NOTE#"), upper)
+            })
+            .collect();
+        let mut walks = Vec::with_capacity(fetches.len());
+        for (lower, upper) in &bounds {
+            walks.push(
+                table
+                    .range(lower.as_str()..upper.as_str())
+                    .during(operation)?
+                    .rev()
+                    .peekable(),
+            );
+        }
+        // The sort key in a table key: after the partition's `|`, or all of it (unsharded).
+        let sort_key = |key: &str| key.rsplit_once('|').map_or(key, |(_, sk)| sk).to_owned();
+        let decode = |entry: Result<
+            (redb::AccessGuard<'_, &str>, redb::AccessGuard<'_, &[u8]>),
+            redb::StorageError,
+        >| {
             let (_, v) = entry.during(operation)?;
-            let stored: StoredNote = from_json(operation, v.value())?;
-            out.notes.push(stored.note);
+            Ok::<_, StoreError>(from_json::<StoredNote>(operation, v.value())?.note)
+        };
+        let mut out = vec![Fetched::default(); fetches.len()];
+        let wanted = fetches.first().map_or(0, |f| f.limit);
+        for _ in 0..wanted {
+            let mut newest: Option<(usize, String)> = None;
+            for (i, walk) in walks.iter_mut().enumerate() {
+                let head = match walk.peek() {
+                    None => continue,
+                    Some(Ok((k, _))) => sort_key(k.value()),
+                    // Surface the storage error by taking it.
+                    Some(Err(_)) => return Err(decode(walk.next().expect("peeked")).unwrap_err()),
+                };
+                if newest.as_ref().is_none_or(|(_, sk)| head > *sk) {
+                    newest = Some((i, head));
+                }
+            }
+            let Some((i, _)) = newest else { break };
+            let entry = walks[i].next().expect("peeked");
+            out[i].notes.push(decode(entry)?);
+        }
+        for (i, walk) in walks.iter_mut().enumerate() {
+            if let Some(entry) = walk.next() {
+                out[i].notes.push(decode(entry)?);
+                out[i].more = walk.peek().is_some();
+            }
         }
         Ok(out)
     }
@@ -165,14 +204,9 @@ impl EmbeddedStore {
             // Every partition from one snapshot.
             let txn = db.begin_read().during(OP)?;
             let table = txn.open_table(PUBLIC).during(OP)?;
-            let fetched = page
-                .fetches(shards)
-                .into_iter()
-                .map(|f| {
-                    let got = Self::read_partition(&table, OP, &f)?;
-                    Ok((f, got))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+            let fetches = page.fetches(shards);
+            let got = Self::read_partitions(&table, OP, &fetches)?;
+            let fetched = fetches.into_iter().zip(got).collect();
             Ok(page.merge(shards, fetched))
         })
         .await
