@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark runners; each writes its figures to BENCHMARKS.md.
-# Usage: scripts/bench.sh [cold-start|dev-load|ops|sync|inner-loop|faults|validate|all]
+# Usage: scripts/bench.sh [cold-start|dev-load|feed-scale|ops|sync|inner-loop|faults|validate|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -26,6 +26,13 @@ if [[ $what == dev-load || $what == all ]]; then
   cargo build --release --locked -p notesctl --bin notesctl
   cargo build --release --locked -p notesctl-tests --example dev_load
   NOTESCTL_BIN="$PWD/target/release/notesctl" target/release/examples/dev_load
+fi
+if [[ $what == feed-scale || $what == all ]]; then
+  # notesctl load --ramp against dev, both the release build; the runner only starts them and reads
+  # their JSON (and times the DynamoDB adapter's pages on moto, where moto's own time dominates).
+  cargo build --release --locked -p notesctl --bin notesctl
+  cargo build --locked --workspace --examples
+  NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/feed_scale
 fi
 if [[ $what == ops || $what == all ]]; then
   # notesctl as users run it (release) against the AWS CLI, on one moto server.

@@ -226,8 +226,8 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
 
     report.cleanup = if args.keep {
         Cleanup {
-            deleted: 0,
             left: posted_all.len(),
+            ..Cleanup::default()
         }
     } else {
         ctx.say(format!("deleting {} notes", posted_all.len()));
@@ -468,36 +468,60 @@ async fn one_step(
         errors,
         seconds: started.elapsed().as_secs_f64(),
     };
+    let kinds: Vec<String> = step
+        .errors
+        .iter()
+        .map(|(kind, n)| format!("{n} × {kind}"))
+        .collect();
     ctx.say(format!(
-        "{:.0}/s offered: {} saved, p99 {:.1} ms, {} failed",
+        "{:.0}/s offered: {} saved, p99 {:.1} ms, {} failed{}",
         step.offered_rate,
         step.saved,
         step.saved_latency.p99,
-        step.error_count()
+        step.error_count(),
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        }
     ));
     (step, posted)
 }
 
-/// Deletes every accepted note as its author, 32 at a time.
+/// Deletes every accepted note as its author, 32 at a time; a delete refused in passing (a 5xx, a
+/// broken connection) is tried again, up to three times.
 async fn clean_up(api: &Arc<Api>, users: &[User], posted: &[Posted]) -> Cleanup {
     let mut results = futures::stream::iter(posted.iter().map(|p| {
         let (api, token) = (api.clone(), users[p.author].token.clone());
         let path = format!("/notes/{}", p.note_id);
         async move {
-            matches!(
-                api.call(http::Method::DELETE, &path, Some(&token), None)
-                    .await,
-                Ok((200 | 204, _))
-            )
+            let mut why = String::new();
+            for attempt in 0..3u64 {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                match api
+                    .call(http::Method::DELETE, &path, Some(&token), None)
+                    .await
+                {
+                    Ok((200 | 204, _)) => return Ok(()),
+                    Ok((status, _)) if status < 500 => return Err(format!("HTTP {status}")),
+                    Ok((status, _)) => why = format!("HTTP {status}"),
+                    Err(e) => why = format!("{e:#}"),
+                }
+            }
+            Err(why)
         }
     }))
     .buffer_unordered(32);
     let mut cleanup = Cleanup::default();
     while let Some(deleted) = results.next().await {
-        if deleted {
-            cleanup.deleted += 1;
-        } else {
-            cleanup.left += 1;
+        match deleted {
+            Ok(()) => cleanup.deleted += 1,
+            Err(why) => {
+                cleanup.left += 1;
+                *cleanup.failures.entry(why).or_default() += 1;
+            }
         }
     }
     cleanup

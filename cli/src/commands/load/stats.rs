@@ -160,6 +160,9 @@ pub struct Cleanup {
     pub deleted: usize,
     /// Notes not deleted (with --keep, every note; else failed deletes and notes not yet stored).
     pub left: usize,
+    /// Why deletes failed, and how often (a 404: the note was not stored, or not yet).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -258,6 +261,9 @@ impl fmt::Display for LoadReport {
             "cleanup: {} notes deleted, {} left",
             self.cleanup.deleted, self.cleanup.left
         )?;
+        for (why, n) in &self.cleanup.failures {
+            write!(f, "\n  {n} not deleted: {why}")?;
+        }
         if let Some(p) = &self.problem {
             write!(f, "\nproblem: {p}")?;
         }
