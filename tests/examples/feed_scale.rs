@@ -174,26 +174,24 @@ async fn fan_out(sockets: u64) -> String {
     )
 }
 
-/// Page timings: the first page `rounds` times, then the whole feed by cursor.
-struct Pages {
-    first: Vec<Duration>,
-    paging: Vec<Duration>,
+/// A table row: the first page's timings, each page's while paging, and the whole feed's.
+fn row(
+    store: &str,
+    shards: u32,
+    mut first: Vec<Duration>,
+    mut paging: Vec<Duration>,
     whole: Duration,
     notes: usize,
-}
-
-fn row(store: &str, shards: u32, p: Pages) -> String {
-    let (mut first, mut paging) = (p.first, p.paging);
+) -> String {
     first.sort();
     paging.sort();
     format!(
-        "| {store} | {shards} | {} | {} | {} | {} | {} | {} |\n",
-        p.notes,
+        "| {store} | {shards} | {notes} | {} | {} | {} | {} | {} |\n",
         ms(percentile(&first, 50.0)),
         ms(percentile(&first, 99.0)),
         ms(percentile(&paging, 50.0)),
         ms(percentile(&paging, 99.0)),
-        ms(p.whole),
+        ms(whole),
     )
 }
 
@@ -249,16 +247,7 @@ async fn dev_feed_pages(notes: usize) -> String {
         let whole = started.elapsed();
         assert_eq!(seen, notes, "the whole feed, once");
         dev.terminate().await;
-        out.push_str(&row(
-            "dev",
-            shards,
-            Pages {
-                first,
-                paging,
-                whole,
-                notes: seen,
-            },
-        ));
+        out.push_str(&row("dev", shards, first, paging, whole, seen));
     }
     out
 }
@@ -314,16 +303,7 @@ async fn moto_feed_pages(notes: usize) -> String {
         }
         let whole = started.elapsed();
         assert_eq!(seen, notes, "the whole feed, once");
-        out.push_str(&row(
-            "DynamoDB (moto)",
-            shards,
-            Pages {
-                first,
-                paging,
-                whole,
-                notes: seen,
-            },
-        ));
+        out.push_str(&row("DynamoDB (moto)", shards, first, paging, whole, seen));
     }
     out
 }

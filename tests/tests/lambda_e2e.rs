@@ -243,17 +243,22 @@ async fn signup_login_publish_save_through_real_processes() {
     }
 }
 
-#[tokio::test]
-async fn unknown_handler_fails_at_init_with_a_clear_message() {
-    let api = RuntimeApi::start().await;
-    let process = LambdaProcess::spawn("notes-explode", &api, &[]);
-    let out = tokio::time::timeout(
+/// How a process that should fail at init ended (within 20 s).
+async fn exit_of(process: LambdaProcess) -> std::process::Output {
+    tokio::time::timeout(
         std::time::Duration::from_secs(20),
         process.child.wait_with_output(),
     )
     .await
     .expect("exits promptly")
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn unknown_handler_fails_at_init_with_a_clear_message() {
+    let api = RuntimeApi::start().await;
+    let process = LambdaProcess::spawn("notes-explode", &api, &[]);
+    let out = exit_of(process).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -266,13 +271,7 @@ async fn unknown_handler_fails_at_init_with_a_clear_message() {
 async fn missing_configuration_fails_at_init_naming_the_variable() {
     let api = RuntimeApi::start().await;
     let process = LambdaProcess::spawn("notes-save", &api, &[("TABLE_NAME".into(), "t".into())]);
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(20),
-        process.child.wait_with_output(),
-    )
-    .await
-    .expect("exits promptly")
-    .unwrap();
+    let out = exit_of(process).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("EVENT_BUS_NAME"), "{stderr}");
@@ -291,13 +290,7 @@ async fn an_unusable_setting_fails_at_init_naming_the_variable() {
                 (name.into(), value.into()),
             ],
         );
-        let out = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
-            process.child.wait_with_output(),
-        )
-        .await
-        .expect("exits promptly")
-        .unwrap();
+        let out = exit_of(process).await;
         assert!(
             !out.status.success(),
             "an unusable {name} is not silently its default"

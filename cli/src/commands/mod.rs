@@ -2,8 +2,9 @@
 //! context and the shared AWS helpers below it; `deploy --frontend` calls `sync_frontend::run` and
 //! `invalidate::run` and runs `validate::run` first; `diff` reads its inputs, and makes change sets,
 //! the way `deploy` does (`deploy::Inputs`, `deploy::change_set`); `history` reads the releases deploy
-//! records (`deploy::releases`) and `rollback` deploys one again through `deploy::run`; nothing else
-//! crosses between verbs.
+//! records (`deploy::releases`) and `rollback` deploys one again through `deploy::run`; `smoke` and
+//! `load` meet the app through `crate::app_client`, as a browser would; nothing else crosses between
+//! verbs.
 
 pub mod alarms;
 pub mod deploy;
