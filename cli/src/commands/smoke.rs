@@ -91,8 +91,7 @@ impl fmt::Display for SmokeReport {
 
 /// Where the check runs: the API and WebSocket URLs, and the smoke user's password.
 struct Target {
-    api: String,
-    ws: String,
+    endpoints: Endpoints,
     password: String,
 }
 
@@ -104,8 +103,10 @@ async fn target(ctx: &Context, args: &SmokeArgs) -> anyhow::Result<Target> {
             "smoke needs the smoke user's password for a deployed stage: set NOTESCTL_SMOKE_PASSWORD (at least 8 characters; the first run signs the user up with it)"
         ),
     };
-    let Endpoints { api, ws } = endpoints(ctx, &args.local).await?;
-    Ok(Target { api, ws, password })
+    Ok(Target {
+        endpoints: endpoints(ctx, &args.local).await?,
+        password,
+    })
 }
 
 /// Waits on the socket for `event` about `note_id`, answering pings; other messages are skipped.
@@ -169,9 +170,9 @@ impl Run {
 
 pub async fn run(ctx: &Context, args: SmokeArgs) -> anyhow::Result<SmokeReport> {
     let target = target(ctx, &args).await?;
-    let secure = target.api.starts_with("https://") || target.ws.starts_with("wss://");
-    let tls = tls_config(secure)?;
-    let api = Api::new(&target.api, &tls);
+    let tls = tls_config(target.endpoints.secure())?;
+    let Endpoints { api: api_url, ws } = &target.endpoints;
+    let api = Api::new(api_url, &tls);
     let started = Instant::now();
     let mut run = Run {
         steps: Vec::new(),
@@ -180,8 +181,8 @@ pub async fn run(ctx: &Context, args: SmokeArgs) -> anyhow::Result<SmokeReport> 
     let user = args.user.clone();
     let password = target.password.clone();
     let finished = |run: Run| SmokeReport {
-        api_url: target.api.clone(),
-        websocket_url: target.ws.clone(),
+        api_url: api_url.clone(),
+        websocket_url: ws.clone(),
         failed: run.steps.iter().find(|s| !s.ok).map(|s| s.name.clone()),
         steps: run.steps,
         milliseconds: started.elapsed().as_secs_f64() * 1000.0,
@@ -206,10 +207,10 @@ pub async fn run(ctx: &Context, args: SmokeArgs) -> anyhow::Result<SmokeReport> 
         return Ok(finished(run));
     };
 
-    let ws_url = format!("{}?token={token}", target.ws);
+    let ws_url = format!("{ws}?token={token}");
     let connect = async {
         let socket = connect(&ws_url, &tls).await?;
-        Ok((socket, format!("connected to {}", target.ws)))
+        Ok((socket, format!("connected to {ws}")))
     };
     let Some(mut socket) = run.step("connect", connect).await else {
         return Ok(finished(run));

@@ -50,13 +50,19 @@ impl Partition {
     }
 }
 
+/// FNV-1a (32 bits): a stable hash of a key, the same on every machine and version, for keys
+/// whose storage partition follows from it.
+pub fn fnv1a(key: &str) -> u32 {
+    key.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// The shard of a note: FNV-1a of its id, mixed (MurmurHash3's finaliser: FNV's low bits alone
 /// follow the ids' last characters, which would use half of eight shards), modulo the count.
 /// Stable across versions and machines: stored notes are found by it.
 pub fn shard_of(note_id: &NoteId, shards: ShardCount) -> u32 {
-    let mut h = note_id.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
+    let mut h = fnv1a(note_id.as_str());
     h ^= h >> 16;
     h = h.wrapping_mul(0x85eb_ca6b);
     h ^= h >> 13;

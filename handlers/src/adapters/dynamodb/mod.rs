@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::store_error;
 use crate::domain::cursor::{Page, PageRequest};
-use crate::domain::feed::{FeedRequest, Fetch, Fetched, Partition, ShardCount, shard_of};
+use crate::domain::feed::{FeedRequest, Fetch, Fetched, Partition, ShardCount, fnv1a, shard_of};
 use crate::domain::note::{Note, NoteId};
 use crate::domain::user::{UserRecord, username_key};
 use crate::ports::{
@@ -164,10 +164,10 @@ pub const INDEX_SHARDS: u32 = 8;
 
 /// `CONNECTIONS#{n}` for a connection, by a stable hash (FNV-1a) of its id.
 pub fn index_pk(connection_id: &str) -> String {
-    let hash = connection_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    format!("{CONNECTIONS_INDEX_PK}#{}", hash % INDEX_SHARDS)
+    format!(
+        "{CONNECTIONS_INDEX_PK}#{}",
+        fnv1a(connection_id) % INDEX_SHARDS
+    )
 }
 
 /// The three rows of a connection: META, under its user, and in the registry index.

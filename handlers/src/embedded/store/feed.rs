@@ -18,6 +18,14 @@ pub(super) fn public_key(partition: Partition, sort_key: &str) -> String {
     }
 }
 
+/// The keys of a partition's notes older than `before` (all of them without it), as a range.
+fn partition_range(partition: Partition, before: Option<&str>) -> (String, String) {
+    (
+        public_key(partition, "NOTE#"),
+        public_key(partition, before.unwrap_or("NOTE#\u{10FFFF}")),
+    )
+}
+
 impl EmbeddedStore {
     /// Stores a public note the way the store did before the feed had shards (tests of the
     /// migration and of reading both layouts).
@@ -80,13 +88,7 @@ impl EmbeddedStore {
     ) -> Result<Vec<Fetched>, StoreError> {
         let bounds: Vec<(String, String)> = fetches
             .iter()
-            .map(|f| {
-                let upper = match &f.before {
-                    Some(before) => public_key(f.partition, before),
-                    None => public_key(f.partition, "NOTE#\u{10FFFF}"),
-                };
-                (public_key(f.partition, "NOTE#"), upper)
-            })
+            .map(|f| partition_range(f.partition, f.before.as_deref()))
             .collect();
         let mut walks = Vec::with_capacity(fetches.len());
         for (lower, upper) in &bounds {
@@ -147,8 +149,7 @@ impl EmbeddedStore {
         const OP: &str = "migrating the public feed";
         let mut public = txn.open_table(PUBLIC).during(OP)?;
         let mut notes = txn.open_table(NOTES).during(OP)?;
-        let lower = public_key(source, "NOTE#");
-        let upper = public_key(source, "NOTE#\u{10FFFF}");
+        let (lower, upper) = partition_range(source, None);
         let batch: Vec<(String, Vec<u8>)> = public
             .range(lower.as_str()..upper.as_str())
             .during(OP)?
