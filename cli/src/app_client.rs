@@ -10,8 +10,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 
+use notes_handlers::metering::Counts;
+
 use crate::aws::stacks;
-use crate::context::{Context, LocalArg};
+use crate::commands::dev::aws_api::GET_COUNTERS;
+use crate::context::{Context, DEV_ACCESS_KEY, LocalArg, dev_token};
 
 /// The app's HTTP API and WebSocket URLs.
 pub struct Endpoints {
@@ -138,6 +141,101 @@ impl Api {
             .map_err(|e| anyhow::anyhow!("{method} {url}: reading the answer: {e}"))?
             .to_bytes();
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+}
+
+/// The headers that sign a request to `notesctl dev`'s runbook API with the run's token, as the SDK
+/// signs its `--local` calls (`AWS4-HMAC-SHA256`, access key [`DEV_ACCESS_KEY`], region `local`).
+pub fn dev_signature(
+    token: &str,
+    service: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    when: std::time::SystemTime,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(DEV_ACCESS_KEY, token, None, None, "notesctl-dev")
+            .into();
+    let params: aws_sigv4::http_request::SigningParams =
+        aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region("local")
+            .name(service)
+            .time(when)
+            .settings(SigningSettings::default())
+            .build()?
+            .into();
+    let request = SignableRequest::new(
+        "POST",
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )?;
+    let (instructions, _) = sign(request, &params)?.into_parts();
+    let (signed, _) = instructions.into_parts();
+    Ok(signed
+        .iter()
+        .map(|h| (h.name().to_owned(), h.value().to_owned()))
+        .collect())
+}
+
+impl Api {
+    /// `notesctl dev`'s counters (what each port did since it started), read through its runbook
+    /// API with the run's token.
+    pub async fn dev_counters(&self) -> anyhow::Result<Counts> {
+        let token = dev_token()?;
+        let url = format!("{}/", self.base);
+        let host = http::Uri::try_from(&url)?
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let body = b"{}";
+        let unsigned = [
+            ("host", host.as_str()),
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", GET_COUNTERS),
+        ];
+        let signed = dev_signature(
+            &token,
+            "notesctl",
+            &url,
+            &unsigned,
+            body,
+            std::time::SystemTime::now(),
+        )?;
+        let mut request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(&url);
+        for (name, value) in unsigned.iter().skip(1) {
+            request = request.header(*name, *value);
+        }
+        for (name, value) in &signed {
+            request = request.header(name, value);
+        }
+        let request = request.body(Full::new(Bytes::from_static(body)))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            anyhow::anyhow!(
+                "reading notesctl dev's counters at {url}: {}",
+                notes_handlers::domain::error::Chain(&e)
+            )
+        })?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status != 200 || answer.get("Counts").is_none() {
+            let why = answer["message"].as_str().unwrap_or("no message");
+            let next = if status == 403 {
+                ""
+            } else {
+                "; --cost needs a notesctl dev of this version or later"
+            };
+            anyhow::bail!(
+                "notesctl dev at {url} did not give its counters (HTTP {status}: {why}){next}"
+            );
+        }
+        Ok(serde_json::from_value(answer["Counts"].clone())?)
     }
 }
 

@@ -284,7 +284,7 @@ pub fn dev_token_path() -> std::path::PathBuf {
 
 /// The runbook token of the `notesctl dev` that `--local` talks to: `$NOTESCTL_DEV_TOKEN`, else the
 /// file `dev` writes in its data directory (`$NOTESCTL_DEV_DATA_DIR`, else `.notesctl/dev`).
-fn dev_token() -> anyhow::Result<String> {
+pub fn dev_token() -> anyhow::Result<String> {
     if let Some(token) = std::env::var("NOTESCTL_DEV_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())

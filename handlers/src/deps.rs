@@ -7,6 +7,7 @@ use tokio::sync::OnceCell;
 
 use crate::domain::AppError;
 use crate::domain::token::TokenKeys;
+use crate::metering::Meter;
 use crate::ports::{ConnectionRegistry, EventBus, NoteStore, Notifier, SecretSource, UserStore};
 
 /// Settings that are not capabilities.
@@ -46,6 +47,8 @@ pub struct Deps {
     pub notifier: Arc<dyn Notifier>,
     pub secrets: Arc<dyn SecretSource>,
     pub settings: Settings,
+    /// Where invocations are counted, when the ports are metered (`notesctl dev`).
+    pub meter: Option<Arc<Meter>>,
     keys: OnceCell<TokenKeys>,
 }
 
@@ -67,6 +70,7 @@ impl Deps {
             notifier,
             secrets,
             settings,
+            meter: None,
             keys: OnceCell::new(),
         }
     }

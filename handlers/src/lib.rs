@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod embedded;
 pub mod http;
+pub mod metering;
 pub mod notes;
 pub mod ports;
 pub mod router;

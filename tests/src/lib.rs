@@ -2,6 +2,7 @@
 //! pointed at it, resources provisioned with unique names, a local Lambda Runtime API, and the
 //! `notes-lambda` binary started as a real process.
 
+pub mod aws_cost;
 pub mod bench;
 pub mod browser;
 pub mod cli;

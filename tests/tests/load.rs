@@ -181,3 +181,103 @@ async fn a_deployed_stage_needs_yes_and_a_password() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("--yes"), "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn cost_counts_what_each_private_and_public_note_makes_every_port_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let (code, report) = dev
+        .cli()
+        .args(["load", "--local", &dev.api_url, "--cost"])
+        .args(["--rate", "100", "--total", "40", "--users", "4"])
+        .args(["--sockets", "12", "--public-ratio", "0.5"])
+        .json::<LoadReport>()
+        .await;
+    assert_eq!(code, 0, "{report:#?}");
+    assert_eq!(report.steps.len(), 2, "private notes, then public ones");
+    assert_eq!((report.steps[0].public, report.steps[1].public), (0, 20));
+    let cost = report.cost.expect("--cost reports the counts");
+    assert_eq!(cost.sockets, 12);
+    let (private, public) = (cost.private.unwrap(), cost.public.unwrap());
+    assert_eq!((private.notes, public.notes), (20, 20));
+    let per = |phase: &notesctl::commands::load::PhaseCost, name: &str| {
+        phase.per_note.get(name).copied().unwrap_or_default()
+    };
+    for phase in [&private, &public] {
+        assert_eq!(
+            per(phase, "function.notes-publish").calls,
+            1.0,
+            "{phase:#?}"
+        );
+        // note-created by publish, note-saved by save: one event each, however batched.
+        assert_eq!(per(phase, "bus.publish").items, 2.0, "{phase:#?}");
+        assert_eq!(per(phase, "queue.send").items, 1.0);
+        assert_eq!(per(phase, "queue.receive").items, 1.0, "no redelivery");
+        assert_eq!(per(phase, "queue.delete_batch").items, 1.0);
+        assert_eq!(per(phase, "notes.save_if_absent").calls, 1.0);
+        assert_eq!(per(phase, "notes.mark_notified").calls, 1.0);
+        assert_eq!(per(phase, "bus.invoke_function").calls, 1.0);
+        assert_eq!(per(phase, "function.websocket-notify").calls, 1.0);
+        // The queue is polled in batches of up to ten.
+        let saves = per(phase, "function.notes-save").calls;
+        assert!((0.1..=1.0).contains(&saves), "{saves}");
+        assert!(per(phase, "notes.save_if_absent").bytes > 40.0);
+    }
+    // A private note reaches its author's 3 sockets; a public one every socket, found in the index.
+    assert_eq!(per(&private, "notifier.post").calls, 3.0, "{private:#?}");
+    assert_eq!(per(&private, "connections.connections_of").calls, 1.0);
+    assert_eq!(per(&private, "connections.all_connections").calls, 0.0);
+    assert_eq!(per(&public, "notifier.post").calls, 12.0, "{public:#?}");
+    assert_eq!(per(&public, "connections.all_connections").calls, 1.0);
+    assert_eq!(per(&public, "connections.all_connections").items, 12.0);
+
+    // The text report draws the table; --cost needs dev's counters.
+    let run = dev
+        .cli()
+        .args(["load", "--local", &dev.api_url, "--cost"])
+        .args([
+            "--rate",
+            "50",
+            "--total",
+            "4",
+            "--users",
+            "2",
+            "--sockets",
+            "2",
+        ])
+        .args(["--public-ratio", "0"])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("per note, as counted by notesctl dev's ports (4 private; 2 sockets)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("notifier.post"), "{}", run.stdout);
+    let run = notesctl_tests::cli::Cli::new()
+        .args(["load", "--stage", "nowhere", "--yes", "--cost"])
+        .env("NOTESCTL_LOAD_PASSWORD", "long-enough-password")
+        .run()
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--local"), "{}", run.stderr);
+    let run = dev
+        .cli()
+        .env("NOTESCTL_DEV_TOKEN", "not-this-runs-token")
+        .args(["load", "--local", &dev.api_url, "--cost", "--total", "2"])
+        .run()
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("did not give its counters (HTTP 403"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("signing in"),
+        "refused before any user is made: {}",
+        run.stderr
+    );
+}

@@ -11,6 +11,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use notes_handlers::metering::Meter;
 use serde_json::{Value, json};
 
 use super::guard::Guard;
@@ -273,13 +274,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(AwsError::internal)
 }
 
-/// Serves one AWS JSON-protocol request (`X-Amz-Target: AmazonSQS.<Operation>`).
+/// The operation that reads dev's counters (`notesctl load --cost`): JSON in, `{"Counts": {name:
+/// {calls, items, bytes}}}` out, signed like the rest.
+pub const GET_COUNTERS: &str = "NotesctlDev.GetCounters";
+
+/// Serves one AWS JSON-protocol request (`X-Amz-Target: AmazonSQS.<Operation>`, `Logs_20140328.*`,
+/// or [`GET_COUNTERS`]).
 /// Only callers signing with this run's token get past `guard` (403 otherwise, as AWS answers a bad
 /// signature).
 pub async fn serve(
     queue: &LocalQueue,
     move_tasks: &SharedMoveTasks,
     guard: &Guard,
+    meter: Option<&Meter>,
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
@@ -302,7 +309,7 @@ pub async fn serve(
                 .into_response();
         }
     };
-    let service = if target.starts_with("Logs_20140328.") {
+    let service = if target.starts_with("Logs_20140328.") || target == GET_COUNTERS {
         "logs"
     } else {
         "sqs"
@@ -334,6 +341,10 @@ pub async fn serve(
     };
     let result = match target.strip_prefix("Logs_20140328.") {
         Some(op) => logs(op, &input).map(|v| (v, "application/x-amz-json-1.1")),
+        None if target == GET_COUNTERS => Ok((
+            json!({ "Counts": meter.map(Meter::snapshot).unwrap_or_default() }),
+            "application/x-amz-json-1.1",
+        )),
         None => sqs(queue, move_tasks, &target, &input, &host)
             .await
             .map(|v| (v, "application/x-amz-json-1.0")),

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use notes_handlers::HandlerName;
 use notes_handlers::domain::clock::now_iso;
 use notes_handlers::domain::events::{EVENT_SOURCE, NoteEvent};
+use notes_handlers::metering::Meter;
 use notes_handlers::ports::{EventBus, FailedEntry, PublishReport, StoreError};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -132,6 +133,9 @@ pub struct DevBus {
     queue: LocalQueue,
     functions: mpsc::UnboundedSender<(HandlerName, NoteEvent)>,
     queued: std::sync::Arc<tokio::sync::Notify>,
+    /// Counts what a rule's targets are sent: `queue.send` (the bytes of each envelope) and
+    /// `bus.invoke_function`, as EventBridge's target invocations are billed and throttled.
+    meter: std::sync::Arc<Meter>,
 }
 
 impl DevBus {
@@ -139,12 +143,14 @@ impl DevBus {
         queue: LocalQueue,
         functions: mpsc::UnboundedSender<(HandlerName, NoteEvent)>,
         queued: std::sync::Arc<tokio::sync::Notify>,
+        meter: std::sync::Arc<Meter>,
     ) -> Self {
         Self {
             rules: app_rules(),
             queue,
             functions,
             queued,
+            meter,
         }
     }
 }
@@ -170,6 +176,7 @@ impl EventBus for DevBus {
                     match target {
                         Target::Queue(_) => {
                             let body = envelope(event).to_string();
+                            self.meter.add("queue.send", 1, body.len() as u64);
                             let queue = self.queue.clone();
                             match tokio::task::spawn_blocking(move || queue.send(&body)).await {
                                 Ok(Ok(_)) => self.queued.notify_one(),
@@ -178,6 +185,7 @@ impl EventBus for DevBus {
                             }
                         }
                         Target::Function(handler) => {
+                            self.meter.add("bus.invoke_function", 1, 0);
                             if self.functions.send((*handler, event.clone())).is_err() {
                                 refuse("TargetStopped", format!("{handler} is no longer running"));
                             }

@@ -393,7 +393,14 @@ pub async fn fallback(
     req: Request,
 ) -> Response {
     if req.method() == Method::POST && req.headers().contains_key("x-amz-target") {
-        return super::aws_api::serve(&state.queue, &state.move_tasks, &state.guard, req).await;
+        return super::aws_api::serve(
+            &state.queue,
+            &state.move_tasks,
+            &state.guard,
+            state.deps.meter.as_deref(),
+            req,
+        )
+        .await;
     }
     let path = req.uri().path();
     let is_api = path == "/notes"

@@ -326,47 +326,29 @@ mod tests {
     }
 
     fn signed(secret: &str, when: SystemTime) -> (Method, Uri, HeaderMap, Vec<u8>) {
-        use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
         let body = br#"{"QueueUrl":"x"}"#.to_vec();
+        let unsigned = [
+            ("host", "127.0.0.1:3000"),
+            ("content-type", "application/x-amz-json-1.0"),
+            ("x-amz-target", "AmazonSQS.GetQueueAttributes"),
+        ];
         let mut headers = HeaderMap::new();
-        headers.insert("host", "127.0.0.1:3000".parse().unwrap());
-        headers.insert(
-            "content-type",
-            "application/x-amz-json-1.0".parse().unwrap(),
-        );
-        headers.insert(
-            "x-amz-target",
-            "AmazonSQS.GetQueueAttributes".parse().unwrap(),
-        );
-        let identity: Identity =
-            aws_credential_types::Credentials::new(ACCESS_KEY, secret, None, None, "t").into();
-        let params: aws_sigv4::http_request::SigningParams =
-            aws_sigv4::sign::v4::SigningParams::builder()
-                .identity(&identity)
-                .region("local")
-                .name("sqs")
-                .time(when)
-                .settings(SigningSettings::default())
-                .build()
-                .unwrap()
-                .into();
-        let pairs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
-            .collect();
-        let req = SignableRequest::new(
-            "POST",
+        for (name, value) in unsigned {
+            headers.insert(name, value.parse().unwrap());
+        }
+        let signature = crate::app_client::dev_signature(
+            secret,
+            "sqs",
             "http://127.0.0.1:3000/",
-            pairs.into_iter(),
-            SignableBody::Bytes(&body),
+            &unsigned,
+            &body,
+            when,
         )
         .unwrap();
-        let (instructions, _) = sign(req, &params).unwrap().into_parts();
-        let (out_headers, _) = instructions.into_parts();
-        for h in out_headers {
+        for (name, value) in signature {
             headers.insert(
-                axum::http::HeaderName::from_bytes(h.name().as_bytes()).unwrap(),
-                h.value().parse().unwrap(),
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
             );
         }
         (Method::POST, Uri::from_static("/"), headers, body)

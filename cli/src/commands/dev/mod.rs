@@ -25,6 +25,7 @@ use notes_handlers::Deps;
 use notes_handlers::deps::Settings;
 use notes_handlers::domain::feed::ShardCount;
 use notes_handlers::embedded::{FileSecret, LocalNotifier};
+use notes_handlers::metering::{Meter, metered};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -159,7 +160,13 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
 
     let (functions_tx, functions_rx) = mpsc::unbounded_channel();
     let queued = Arc::new(Notify::new());
-    let bus = Arc::new(DevBus::new(queue.clone(), functions_tx, queued.clone()));
+    let meter = Meter::new();
+    let bus = Arc::new(DevBus::new(
+        queue.clone(),
+        functions_tx,
+        queued.clone(),
+        meter.clone(),
+    ));
     let notifier = LocalNotifier::new();
     let store = Arc::new(store);
     let settings = Settings {
@@ -168,14 +175,18 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         announce_lease_ms: (args.visibility_timeout as i64 * 1000 / 2).clamp(100, 30_000),
         ..Settings::default()
     };
-    let deps = Arc::new(Deps::new(
-        store.clone(),
-        store.clone(),
-        bus,
-        store,
-        Arc::new(notifier.clone()),
-        secret,
-        settings,
+    // Every port counted, for `notesctl load --cost` (served by the runbook API).
+    let deps = Arc::new(metered(
+        &Deps::new(
+            store.clone(),
+            store.clone(),
+            bus,
+            store,
+            Arc::new(notifier.clone()),
+            secret,
+            settings,
+        ),
+        &meter,
     ));
     tokio::task::spawn_blocking(notes_handlers::domain::password::warm_up);
     deps.token_keys()
@@ -300,7 +311,12 @@ pub async fn invoke(
     use tracing::Instrument;
     let span =
         tracing::info_span!("function", name = handler.as_str(), requestId = %context.request_id);
-    notes_handlers::dispatch::invoke_json(handler, deps, payload, context)
+    let started = std::time::Instant::now();
+    let result = notes_handlers::dispatch::invoke_json(handler, deps, payload, context)
         .instrument(span)
-        .await
+        .await;
+    if let Some(meter) = &deps.meter {
+        meter.invoked(handler.as_str(), started.elapsed());
+    }
+    result
 }

@@ -106,6 +106,15 @@ pub async fn save_poller(
                 Vec::new()
             }
         };
+        if let (Some(meter), false) = (&deps.meter, batch.is_empty()) {
+            // Empty receives are not counted: they cost by the hour (the pollers' long polls on
+            // AWS), not by the note.
+            meter.add(
+                "queue.receive",
+                batch.len() as u64,
+                batch.iter().map(|m| m.body.len() as u64).sum(),
+            );
+        }
         if batch.is_empty() {
             tokio::select! {
                 _ = queued.notified() => {}
@@ -115,6 +124,9 @@ pub async fn save_poller(
             continue;
         }
         let done = process_batch(&deps, &batch).await;
+        if let (Some(meter), false) = (&deps.meter, done.is_empty()) {
+            meter.add("queue.delete_batch", done.len() as u64, 0);
+        }
         let q = queue.clone();
         match tokio::task::spawn_blocking(move || q.delete(&done)).await {
             Ok(Ok(())) => {}

@@ -5,6 +5,7 @@
 //! public notes POST → the last socket. `--ramp` steps the rate up until p99 passes `--slo` or
 //! notes fail, and reports the knee. Afterwards the notes are deleted (unless `--keep`).
 
+mod cost;
 mod stats;
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::app_client::{Api, Endpoints, connect, endpoints, tls_config};
 use crate::context::{Context, LocalArg, parse_duration};
+pub use cost::{Cost, PerNote, PhaseCost};
 pub use stats::{Bucket, Cleanup, Knee, Latency, LoadReport, Step};
 
 const LOCAL_PASSWORD: &str = "notesctl-load-local";
@@ -74,6 +76,11 @@ pub struct LoadArgs {
     /// Run against a deployed stage (it costs requests and creates the load users).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Count what each note makes the app do — store reads and writes, events, queue operations,
+    /// WebSocket posts, invocations — from `notesctl dev`'s counters (needs --local). The private
+    /// notes are sent first, then the public ones, each counted on its own.
+    #[arg(long, requires = "local", conflicts_with = "ramp")]
+    pub cost: bool,
 }
 
 /// A user of the run: name and token.
@@ -138,6 +145,10 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
     let target = endpoints(ctx, &args.local).await?;
     let tls = tls_config(target.secure())?;
     let api = Arc::new(Api::new(&target.api, &tls));
+    if args.cost {
+        // Before anything is sent: the counters must be readable.
+        api.dev_counters().await?;
+    }
 
     ctx.say(format!("signing in {users} load users"));
     let mut signed = Vec::with_capacity(users);
@@ -176,49 +187,84 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
         knee: None,
         ramp: args.ramp,
         cleanup: Cleanup::default(),
+        cost: None,
         problem: None,
     };
     let mut posted_all: Vec<Posted> = Vec::new();
     let mut rate = args.rate;
-    loop {
-        let count = args
+    if !args.cost {
+        loop {
+            let count = args
+                .total
+                .unwrap_or_else(|| (rate * args.duration.as_secs_f64()).ceil().max(1.0) as usize);
+            let (step, posted) = one_step(ctx, &api, &signed, &seen, rate, count, &args).await;
+            posted_all.extend(posted);
+            let met = step.meets(slo);
+            let p99 = step.saved_latency.p99;
+            let why_not = if step.error_count() > 0 {
+                format!(
+                    "{} notes failed at {:.0}/s",
+                    step.error_count(),
+                    step.offered_rate
+                )
+            } else {
+                format!("p99 {p99:.1} ms at {:.0}/s", step.offered_rate)
+            };
+            report.steps.push(step);
+            if !args.ramp {
+                break;
+            }
+            if !met {
+                if let Some(k) = &mut report.knee {
+                    k.next = why_not;
+                }
+                break;
+            }
+            report.knee = Some(Knee {
+                rate: report.steps.last().map_or(rate, |s| s.offered_rate),
+                p99_ms: p99,
+                next: String::new(),
+            });
+            rate *= args.ramp_factor;
+            if rate > args.max_rate {
+                if let Some(k) = &mut report.knee {
+                    k.next = format!("not tried: {rate:.0}/s is past --max-rate");
+                }
+                break;
+            }
+        }
+    }
+    if args.cost {
+        // Private notes, then public ones, each phase between two readings of dev's counters.
+        let total = args
             .total
             .unwrap_or_else(|| (rate * args.duration.as_secs_f64()).ceil().max(1.0) as usize);
-        let (step, posted) = one_step(ctx, &api, &signed, &seen, rate, count, &args).await;
-        posted_all.extend(posted);
-        let met = step.meets(slo);
-        let p99 = step.saved_latency.p99;
-        let why_not = if step.error_count() > 0 {
-            format!(
-                "{} notes failed at {:.0}/s",
-                step.error_count(),
-                step.offered_rate
-            )
-        } else {
-            format!("p99 {p99:.1} ms at {:.0}/s", step.offered_rate)
+        let publics = ((total as f64) * args.public_ratio).round() as usize;
+        let mut cost = Cost {
+            sockets: args.sockets,
+            private: None,
+            public: None,
         };
-        report.steps.push(step);
-        if !args.ramp {
-            break;
-        }
-        if !met {
-            if let Some(k) = &mut report.knee {
-                k.next = why_not;
+        for (public, count) in [(false, total - publics), (true, publics)] {
+            if count == 0 {
+                continue;
             }
-            break;
+            let before = cost::settled(&api).await?;
+            let phase = LoadArgs {
+                public_ratio: if public { 1.0 } else { 0.0 },
+                ..args.clone()
+            };
+            let (step, posted) = one_step(ctx, &api, &signed, &seen, rate, count, &phase).await;
+            let counted = PhaseCost::of(&cost::settled(&api).await?.since(&before), step.accepted);
+            *if public {
+                &mut cost.public
+            } else {
+                &mut cost.private
+            } = Some(counted);
+            report.steps.push(step);
+            posted_all.extend(posted);
         }
-        report.knee = Some(Knee {
-            rate: report.steps.last().map_or(rate, |s| s.offered_rate),
-            p99_ms: p99,
-            next: String::new(),
-        });
-        rate *= args.ramp_factor;
-        if rate > args.max_rate {
-            if let Some(k) = &mut report.knee {
-                k.next = format!("not tried: {rate:.0}/s is past --max-rate");
-            }
-            break;
-        }
+        report.cost = Some(cost);
     }
     for socket in sockets {
         socket.abort();
@@ -233,18 +279,22 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
         ctx.say(format!("deleting {} notes", posted_all.len()));
         clean_up(&api, &signed, &posted_all).await
     };
-    let last = report.steps.last().expect("a run has a step");
+    let failed: usize = report.steps.iter().map(Step::error_count).sum();
+    let worst_p99 = report
+        .steps
+        .iter()
+        .map(|s| s.saved_latency.p99)
+        .fold(0.0, f64::max);
     report.problem = if args.ramp {
         report
             .knee
             .is_none()
             .then(|| "the first step already missed the objective".to_owned())
-    } else if last.error_count() > 0 {
-        Some(format!("{} notes failed", last.error_count()))
-    } else if !last.meets(slo) {
+    } else if failed > 0 {
+        Some(format!("{failed} notes failed"))
+    } else if !report.steps.iter().all(|s| s.meets(slo)) {
         Some(format!(
-            "p99 {:.1} ms is past --slo {:.1} ms",
-            last.saved_latency.p99,
+            "p99 {worst_p99:.1} ms is past --slo {:.1} ms",
             report.slo_ms.unwrap_or_default()
         ))
     } else {

@@ -181,6 +181,9 @@ pub struct LoadReport {
     pub knee: Option<Knee>,
     pub ramp: bool,
     pub cleanup: Cleanup,
+    /// With --cost: what each note made the app do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::Cost>,
     /// Why the run counts as failed, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -255,6 +258,9 @@ impl fmt::Display for LoadReport {
                 )?,
                 None => writeln!(f, "no knee: the first step already missed the objective")?,
             }
+        }
+        if let Some(cost) = &self.cost {
+            writeln!(f, "{cost}")?;
         }
         write!(
             f,
