@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark runners; each writes its figures to BENCHMARKS.md.
-# Usage: scripts/bench.sh [cold-start|dev-load|feed-scale|ops|sync|inner-loop|faults|validate|all]
+# Usage: scripts/bench.sh [cold-start|dev-load|feed-scale|cost|fanout|ops|sync|inner-loop|faults|validate|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -33,6 +33,18 @@ if [[ $what == feed-scale || $what == all ]]; then
   cargo build --release --locked -p notesctl --bin notesctl
   cargo build --locked --workspace --examples
   NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/feed_scale
+fi
+if [[ $what == cost || $what == all ]]; then
+  # notesctl load --cost against dev (release), and the handlers' AWS requests per note on moto.
+  cargo build --release --locked -p notesctl --bin notesctl
+  cargo build --locked --workspace --examples
+  NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/aws_cost
+fi
+if [[ $what == fanout || $what == all ]]; then
+  # One websocket-notify invocation's reach: the handler's notify on the real SDK adapter, optimised
+  # as Lambda runs it, against a loopback endpoint of a given post latency.
+  cargo run --release --locked -p notes-handlers --example fanout | tee /dev/stderr |
+    NOTESCTL_SECTION=fanout scripts/lib/section.sh
 fi
 if [[ $what == ops || $what == all ]]; then
   # notesctl as users run it (release) against the AWS CLI, on one moto server.

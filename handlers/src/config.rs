@@ -35,6 +35,9 @@ pub enum ConfigError {
     },
 }
 
+/// The most posts notify makes at once (one connection each to API Gateway).
+pub const MAX_NOTIFY_CONCURRENCY: usize = 1000;
+
 /// Checks the handler's variables, then builds AWS clients once for the container's lifetime. Only
 /// the variables the handler declares are read.
 pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, ConfigError> {
@@ -64,6 +67,20 @@ pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, ConfigError> {
                     env: Env::MaxReceiveCount,
                     value: max_receive,
                     expected: "a whole number of at least 1 (the queue's maxReceiveCount)",
+                });
+            }
+        };
+    }
+    let concurrency = var(Env::NotifyConcurrency);
+    if !concurrency.trim().is_empty() {
+        settings.notify_concurrency = match concurrency.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_NOTIFY_CONCURRENCY).contains(&n) => n,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    handler,
+                    env: Env::NotifyConcurrency,
+                    value: concurrency,
+                    expected: "a whole number from 1 to 1000 (the WebSocket stack's NotifyConcurrency)",
                 });
             }
         };

@@ -17,7 +17,8 @@ pub struct Settings {
     pub allowed_origin: String,
     /// The queue's maxReceiveCount: on this delivery a failing save publishes `note-failed`.
     pub max_receive_count: u32,
-    /// How many WebSocket posts notify runs at once.
+    /// How many WebSocket posts notify runs at once. One invocation reaches about this many ÷ the
+    /// post latency connections a second, up to what its CPU allows (docs/CAPACITY.md).
     pub notify_concurrency: usize,
     /// Rounds of posting notify makes within one invocation: a connection that was throttled or
     /// answered 5xx is posted to again (and only it), after a backoff, up to this many times.
@@ -32,7 +33,7 @@ impl Default for Settings {
         Self {
             allowed_origin: "*".to_owned(),
             max_receive_count: 3,
-            notify_concurrency: 32,
+            notify_concurrency: 256,
             notify_attempts: 4,
             announce_lease_ms: 30_000,
         }

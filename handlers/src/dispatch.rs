@@ -87,7 +87,7 @@ handlers! {
     NotesDelete: "notes-delete" as "delete" => notes::delete::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("DELETE", "/notes/{noteId}"), calls [DataTable(GetItem, DeleteItem, PutItem), EventBus(PutEvents), JwtSecret(GetSecretValue)];
     WebsocketConnect: "websocket-connect" as "connect" => websocket::connect::handle, env [ConnectionsTableName, SecretArn], websocket("$connect"), calls [ConnectionsTable(PutItem), JwtSecret(GetSecretValue)];
     WebsocketDisconnect: "websocket-disconnect" as "disconnect" => websocket::disconnect::handle, env [ConnectionsTableName], websocket("$disconnect"), calls [ConnectionsTable(GetItem, DeleteItem)];
-    WebsocketNotify: "websocket-notify" as "notify" => websocket::notify::handle, env [ConnectionsTableName, WebsocketApiEndpoint, WebsocketStage], Trigger::Events { detail_types: RESULT_EVENTS }, calls [ConnectionsTable(Query, DeleteItem), WebSocketApi(ManageConnections)];
+    WebsocketNotify: "websocket-notify" as "notify" => websocket::notify::handle, env [ConnectionsTableName, WebsocketApiEndpoint, WebsocketStage, NotifyConcurrency], Trigger::Events { detail_types: RESULT_EVENTS }, calls [ConnectionsTable(Query, DeleteItem), WebSocketApi(ManageConnections)];
 }
 
 impl HandlerName {

@@ -28,7 +28,7 @@ pub struct Tally {
     pub calls: u64,
     /// Records the calls carried: notes, events, messages, connections.
     pub items: u64,
-    /// Their size in bytes: the records as JSON; for a function, milliseconds of run time.
+    /// Their size in bytes: the records as JSON; for a function, microseconds of run time.
     pub bytes: u64,
 }
 
@@ -101,7 +101,7 @@ impl Meter {
         self.add(
             &format!("function.{function}"),
             1,
-            elapsed.as_millis() as u64,
+            elapsed.as_micros() as u64,
         );
     }
 

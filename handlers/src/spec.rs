@@ -15,10 +15,11 @@ pub enum Env {
     WebsocketStage,
     MaxReceiveCount,
     PublicFeedShards,
+    NotifyConcurrency,
 }
 
 impl Env {
-    pub const ALL: [Env; 9] = [
+    pub const ALL: [Env; 10] = [
         Env::TableName,
         Env::ConnectionsTableName,
         Env::EventBusName,
@@ -28,6 +29,7 @@ impl Env {
         Env::WebsocketStage,
         Env::MaxReceiveCount,
         Env::PublicFeedShards,
+        Env::NotifyConcurrency,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -41,6 +43,7 @@ impl Env {
             Env::WebsocketStage => "WEBSOCKET_STAGE",
             Env::MaxReceiveCount => "MAX_RECEIVE_COUNT",
             Env::PublicFeedShards => "PUBLIC_FEED_SHARDS",
+            Env::NotifyConcurrency => "NOTIFY_CONCURRENCY",
         }
     }
 
@@ -55,6 +58,7 @@ impl Env {
             Env::WebsocketStage => "the WebSocket API's stage, appended to its endpoint when set",
             Env::MaxReceiveCount => "the processing queue's maxReceiveCount, 3 by default",
             Env::PublicFeedShards => "the public feed's shard count, 8 by default",
+            Env::NotifyConcurrency => "the posts notify makes at once, 256 by default",
         }
     }
 
@@ -63,7 +67,11 @@ impl Env {
     pub const fn required(self) -> bool {
         !matches!(
             self,
-            Env::AllowedOrigin | Env::MaxReceiveCount | Env::WebsocketStage | Env::PublicFeedShards
+            Env::AllowedOrigin
+                | Env::MaxReceiveCount
+                | Env::WebsocketStage
+                | Env::PublicFeedShards
+                | Env::NotifyConcurrency
         )
     }
 }

@@ -32,8 +32,11 @@ use crate::moto::{Moto, Resources};
 /// What AWS was asked for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AwsCount {
-    /// Requests by `Service.Operation` (`DynamoDB.TransactWriteItems`, `SQS.ReceiveMessage`…).
+    /// Requests by `Service.Operation` (`DynamoDB.TransactWriteItems`, `SQS.ReceiveMessage`…),
+    /// refused ones included (a retried request is billed, or throttled, twice).
     pub requests: BTreeMap<String, u64>,
+    /// Of those, the refused, by `Service.Operation: error code`.
+    pub refused: BTreeMap<String, u64>,
     /// DynamoDB write capacity units (on-demand: write request units).
     pub write_units: f64,
     /// DynamoDB read capacity units (on-demand: read request units).
@@ -44,6 +47,8 @@ pub struct AwsCount {
     pub items_written: u64,
     /// The largest item written, in bytes as DynamoDB sizes it.
     pub largest_item: u64,
+    /// Bytes of the items reads returned, as DynamoDB sizes them.
+    pub bytes_read: u64,
 }
 
 impl AwsCount {
@@ -51,21 +56,35 @@ impl AwsCount {
         self.requests.get(name).copied().unwrap_or_default()
     }
 
+    /// Requests that succeeded.
+    pub fn succeeded(&self, name: &str) -> u64 {
+        let refused: u64 = self
+            .refused
+            .iter()
+            .filter(|(k, _)| k.split(": ").next() == Some(name))
+            .map(|(_, n)| n)
+            .sum();
+        self.requests(name) - refused
+    }
+
     pub fn since(&self, earlier: &AwsCount) -> AwsCount {
-        AwsCount {
-            requests: self
-                .requests
-                .iter()
+        let diff = |now: &BTreeMap<String, u64>, was: &BTreeMap<String, u64>| {
+            now.iter()
                 .filter_map(|(k, v)| {
-                    let d = v - earlier.requests(k);
+                    let d = v - was.get(k).copied().unwrap_or(0);
                     (d > 0).then(|| (k.clone(), d))
                 })
-                .collect(),
+                .collect()
+        };
+        AwsCount {
+            requests: diff(&self.requests, &earlier.requests),
+            refused: diff(&self.refused, &earlier.refused),
             write_units: self.write_units - earlier.write_units,
             read_units: self.read_units - earlier.read_units,
             event_entries: self.event_entries - earlier.event_entries,
             items_written: self.items_written - earlier.items_written,
             largest_item: self.largest_item,
+            bytes_read: self.bytes_read - earlier.bytes_read,
         }
     }
 }
@@ -143,6 +162,22 @@ impl Intercept for Counter {
         *state.count.requests.entry(sent.name.clone()).or_default() += 1;
         if ok {
             state.charge(&sent.name, &sent.body, &answer);
+        } else {
+            let header = context
+                .response()
+                .headers()
+                .get("x-amzn-errortype")
+                .map(|h| h.split(':').next().unwrap_or(h).to_owned());
+            let code = answer["__type"]
+                .as_str()
+                .map(|t| t.rsplit('#').next().unwrap_or(t).to_owned())
+                .or(header)
+                .unwrap_or_else(|| format!("HTTP {}", context.response().status().as_u16()));
+            *state
+                .count
+                .refused
+                .entry(format!("{}: {code}", sent.name))
+                .or_default() += 1;
         }
         Ok(())
     }
@@ -243,6 +278,7 @@ impl State {
                         .insert(key_of(&body["TableName"], &answer["Item"]), size);
                 }
                 self.count.read_units += read_units(size, consistent);
+                self.count.bytes_read += size;
             }
             "DynamoDB.Query" => {
                 let items = answer["Items"].as_array().cloned().unwrap_or_default();
@@ -252,6 +288,7 @@ impl State {
                         .insert(key_of(&body["TableName"], item), item_size(item));
                 }
                 self.count.read_units += read_units(size, consistent);
+                self.count.bytes_read += size;
             }
             "EventBridge.PutEvents" => {
                 self.count.event_entries += body["Entries"].as_array().map_or(0, |e| e.len()) as u64
@@ -321,15 +358,27 @@ fn lambda_runtime_context() -> lambda_runtime::Context {
 pub struct Measured {
     pub notes: usize,
     pub sockets: usize,
+    /// Of the sockets, the author's.
+    pub own: usize,
     pub aws: AwsCount,
     /// Invocations by function.
     pub invocations: BTreeMap<&'static str, u64>,
+    /// Their run time by function, in all (each invocation in-process, its AWS calls to moto on
+    /// loopback: AWS's in-region round trips come on top).
+    pub run_time: BTreeMap<&'static str, std::time::Duration>,
 }
 
-/// A fresh set of resources on moto with `sockets` connections of one user, then `notes` notes of
-/// one kind published, queued, saved (batches of ten, as the event source mapping delivers them)
-/// and announced — every AWS request counted from the first publish to the last post.
-pub async fn measure(moto: &Moto, notes: usize, sockets: usize, public: bool) -> Measured {
+/// A fresh set of resources on moto with `sockets` connections, `own` of them the author's and the
+/// rest another user's, then `notes` notes of one kind published, queued, saved (batches of ten, as
+/// the event source mapping delivers them) and announced — every AWS request counted from the first
+/// publish to the last post.
+pub async fn measure(
+    moto: &Moto,
+    notes: usize,
+    sockets: usize,
+    own: usize,
+    public: bool,
+) -> Measured {
     let sdk = moto.sdk_config().await;
     let res = Resources::create(&sdk).await;
     let results = observe_results(&sdk, &res).await;
@@ -340,26 +389,31 @@ pub async fn measure(moto: &Moto, notes: usize, sockets: usize, public: bool) ->
             .interceptor(counter.clone())
             .build(),
     );
-    let creds = json!({"username": crate::unique("cost"), "password": "long-enough-password"});
-    invoke(
-        &deps,
-        HandlerName::AuthSignup,
-        http_event("POST", "/auth/signup", Some(creds.clone()), None),
-    )
-    .await;
-    let login = invoke(
-        &deps,
-        HandlerName::AuthLogin,
-        http_event("POST", "/auth/login", Some(creds), None),
-    )
-    .await;
-    let login: Value = serde_json::from_str(login["body"].as_str().unwrap()).unwrap();
-    let token = login["token"].as_str().expect("a token").to_owned();
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let creds = json!({"username": crate::unique("cost"), "password": "long-enough-password"});
+        invoke(
+            &deps,
+            HandlerName::AuthSignup,
+            http_event("POST", "/auth/signup", Some(creds.clone()), None),
+        )
+        .await;
+        let login = invoke(
+            &deps,
+            HandlerName::AuthLogin,
+            http_event("POST", "/auth/login", Some(creds), None),
+        )
+        .await;
+        let login: Value = serde_json::from_str(login["body"].as_str().unwrap()).unwrap();
+        tokens.push(login["token"].as_str().expect("a token").to_owned());
+    }
+    let token = tokens[0].clone();
     for i in 0..sockets {
+        let whose = if i < own { &tokens[0] } else { &tokens[1] };
         let resp = invoke(
             &deps,
             HandlerName::WebsocketConnect,
-            ws_event("$connect", &format!("conn-{i}"), Some(&token)),
+            ws_event("$connect", &format!("conn-{i}"), Some(whose)),
         )
         .await;
         assert_eq!(resp["statusCode"], 200, "{resp}");
@@ -367,16 +421,21 @@ pub async fn measure(moto: &Moto, notes: usize, sockets: usize, public: bool) ->
 
     let before = counter.snapshot();
     let mut invocations: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut count = |h: HandlerName| *invocations.entry(h.as_str()).or_default() += 1;
+    let mut run_time: BTreeMap<&'static str, std::time::Duration> = BTreeMap::new();
+    let mut count = |h: HandlerName, started: std::time::Instant| {
+        *invocations.entry(h.as_str()).or_default() += 1;
+        *run_time.entry(h.as_str()).or_default() += started.elapsed();
+    };
     for i in 0..notes {
         let body = json!({"content": format!("a note of about the size people write, number {i}"), "isPublic": public});
+        let started = std::time::Instant::now();
         let resp = invoke(
             &deps,
             HandlerName::NotesPublish,
             http_event("POST", "/notes", Some(body), Some(&token)),
         )
         .await;
-        count(HandlerName::NotesPublish);
+        count(HandlerName::NotesPublish, started);
         assert_eq!(resp["statusCode"], 202, "{resp}");
     }
     // The event source mapping: receive up to ten, invoke save, delete the batch.
@@ -398,8 +457,9 @@ pub async fn measure(moto: &Moto, notes: usize, sockets: usize, public: bool) ->
             .iter()
             .map(|m| (m.message_id().unwrap(), m.body().unwrap().to_owned()))
             .collect();
+        let started = std::time::Instant::now();
         let resp = invoke(&deps, HandlerName::NotesSave, sqs_event(&records)).await;
-        count(HandlerName::NotesSave);
+        count(HandlerName::NotesSave, started);
         assert_eq!(resp["batchItemFailures"], json!([]), "{resp}");
         let mut delete = sqs.delete_message_batch().queue_url(&res.queue_url);
         for (i, m) in messages.iter().enumerate() {
@@ -417,21 +477,24 @@ pub async fn measure(moto: &Moto, notes: usize, sockets: usize, public: bool) ->
     // The rule's function target: notify, once per note-saved.
     let mut announced = 0;
     for event in drain(&sdk, &results, notes).await {
+        let started = std::time::Instant::now();
         invoke(
             &deps,
             HandlerName::WebsocketNotify,
             eventbridge_event(event),
         )
         .await;
-        count(HandlerName::WebsocketNotify);
+        count(HandlerName::WebsocketNotify, started);
         announced += 1;
     }
     assert_eq!(announced, notes, "every note announced once");
     Measured {
         notes,
         sockets,
+        own,
         aws: counter.snapshot().since(&before),
         invocations,
+        run_time,
     }
 }
 

@@ -280,16 +280,23 @@ async fn missing_configuration_fails_at_init_naming_the_variable() {
 #[tokio::test]
 async fn an_unusable_setting_fails_at_init_naming_the_variable() {
     let api = RuntimeApi::start().await;
-    for (name, value) in [("MAX_RECEIVE_COUNT", "three"), ("PUBLIC_FEED_SHARDS", "0")] {
-        let process = LambdaProcess::spawn(
-            "notes-save",
-            &api,
-            &[
-                ("TABLE_NAME".into(), "t".into()),
-                ("EVENT_BUS_NAME".into(), "b".into()),
-                (name.into(), value.into()),
-            ],
-        );
+    let save = [("TABLE_NAME", "t"), ("EVENT_BUS_NAME", "b")];
+    let notify = [
+        ("CONNECTIONS_TABLE_NAME", "c"),
+        ("WEBSOCKET_API_ENDPOINT", "https://ws.example.com"),
+    ];
+    for (handler, base, name, value) in [
+        ("notes-save", &save, "MAX_RECEIVE_COUNT", "three"),
+        ("notes-save", &save, "PUBLIC_FEED_SHARDS", "0"),
+        ("websocket-notify", &notify, "NOTIFY_CONCURRENCY", "0"),
+        ("websocket-notify", &notify, "NOTIFY_CONCURRENCY", "5000"),
+    ] {
+        let mut env: Vec<(String, String)> = base
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        env.push((name.into(), value.into()));
+        let process = LambdaProcess::spawn(handler, &api, &env);
         let out = exit_of(process).await;
         assert!(
             !out.status.success(),

@@ -18,7 +18,7 @@ pub struct PerNote {
     pub calls: f64,
     /// Records carried (notes, events, messages, connections).
     pub items: f64,
-    /// Their bytes as JSON; for a function, milliseconds of run time.
+    /// Their bytes as JSON; for a function, microseconds of run time.
     pub bytes: f64,
 }
 
@@ -108,7 +108,7 @@ impl fmt::Display for Cost {
                 let cell = match p.per_note.get(name) {
                     None => "–".to_owned(),
                     Some(c) if name.starts_with("function.") => {
-                        format!("{:.2} · {:.1} ms", c.calls, c.bytes)
+                        format!("{:.2} · {:.2} ms", c.calls, c.bytes / 1000.0)
                     }
                     Some(c) => format!("{:.2} · {:.2} · {:.0} B", c.calls, c.items, c.bytes),
                 };
@@ -141,7 +141,7 @@ mod tests {
             Tally {
                 calls: 4,
                 items: 4,
-                bytes: 8,
+                bytes: 8_000,
             },
         );
         let public = PhaseCost::of(&counts, 4);
@@ -161,7 +161,7 @@ mod tests {
         let text = cost.to_string();
         assert!(text.contains("4 public; 10 sockets"), "{text}");
         assert!(text.contains("10.00 · 10.00 · 1000 B"), "{text}");
-        assert!(text.contains("1.00 · 2.0 ms"), "{text}");
+        assert!(text.contains("1.00 · 2.00 ms"), "{text}");
         assert!(!text.contains("private:"), "{text}");
     }
 }

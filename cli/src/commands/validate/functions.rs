@@ -216,6 +216,7 @@ fn expected_value(env: Env) -> &'static str {
         Env::AllowedOrigin => "!Ref AllowedOrigin",
         Env::MaxReceiveCount => "the processing queue's maxReceiveCount",
         Env::PublicFeedShards => "!Ref PublicFeedShards",
+        Env::NotifyConcurrency => "!Ref NotifyConcurrency",
     }
 }
 
@@ -237,9 +238,10 @@ fn names_the_wrong_thing(app: &App, f: Res, env: Env, value: &Value) -> Option<S
     }
     let bind = |p: &str| (p == "Stage").then(|| STAGE.to_owned());
     match env {
-        Env::AllowedOrigin | Env::PublicFeedShards => {
+        Env::AllowedOrigin | Env::PublicFeedShards | Env::NotifyConcurrency => {
             let param = match env {
                 Env::AllowedOrigin => "AllowedOrigin",
+                Env::NotifyConcurrency => "NotifyConcurrency",
                 _ => "PublicFeedShards",
             };
             let is_param = app
