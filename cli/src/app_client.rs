@@ -185,7 +185,11 @@ impl Api {
     /// `notesctl dev`'s counters (what each port did since it started), read through its runbook
     /// API with the run's token.
     pub async fn dev_counters(&self) -> anyhow::Result<Counts> {
-        let token = dev_token()?;
+        self.dev_counters_with(&dev_token()?).await
+    }
+
+    /// The same, signed with `token`.
+    pub async fn dev_counters_with(&self, token: &str) -> anyhow::Result<Counts> {
         let url = format!("{}/", self.base);
         let host = http::Uri::try_from(&url)?
             .authority()
@@ -198,7 +202,7 @@ impl Api {
             ("x-amz-target", GET_COUNTERS),
         ];
         let signed = dev_signature(
-            &token,
+            token,
             "notesctl",
             &url,
             &unsigned,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::adapters::apigw_management::{ApiGatewayNotifier, management_endpoint};
 use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::emf::EmfSink;
 use crate::adapters::eventbridge::EventBridgeBus;
 use crate::adapters::secrets_manager::SecretsManagerSecret;
 use crate::deps::{Deps, Settings};
@@ -121,6 +122,7 @@ pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, ConfigError> {
     let notifier = Arc::new(ApiGatewayNotifier::new(
         aws_sdk_apigatewaymanagement::Client::from_conf(mgmt.build()),
     ));
+    let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
     Ok(Deps::new(
         store.clone(),
         store.clone(),
@@ -129,5 +131,6 @@ pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, ConfigError> {
         notifier,
         secrets,
         settings,
-    ))
+    )
+    .with_metrics(Arc::new(EmfSink::for_function(&function, handler.as_str()))))
 }

@@ -8,7 +8,10 @@ use tokio::sync::OnceCell;
 use crate::domain::AppError;
 use crate::domain::token::TokenKeys;
 use crate::metering::Meter;
-use crate::ports::{ConnectionRegistry, EventBus, NoteStore, Notifier, SecretSource, UserStore};
+use crate::ports::{
+    ConnectionRegistry, EventBus, MetricSink, NoMetrics, NoteStore, Notifier, SecretSource,
+    UserStore,
+};
 
 /// Settings that are not capabilities.
 #[derive(Debug, Clone)]
@@ -50,6 +53,8 @@ pub struct Deps {
     pub settings: Settings,
     /// Where invocations are counted, when the ports are metered (`notesctl dev`).
     pub meter: Option<Arc<Meter>>,
+    /// Where the app's own metrics go (none unless set with [`Deps::with_metrics`]).
+    pub metrics: Arc<dyn MetricSink>,
     keys: OnceCell<TokenKeys>,
 }
 
@@ -72,8 +77,15 @@ impl Deps {
             secrets,
             settings,
             meter: None,
+            metrics: Arc::new(NoMetrics),
             keys: OnceCell::new(),
         }
+    }
+
+    /// The same, reporting its metrics to `sink`.
+    pub fn with_metrics(mut self, sink: Arc<dyn MetricSink>) -> Self {
+        self.metrics = sink;
+        self
     }
 
     /// The JWT keys, read from the secret source once per container and refused if the secret is

@@ -17,8 +17,8 @@ use crate::domain::feed::FeedRequest;
 use crate::domain::note::{Note, NoteId};
 use crate::domain::user::UserRecord;
 use crate::ports::{
-    Connection, ConnectionRegistry, Created, EventBus, Migrated, NoteStore, Notifier, NotifyError,
-    Posted, PublishReport, Saved, StoreError, UserStore,
+    Connection, ConnectionRegistry, Created, EventBus, Metric, MetricSink, Migrated, NoteStore,
+    Notifier, NotifyError, Posted, PublishReport, Saved, StoreError, UserStore,
 };
 
 /// One counter: how often, how many records, how many bytes of them.
@@ -136,7 +136,29 @@ pub fn metered(deps: &Deps, meter: &Arc<Meter>) -> Deps {
         deps.settings.clone(),
     );
     counted.meter = Some(meter.clone());
-    counted
+    counted.with_metrics(Arc::new(MeterSink(meter.clone())))
+}
+
+/// The app's metrics as counters (`metric.{Name}`, and `metric.NotesFailed.{reason}`): a count
+/// adds its value to `items`; a latency adds microseconds to `bytes`, so `bytes ÷ calls` is the mean.
+pub struct MeterSink(pub Arc<Meter>);
+
+impl MetricSink for MeterSink {
+    fn record(&self, metric: Metric) {
+        match metric {
+            Metric::SaveLatency(ms) => {
+                self.0
+                    .add("metric.SaveLatency", 1, (ms * 1000.0).max(0.0) as u64)
+            }
+            Metric::NotesFailed(reason) => {
+                self.0
+                    .add(&format!("metric.NotesFailed.{}", reason.as_str()), 1, 0)
+            }
+            other => self
+                .0
+                .add(&format!("metric.{}", other.name()), other.value() as u64, 0),
+        }
+    }
 }
 
 fn json_size<T: Serialize + ?Sized>(value: &T) -> u64 {

@@ -239,3 +239,80 @@ pub struct SecretError(pub String);
 pub trait SecretSource: Send + Sync {
     async fn jwt_secret(&self) -> Result<Vec<u8>, SecretError>;
 }
+
+/// Why a note was given up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// It could not be stored by its last delivery (its author got `note-failed`).
+    Store,
+    /// The message is not a `note-created` event: it goes to the DLQ after its last delivery.
+    Unreadable,
+}
+
+impl FailReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::Store => "store",
+            FailReason::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// What the app reports about itself, beside what AWS measures of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metric {
+    /// A note accepted for saving (202).
+    NotesPublished,
+    /// A note stored by its first delivery to do so.
+    NotesSaved,
+    /// A note (or message) given up on, on its last delivery.
+    NotesFailed(FailReason),
+    /// From `note-created` to stored, in milliseconds.
+    SaveLatency(f64),
+    /// Connections one notify invocation delivered to.
+    ConnectionsReached(u64),
+    /// Connections found gone (410) and removed from the registry.
+    StaleConnectionsRemoved(u64),
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::NotesPublished => "NotesPublished",
+            Metric::NotesSaved => "NotesSaved",
+            Metric::NotesFailed(_) => "NotesFailed",
+            Metric::SaveLatency(_) => "SaveLatency",
+            Metric::ConnectionsReached(_) => "ConnectionsReached",
+            Metric::StaleConnectionsRemoved(_) => "StaleConnectionsRemoved",
+        }
+    }
+
+    /// The unit CloudWatch knows it by.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::SaveLatency(_) => "Milliseconds",
+            _ => "Count",
+        }
+    }
+
+    pub fn value(self) -> f64 {
+        match self {
+            Metric::NotesPublished | Metric::NotesSaved | Metric::NotesFailed(_) => 1.0,
+            Metric::SaveLatency(ms) => ms,
+            Metric::ConnectionsReached(n) | Metric::StaleConnectionsRemoved(n) => n as f64,
+        }
+    }
+}
+
+/// Where metrics go: CloudWatch (as Embedded Metric Format log lines) on Lambda, counters in `dev`.
+/// Recording never fails the caller.
+pub trait MetricSink: Send + Sync {
+    fn record(&self, metric: Metric);
+}
+
+/// Metrics dropped: the default of a `Deps` built without a sink (tests).
+pub struct NoMetrics;
+
+impl MetricSink for NoMetrics {
+    fn record(&self, _: Metric) {}
+}

@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use notes_handlers::HandlerName;
 use notes_handlers::domain::events::NoteEvent;
 use notes_handlers::domain::note::NoteId;
-use notes_handlers::ports::{Connection, ConnectionRegistry, NoteStore};
+use notes_handlers::ports::{Connection, ConnectionRegistry, FailReason, Metric, NoteStore};
 use serde_json::json;
-use support::fakes::{BrokenNotes, Script, ScriptedNotifier};
+use support::fakes::{BrokenNotes, RecordedMetrics, Script, ScriptedNotifier};
 use support::{App, envelope, eventbridge_event, sqs_event};
 
 fn created(id: &str, user: &str, public: bool) -> NoteEvent {
@@ -82,13 +82,19 @@ async fn fix4_save_is_idempotent_and_reports_only_bad_records() {
 /// A save that fails leaves the record for redelivery; on the last delivery the author hears of it.
 #[tokio::test]
 async fn failing_saves_are_retried_and_announced_on_the_last_attempt() {
-    let mut app = App::new().with(|d| d.notes = Arc::new(BrokenNotes));
+    let metrics = Arc::new(RecordedMetrics::default());
+    let mut app = App::new().with(|d| {
+        d.notes = Arc::new(BrokenNotes);
+        d.metrics = metrics.clone();
+    });
     let ev = created("1710253330000-k3j9x2a", "ada", false);
     let out = app.save(&[("m", &ev, 1)]).await;
     assert_eq!(out, ["m"]);
     assert!(app.drain_events().is_empty(), "not yet: SQS will redeliver");
+    assert_eq!(metrics.taken(), [], "not failed until its last delivery");
     let out = app.save(&[("m", &ev, 3)]).await;
     assert_eq!(out, ["m"], "still goes to the DLQ");
+    assert_eq!(metrics.taken(), [Metric::NotesFailed(FailReason::Store)]);
     match app.drain_events().as_slice() {
         [
             NoteEvent::Failed {
@@ -178,9 +184,19 @@ async fn private_events_reach_only_the_owner() {
 #[tokio::test]
 async fn fix5_gone_connections_are_removed_under_their_own_user() {
     let notifier = Arc::new(ScriptedNotifier::new(&[("bob-1", Script::Gone)]));
-    let app = app_with_connections(notifier.clone()).await;
+    let metrics = Arc::new(RecordedMetrics::default());
+    let app = app_with_connections(notifier.clone())
+        .await
+        .with(|d| d.metrics = metrics.clone());
     let out = app.notify(&saved("ada", true)).await;
     assert_eq!(out, json!({"delivered": 3, "gone": 1, "failed": 0}));
+    assert_eq!(
+        metrics.taken(),
+        [
+            Metric::ConnectionsReached(3),
+            Metric::StaleConnectionsRemoved(1)
+        ]
+    );
     assert_eq!(notifier.delivered_to(), vec!["ada-1", "ada-2", "eve-1"]);
     assert!(
         app.store.connections_of("bob").await.unwrap().is_empty(),

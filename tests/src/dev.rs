@@ -122,6 +122,15 @@ impl DevServer {
         crate::cli::Cli::new().env("NOTESCTL_DEV_DATA_DIR", &self.data_dir.to_string_lossy())
     }
 
+    /// dev's counters (what each port did, and the app's metrics), read as `load --cost` reads them.
+    pub async fn counters(&self) -> notes_handlers::metering::Counts {
+        let tls = notesctl::app_client::tls_config(false).expect("TLS configuration");
+        notesctl::app_client::Api::new(&self.api_url, &tls)
+            .dev_counters_with(&self.runbook_token())
+            .await
+            .expect("dev's counters")
+    }
+
     /// This run's runbook token (the secret key `--local` signs with).
     pub fn runbook_token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("runbook-token"))

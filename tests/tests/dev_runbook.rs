@@ -78,6 +78,14 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
     // A poison message: save fails on it every time; after three receives it is dead-lettered.
     send_poison(&sqs, &queue).await;
     wait_for_dlq(&dev, 1).await;
+    // Given up on once, on its last delivery: the metric a dashboard alarms on.
+    let counters = dev.counters().await;
+    assert_eq!(
+        counters.get("metric.NotesFailed.unreadable").calls,
+        1,
+        "{counters:?}"
+    );
+    assert_eq!(counters.get("metric.NotesSaved").calls, 0);
     let (code, v) = dev
         .cli()
         .args(["queue-depth", "--local", &dev.api_url, "--fail-above", "0"])
@@ -437,6 +445,14 @@ async fn max_receive_count_sets_when_a_failing_message_is_dead_lettered() {
     let queue = queue_url(&sqs, "production-note-processing-queue").await;
     send_poison(&sqs, &queue).await;
     wait_for_dlq(&dev, 1).await;
+    // Given up on once, on its last delivery: the metric a dashboard alarms on.
+    let counters = dev.counters().await;
+    assert_eq!(
+        counters.get("metric.NotesFailed.unreadable").calls,
+        1,
+        "{counters:?}"
+    );
+    assert_eq!(counters.get("metric.NotesSaved").calls, 0);
     let log = log.lock().unwrap().clone();
     let moved: Vec<&str> = log
         .lines()

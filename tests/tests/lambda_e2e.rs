@@ -218,7 +218,20 @@ async fn signup_login_publish_save_through_real_processes() {
     assert_eq!(saved[0]["detail"]["noteId"], note_id.as_str());
     assert_eq!(saved[0]["detail"]["isPublic"], true);
 
-    for f in [signup, login, publish, save] {
+    // Each function reports its own metrics as CloudWatch Embedded Metric Format lines, in the
+    // NotesApp namespace with the stage its name carries (here `local`).
+    let emf_of = |lines: &[Value], name: &str| -> Option<Value> {
+        lines
+            .iter()
+            .find(|l| l["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] == name)
+            .cloned()
+    };
+    for (f, want) in [
+        (signup, None),
+        (login, None),
+        (publish, Some("NotesPublished")),
+        (save, Some("NotesSaved")),
+    ] {
         let logs = f.process.stop().await;
         assert!(
             !logs.contains("correct horse"),
@@ -240,6 +253,17 @@ async fn signup_login_publish_save_through_real_processes() {
                 .any(|l| l.to_string().contains("requestId") && l["level"].is_string()),
             "no log line carries the request id:\n{logs}"
         );
+        if let Some(name) = want {
+            let emf = emf_of(&lines, name).unwrap_or_else(|| panic!("no {name} metric:\n{logs}"));
+            assert_eq!(emf[name], 1.0, "{emf}");
+            assert_eq!(emf["Stage"], "local", "{emf}");
+            assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "NotesApp");
+            assert!(emf["_aws"]["Timestamp"].is_i64(), "{emf}");
+        }
+        if want == Some("NotesSaved") {
+            let latency = emf_of(&lines, "SaveLatency").expect("the save's latency");
+            assert!(latency["SaveLatency"].as_f64().unwrap() >= 0.0, "{latency}");
+        }
     }
 }
 

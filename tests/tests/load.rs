@@ -222,7 +222,17 @@ async fn cost_counts_what_each_private_and_public_note_makes_every_port_do() {
         let saves = per(phase, "function.notes-save").calls;
         assert!((0.1..=1.0).contains(&saves), "{saves}");
         assert!(per(phase, "notes.save_if_absent").bytes > 40.0);
+        // The app's own metrics, as dev counts them: what the EMF lines say on Lambda.
+        assert_eq!(per(phase, "metric.NotesPublished").items, 1.0);
+        assert_eq!(per(phase, "metric.NotesSaved").items, 1.0);
+        assert_eq!(per(phase, "metric.SaveLatency").calls, 1.0);
+        assert!(
+            per(phase, "metric.SaveLatency").bytes > 0.0,
+            "latency in µs"
+        );
     }
+    assert_eq!(per(&private, "metric.ConnectionsReached").items, 3.0);
+    assert_eq!(per(&public, "metric.ConnectionsReached").items, 12.0);
     // A private note reaches its author's 3 sockets; a public one every socket, found in the index.
     assert_eq!(per(&private, "notifier.post").calls, 3.0, "{private:#?}");
     assert_eq!(per(&private, "connections.connections_of").calls, 1.0);

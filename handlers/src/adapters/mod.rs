@@ -2,6 +2,7 @@
 
 pub mod apigw_management;
 pub mod dynamodb;
+pub mod emf;
 pub mod eventbridge;
 pub mod secrets_manager;
 

@@ -8,6 +8,7 @@ use crate::domain::clock::{iso_millis, now_millis};
 use crate::domain::events::NoteEvent;
 use crate::domain::note::{NewNote, NoteId};
 use crate::http::{self, HttpRequest, HttpResponse};
+use crate::ports::Metric;
 
 pub async fn handle(deps: &Deps, event: LambdaEvent<HttpRequest>) -> Result<HttpResponse, Error> {
     let req = &event.payload;
@@ -24,6 +25,7 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<HttpRequest>) -> Result<Http
             timestamp: iso_millis(now),
         };
         super::publish_reliably(deps, &created).await?;
+        deps.metrics.record(Metric::NotesPublished);
         tracing::info!(note_id = %note_id, username = %claims.username, "note submitted");
         Ok(http::json_response(
             deps,

@@ -7,10 +7,10 @@ use lambda_runtime::{Error, LambdaEvent};
 
 use crate::deps::Deps;
 use crate::domain::AppError;
-use crate::domain::clock::{now_iso, now_millis};
+use crate::domain::clock::{now_iso, now_millis, parse_iso_millis};
 use crate::domain::events::NoteEvent;
 use crate::domain::note::Note;
-use crate::ports::{Saved, StoreError};
+use crate::ports::{FailReason, Metric, Saved, StoreError};
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,19 +88,27 @@ enum AnnounceError {
 }
 
 pub async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
+    let last_delivery = receive_count(record) >= deps.settings.max_receive_count;
+    let unreadable = |bad: BadMessage| {
+        if last_delivery {
+            deps.metrics
+                .record(Metric::NotesFailed(FailReason::Unreadable));
+        }
+        Outcome::Retry(bad.to_string())
+    };
     let Some(body) = record.body.as_deref() else {
-        return Outcome::Retry(BadMessage::NoBody.to_string());
+        return unreadable(BadMessage::NoBody);
     };
     let event = match parse_created(body) {
         Ok(e) => e,
-        Err(bad) => return Outcome::Retry(bad.to_string()),
+        Err(bad) => return unreadable(bad),
     };
     let NoteEvent::Created {
         note_id,
         username,
         content,
         is_public,
-        ..
+        timestamp,
     } = event
     else {
         unreachable!("parse_created returns note-created only")
@@ -124,14 +132,22 @@ pub async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
             let reason = e.chain().to_string();
             // Only a note that could not be stored is a failed note; on the last delivery its
             // author hears of it.
-            if receive_count(record) >= deps.settings.max_receive_count {
+            if last_delivery {
+                deps.metrics.record(Metric::NotesFailed(FailReason::Store));
                 announce_failure(deps, &note, &reason).await;
             }
             return Outcome::Retry(reason);
         }
     };
     let (outcome, to_announce) = match saved {
-        Saved::Created => (Outcome::Saved, Some(note)),
+        Saved::Created => {
+            deps.metrics.record(Metric::NotesSaved);
+            if let Some(created) = parse_iso_millis(&timestamp) {
+                deps.metrics
+                    .record(Metric::SaveLatency((now_millis() - created).max(0) as f64));
+            }
+            (Outcome::Saved, Some(note))
+        }
         Saved::Deleted => {
             tracing::info!(note_id = %note.note_id, "redelivered note was deleted by its owner; not stored again");
             return Outcome::Duplicate;

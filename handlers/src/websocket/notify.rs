@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::deps::Deps;
 use crate::domain::events::NoteEvent;
-use crate::ports::{Connection, NotifyError, Posted};
+use crate::ports::{Connection, Metric, NotifyError, Posted};
 
 /// What one notify invocation did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -116,6 +116,12 @@ pub async fn notify(deps: &Deps, event: &NoteEvent) -> Result<NotifyReport, Noti
     }
     tracing::info!(event = event.detail_type(), note_id = %event.note_id(), total,
         delivered = report.delivered, gone = report.gone, failed = report.failed, "notified");
+    deps.metrics
+        .record(Metric::ConnectionsReached(report.delivered as u64));
+    if report.gone > 0 {
+        deps.metrics
+            .record(Metric::StaleConnectionsRemoved(report.gone as u64));
+    }
     Ok(report)
 }
 

@@ -185,3 +185,19 @@ impl Notifier for ScriptedNotifier {
         }
     }
 }
+
+/// A metric sink that keeps what it is given.
+#[derive(Default)]
+pub struct RecordedMetrics(std::sync::Mutex<Vec<Metric>>);
+
+impl RecordedMetrics {
+    pub fn taken(&self) -> Vec<Metric> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl MetricSink for RecordedMetrics {
+    fn record(&self, metric: Metric) {
+        self.0.lock().unwrap().push(metric);
+    }
+}
