@@ -46,7 +46,7 @@ macro_rules! handlers {
             let deps = &deps;
             match handler {
                 $(HandlerName::$variant => {
-                    lambda_runtime::run(service_fn(|e| $($handle)::+(deps, e))).await
+                    lambda_runtime::run(service_fn(|e| traced(deps, e, $($handle)::+))).await
                 })*
             }
         }
@@ -61,11 +61,25 @@ macro_rules! handlers {
             match handler {
                 $(HandlerName::$variant => {
                     let event = LambdaEvent::new(serde_json::from_value(payload)?, context);
-                    Ok(serde_json::to_value($($handle)::+(deps, event).await?)?)
+                    Ok(serde_json::to_value(traced(deps, event, $($handle)::+).await?)?)
                 })*
             }
         }
     };
+}
+
+/// Runs a handler within the invocation's X-Ray trace, so what it publishes carries it on.
+fn traced<'a, E, F, Fut>(
+    deps: &'a Deps,
+    event: LambdaEvent<E>,
+    handle: F,
+) -> impl std::future::Future<Output = Fut::Output> + 'a
+where
+    F: FnOnce(&'a Deps, LambdaEvent<E>) -> Fut,
+    Fut: std::future::Future + 'a,
+{
+    let header = event.context.xray_trace_id.clone();
+    crate::trace::within(header, handle(deps, event))
 }
 
 /// The result events notify pushes to the browsers.

@@ -19,6 +19,7 @@ pub mod ports;
 pub mod router;
 pub mod spec;
 pub mod telemetry;
+pub mod trace;
 pub mod websocket;
 
 pub use deps::Deps;

@@ -125,6 +125,30 @@ async fn refused_put_events_entries_are_reported_by_index() {
     );
 }
 
+/// Entries carry the trace of the work that publishes them as EventBridge's `TraceHeader`, and none
+/// outside a trace.
+#[tokio::test]
+async fn put_events_entries_carry_the_current_trace() {
+    const HEADER: &str = "Root=1-674d0000-aaaaaaaaaaaaaaaaaaaaaaaa;Sampled=1";
+    let traced = mock!(aws_sdk_eventbridge::Client::put_events)
+        .match_requests(|r| r.entries()[0].trace_header() == Some(HEADER))
+        .then_output(|| PutEventsOutput::builder().failed_entry_count(0).build());
+    let untraced = mock!(aws_sdk_eventbridge::Client::put_events)
+        .match_requests(|r| r.entries()[0].trace_header().is_none())
+        .then_output(|| PutEventsOutput::builder().failed_entry_count(0).build());
+    let client = mock_client!(
+        aws_sdk_eventbridge,
+        RuleMode::MatchAny,
+        [&traced, &untraced]
+    );
+    let bus = EventBridgeBus::new(client, "bus");
+    notes_handlers::trace::within(Some(HEADER.into()), bus.publish(&[saved(0)]))
+        .await
+        .unwrap();
+    bus.publish(&[saved(1)]).await.unwrap();
+    assert_eq!((traced.num_calls(), untraced.num_calls()), (1, 1));
+}
+
 /// Required fix 6 on DynamoDB: broadcasting reads the registry index with Queries of its shards; a
 /// Scan would find no rule here and fail the test.
 #[tokio::test]

@@ -11,7 +11,7 @@ use notes_handlers::domain::events::NoteEvent;
 use notes_handlers::domain::note::NoteId;
 use notes_handlers::ports::{Connection, ConnectionRegistry, FailReason, Metric, NoteStore};
 use serde_json::json;
-use support::fakes::{BrokenNotes, RecordedMetrics, Script, ScriptedNotifier};
+use support::fakes::{BrokenNotes, RecordedMetrics, Script, ScriptedNotifier, TracingBus};
 use support::{App, envelope, eventbridge_event, sqs_event};
 
 fn created(id: &str, user: &str, public: bool) -> NoteEvent {
@@ -429,4 +429,55 @@ async fn unreadable_events_are_not_retried() {
     ev["detail"] = json!({"eventType": "something-else"});
     let out = app.invoke(HandlerName::WebsocketNotify, ev).await;
     assert_eq!(out["delivered"], 0);
+}
+
+/// One note is one trace: publish puts the invocation's X-Ray header on `note-created`; save, given
+/// it back by SQS as the record's `AWSTraceHeader`, publishes `note-saved` in that trace — each record
+/// of a batch in its own note's.
+#[tokio::test]
+async fn a_note_keeps_its_trace_from_publish_to_note_saved() {
+    let bus = Arc::new(TracingBus::default());
+    let app = App::new().with(|d| d.bus = bus.clone());
+    let token = app.signup_and_login("ada").await;
+    let mut context = lambda_runtime::Context::default();
+    context.xray_trace_id = Some("Root=1-674d0000-aaaaaaaaaaaaaaaaaaaaaaaa;Sampled=1".into());
+    let body = json!({"content": "traced"}).to_string();
+    let (handler, event) = App::http_event("POST", "/notes", Some(&body), Some(&token));
+    let resp = notes_handlers::dispatch::invoke_json(handler, &app.deps, event, context)
+        .await
+        .unwrap();
+    assert_eq!(resp["statusCode"], 202, "{resp}");
+    assert_eq!(
+        bus.published(),
+        [(
+            "note-created",
+            Some("Root=1-674d0000-aaaaaaaaaaaaaaaaaaaaaaaa;Sampled=1".to_owned())
+        )]
+    );
+
+    let (a, b) = (
+        created("1710253330000-trace01", "ada", false),
+        created("1710253330001-trace02", "ada", true),
+    );
+    let mut batch = sqs_event(&[("m1", envelope(&a), 1), ("m2", envelope(&b), 1)]);
+    batch["Records"][0]["attributes"]["AWSTraceHeader"] =
+        json!("Root=1-674d0000-bbbbbbbbbbbbbbbbbbbbbbbb;Sampled=1");
+    batch["Records"][1]["attributes"]["AWSTraceHeader"] =
+        json!("Root=1-674d0000-cccccccccccccccccccccccc;Sampled=1");
+    app.invoke(HandlerName::NotesSave, batch).await;
+    let mut saved: Vec<_> = bus.published().into_iter().skip(1).collect();
+    saved.sort();
+    assert_eq!(
+        saved,
+        [
+            (
+                "note-saved",
+                Some("Root=1-674d0000-bbbbbbbbbbbbbbbbbbbbbbbb;Sampled=1".to_owned())
+            ),
+            (
+                "note-saved",
+                Some("Root=1-674d0000-cccccccccccccccccccccccc;Sampled=1".to_owned())
+            ),
+        ]
+    );
 }

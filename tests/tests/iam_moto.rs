@@ -244,7 +244,9 @@ fn for_moto(handler: HandlerName, granted: &BTreeSet<String>) -> BTreeSet<String
 
 /// What Lambda itself does with the role: not the code's to prove.
 fn lambdas_own(handler: HandlerName, action: &str) -> bool {
+    // Lambda itself writes the logs and, with active tracing, the X-Ray segments.
     action.starts_with("logs:")
+        || action.starts_with("xray:")
         || (action.starts_with("sqs:")
             && handler.spec().trigger == notes_handlers::spec::Trigger::ProcessingQueue)
 }
@@ -456,6 +458,7 @@ async fn what_running_cannot_prove_is_named() {
     assert!(unproved.contains("websocket-notify dynamodb:DeleteItem"));
     assert!(
         unproved.iter().all(|u| u.contains(" logs:")
+            || u.contains(" xray:")
             || u.contains(" sqs:")
             || u.ends_with("websocket-notify dynamodb:DeleteItem")),
         "{unproved:?}"

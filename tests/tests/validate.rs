@@ -509,3 +509,46 @@ async fn the_command_reports_and_exits_by_its_findings() {
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("--templates"), "{}", missing.stderr);
 }
+
+#[test]
+fn a_function_that_does_not_trace() {
+    let f = findings_after(&[(
+        "notes.yaml",
+        "      Role: !GetAtt SaveRole.Arn\n      TracingConfig:\n        Mode: Active\n",
+        "      Role: !GetAtt SaveRole.Arn\n",
+    )]);
+    names(
+        &f,
+        Rule::Tracing,
+        "notes.yaml",
+        "SaveFunction",
+        "does not trace",
+    );
+    names(
+        &f,
+        Rule::Tracing,
+        "notes.yaml",
+        "SaveRole",
+        "grants X-Ray writes to a function that does not trace",
+    );
+}
+
+#[test]
+fn active_tracing_without_the_grant_to_write_traces() {
+    let f = findings_after(&[(
+        "websocket.yaml",
+        "                  - xray:PutTraceSegments\n                  - xray:PutTelemetryRecords\n                Resource: \"*\"\n              - Sid: FindAndPruneConnections",
+        "                  - xray:PutTelemetryRecords\n                Resource: \"*\"\n              - Sid: FindAndPruneConnections",
+    )]);
+    names(
+        &f,
+        Rule::Tracing,
+        "websocket.yaml",
+        "NotifyRole",
+        "does not grant xray:PutTraceSegments, which active tracing needs",
+    );
+    assert!(
+        !f.iter().any(|x| x.rule == Rule::Permissions),
+        "X-Ray's grant on * is not a wildcard finding: {f:?}"
+    );
+}

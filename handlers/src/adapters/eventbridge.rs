@@ -41,6 +41,8 @@ impl EventBus for EventBridgeBus {
                         .source(EVENT_SOURCE)
                         .detail_type(e.detail_type())
                         .detail(e.to_detail_json())
+                        // The note's trace goes on with it (X-Ray's header; none outside a trace).
+                        .set_trace_header(crate::trace::current())
                         .build()
                 })
                 .collect();

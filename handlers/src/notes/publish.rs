@@ -2,6 +2,7 @@
 
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::json;
+use tracing::Instrument as _;
 
 use crate::deps::Deps;
 use crate::domain::clock::{iso_millis, now_millis};
@@ -24,7 +25,10 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<HttpRequest>) -> Result<Http
             is_public: note.is_public,
             timestamp: iso_millis(now),
         };
-        super::publish_reliably(deps, &created).await?;
+        let span = tracing::info_span!("note", note_id = %note_id);
+        super::publish_reliably(deps, &created)
+            .instrument(span)
+            .await?;
         deps.metrics.record(Metric::NotesPublished);
         tracing::info!(note_id = %note_id, username = %claims.username, "note submitted");
         Ok(http::json_response(

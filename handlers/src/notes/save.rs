@@ -4,6 +4,7 @@
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{Error, LambdaEvent};
+use tracing::Instrument as _;
 
 use crate::deps::Deps;
 use crate::domain::AppError;
@@ -28,7 +29,22 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> Result<SqsBatc
     // The records are independent notes: stored side by side, the batch takes as long as its
     // slowest write instead of the sum of them (and the embedded store commits them together).
     let records = &event.payload.records;
-    let outcomes = futures::future::join_all(records.iter().map(|r| process(deps, r))).await;
+    // Each record goes on in its own note's trace (SQS's AWSTraceHeader, from publish), or in this
+    // invocation's when it has none.
+    let outcomes = futures::future::join_all(records.iter().map(|r| {
+        let header = r
+            .attributes
+            .get("AWSTraceHeader")
+            .cloned()
+            .or_else(crate::trace::current);
+        let span = tracing::info_span!(
+            "record",
+            message_id = r.message_id.as_deref().unwrap_or_default(),
+            note_id = tracing::field::Empty
+        );
+        crate::trace::within(header, process(deps, r).instrument(span))
+    }))
+    .await;
     for (record, outcome) in records.iter().zip(outcomes) {
         let id = record.message_id.clone().unwrap_or_default();
         match &outcome {
@@ -113,6 +129,7 @@ pub async fn process(deps: &Deps, record: &SqsMessage) -> Outcome {
     else {
         unreachable!("parse_created returns note-created only")
     };
+    tracing::Span::current().record("note_id", note_id.as_str());
     let saved_at = now_iso();
     let note = Note {
         created_at: note_id.created_at(),

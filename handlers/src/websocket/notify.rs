@@ -13,6 +13,7 @@ use aws_lambda_events::eventbridge::EventBridgeEvent;
 use futures::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::deps::Deps;
 use crate::domain::events::NoteEvent;
@@ -53,7 +54,8 @@ pub async fn handle(
             return Ok(NotifyReport::default());
         }
     };
-    Ok(notify(deps, &note_event).await?)
+    let span = tracing::info_span!("note", note_id = %note_event.note_id());
+    Ok(notify(deps, &note_event).instrument(span).await?)
 }
 
 /// First pause before posting again to connections that failed in passing; it doubles each round.

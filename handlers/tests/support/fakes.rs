@@ -201,3 +201,25 @@ impl MetricSink for RecordedMetrics {
         self.0.lock().unwrap().push(metric);
     }
 }
+
+/// A bus that accepts everything and keeps, for each event, the trace it was published in.
+#[derive(Default)]
+pub struct TracingBus(Mutex<Vec<(&'static str, Option<String>)>>);
+
+impl TracingBus {
+    pub fn published(&self) -> Vec<(&'static str, Option<String>)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl EventBus for TracingBus {
+    async fn publish(&self, events: &[NoteEvent]) -> Result<PublishReport, StoreError> {
+        let trace = notes_handlers::trace::current();
+        let mut published = self.0.lock().unwrap();
+        for e in events {
+            published.push((e.detail_type(), trace.clone()));
+        }
+        Ok(PublishReport::default())
+    }
+}

@@ -278,6 +278,50 @@ fn names_the_wrong_thing(app: &App, f: Res, env: Env, value: &Value) -> Option<S
     }
 }
 
+/// What a role must grant for Lambda to write a function's traces (on `*`).
+const TRACE_ACTIONS: [&str; 2] = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"];
+
+/// Active tracing, with the grant it needs (Lambda refuses to create or update a function with
+/// active tracing whose role cannot write traces); the grant without the tracing is a grant too many.
+fn tracing(app: &App, f: Res, role: Res, granted: &BTreeSet<&str>, out: &mut Vec<Finding>) {
+    let active = app.props(f)["TracingConfig"]["Mode"] == "Active";
+    if !active {
+        out.push(Finding::new(
+            Rule::Tracing,
+            app,
+            f,
+            "does not trace (TracingConfig Mode is not Active)".into(),
+            "set TracingConfig: {Mode: Active}: a note is then one trace from publish through save to notify",
+        ));
+        if !granted.is_empty() {
+            out.push(Finding::new(
+                Rule::Tracing,
+                app,
+                role,
+                "grants X-Ray writes to a function that does not trace".into(),
+                "remove the statement, or set the function's TracingConfig Mode to Active",
+            ));
+        }
+        return;
+    }
+    let missing: Vec<&str> = TRACE_ACTIONS
+        .into_iter()
+        .filter(|a| !granted.contains(a))
+        .collect();
+    if !missing.is_empty() {
+        out.push(Finding::new(
+            Rule::Tracing,
+            app,
+            role,
+            format!(
+                "does not grant {}, which active tracing needs",
+                missing.join(" and ")
+            ),
+            "add a statement allowing xray:PutTraceSegments and xray:PutTelemetryRecords on \"*\" (Lambda refuses to create the function without them)",
+        ));
+    }
+}
+
 /// The `Allow` statements of a role's inline policies.
 fn allowed_statements<'a>(app: &'a App, role: Res) -> impl Iterator<Item = &'a Value> + 'a {
     one_or_many(&app.props(role)["Policies"])
@@ -326,7 +370,17 @@ fn role(app: &App, f: Res, spec: &Spec, out: &mut Vec<Finding>) {
     }
     let own_log_group = names::log_group(&spec.function_name(STAGE));
     let mut granted: BTreeSet<Action> = BTreeSet::new();
+    let mut trace_grants: BTreeSet<&str> = BTreeSet::new();
     for st in allowed_statements(app, role) {
+        let actions: Vec<&str> = one_or_many(&st["Action"])
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect();
+        // X-Ray's writes have no resource-level permissions: on * they are the tracing grant.
+        if !actions.is_empty() && actions.iter().all(|a| TRACE_ACTIONS.contains(a)) {
+            trace_grants.extend(actions);
+            continue;
+        }
         if !st["NotAction"].is_null() || !st["NotResource"].is_null() {
             out.push(Finding::new(
                 Rule::Permissions,
@@ -398,6 +452,7 @@ fn role(app: &App, f: Res, spec: &Spec, out: &mut Vec<Finding>) {
             }
         }
     }
+    tracing(app, f, role, &trace_grants, out);
     let needed: BTreeSet<Action> = spec.role_actions().into_iter().collect();
     for missing in needed.difference(&granted) {
         out.push(Finding::new(

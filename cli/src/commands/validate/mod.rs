@@ -55,6 +55,8 @@ pub enum Rule {
     Environment,
     /// A function's role grants exactly the declared actions, on the declared resources.
     Permissions,
+    /// Every function traces actively (X-Ray), and its role lets it write its traces.
+    Tracing,
     /// Every route reaches its declared handler, with the permission API Gateway needs.
     Route,
     /// Every event rule sends the declared detail-types to the declared target, allowed, with a DLQ.
