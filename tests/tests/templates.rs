@@ -276,3 +276,125 @@ fn outputs_users_and_the_cli_rely_on() {
         }
     }
 }
+
+/// A dashboard's metric line: namespace, metric name, dimensions.
+type MetricLine = (String, String, Vec<(String, String)>);
+
+/// `!Sub "…${Stage}…"` with the stage and Region filled in.
+fn sub_name(v: &Value) -> String {
+    strings(v)
+        .first()
+        .cloned()
+        .unwrap_or_default()
+        .replace("${Stage}", "prod")
+        .replace("${AWS::Region}", "eu-west-1")
+}
+
+#[test]
+fn the_dashboard_watches_every_function_queue_rule_and_app_metric_by_their_real_names() {
+    let notes = template("notes");
+    let dashboards = resources(&notes, "AWS::CloudWatch::Dashboard");
+    assert_eq!(dashboards.len(), 1, "one dashboard per stage");
+    let (_, props) = dashboards[0];
+    assert_eq!(sub_name(&props["DashboardName"]), "prod-notes");
+    let (body, vars) = match notesctl::template::intrinsic(&props["DashboardBody"]) {
+        Some(("Fn::Sub", Value::Array(parts))) => (parts[0].as_str().unwrap(), &parts[1]),
+        other => panic!("DashboardBody is a !Sub with variables: {other:?}"),
+    };
+    assert!(vars["WebSocketApiId"].is_object(), "the API id is imported");
+    let body = body
+        .replace("${Stage}", "prod")
+        .replace("${AWS::Region}", "eu-west-1")
+        .replace("${WebSocketApiId}", "abc123");
+    assert!(!body.contains("${"), "every variable is known: {body}");
+    let body: Value = serde_json::from_str(&body).expect("the body is JSON");
+    // Each metric line: namespace, name, then dimension name/value pairs (an options object last).
+    let mut lines: Vec<MetricLine> = Vec::new();
+    for widget in body["widgets"].as_array().unwrap() {
+        for line in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let parts: Vec<&str> = line
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let dims = parts[2..]
+                .chunks(2)
+                .map(|p| (p[0].to_owned(), p[1].to_owned()))
+                .collect();
+            lines.push((parts[0].to_owned(), parts[1].to_owned(), dims));
+        }
+    }
+    let has = |ns: &str, metric: &str, dim: &str, value: &str| {
+        lines.iter().any(|(n, m, d)| {
+            n == ns && m == metric && d.iter().any(|(k, v)| k == dim && v == value)
+        })
+    };
+    for h in notes_handlers::HandlerName::ALL {
+        let name = format!("prod-{h}");
+        for metric in ["Invocations", "Errors", "Throttles", "Duration"] {
+            assert!(
+                has("AWS/Lambda", metric, "FunctionName", &name),
+                "{metric} of {name}"
+            );
+        }
+    }
+    let event = template("event");
+    for (_, q) in resources(&event, "AWS::SQS::Queue") {
+        let name = sub_name(&q["QueueName"]);
+        for metric in [
+            "ApproximateNumberOfMessagesVisible",
+            "ApproximateAgeOfOldestMessage",
+        ] {
+            assert!(
+                has("AWS/SQS", metric, "QueueName", &name),
+                "{metric} of {name}"
+            );
+        }
+    }
+    for metric in [
+        "NumberOfMessagesSent",
+        "NumberOfMessagesReceived",
+        "NumberOfMessagesDeleted",
+    ] {
+        assert!(
+            has("AWS/SQS", metric, "QueueName", "prod-note-processing-queue"),
+            "{metric}"
+        );
+    }
+    let mut rules = 0;
+    for name in STACKS {
+        for (_, r) in resources(&template(name), "AWS::Events::Rule") {
+            let rule = sub_name(&r["Name"]);
+            rules += 1;
+            for metric in ["MatchedEvents", "FailedInvocations"] {
+                assert!(
+                    has("AWS/Events", metric, "RuleName", &rule),
+                    "{metric} of {rule}"
+                );
+            }
+        }
+    }
+    assert_eq!(rules, 2);
+    for metric in ["MessageCount", "ConnectCount"] {
+        assert!(has("AWS/ApiGateway", metric, "ApiId", "abc123"), "{metric}");
+    }
+    for metric in [
+        "NotesPublished",
+        "NotesSaved",
+        "NotesFailed",
+        "SaveLatency",
+        "ConnectionsReached",
+        "StaleConnectionsRemoved",
+    ] {
+        assert!(has("NotesApp", metric, "Stage", "prod"), "{metric}");
+    }
+    assert!(
+        notes["Outputs"]["DashboardUrl"].is_object(),
+        "notesctl outputs prints the dashboard's URL"
+    );
+}
