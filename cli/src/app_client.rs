@@ -13,7 +13,7 @@ use tokio_tungstenite::WebSocketStream;
 use notes_handlers::metering::Counts;
 
 use crate::aws::stacks;
-use crate::commands::dev::aws_api::GET_COUNTERS;
+use crate::commands::dev::aws_api::{GET_COUNTER_HISTORY, GET_COUNTERS};
 use crate::context::{Context, DEV_ACCESS_KEY, LocalArg, dev_token};
 
 /// The app's HTTP API and WebSocket URLs.
@@ -190,23 +190,61 @@ impl Api {
 
     /// The same, signed with `token`.
     pub async fn dev_counters_with(&self, token: &str) -> anyhow::Result<Counts> {
+        let answer = self
+            .dev_api(token, GET_COUNTERS, json!({}), "Counts")
+            .await?;
+        Ok(serde_json::from_value(answer["Counts"].clone())?)
+    }
+
+    /// dev's counters as sampled every ten seconds since `since` (epoch seconds), and now.
+    pub async fn dev_counter_history(&self, since: i64) -> anyhow::Result<Vec<(i64, Counts)>> {
+        let answer = self
+            .dev_api(
+                &dev_token()?,
+                GET_COUNTER_HISTORY,
+                json!({"Since": since}),
+                "Snapshots",
+            )
+            .await?;
+        answer["Snapshots"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                Ok((
+                    s["Time"].as_i64().unwrap_or_default(),
+                    serde_json::from_value(s["Counts"].clone())?,
+                ))
+            })
+            .collect()
+    }
+
+    /// One call of dev's own runbook operations (`target`), signed with `token`; the answer, which
+    /// must hold `expect`.
+    async fn dev_api(
+        &self,
+        token: &str,
+        target: &str,
+        input: Value,
+        expect: &str,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}/", self.base);
         let host = http::Uri::try_from(&url)?
             .authority()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let body = b"{}";
+        let body = input.to_string();
         let unsigned = [
             ("host", host.as_str()),
             ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", GET_COUNTERS),
+            ("x-amz-target", target),
         ];
         let signed = dev_signature(
             token,
             "notesctl",
             &url,
             &unsigned,
-            body,
+            body.as_bytes(),
             std::time::SystemTime::now(),
         )?;
         let mut request = http::Request::builder()
@@ -218,7 +256,7 @@ impl Api {
         for (name, value) in &signed {
             request = request.header(name, value);
         }
-        let request = request.body(Full::new(Bytes::from_static(body)))?;
+        let request = request.body(Full::new(Bytes::from(body)))?;
         let response = self.client.request(request).await.map_err(|e| {
             anyhow::anyhow!(
                 "reading notesctl dev's counters at {url}: {}",
@@ -228,18 +266,18 @@ impl Api {
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await?.to_bytes();
         let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status != 200 || answer.get("Counts").is_none() {
+        if status != 200 || answer.get(expect).is_none() {
             let why = answer["message"].as_str().unwrap_or("no message");
             let next = if status == 403 {
                 ""
             } else {
-                "; --cost needs a notesctl dev of this version or later"
+                "; this needs a notesctl dev of this version or later"
             };
             anyhow::bail!(
                 "notesctl dev at {url} did not give its counters (HTTP {status}: {why}){next}"
             );
         }
-        Ok(serde_json::from_value(answer["Counts"].clone())?)
+        Ok(answer)
     }
 }
 

@@ -383,6 +383,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A whole number of the largest unit that fits (`3h`, `5m`, `90s`), as `parse_duration` reads it.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// How long a command may wait, from when it starts (`--timeout`).
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {

@@ -83,6 +83,10 @@ pub enum Command {
     /// Summarise stacks, queue depths and alarm states.
     #[command(after_help = examples::STATUS)]
     Status,
+    /// How the app is doing: the design document's watch list and the app's own metrics, each with
+    /// its current value and a sparkline over --since (exit 1 when a row is past its threshold).
+    #[command(after_help = examples::METRICS)]
+    Metrics(commands::metrics::MetricsArgs),
     /// Delete the stacks in reverse order, emptying the frontend bucket first.
     #[command(after_help = examples::DESTROY)]
     Destroy(commands::destroy::DestroyArgs),
@@ -173,6 +177,11 @@ mod examples {
   notesctl outputs --stage dev --stack auth --output json";
     pub const STATUS: &str = "Examples:
   notesctl status --stage dev                   # exit 1 when an alarm fires";
+    pub const METRICS: &str = "Examples:
+  notesctl metrics --stage prod                 # the last 3 hours, one point per 5 minutes
+  notesctl metrics --since 30m --watch          # redrawn in place every minute
+  notesctl metrics --local --since 10m          # notesctl dev's counters
+  notesctl metrics --output json | jq '.rows[] | select(.over)'";
     pub const DESTROY: &str = "Examples:
   notesctl destroy --stage dev                  # asks first; refuses while notes are queued
   notesctl destroy --stage dev --yes --force    # also when queued notes would be lost";
@@ -235,6 +244,8 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
         Command::Outputs(args) => report(ctx, outputs::run(ctx, args).await),
         Command::WsUrl => report(ctx, outputs::ws_url(ctx).await),
         Command::Status => report(ctx, status::run(ctx).await),
+        Command::Metrics(args) if args.watch => Ended::Stream(metrics::watch(ctx, args).await),
+        Command::Metrics(args) => report(ctx, metrics::run(ctx, args).await),
         Command::Destroy(args) => report(ctx, destroy::run(ctx, args).await),
         Command::Dev(args) => Ended::Stream(dev::run(ctx, args).await),
         Command::QueueDepth(args) if args.watch => {

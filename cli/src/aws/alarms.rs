@@ -23,6 +23,9 @@ pub struct AlarmSpec {
 
 /// The alarms for a stage: queue depth (Average > threshold over 2 × 5 min) and dead letters
 /// (Sum ≥ 1 over 1 min), each on its own queue by `QueueName`.
+/// `notesctl alarms --queue-depth-threshold`'s default.
+pub const DEFAULT_QUEUE_DEPTH: f64 = 100.0;
+
 pub fn alarm_specs(stage: &str, queue_depth_threshold: f64) -> Vec<AlarmSpec> {
     vec![
         AlarmSpec {

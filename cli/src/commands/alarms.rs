@@ -21,7 +21,7 @@ pub struct AlarmsArgs {
     #[arg(long, value_name = "ADDR")]
     pub email: Option<String>,
     /// Average visible messages in the processing queue above which it alarms.
-    #[arg(long, value_name = "N", default_value_t = 100.0)]
+    #[arg(long, value_name = "N", default_value_t = crate::aws::alarms::DEFAULT_QUEUE_DEPTH)]
     pub queue_depth_threshold: f64,
 }
 

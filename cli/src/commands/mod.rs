@@ -3,7 +3,8 @@
 //! `invalidate::run` and runs `validate::run` first; `diff` reads its inputs, and makes change sets,
 //! the way `deploy` does (`deploy::Inputs`, `deploy::change_set`); `history` reads the releases deploy
 //! records (`deploy::releases`) and `rollback` deploys one again through `deploy::run`; `smoke` and
-//! `load` meet the app through `crate::app_client`, as a browser would; nothing else crosses between
+//! `load` meet the app through `crate::app_client`, as a browser would, and `metrics --local` reads
+//! dev's counters through it too (with `dev::history`'s sampling period); nothing else crosses between
 //! verbs.
 
 pub mod alarms;
@@ -13,6 +14,7 @@ pub mod dev;
 pub mod diff;
 pub mod invalidate;
 pub mod load;
+pub mod metrics;
 pub mod migrate;
 pub mod outputs;
 pub mod package;

@@ -11,10 +11,10 @@ use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use notes_handlers::metering::Meter;
 use serde_json::{Value, json};
 
 use super::guard::Guard;
+use super::history::DevCounters;
 use super::queue::{LocalQueue, Message, Which};
 
 pub const ACCOUNT: &str = "000000000000";
@@ -277,6 +277,9 @@ async fn blocking<T: Send + 'static>(
 /// The operation that reads dev's counters (`notesctl load --cost`): JSON in, `{"Counts": {name:
 /// {calls, items, bytes}}}` out, signed like the rest.
 pub const GET_COUNTERS: &str = "NotesctlDev.GetCounters";
+/// The counters over time (`notesctl metrics --local`): `{"Since": epoch seconds}` in,
+/// `{"Snapshots": [{"Time": epoch seconds, "Counts": {…}}, …]}` out, the last one taken now.
+pub const GET_COUNTER_HISTORY: &str = "NotesctlDev.GetCounterHistory";
 
 /// Serves one AWS JSON-protocol request (`X-Amz-Target: AmazonSQS.<Operation>`, `Logs_20140328.*`,
 /// or [`GET_COUNTERS`]).
@@ -286,7 +289,7 @@ pub async fn serve(
     queue: &LocalQueue,
     move_tasks: &SharedMoveTasks,
     guard: &Guard,
-    meter: Option<&Meter>,
+    counters: Option<&DevCounters>,
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
@@ -309,7 +312,7 @@ pub async fn serve(
                 .into_response();
         }
     };
-    let service = if target.starts_with("Logs_20140328.") || target == GET_COUNTERS {
+    let service = if target.starts_with("Logs_20140328.") || target.starts_with("NotesctlDev.") {
         "logs"
     } else {
         "sqs"
@@ -342,9 +345,12 @@ pub async fn serve(
     let result = match target.strip_prefix("Logs_20140328.") {
         Some(op) => logs(op, &input).map(|v| (v, "application/x-amz-json-1.1")),
         None if target == GET_COUNTERS => Ok((
-            json!({ "Counts": meter.map(Meter::snapshot).unwrap_or_default() }),
+            json!({ "Counts": counters.map(|c| c.meter.snapshot()).unwrap_or_default() }),
             "application/x-amz-json-1.1",
         )),
+        None if target == GET_COUNTER_HISTORY => {
+            Ok((history(counters, &input), "application/x-amz-json-1.1"))
+        }
         None => sqs(queue, move_tasks, &target, &input, &host)
             .await
             .map(|v| (v, "application/x-amz-json-1.0")),
@@ -358,6 +364,17 @@ pub async fn serve(
         }
         Err(e) => e.into_response(),
     }
+}
+
+fn history(counters: Option<&DevCounters>, input: &Value) -> Value {
+    let since = input["Since"].as_i64().unwrap_or(0);
+    let snapshots: Vec<Value> = counters
+        .map(|c| c.since(since))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(t, counts)| json!({"Time": t, "Counts": counts}))
+        .collect();
+    json!({ "Snapshots": snapshots })
 }
 
 fn logs_error(code: &'static str, message: impl Into<String>) -> AwsError {

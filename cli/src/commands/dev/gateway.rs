@@ -34,6 +34,7 @@ pub struct Gateway {
     pub frontend: Arc<Frontend>,
     pub move_tasks: super::aws_api::SharedMoveTasks,
     pub guard: Arc<super::guard::Guard>,
+    pub counters: Arc<super::history::DevCounters>,
 }
 
 fn request_id() -> String {
@@ -397,7 +398,7 @@ pub async fn fallback(
             &state.queue,
             &state.move_tasks,
             &state.guard,
-            state.deps.meter.as_deref(),
+            Some(&state.counters),
             req,
         )
         .await;

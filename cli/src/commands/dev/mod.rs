@@ -8,6 +8,7 @@ pub mod data;
 pub mod frontend;
 pub mod gateway;
 pub mod guard;
+pub mod history;
 pub mod logbook;
 pub mod queue;
 pub mod server;
@@ -199,6 +200,8 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
             )
         })?;
 
+    let counters = history::DevCounters::new(meter.clone());
+    counters.spawn_sampler();
     let local = listener.local_addr()?;
     if !local.ip().is_loopback() {
         tracing::warn!(
@@ -219,6 +222,7 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         frontend: Arc::new(frontend),
         move_tasks: Default::default(),
         guard: guard.clone(),
+        counters: counters.clone(),
     };
     let app = Router::new()
         .route(
@@ -317,6 +321,9 @@ pub async fn invoke(
         .await;
     if let Some(meter) = &deps.meter {
         meter.invoked(handler.as_str(), started.elapsed());
+        if result.is_err() {
+            meter.add(&format!("function.{handler}.errors"), 1, 0);
+        }
     }
     result
 }

@@ -1,0 +1,67 @@
+//! dev's counters over time: a snapshot of every port's counters every ten seconds, the last three
+//! hours kept in memory, for `notesctl metrics --local` to draw series from.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notes_handlers::metering::{Counts, Meter};
+
+/// How often the counters are sampled.
+pub const EVERY: Duration = Duration::from_secs(10);
+/// Samples kept: three hours' worth.
+const KEEP: usize = 3 * 3600 / 10;
+
+pub struct DevCounters {
+    pub meter: Arc<Meter>,
+    history: Mutex<VecDeque<(i64, Counts)>>,
+}
+
+fn now_secs() -> i64 {
+    notes_handlers::domain::clock::now_millis() / 1000
+}
+
+impl DevCounters {
+    pub fn new(meter: Arc<Meter>) -> Arc<DevCounters> {
+        let counters = Arc::new(DevCounters {
+            meter,
+            history: Mutex::default(),
+        });
+        counters.sample();
+        counters
+    }
+
+    fn sample(&self) {
+        let snapshot = (now_secs(), self.meter.snapshot());
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if history.len() == KEEP {
+            history.pop_front();
+        }
+        history.push_back(snapshot);
+    }
+
+    /// The samples taken at or after `since` (epoch seconds), and the counters now.
+    pub fn since(&self, since: i64) -> Vec<(i64, Counts)> {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(i64, Counts)> = history
+            .iter()
+            .filter(|(t, _)| *t >= since)
+            .cloned()
+            .collect();
+        out.push((now_secs(), self.meter.snapshot()));
+        out
+    }
+
+    /// Samples every [`EVERY`] until the process ends.
+    pub fn spawn_sampler(self: &Arc<Self>) {
+        let counters = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                counters.sample();
+            }
+        });
+    }
+}

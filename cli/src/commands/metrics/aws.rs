@@ -1,0 +1,605 @@
+//! The rows of a deployed stage, from CloudWatch: one `GetMetricData` query per row, 500 to a call,
+//! paged by its token.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudwatch::primitives::DateTime;
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
+use notes_handlers::HandlerName;
+
+use super::{MetricsArgs, MetricsReport, Point, Row, period_for};
+use crate::aws::stacks;
+use crate::context::Context;
+use crate::names;
+
+/// What one row asks CloudWatch for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowSpec {
+    pub area: &'static str,
+    pub label: String,
+    pub namespace: &'static str,
+    pub metric: &'static str,
+    pub dimensions: Vec<(&'static str, String)>,
+    pub stat: &'static str,
+    pub unit: &'static str,
+    pub threshold: Option<f64>,
+}
+
+fn row(
+    area: &'static str,
+    label: String,
+    (namespace, metric): (&'static str, &'static str),
+    dimensions: Vec<(&'static str, String)>,
+    stat: &'static str,
+    unit: &'static str,
+    threshold: Option<f64>,
+) -> RowSpec {
+    RowSpec {
+        area,
+        label,
+        namespace,
+        metric,
+        dimensions,
+        stat,
+        unit,
+        threshold,
+    }
+}
+
+/// The design document's watch list for `stage`, and the app's own metrics. Errors, throttles,
+/// failed deliveries and failed notes are marked above 0; the queues as `notesctl alarms` sets them
+/// (the processing queue above `queue_depth`, the DLQ at 1 or more).
+pub fn specs(stage: &str, websocket_api: Option<&str>, queue_depth: f64) -> Vec<RowSpec> {
+    let mut out = Vec::new();
+    for &h in HandlerName::ALL {
+        let f = h.spec().function_name(stage);
+        let dims = || vec![("FunctionName", f.clone())];
+        let lambda = |m| ("AWS/Lambda", m);
+        out.push(row(
+            "functions",
+            format!("{h} invocations"),
+            lambda("Invocations"),
+            dims(),
+            "Sum",
+            "Count",
+            None,
+        ));
+        out.push(row(
+            "functions",
+            format!("{h} errors"),
+            lambda("Errors"),
+            dims(),
+            "Sum",
+            "Count",
+            Some(0.0),
+        ));
+        out.push(row(
+            "functions",
+            format!("{h} throttles"),
+            lambda("Throttles"),
+            dims(),
+            "Sum",
+            "Count",
+            Some(0.0),
+        ));
+        out.push(row(
+            "functions",
+            format!("{h} duration p50"),
+            lambda("Duration"),
+            dims(),
+            "p50",
+            "Milliseconds",
+            None,
+        ));
+        out.push(row(
+            "functions",
+            format!("{h} duration p99"),
+            lambda("Duration"),
+            dims(),
+            "p99",
+            "Milliseconds",
+            None,
+        ));
+    }
+    let (queue, dlq) = (names::queue(stage), names::dlq(stage));
+    let sqs = |m| ("AWS/SQS", m);
+    let q = |name: &String| vec![("QueueName", name.clone())];
+    out.push(row(
+        "queue",
+        "sent".into(),
+        sqs("NumberOfMessagesSent"),
+        q(&queue),
+        "Sum",
+        "Count",
+        None,
+    ));
+    out.push(row(
+        "queue",
+        "received".into(),
+        sqs("NumberOfMessagesReceived"),
+        q(&queue),
+        "Sum",
+        "Count",
+        None,
+    ));
+    out.push(row(
+        "queue",
+        "deleted".into(),
+        sqs("NumberOfMessagesDeleted"),
+        q(&queue),
+        "Sum",
+        "Count",
+        None,
+    ));
+    out.push(row(
+        "queue",
+        "visible".into(),
+        sqs("ApproximateNumberOfMessagesVisible"),
+        q(&queue),
+        "Maximum",
+        "Count",
+        Some(queue_depth),
+    ));
+    out.push(row(
+        "queue",
+        "oldest message age".into(),
+        sqs("ApproximateAgeOfOldestMessage"),
+        q(&queue),
+        "Maximum",
+        "Seconds",
+        None,
+    ));
+    out.push(row(
+        "queue",
+        "DLQ visible".into(),
+        sqs("ApproximateNumberOfMessagesVisible"),
+        q(&dlq),
+        "Maximum",
+        "Count",
+        Some(0.0),
+    ));
+    out.push(row(
+        "queue",
+        "DLQ oldest message age".into(),
+        sqs("ApproximateAgeOfOldestMessage"),
+        q(&dlq),
+        "Maximum",
+        "Seconds",
+        None,
+    ));
+    let bus = format!("{stage}-notes-event-bus");
+    for rule in [
+        format!("{stage}-note-created-to-queue"),
+        format!("{stage}-note-results-to-notify"),
+    ] {
+        let dims = || vec![("EventBusName", bus.clone()), ("RuleName", rule.clone())];
+        out.push(row(
+            "bus",
+            format!("{rule} matched"),
+            ("AWS/Events", "MatchedEvents"),
+            dims(),
+            "Sum",
+            "Count",
+            None,
+        ));
+        out.push(row(
+            "bus",
+            format!("{rule} failed invocations"),
+            ("AWS/Events", "FailedInvocations"),
+            dims(),
+            "Sum",
+            "Count",
+            Some(0.0),
+        ));
+    }
+    if let Some(api) = websocket_api {
+        let dims = || vec![("ApiId", api.to_owned()), ("Stage", stage.to_owned())];
+        out.push(row(
+            "websocket",
+            "messages".into(),
+            ("AWS/ApiGateway", "MessageCount"),
+            dims(),
+            "Sum",
+            "Count",
+            None,
+        ));
+        out.push(row(
+            "websocket",
+            "connects".into(),
+            ("AWS/ApiGateway", "ConnectCount"),
+            dims(),
+            "Sum",
+            "Count",
+            None,
+        ));
+    }
+    let app = |m| ("NotesApp", m);
+    let s = || vec![("Stage", stage.to_owned())];
+    out.push(row(
+        "app",
+        "notes published".into(),
+        app("NotesPublished"),
+        s(),
+        "Sum",
+        "Count",
+        None,
+    ));
+    out.push(row(
+        "app",
+        "notes saved".into(),
+        app("NotesSaved"),
+        s(),
+        "Sum",
+        "Count",
+        None,
+    ));
+    for reason in ["store", "unreadable"] {
+        let mut dims = s();
+        dims.push(("Reason", reason.to_owned()));
+        out.push(row(
+            "app",
+            format!("notes failed ({reason})"),
+            app("NotesFailed"),
+            dims,
+            "Sum",
+            "Count",
+            Some(0.0),
+        ));
+    }
+    out.push(row(
+        "app",
+        "save latency p50".into(),
+        app("SaveLatency"),
+        s(),
+        "p50",
+        "Milliseconds",
+        None,
+    ));
+    out.push(row(
+        "app",
+        "save latency p99".into(),
+        app("SaveLatency"),
+        s(),
+        "p99",
+        "Milliseconds",
+        None,
+    ));
+    out.push(row(
+        "app",
+        "connections reached".into(),
+        app("ConnectionsReached"),
+        s(),
+        "Sum",
+        "Count",
+        None,
+    ));
+    out.push(row(
+        "app",
+        "stale connections removed".into(),
+        app("StaleConnectionsRemoved"),
+        s(),
+        "Sum",
+        "Count",
+        None,
+    ));
+    out
+}
+
+/// GetMetricData takes at most this many queries a call.
+const MAX_QUERIES: usize = 500;
+
+fn query(i: usize, spec: &RowSpec, period: Duration) -> anyhow::Result<MetricDataQuery> {
+    let mut metric = Metric::builder()
+        .namespace(spec.namespace)
+        .metric_name(spec.metric);
+    for (name, value) in &spec.dimensions {
+        metric = metric.dimensions(Dimension::builder().name(*name).value(value).build());
+    }
+    Ok(MetricDataQuery::builder()
+        .id(format!("m{i}"))
+        .label(&spec.label)
+        .metric_stat(
+            MetricStat::builder()
+                .metric(metric.build())
+                .period(period.as_secs() as i32)
+                .stat(spec.stat)
+                .build(),
+        )
+        .return_data(true)
+        .build())
+}
+
+/// Each spec's series over `[start, end)`, oldest first.
+pub async fn fetch(
+    cw: &aws_sdk_cloudwatch::Client,
+    specs: &[RowSpec],
+    start: SystemTime,
+    end: SystemTime,
+    period: Duration,
+) -> anyhow::Result<Vec<Vec<Point>>> {
+    let mut series: HashMap<String, Vec<Point>> = HashMap::new();
+    for (chunk_no, chunk) in specs.chunks(MAX_QUERIES).enumerate() {
+        let queries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, s)| query(chunk_no * MAX_QUERIES + i, s, period))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut token: Option<String> = None;
+        loop {
+            let out = cw
+                .get_metric_data()
+                .set_metric_data_queries(Some(queries.clone()))
+                .start_time(DateTime::from(start))
+                .end_time(DateTime::from(end))
+                .scan_by(ScanBy::TimestampAscending)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "reading metrics from CloudWatch (GetMetricData): {}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    )
+                })?;
+            for r in out.metric_data_results() {
+                let points = series
+                    .entry(r.id().unwrap_or_default().to_owned())
+                    .or_default();
+                for (t, v) in r.timestamps().iter().zip(r.values()) {
+                    points.push(Point { t: t.secs(), v: *v });
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+    }
+    Ok((0..specs.len())
+        .map(|i| {
+            let mut points = series.remove(&format!("m{i}")).unwrap_or_default();
+            points.sort_by_key(|p| p.t);
+            points
+        })
+        .collect())
+}
+
+pub async fn measure(ctx: &Context, args: &MetricsArgs) -> anyhow::Result<MetricsReport> {
+    let config = ctx.aws().await?;
+    let period = period_for(&args.period, args.since, Duration::from_secs(60))?;
+    collect(
+        &aws_sdk_cloudwatch::Client::new(&config),
+        &aws_sdk_cloudformation::Client::new(&config),
+        ctx.stage(),
+        args.since,
+        period,
+    )
+    .await
+}
+
+/// The stage's rows over the last `since`: the WebSocket API's id from its stack, then the series.
+pub async fn collect(
+    cw: &aws_sdk_cloudwatch::Client,
+    cfn: &aws_sdk_cloudformation::Client,
+    stage: &str,
+    since: Duration,
+    period: Duration,
+) -> anyhow::Result<MetricsReport> {
+    let mut notes = Vec::new();
+    let websocket = stacks::stack_name(stage, "websocket");
+    let api = match stacks::outputs(cfn, &websocket).await? {
+        Some(o) => o.get("WebSocketApiId").cloned(),
+        None => None,
+    };
+    if api.is_none() {
+        notes.push(format!(
+            "no WebSocket rows: stack {websocket} is not deployed (or has no WebSocketApiId output)"
+        ));
+    }
+    let specs = specs(
+        stage,
+        api.as_deref(),
+        crate::aws::alarms::DEFAULT_QUEUE_DEPTH,
+    );
+    let end = SystemTime::now();
+    let series = fetch(cw, &specs, end - since, end, period).await?;
+    Ok(MetricsReport {
+        stage: stage.to_owned(),
+        source: "cloudwatch".into(),
+        since_seconds: since.as_secs(),
+        period_seconds: period.as_secs(),
+        rows: specs
+            .iter()
+            .zip(series)
+            .map(|(s, points)| Row::new(s.area, s.label.clone(), s.unit, s.threshold, points))
+            .collect(),
+        notes,
+        sparklines: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_cloudwatch::operation::get_metric_data::GetMetricDataOutput;
+    use aws_sdk_cloudwatch::types::MetricDataResult;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    #[test]
+    fn the_watch_list_names_every_function_queue_and_rule_of_the_stage() {
+        let all = specs("prod", Some("abc123"), 50.0);
+        for &h in HandlerName::ALL {
+            let f = format!("prod-{h}");
+            for m in ["Invocations", "Errors", "Throttles", "Duration"] {
+                assert!(
+                    all.iter()
+                        .any(|s| s.metric == m && s.dimensions == [("FunctionName", f.clone())]),
+                    "{m} of {f}"
+                );
+            }
+        }
+        let dlq = all.iter().find(|s| s.label == "DLQ visible").unwrap();
+        assert_eq!(
+            dlq.dimensions,
+            [("QueueName", "prod-note-processing-dlq".to_owned())]
+        );
+        assert_eq!(dlq.threshold, Some(0.0));
+        assert!(
+            all.iter()
+                .any(|s| s.namespace == "AWS/ApiGateway" && s.metric == "ConnectCount")
+        );
+        assert_eq!(all.iter().filter(|s| s.namespace == "NotesApp").count(), 8);
+        assert!(
+            specs("prod", None, 50.0)
+                .iter()
+                .all(|s| s.area != "websocket")
+        );
+    }
+
+    /// Recorded answers: the series come back by id across pages, oldest first.
+    #[tokio::test]
+    async fn series_are_read_by_id_across_pages() {
+        let first = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| {
+                GetMetricDataOutput::builder()
+                    .metric_data_results(
+                        MetricDataResult::builder()
+                            .id("m1")
+                            .timestamps(DateTime::from_secs(120))
+                            .values(3.0)
+                            .build(),
+                    )
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_cloudwatch::Client::get_metric_data)
+            .match_requests(|r| {
+                r.next_token() == Some("page-2") && r.metric_data_queries().len() == 2
+            })
+            .then_output(|| {
+                GetMetricDataOutput::builder()
+                    .metric_data_results(
+                        MetricDataResult::builder()
+                            .id("m1")
+                            .timestamps(DateTime::from_secs(60))
+                            .values(1.0)
+                            .build(),
+                    )
+                    .metric_data_results(MetricDataResult::builder().id("m0").build())
+                    .build()
+            });
+        let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&first, &second]);
+        let all = specs("prod", None, 50.0);
+        let two = &all[..2];
+        let now = SystemTime::now();
+        let series = fetch(
+            &cw,
+            two,
+            now - Duration::from_secs(600),
+            now,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(series[0], []);
+        assert_eq!(
+            series[1],
+            [Point { t: 60, v: 1.0 }, Point { t: 120, v: 3.0 }]
+        );
+        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+    }
+
+    /// A scenario, seeded as CloudWatch would answer it: save erring and the DLQ holding a note. The
+    /// rows are the stage's, the WebSocket API's from its stack, and the two marked.
+    #[tokio::test]
+    async fn a_failing_save_and_a_dead_letter_are_marked() {
+        use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
+        use aws_sdk_cloudformation::types::{Output, Stack, StackStatus};
+        let all = specs("prod", Some("abc123"), 100.0);
+        let id_of =
+            |label: &str| format!("m{}", all.iter().position(|s| s.label == label).unwrap());
+        let (errors, dlq, saved) = (
+            id_of("notes-save errors"),
+            id_of("DLQ visible"),
+            id_of("notes saved"),
+        );
+        let cw_answer = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_output(move || {
+            let series = |id: &str, values: &[f64]| {
+                let mut r = MetricDataResult::builder().id(id);
+                for (i, v) in values.iter().enumerate() {
+                    r = r
+                        .timestamps(DateTime::from_secs(1_796_000_000 + 300 * i as i64))
+                        .values(*v);
+                }
+                r.build()
+            };
+            GetMetricDataOutput::builder()
+                .metric_data_results(series(&errors, &[0.0, 0.0, 2.0]))
+                .metric_data_results(series(&dlq, &[0.0, 1.0, 1.0]))
+                .metric_data_results(series(&saved, &[10.0, 12.0, 9.0]))
+                .build()
+        });
+        let stack = mock!(aws_sdk_cloudformation::Client::describe_stacks)
+            .match_requests(|r| r.stack_name() == Some("prod-websocket-stack"))
+            .then_output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(
+                        Stack::builder()
+                            .stack_name("prod-websocket-stack")
+                            .stack_status(StackStatus::CreateComplete)
+                            .creation_time(DateTime::from_secs(0))
+                            .outputs(
+                                Output::builder()
+                                    .output_key("WebSocketApiId")
+                                    .output_value("abc123")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build()
+            });
+        let cw = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&cw_answer]);
+        let cfn = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, [&stack]);
+        let report = collect(
+            &cw,
+            &cfn,
+            "prod",
+            Duration::from_secs(3 * 3600),
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.rows.len(), all.len(), "WebSocket rows included");
+        let over: Vec<&str> = report
+            .rows
+            .iter()
+            .filter(|r| r.over)
+            .map(|r| r.label.as_str())
+            .collect();
+        assert_eq!(over, ["notes-save errors", "DLQ visible"]);
+        let saved = report
+            .rows
+            .iter()
+            .find(|r| r.label == "notes saved")
+            .unwrap();
+        assert_eq!(saved.current, Some(9.0));
+        assert_eq!(saved.points.len(), 3);
+        assert_eq!(
+            crate::output::Report::exit(&report),
+            crate::output::Exit::Problem
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["periodSeconds"], 300);
+        assert_eq!(json["rows"][0]["area"], "functions");
+        assert!(json.get("sparklines").is_none());
+        let text = MetricsReport {
+            sparklines: true,
+            ..report
+        }
+        .to_string();
+        assert!(text.contains("▁▁█  ◀ over 0"), "{text}");
+        assert!(text.contains("APP\n"), "{text}");
+    }
+}
