@@ -1,4 +1,5 @@
-//! `notesctl status`: one screen — stacks, queue depths and alarm states. Exit 1 if a stack failed
+//! `notesctl status`: one screen — stacks, queue depths, a line per area of the last 15 minutes'
+//! metrics (as `notesctl metrics` reads them) and alarm states. Exit 1 if a stack failed
 //! or an alarm fires.
 
 use std::fmt;
@@ -35,6 +36,9 @@ pub struct StatusReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queues: Option<QueueDepth>,
     pub alarms: Vec<AlarmState>,
+    /// One line per area from the last 15 minutes of CloudWatch metrics (`notesctl metrics`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -60,6 +64,12 @@ impl fmt::Display for StatusReport {
                 writeln!(f, "  {line}")?;
             }
         }
+        if !self.metrics.is_empty() {
+            writeln!(f, "LAST 15 MINUTES")?;
+            for line in &self.metrics {
+                writeln!(f, "  {line}")?;
+            }
+        }
         writeln!(f, "ALARMS")?;
         if self.alarms.is_empty() {
             writeln!(f, "  none (create them with `notesctl alarms`)")?;
@@ -81,6 +91,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<StatusReport> {
         stacks: Vec::new(),
         queues: None,
         alarms: Vec::new(),
+        metrics: Vec::new(),
         notes: Vec::new(),
     };
     for short in stacks::STACKS {
@@ -99,7 +110,13 @@ pub async fn run(ctx: &Context) -> anyhow::Result<StatusReport> {
         Err(e) => report.notes.push(format!("queues: {e:#}")),
     }
     let cw = aws_sdk_cloudwatch::Client::new(&config);
-    let names: Vec<String> = alarm_specs(ctx.stage(), 100.0)
+    let window = std::time::Duration::from_secs(15 * 60);
+    let period = std::time::Duration::from_secs(300);
+    match crate::commands::metrics::aws::collect(&cw, &cfn, ctx.stage(), window, period).await {
+        Ok(m) => report.metrics = crate::commands::metrics::summary(&m),
+        Err(e) => report.notes.push(format!("metrics: {e:#}")),
+    }
+    let names: Vec<String> = alarm_specs(ctx.stage(), crate::aws::alarms::DEFAULT_QUEUE_DEPTH)
         .into_iter()
         .map(|s| s.name)
         .collect();
@@ -160,6 +177,10 @@ mod tests {
                     reason: Some("Threshold Crossed".into()),
                 },
             ],
+            metrics: vec![
+                "functions: 40 invocations, 0 errors, 0 throttles".into(),
+                "app: 12 notes published, 12 saved, 0 failed".into(),
+            ],
             notes: vec![
                 "prod-note-processing-dlq holds dead letters: `notesctl redrive-dlq --dry-run`"
                     .into(),
@@ -179,6 +200,9 @@ QUEUES
   QUEUE                                      VISIBLE IN FLIGHT   DELAYED    OLDEST
   prod-note-processing-queue                      12         3         0       41s
   prod-note-processing-dlq                         2         0         0     3600s
+LAST 15 MINUTES
+  functions: 40 invocations, 0 errors, 0 throttles
+  app: 12 notes published, 12 saved, 0 failed
 ALARMS
   prod-notes-queue-depth-high                   OK
   prod-notes-dlq-messages                       ALARM

@@ -5,7 +5,7 @@
 //! CloudWatch (`GetMetricData`, paged); with `--local` from `notesctl dev`'s counters, sampled every
 //! ten seconds. `--watch` redraws in place; `--output json` gives the series.
 
-mod aws;
+pub mod aws;
 mod local;
 
 use std::fmt;
@@ -181,6 +181,84 @@ impl fmt::Display for MetricsReport {
     }
 }
 
+/// One line per area, for `status`: each area's counts summed over the window, and the rows past
+/// their threshold named.
+pub fn summary(report: &MetricsReport) -> Vec<String> {
+    let total = |area: &str, matches: &dyn Fn(&str) -> bool| -> f64 {
+        report
+            .rows
+            .iter()
+            .filter(|r| r.area == area && matches(&r.label))
+            .flat_map(|r| r.points.iter().map(|p| p.v))
+            .sum()
+    };
+    let ends = |suffix: &'static str| move |l: &str| l.ends_with(suffix);
+    let is = |name: &'static str| move |l: &str| l == name;
+    let n = |v: f64| number(v);
+    let areas: [(&str, String); 5] = [
+        (
+            "functions",
+            format!(
+                "{} invocations, {} errors, {} throttles",
+                n(total("functions", &ends(" invocations"))),
+                n(total("functions", &ends(" errors"))),
+                n(total("functions", &ends(" throttles")))
+            ),
+        ),
+        (
+            "queue",
+            format!(
+                "{} sent, {} received, {} deleted",
+                n(total("queue", &is("sent"))),
+                n(total("queue", &is("received"))),
+                n(total("queue", &is("deleted")))
+            ),
+        ),
+        (
+            "bus",
+            format!(
+                "{} matched, {} failed invocations",
+                n(total("bus", &ends(" matched"))),
+                n(total("bus", &ends(" failed invocations")))
+            ),
+        ),
+        (
+            "websocket",
+            format!(
+                "{} messages, {} connects",
+                n(total("websocket", &is("messages"))),
+                n(total("websocket", &is("connects")))
+            ),
+        ),
+        (
+            "app",
+            format!(
+                "{} notes published, {} saved, {} failed",
+                n(total("app", &is("notes published"))),
+                n(total("app", &is("notes saved"))),
+                n(total("app", &|l: &str| l.starts_with("notes failed")))
+            ),
+        ),
+    ];
+    areas
+        .into_iter()
+        .filter(|(area, _)| report.rows.iter().any(|r| r.area == *area))
+        .map(|(area, line)| {
+            let over: Vec<&str> = report
+                .rows
+                .iter()
+                .filter(|r| r.area == area && r.over)
+                .map(|r| r.label.as_str())
+                .collect();
+            if over.is_empty() {
+                format!("{area}: {line}")
+            } else {
+                format!("{area}: {line} — past threshold: {}", over.join(", "))
+            }
+        })
+        .collect()
+}
+
 /// The period: as given, or the smallest of CloudWatch's usual ones giving at most 60 points.
 pub fn period_for(given: &str, since: Duration, floor: Duration) -> anyhow::Result<Duration> {
     if given != "auto" {
@@ -324,6 +402,13 @@ mod tests {
             "from 0, not from the lowest value: {text}"
         );
         assert!(text.contains("–"), "no data: {text}");
+        assert_eq!(
+            summary(&report),
+            [
+                "functions: 13 invocations, 3 errors, 0 throttles — past threshold: notes-save errors",
+                "queue: 0 sent, 0 received, 0 deleted",
+            ]
+        );
         let plain = MetricsReport {
             sparklines: false,
             ..report
