@@ -239,6 +239,10 @@ pub fn json_output(command: &str) -> Option<(schemars::Schema, &'static str)> {
         ),
         "ws-url" => (schema_for!(outputs::WsUrl), one),
         "status" => (schema_for!(status::StatusReport), one),
+        "metrics" => (
+            schema_for!(metrics::MetricsReport),
+            "one JSON document; with `--watch`, one such line per refresh (JSON Lines)",
+        ),
         "destroy" => (schema_for!(destroy::DestroyReport), one),
         "dev" => (
             schema_for!(dev::Listening),

@@ -195,6 +195,7 @@ const REPLACED_BY: &[(&str, &[&str])] = &[
     ("AWS::ApiGatewayV2::Stage", &["ApiId", "StageName"]),
     ("AWS::CloudFront::Distribution", &[]),
     ("AWS::CloudFront::OriginAccessControl", &[]),
+    ("AWS::CloudWatch::Dashboard", &["DashboardName"]),
     (
         "AWS::DynamoDB::Table",
         &[

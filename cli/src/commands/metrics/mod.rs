@@ -190,7 +190,7 @@ pub fn summary(report: &MetricsReport) -> Vec<String> {
             .iter()
             .filter(|r| r.area == area && matches(&r.label))
             .flat_map(|r| r.points.iter().map(|p| p.v))
-            .sum()
+            .fold(0.0, |a, b| a + b)
     };
     let ends = |suffix: &'static str| move |l: &str| l.ends_with(suffix);
     let is = |name: &'static str| move |l: &str| l == name;
