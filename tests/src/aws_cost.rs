@@ -15,7 +15,6 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::{
     AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
 };
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use notes_handlers::adapters::apigw_management::{ApiGatewayNotifier, management_endpoint};
@@ -128,16 +127,8 @@ impl Intercept for Counter {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let name = cfg
-            .load::<Metadata>()
-            .map(|m| format!("{}.{}", m.service(), m.name()))
-            .unwrap_or_else(|| "unknown".into());
-        let body = context
-            .request()
-            .body()
-            .bytes()
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or(Value::Null);
+        let (service, op, body) = crate::record::request_of(context, cfg);
+        let name = format!("{service}.{op}");
         cfg.interceptor_state().store_put(Sent { name, body });
         Ok(())
     }
@@ -381,7 +372,7 @@ pub async fn measure(
 ) -> Measured {
     let sdk = moto.sdk_config().await;
     let res = Resources::create(&sdk).await;
-    let results = observe_results(&sdk, &res).await;
+    let results = crate::moto::observe(&sdk, &res, &["note-saved"]).await;
     let counter = Counter::default();
     let deps = counted_deps(moto, &res, &counter).await;
     let sqs = aws_sdk_sqs::Client::from_conf(
@@ -476,7 +467,8 @@ pub async fn measure(
     }
     // The rule's function target: notify, once per note-saved.
     let mut announced = 0;
-    for event in drain(&sdk, &results, notes).await {
+    for envelope in crate::moto::drain_observed(&sdk, &results, notes).await {
+        let event = envelope["detail"].clone();
         let started = std::time::Instant::now();
         invoke(
             &deps,
@@ -496,80 +488,4 @@ pub async fn measure(
         invocations,
         run_time,
     }
-}
-
-/// A second rule on the bus sending `note-saved` to a queue the harness reads (not counted).
-async fn observe_results(sdk: &aws_config::SdkConfig, res: &Resources) -> String {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name(crate::unique("results"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let events = aws_sdk_eventbridge::Client::new(sdk);
-    let rule = crate::unique("results");
-    events
-        .put_rule()
-        .name(&rule)
-        .event_bus_name(&res.bus)
-        .event_pattern(r#"{"source":["notes.service"],"detail-type":["note-saved"]}"#)
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(&rule)
-        .event_bus_name(&res.bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("results")
-                .arn(arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    url
-}
-
-/// The `detail` of `want` result events (or what arrives within 20 s).
-async fn drain(sdk: &aws_config::SdkConfig, url: &str, want: usize) -> Vec<Value> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while out.len() < want && std::time::Instant::now() < deadline {
-        let got = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in got.messages.unwrap_or_default() {
-            let envelope: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            out.push(envelope["detail"].clone());
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    out
 }

@@ -298,6 +298,91 @@ impl Resources {
     }
 }
 
+/// A second rule on the app's bus sending the notes service's events of `detail_types` to a new
+/// queue, so a test can see what was published; the queue's URL.
+pub async fn observe(
+    sdk: &aws_config::SdkConfig,
+    res: &Resources,
+    detail_types: &[&str],
+) -> String {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(crate::unique("observed"))
+        .send()
+        .await
+        .expect("create the observing queue")
+        .queue_url
+        .unwrap();
+    let arn = queue_arn(&sqs, &url).await;
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let rule = crate::unique("observe");
+    events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&res.bus)
+        .event_pattern(
+            serde_json::json!({"source": ["notes.service"], "detail-type": detail_types})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("put the observing rule");
+    events
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&res.bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("observed")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("put the observing target");
+    url
+}
+
+/// The events (whole EventBridge envelopes) on an observing queue, each deleted once read: until
+/// `want` have come (or 20 s passed), then whatever else comes within another second.
+pub async fn drain_observed(
+    sdk: &aws_config::SdkConfig,
+    url: &str,
+    want: usize,
+) -> Vec<serde_json::Value> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut extra_round = true;
+    loop {
+        if out.len() >= want || std::time::Instant::now() >= deadline {
+            if !extra_round {
+                return out;
+            }
+            extra_round = false;
+        }
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive from the observing queue");
+        for m in got.messages.unwrap_or_default() {
+            out.push(serde_json::from_str(m.body().unwrap()).expect("an event envelope"));
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .expect("delete the observed event");
+        }
+    }
+}
+
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
     sqs.get_queue_attributes()
         .queue_url(url)

@@ -107,17 +107,27 @@ impl Intercept for Recorder {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = cfg
-            .load::<Metadata>()
-            .map(|m| m.name().to_owned())
-            .unwrap_or_default();
-        let body = context
-            .request()
-            .body()
-            .bytes()
-            .and_then(|b| serde_json::from_slice(b).ok())
-            .unwrap_or(Value::Null);
+        let (_, op, body) = request_of(context, cfg);
         self.sent.lock().unwrap().push((op, body));
         Ok(())
     }
+}
+
+/// A request about to be sent: its service and operation as the SDK names them (`DynamoDB`,
+/// `TransactWriteItems`) and its JSON body (null when it has none).
+pub fn request_of(
+    context: &BeforeTransmitInterceptorContextRef<'_>,
+    cfg: &ConfigBag,
+) -> (String, String, Value) {
+    let (service, op) = cfg
+        .load::<Metadata>()
+        .map(|m| (m.service().to_owned(), m.name().to_owned()))
+        .unwrap_or_default();
+    let body = context
+        .request()
+        .body()
+        .bytes()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or(Value::Null);
+    (service, op, body)
 }

@@ -26,85 +26,12 @@ fn status_and_body(resp: &Value) -> (u64, Value) {
     (resp["statusCode"].as_u64().unwrap(), body)
 }
 
-/// A second rule on the bus, so the test can count note-saved events.
-async fn observe_note_saved(sdk: &aws_config::SdkConfig, res: &Resources) -> String {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let url = sqs
-        .create_queue()
-        .queue_name(notesctl_tests::unique("results"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let events = aws_sdk_eventbridge::Client::new(sdk);
-    let rule = notesctl_tests::unique("results");
-    events
-        .put_rule()
-        .name(&rule)
-        .event_bus_name(&res.bus)
-        .event_pattern(r#"{"source":["notes.service"],"detail-type":["note-saved","note-failed"]}"#)
-        .send()
-        .await
-        .unwrap();
-    events
-        .put_targets()
-        .rule(&rule)
-        .event_bus_name(&res.bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("results")
-                .arn(arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    url
-}
-
-async fn drain(sdk: &aws_config::SdkConfig, url: &str) -> Vec<Value> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let mut out = Vec::new();
-    for _ in 0..3 {
-        let got = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        for m in got.messages.unwrap_or_default() {
-            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn signup_login_publish_save_through_real_processes() {
     let moto = moto::shared().await;
     let sdk = moto.sdk_config().await;
     let res = Resources::create(&sdk).await;
-    let results_queue = observe_note_saved(&sdk, &res).await;
+    let results_queue = moto::observe(&sdk, &res, &["note-saved", "note-failed"]).await;
     let env = res.handler_env(moto);
 
     let signup = start("auth-signup", &env).await;
@@ -209,7 +136,7 @@ async fn signup_login_publish_save_through_real_processes() {
         assert_eq!(items.len(), 1, "one item under {pk}");
         assert_eq!(items[0]["noteId"].as_s().unwrap(), &note_id);
     }
-    let results = drain(&sdk, &results_queue).await;
+    let results = moto::drain_observed(&sdk, &results_queue, 1).await;
     let saved: Vec<_> = results
         .iter()
         .filter(|e| e["detail-type"] == "note-saved")
