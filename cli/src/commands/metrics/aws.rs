@@ -26,25 +26,141 @@ pub struct RowSpec {
     pub threshold: Option<f64>,
 }
 
-fn row(
+/// A row of a table below: label, metric, statistic, unit, threshold.
+type Line = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<f64>,
+);
+
+/// Each function's rows (AWS/Lambda).
+const FUNCTION_ROWS: [Line; 5] = [
+    ("invocations", "Invocations", "Sum", "Count", None),
+    ("errors", "Errors", "Sum", "Count", Some(0.0)),
+    ("throttles", "Throttles", "Sum", "Count", Some(0.0)),
+    ("duration p50", "Duration", "p50", "Milliseconds", None),
+    ("duration p99", "Duration", "p99", "Milliseconds", None),
+];
+
+/// The processing queue's rows (AWS/SQS); its depth's threshold is the alarm's, set apart.
+const QUEUE_ROWS: [Line; 5] = [
+    ("sent", "NumberOfMessagesSent", "Sum", "Count", None),
+    ("received", "NumberOfMessagesReceived", "Sum", "Count", None),
+    ("deleted", "NumberOfMessagesDeleted", "Sum", "Count", None),
+    (
+        "visible",
+        "ApproximateNumberOfMessagesVisible",
+        "Maximum",
+        "Count",
+        None,
+    ),
+    (
+        "oldest message age",
+        "ApproximateAgeOfOldestMessage",
+        "Maximum",
+        "Seconds",
+        None,
+    ),
+];
+
+/// The DLQ's rows: any message in it is one too many.
+const DLQ_ROWS: [Line; 2] = [
+    (
+        "DLQ visible",
+        "ApproximateNumberOfMessagesVisible",
+        "Maximum",
+        "Count",
+        Some(0.0),
+    ),
+    (
+        "DLQ oldest message age",
+        "ApproximateAgeOfOldestMessage",
+        "Maximum",
+        "Seconds",
+        None,
+    ),
+];
+
+/// Each rule's rows (AWS/Events).
+const RULE_ROWS: [Line; 2] = [
+    ("matched", "MatchedEvents", "Sum", "Count", None),
+    (
+        "failed invocations",
+        "FailedInvocations",
+        "Sum",
+        "Count",
+        Some(0.0),
+    ),
+];
+
+/// The WebSocket API's rows (AWS/ApiGateway).
+const WEBSOCKET_ROWS: [Line; 2] = [
+    ("messages", "MessageCount", "Sum", "Count", None),
+    ("connects", "ConnectCount", "Sum", "Count", None),
+];
+
+/// The app's own rows (NotesApp, the handlers' EMF lines); failed notes have a row per reason.
+const APP_ROWS: [Line; 6] = [
+    ("notes published", "NotesPublished", "Sum", "Count", None),
+    ("notes saved", "NotesSaved", "Sum", "Count", None),
+    (
+        "save latency p50",
+        "SaveLatency",
+        "p50",
+        "Milliseconds",
+        None,
+    ),
+    (
+        "save latency p99",
+        "SaveLatency",
+        "p99",
+        "Milliseconds",
+        None,
+    ),
+    (
+        "connections reached",
+        "ConnectionsReached",
+        "Sum",
+        "Count",
+        None,
+    ),
+    (
+        "stale connections removed",
+        "StaleConnectionsRemoved",
+        "Sum",
+        "Count",
+        None,
+    ),
+];
+
+fn rows(
     area: &'static str,
-    label: String,
-    (namespace, metric): (&'static str, &'static str),
-    dimensions: Vec<(&'static str, String)>,
-    stat: &'static str,
-    unit: &'static str,
-    threshold: Option<f64>,
-) -> RowSpec {
-    RowSpec {
-        area,
-        label,
-        namespace,
-        metric,
-        dimensions,
-        stat,
-        unit,
-        threshold,
-    }
+    namespace: &'static str,
+    lines: &[Line],
+    prefix: &str,
+    dimensions: &[(&'static str, String)],
+) -> impl Iterator<Item = RowSpec> {
+    lines
+        .iter()
+        .map(move |&(label, metric, stat, unit, threshold)| RowSpec {
+            area,
+            label: [prefix, label]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" "),
+            namespace,
+            metric,
+            dimensions: dimensions.to_vec(),
+            stat,
+            unit,
+            threshold,
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 /// The design document's watch list for `stage`, and the app's own metrics. Errors, throttles,
@@ -53,236 +169,58 @@ fn row(
 pub fn specs(stage: &str, websocket_api: Option<&str>, queue_depth: f64) -> Vec<RowSpec> {
     let mut out = Vec::new();
     for &h in HandlerName::ALL {
-        let f = h.spec().function_name(stage);
-        let dims = || vec![("FunctionName", f.clone())];
-        let lambda = |m| ("AWS/Lambda", m);
-        out.push(row(
+        let dims = [("FunctionName", h.spec().function_name(stage))];
+        out.extend(rows(
             "functions",
-            format!("{h} invocations"),
-            lambda("Invocations"),
-            dims(),
-            "Sum",
-            "Count",
-            None,
-        ));
-        out.push(row(
-            "functions",
-            format!("{h} errors"),
-            lambda("Errors"),
-            dims(),
-            "Sum",
-            "Count",
-            Some(0.0),
-        ));
-        out.push(row(
-            "functions",
-            format!("{h} throttles"),
-            lambda("Throttles"),
-            dims(),
-            "Sum",
-            "Count",
-            Some(0.0),
-        ));
-        out.push(row(
-            "functions",
-            format!("{h} duration p50"),
-            lambda("Duration"),
-            dims(),
-            "p50",
-            "Milliseconds",
-            None,
-        ));
-        out.push(row(
-            "functions",
-            format!("{h} duration p99"),
-            lambda("Duration"),
-            dims(),
-            "p99",
-            "Milliseconds",
-            None,
+            "AWS/Lambda",
+            &FUNCTION_ROWS,
+            h.as_str(),
+            &dims,
         ));
     }
-    let (queue, dlq) = (names::queue(stage), names::dlq(stage));
-    let sqs = |m| ("AWS/SQS", m);
-    let q = |name: &String| vec![("QueueName", name.clone())];
-    out.push(row(
-        "queue",
-        "sent".into(),
-        sqs("NumberOfMessagesSent"),
-        q(&queue),
-        "Sum",
-        "Count",
-        None,
-    ));
-    out.push(row(
-        "queue",
-        "received".into(),
-        sqs("NumberOfMessagesReceived"),
-        q(&queue),
-        "Sum",
-        "Count",
-        None,
-    ));
-    out.push(row(
-        "queue",
-        "deleted".into(),
-        sqs("NumberOfMessagesDeleted"),
-        q(&queue),
-        "Sum",
-        "Count",
-        None,
-    ));
-    out.push(row(
-        "queue",
-        "visible".into(),
-        sqs("ApproximateNumberOfMessagesVisible"),
-        q(&queue),
-        "Maximum",
-        "Count",
-        Some(queue_depth),
-    ));
-    out.push(row(
-        "queue",
-        "oldest message age".into(),
-        sqs("ApproximateAgeOfOldestMessage"),
-        q(&queue),
-        "Maximum",
-        "Seconds",
-        None,
-    ));
-    out.push(row(
-        "queue",
-        "DLQ visible".into(),
-        sqs("ApproximateNumberOfMessagesVisible"),
-        q(&dlq),
-        "Maximum",
-        "Count",
-        Some(0.0),
-    ));
-    out.push(row(
-        "queue",
-        "DLQ oldest message age".into(),
-        sqs("ApproximateAgeOfOldestMessage"),
-        q(&dlq),
-        "Maximum",
-        "Seconds",
-        None,
-    ));
+    let queue = [("QueueName", names::queue(stage))];
+    out.extend(
+        rows("queue", "AWS/SQS", &QUEUE_ROWS, "", &queue).map(|mut r| {
+            if r.label == "visible" {
+                r.threshold = Some(queue_depth);
+            }
+            r
+        }),
+    );
+    let dlq = [("QueueName", names::dlq(stage))];
+    out.extend(rows("queue", "AWS/SQS", &DLQ_ROWS, "", &dlq));
     let bus = format!("{stage}-notes-event-bus");
     for rule in [
         format!("{stage}-note-created-to-queue"),
         format!("{stage}-note-results-to-notify"),
     ] {
-        let dims = || vec![("EventBusName", bus.clone()), ("RuleName", rule.clone())];
-        out.push(row(
-            "bus",
-            format!("{rule} matched"),
-            ("AWS/Events", "MatchedEvents"),
-            dims(),
-            "Sum",
-            "Count",
-            None,
-        ));
-        out.push(row(
-            "bus",
-            format!("{rule} failed invocations"),
-            ("AWS/Events", "FailedInvocations"),
-            dims(),
-            "Sum",
-            "Count",
-            Some(0.0),
-        ));
+        let dims = [("EventBusName", bus.clone()), ("RuleName", rule.clone())];
+        out.extend(rows("bus", "AWS/Events", &RULE_ROWS, &rule, &dims));
     }
     if let Some(api) = websocket_api {
-        let dims = || vec![("ApiId", api.to_owned()), ("Stage", stage.to_owned())];
-        out.push(row(
+        let dims = [("ApiId", api.to_owned()), ("Stage", stage.to_owned())];
+        out.extend(rows(
             "websocket",
-            "messages".into(),
-            ("AWS/ApiGateway", "MessageCount"),
-            dims(),
-            "Sum",
-            "Count",
-            None,
-        ));
-        out.push(row(
-            "websocket",
-            "connects".into(),
-            ("AWS/ApiGateway", "ConnectCount"),
-            dims(),
-            "Sum",
-            "Count",
-            None,
+            "AWS/ApiGateway",
+            &WEBSOCKET_ROWS,
+            "",
+            &dims,
         ));
     }
-    let app = |m| ("NotesApp", m);
-    let s = || vec![("Stage", stage.to_owned())];
-    out.push(row(
-        "app",
-        "notes published".into(),
-        app("NotesPublished"),
-        s(),
-        "Sum",
-        "Count",
-        None,
-    ));
-    out.push(row(
-        "app",
-        "notes saved".into(),
-        app("NotesSaved"),
-        s(),
-        "Sum",
-        "Count",
-        None,
-    ));
+    let app = [("Stage", stage.to_owned())];
+    out.extend(rows("app", "NotesApp", &APP_ROWS[..2], "", &app));
     for reason in ["store", "unreadable"] {
-        let mut dims = s();
-        dims.push(("Reason", reason.to_owned()));
-        out.push(row(
+        let dims = [("Stage", stage.to_owned()), ("Reason", reason.to_owned())];
+        let label = format!("notes failed ({reason})");
+        out.extend(rows(
             "app",
-            format!("notes failed ({reason})"),
-            app("NotesFailed"),
-            dims,
-            "Sum",
-            "Count",
-            Some(0.0),
+            "NotesApp",
+            &[("", "NotesFailed", "Sum", "Count", Some(0.0))],
+            &label,
+            &dims,
         ));
     }
-    out.push(row(
-        "app",
-        "save latency p50".into(),
-        app("SaveLatency"),
-        s(),
-        "p50",
-        "Milliseconds",
-        None,
-    ));
-    out.push(row(
-        "app",
-        "save latency p99".into(),
-        app("SaveLatency"),
-        s(),
-        "p99",
-        "Milliseconds",
-        None,
-    ));
-    out.push(row(
-        "app",
-        "connections reached".into(),
-        app("ConnectionsReached"),
-        s(),
-        "Sum",
-        "Count",
-        None,
-    ));
-    out.push(row(
-        "app",
-        "stale connections removed".into(),
-        app("StaleConnectionsRemoved"),
-        s(),
-        "Sum",
-        "Count",
-        None,
-    ));
+    out.extend(rows("app", "NotesApp", &APP_ROWS[2..], "", &app));
     out
 }
 
