@@ -13,7 +13,7 @@ use tokio_tungstenite::WebSocketStream;
 use notes_handlers::metering::Counts;
 
 use crate::aws::stacks;
-use crate::commands::dev::aws_api::{GET_COUNTER_HISTORY, GET_COUNTERS};
+use crate::commands::dev::history::{GET_COUNTER_HISTORY, GET_COUNTERS};
 use crate::context::{Context, DEV_ACCESS_KEY, LocalArg, dev_token};
 
 /// The app's HTTP API and WebSocket URLs.

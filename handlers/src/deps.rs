@@ -7,7 +7,7 @@ use tokio::sync::OnceCell;
 
 use crate::domain::AppError;
 use crate::domain::token::TokenKeys;
-use crate::metering::Meter;
+use crate::metering::{Meter, MeterSink, Metered};
 use crate::ports::{
     ConnectionRegistry, EventBus, MetricSink, NoMetrics, NoteStore, Notifier, SecretSource,
     UserStore,
@@ -80,6 +80,23 @@ impl Deps {
             metrics: Arc::new(NoMetrics),
             keys: OnceCell::new(),
         }
+    }
+
+    /// The same capabilities, each port counted into `meter`, which is kept for counting
+    /// invocations, and the app's metrics counted there too. The secret source is read once per
+    /// process and not counted.
+    pub fn metered(&self, meter: &Arc<Meter>) -> Deps {
+        let mut counted = Deps::new(
+            Arc::new(Metered::new(self.users.clone(), meter.clone())),
+            Arc::new(Metered::new(self.notes.clone(), meter.clone())),
+            Arc::new(Metered::new(self.bus.clone(), meter.clone())),
+            Arc::new(Metered::new(self.connections.clone(), meter.clone())),
+            Arc::new(Metered::new(self.notifier.clone(), meter.clone())),
+            self.secrets.clone(),
+            self.settings.clone(),
+        );
+        counted.meter = Some(meter.clone());
+        counted.with_metrics(Arc::new(MeterSink(meter.clone())))
     }
 
     /// The same, reporting its metrics to `sink`.

@@ -1,5 +1,5 @@
 //! What each port does, counted: calls, the records they carry and those records' size. `notesctl
-//! dev` wraps its ports in [`Metered`] and serves the [`Meter`]'s counts, so `notesctl load --cost`
+//! dev` wraps its ports in [`Metered`] (`Deps::metered`) and serves the [`Meter`]'s counts, so `notesctl load --cost`
 //! can say what one note costs in store reads and writes, events put, queue operations, WebSocket
 //! posts and function invocations. The counting knows nothing of the adapter underneath; what AWS
 //! itself is asked for per note is counted at the SDK (the tests' interceptor on moto).
@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::deps::Deps;
 use crate::domain::cursor::{Page, PageRequest};
 use crate::domain::events::NoteEvent;
 use crate::domain::feed::FeedRequest;
@@ -121,22 +120,6 @@ impl<T: ?Sized> Metered<T> {
     pub fn new(inner: Arc<T>, meter: Arc<Meter>) -> Self {
         Self { inner, meter }
     }
-}
-
-/// The same capabilities, each port counted, and the meter kept in the result for counting
-/// invocations. The secret source is read once per process and not counted.
-pub fn metered(deps: &Deps, meter: &Arc<Meter>) -> Deps {
-    let mut counted = Deps::new(
-        Arc::new(Metered::new(deps.users.clone(), meter.clone())),
-        Arc::new(Metered::new(deps.notes.clone(), meter.clone())),
-        Arc::new(Metered::new(deps.bus.clone(), meter.clone())),
-        Arc::new(Metered::new(deps.connections.clone(), meter.clone())),
-        Arc::new(Metered::new(deps.notifier.clone(), meter.clone())),
-        deps.secrets.clone(),
-        deps.settings.clone(),
-    );
-    counted.meter = Some(meter.clone());
-    counted.with_metrics(Arc::new(MeterSink(meter.clone())))
 }
 
 /// The app's metrics as counters (`metric.{Name}`, and `metric.NotesFailed.{reason}`): a count

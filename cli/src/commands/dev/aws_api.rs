@@ -274,15 +274,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(AwsError::internal)
 }
 
-/// The operation that reads dev's counters (`notesctl load --cost`): JSON in, `{"Counts": {name:
-/// {calls, items, bytes}}}` out, signed like the rest.
-pub const GET_COUNTERS: &str = "NotesctlDev.GetCounters";
-/// The counters over time (`notesctl metrics --local`): `{"Since": epoch seconds}` in,
-/// `{"Snapshots": [{"Time": epoch seconds, "Counts": {…}}, …]}` out, the last one taken now.
-pub const GET_COUNTER_HISTORY: &str = "NotesctlDev.GetCounterHistory";
-
 /// Serves one AWS JSON-protocol request (`X-Amz-Target: AmazonSQS.<Operation>`, `Logs_20140328.*`,
-/// or [`GET_COUNTERS`]).
+/// or dev's own `NotesctlDev.*` ([`super::history`]).
 /// Only callers signing with this run's token get past `guard` (403 otherwise, as AWS answers a bad
 /// signature).
 pub async fn serve(
@@ -344,12 +337,10 @@ pub async fn serve(
     };
     let result = match target.strip_prefix("Logs_20140328.") {
         Some(op) => logs(op, &input).map(|v| (v, "application/x-amz-json-1.1")),
-        None if target == GET_COUNTERS => Ok((
-            json!({ "Counts": counters.map(|c| c.meter.snapshot()).unwrap_or_default() }),
-            "application/x-amz-json-1.1",
-        )),
-        None if target == GET_COUNTER_HISTORY => {
-            Ok((history(counters, &input), "application/x-amz-json-1.1"))
+        None if target.starts_with("NotesctlDev.") => {
+            super::history::serve(counters, &target, &input)
+                .map(|v| (v, "application/x-amz-json-1.1"))
+                .map_err(|(code, message)| logs_error(code, message))
         }
         None => sqs(queue, move_tasks, &target, &input, &host)
             .await
@@ -366,17 +357,6 @@ pub async fn serve(
     }
 }
 
-fn history(counters: Option<&DevCounters>, input: &Value) -> Value {
-    let since = input["Since"].as_i64().unwrap_or(0);
-    let snapshots: Vec<Value> = counters
-        .map(|c| c.since(since))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(t, counts)| json!({"Time": t, "Counts": counts}))
-        .collect();
-    json!({ "Snapshots": snapshots })
-}
-
 fn logs_error(code: &'static str, message: impl Into<String>) -> AwsError {
     AwsError {
         status: StatusCode::BAD_REQUEST,
@@ -387,55 +367,9 @@ fn logs_error(code: &'static str, message: impl Into<String>) -> AwsError {
     }
 }
 
-/// The function behind `/aws/lambda/{stage}-{handler}` (any stage: dev runs one app).
-fn function_of(group: &str) -> Option<notes_handlers::HandlerName> {
-    let function = group.strip_prefix("/aws/lambda/")?;
-    notes_handlers::HandlerName::ALL
-        .iter()
-        .copied()
-        .find(|h| function == h.as_str() || function.ends_with(&format!("-{}", h.as_str())))
-}
-
-/// CloudWatch Logs (`FilterLogEvents`) over the functions' logs that dev keeps.
+/// CloudWatch Logs over the functions' logs that dev keeps ([`super::logbook`]).
 fn logs(op: &str, input: &Value) -> Result<Value, AwsError> {
-    match op {
-        "FilterLogEvents" => {
-            let group = input["logGroupName"].as_str().unwrap_or_default();
-            let function = function_of(group).ok_or_else(|| {
-                logs_error("ResourceNotFoundException", format!("The specified log group does not exist: {group} is not a function of the notes app"))
-            })?;
-            let pattern = input["filterPattern"].as_str().unwrap_or_default();
-            super::logbook::matches(pattern, "")
-                .map_err(|m| logs_error("InvalidParameterException", m))?;
-            let after = input["nextToken"]
-                .as_str()
-                .and_then(|t| t.parse::<u64>().ok());
-            let limit = input["limit"].as_u64().unwrap_or(10_000).min(10_000) as usize;
-            let events = super::logbook::LogBook::global().read(
-                function,
-                input["startTime"].as_i64().unwrap_or(0),
-                input["endTime"].as_i64(),
-                after,
-                limit,
-            );
-            let more = events.len() == limit;
-            let next = events.last().map(|e| e.id.to_string());
-            let events: Vec<Value> = events
-                .into_iter()
-                .filter(|e| super::logbook::matches(pattern, &e.message).unwrap_or(true))
-                .map(|e| json!({"logStreamName": e.stream, "timestamp": e.timestamp_ms, "ingestionTime": e.timestamp_ms, "message": e.message, "eventId": e.id.to_string()}))
-                .collect();
-            let mut out = json!({"events": events, "searchedLogStreams": []});
-            if more && let Some(next) = next {
-                out["nextToken"] = json!(next);
-            }
-            Ok(out)
-        }
-        other => Err(logs_error(
-            "UnsupportedOperation",
-            format!("CloudWatch Logs {other} is not offered by the notesctl dev server"),
-        )),
-    }
+    super::logbook::serve(op, input).map_err(|(code, message)| logs_error(code, message))
 }
 
 fn queue_of(input: &Value) -> Result<(Which, String), AwsError> {

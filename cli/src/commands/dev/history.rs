@@ -7,6 +7,41 @@ use std::time::Duration;
 
 use notes_handlers::metering::{Counts, Meter};
 
+/// The operation that reads dev's counters (`notesctl load --cost`): JSON in, `{"Counts": {name:
+/// {calls, items, bytes}}}` out, signed like the runbook API's other operations.
+pub const GET_COUNTERS: &str = "NotesctlDev.GetCounters";
+/// The counters over time (`notesctl metrics --local`): `{"Since": epoch seconds}` in,
+/// `{"Snapshots": [{"Time": epoch seconds, "Counts": {…}}, …]}` out, the last one taken now.
+pub const GET_COUNTER_HISTORY: &str = "NotesctlDev.GetCounterHistory";
+
+/// Answers one of dev's own operations: the answer, or the error's code and message.
+pub fn serve(
+    counters: Option<&DevCounters>,
+    target: &str,
+    input: &serde_json::Value,
+) -> Result<serde_json::Value, (&'static str, String)> {
+    use serde_json::json;
+    match target {
+        GET_COUNTERS => Ok(json!({
+            "Counts": counters.map(|c| c.meter.snapshot()).unwrap_or_default()
+        })),
+        GET_COUNTER_HISTORY => {
+            let since = input["Since"].as_i64().unwrap_or(0);
+            let snapshots: Vec<serde_json::Value> = counters
+                .map(|c| c.since(since))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, counts)| json!({"Time": t, "Counts": counts}))
+                .collect();
+            Ok(json!({ "Snapshots": snapshots }))
+        }
+        other => Err((
+            "UnsupportedOperation",
+            format!("{other} is not an operation of this notesctl dev server"),
+        )),
+    }
+}
+
 /// How often the counters are sampled.
 pub const EVERY: Duration = Duration::from_secs(10);
 /// Samples kept: three hours' worth.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use notes_handlers::HandlerName;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
@@ -225,6 +225,57 @@ pub fn matches(pattern: &str, message: &str) -> Result<bool, String> {
     let any: Vec<_> = terms.iter().filter(|(p, _)| *p == Some('?')).collect();
     let some = any.is_empty() || any.iter().any(|(_, t)| message.contains(t));
     Ok(required && !excluded && some)
+}
+
+/// The function behind `/aws/lambda/{stage}-{handler}` (any stage: dev runs one app).
+fn function_of(group: &str) -> Option<notes_handlers::HandlerName> {
+    let function = group.strip_prefix("/aws/lambda/")?;
+    notes_handlers::HandlerName::ALL
+        .iter()
+        .copied()
+        .find(|h| function == h.as_str() || function.ends_with(&format!("-{}", h.as_str())))
+}
+
+/// CloudWatch Logs (`FilterLogEvents`) over the functions' logs that dev keeps, for the runbook API:
+/// the answer, or the error's code and message.
+pub fn serve(op: &str, input: &Value) -> Result<Value, (&'static str, String)> {
+    match op {
+        "FilterLogEvents" => {
+            let group = input["logGroupName"].as_str().unwrap_or_default();
+            let function = function_of(group).ok_or_else(|| {
+                ("ResourceNotFoundException", format!("The specified log group does not exist: {group} is not a function of the notes app"))
+            })?;
+            let pattern = input["filterPattern"].as_str().unwrap_or_default();
+            matches(pattern, "").map_err(|m| ("InvalidParameterException", m))?;
+            let after = input["nextToken"]
+                .as_str()
+                .and_then(|t| t.parse::<u64>().ok());
+            let limit = input["limit"].as_u64().unwrap_or(10_000).min(10_000) as usize;
+            let events = LogBook::global().read(
+                function,
+                input["startTime"].as_i64().unwrap_or(0),
+                input["endTime"].as_i64(),
+                after,
+                limit,
+            );
+            let more = events.len() == limit;
+            let next = events.last().map(|e| e.id.to_string());
+            let events: Vec<Value> = events
+                .into_iter()
+                .filter(|e| matches(pattern, &e.message).unwrap_or(true))
+                .map(|e| json!({"logStreamName": e.stream, "timestamp": e.timestamp_ms, "ingestionTime": e.timestamp_ms, "message": e.message, "eventId": e.id.to_string()}))
+                .collect();
+            let mut out = json!({"events": events, "searchedLogStreams": []});
+            if more && let Some(next) = next {
+                out["nextToken"] = json!(next);
+            }
+            Ok(out)
+        }
+        other => Err((
+            "UnsupportedOperation",
+            format!("CloudWatch Logs {other} is not offered by the notesctl dev server"),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use notes_handlers::Deps;
 use notes_handlers::deps::Settings;
 use notes_handlers::domain::feed::ShardCount;
 use notes_handlers::embedded::{FileSecret, LocalNotifier};
-use notes_handlers::metering::{Meter, metered};
+use notes_handlers::metering::Meter;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -177,8 +177,8 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         ..Settings::default()
     };
     // Every port counted, for `notesctl load --cost` (served by the runbook API).
-    let deps = Arc::new(metered(
-        &Deps::new(
+    let deps = Arc::new(
+        Deps::new(
             store.clone(),
             store.clone(),
             bus,
@@ -186,9 +186,9 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
             Arc::new(notifier.clone()),
             secret,
             settings,
-        ),
-        &meter,
-    ));
+        )
+        .metered(&meter),
+    );
     tokio::task::spawn_blocking(notes_handlers::domain::password::warm_up);
     deps.token_keys()
         .await
