@@ -221,7 +221,7 @@ fn dev_table(private: &PhaseCost, public: &PhaseCost) -> String {
     for name in names {
         let cell = |p: &PhaseCost| match p.per_note.get(name) {
             None => "–".to_owned(),
-            Some(c) if name.starts_with("function.") => {
+            Some(c) if notesctl::commands::load::counts_time(name) => {
                 format!("{:.2} · {:.2} ms", c.calls, c.bytes / 1000.0)
             }
             Some(c) => format!("{:.2} · {:.2} · {:.0} B", c.calls, c.items, c.bytes),

@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::app_client::Api;
 
+/// Whether a counter's bytes are microseconds of time (a function's run time, the save latency).
+pub fn counts_time(name: &str) -> bool {
+    name.starts_with("function.") || name == "metric.SaveLatency"
+}
+
 /// One counter, per note.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PerNote {
@@ -18,7 +23,7 @@ pub struct PerNote {
     pub calls: f64,
     /// Records carried (notes, events, messages, connections).
     pub items: f64,
-    /// Their bytes as JSON; for a function, microseconds of run time.
+    /// Their bytes as JSON; for a function's run time and the save latency, microseconds.
     pub bytes: f64,
 }
 
@@ -107,7 +112,7 @@ impl fmt::Display for Cost {
                 let Some(p) = p else { continue };
                 let cell = match p.per_note.get(name) {
                     None => "–".to_owned(),
-                    Some(c) if name.starts_with("function.") => {
+                    Some(c) if counts_time(name) => {
                         format!("{:.2} · {:.2} ms", c.calls, c.bytes / 1000.0)
                     }
                     Some(c) => format!("{:.2} · {:.2} · {:.0} B", c.calls, c.items, c.bytes),

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::app_client::{Api, Endpoints, connect, endpoints, tls_config};
 use crate::context::{Context, LocalArg, parse_duration};
-pub use cost::{Cost, PerNote, PhaseCost};
+pub use cost::{Cost, PerNote, PhaseCost, counts_time};
 pub use stats::{Bucket, Cleanup, Knee, Latency, LoadReport, Step};
 
 const LOCAL_PASSWORD: &str = "notesctl-load-local";
