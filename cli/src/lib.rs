@@ -87,6 +87,10 @@ pub enum Command {
     /// its current value and a sparkline over --since (exit 1 when a row is past its threshold).
     #[command(after_help = examples::METRICS)]
     Metrics(commands::metrics::MetricsArgs),
+    /// Run the troubleshooting runbooks as checks: notes not saving, WebSocket not connecting,
+    /// real-time updates not working — each ✓ / ✗ / – with evidence and the next step (exit 1 on ✗).
+    #[command(after_help = examples::DOCTOR)]
+    Doctor(commands::doctor::DoctorArgs),
     /// Delete the stacks in reverse order, emptying the frontend bucket first.
     #[command(after_help = examples::DESTROY)]
     Destroy(commands::destroy::DestroyArgs),
@@ -182,6 +186,9 @@ mod examples {
   notesctl metrics --since 30m --watch          # redrawn in place every minute
   notesctl metrics --local --since 10m          # notesctl dev's counters
   notesctl metrics --output json | jq '.rows[] | select(.over)'";
+    pub const DOCTOR: &str = "Examples:
+  notesctl doctor --local                       # notesctl dev: the three runbooks, checked
+  NOTESCTL_DOCTOR_PASSWORD=… notesctl doctor --stage prod --since 1h";
     pub const DESTROY: &str = "Examples:
   notesctl destroy --stage dev                  # asks first; refuses while notes are queued
   notesctl destroy --stage dev --yes --force    # also when queued notes would be lost";
@@ -246,6 +253,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
         Command::Status => report(ctx, status::run(ctx).await),
         Command::Metrics(args) if args.watch => Ended::Stream(metrics::watch(ctx, args).await),
         Command::Metrics(args) => report(ctx, metrics::run(ctx, args).await),
+        Command::Doctor(args) => report(ctx, doctor::run(ctx, args).await),
         Command::Destroy(args) => report(ctx, destroy::run(ctx, args).await),
         Command::Dev(args) => Ended::Stream(dev::run(ctx, args).await),
         Command::QueueDepth(args) if args.watch => {

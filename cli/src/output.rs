@@ -21,7 +21,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         1,
-        "The command ran and found a problem: a deploy that failed and rolled back, `diff` finding that a deploy would change something, a queue above `--fail-above`, an alarm firing, a `metrics` row past its threshold, `smoke` or `load` finding a failed step, failed notes or a missed `--slo`, `validate` findings, a message the queue kept refusing (`redrive-dlq`, named by id), a function running other code than the zip, or a wait that reached its `--timeout` (`deploy`, `destroy`, `redrive-dlq`, `invalidate --wait`). The report says what is still running.",
+        "The command ran and found a problem: a deploy that failed and rolled back, `diff` finding that a deploy would change something, a queue above `--fail-above`, an alarm firing, a `metrics` row past its threshold, a `doctor` check that failed, `smoke` or `load` finding a failed step, failed notes or a missed `--slo`, `validate` findings, a message the queue kept refusing (`redrive-dlq`, named by id), a function running other code than the zip, or a wait that reached its `--timeout` (`deploy`, `destroy`, `redrive-dlq`, `invalidate --wait`). The report says what is still running.",
     ),
     (
         2,

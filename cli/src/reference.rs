@@ -239,6 +239,7 @@ pub fn json_output(command: &str) -> Option<(schemars::Schema, &'static str)> {
         ),
         "ws-url" => (schema_for!(outputs::WsUrl), one),
         "status" => (schema_for!(status::StatusReport), one),
+        "doctor" => (schema_for!(doctor::DoctorReport), one),
         "metrics" => (
             schema_for!(metrics::MetricsReport),
             "one JSON document; with `--watch`, one such line per refresh (JSON Lines)",

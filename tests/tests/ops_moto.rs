@@ -678,3 +678,71 @@ async fn migrate_public_feed_moves_the_unsharded_feed_into_its_shards() {
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("nothing to move"), "{}", again.stdout);
 }
+
+/// `doctor` on a deployed stage (moto): the queues and the save function's logs are read as on AWS;
+/// what moto cannot give (CloudWatch metrics, a running app) is "could not tell" or a failed check
+/// with its next step, never a crash.
+#[tokio::test]
+async fn doctor_on_a_stage_names_dead_letters_and_save_errors() {
+    use notesctl::commands::doctor::{DoctorReport, Verdict};
+    let stage = notesctl_tests::unique("dr");
+    let (sqs, _queue, dlq) = moto::stage_queues(&stage).await;
+    moto::fill_queue(&sqs, &dlq, 2, |i, e| {
+        e.message_body(
+            serde_json::json!({"detail": {"eventType": "note-created", "noteId": format!("1767225600000-dead{i}")}})
+                .to_string(),
+        )
+    })
+    .await;
+    put_logs(
+        &format!("/aws/lambda/{stage}-notes-save"),
+        "s1",
+        &[
+            (
+                now_ms() - 60_000,
+                r#"{"level":"INFO","fields":{"message":"record processed"}}"#,
+            ),
+            (
+                now_ms() - 30_000,
+                r#"{"level":"ERROR","fields":{"message":"note failed on its last delivery"}}"#,
+            ),
+        ],
+    )
+    .await;
+    let (code, report) = moto::cli(&stage)
+        .await
+        .args(["doctor"])
+        .json::<DoctorReport>()
+        .await;
+    assert_eq!(code, 1, "{report:#?}");
+    let check = |name: &str| {
+        report
+            .runbooks
+            .iter()
+            .flat_map(|r| &r.checks)
+            .find(|c| c.name.contains(name))
+            .unwrap_or_else(|| panic!("{name}: {report:#?}"))
+            .clone()
+    };
+    let dead = check("no dead letters");
+    assert_eq!(dead.verdict, Verdict::Fail, "{dead:#?}");
+    assert!(
+        dead.evidence.contains("holds 2") && dead.evidence.contains("1767225600000-dead"),
+        "{dead:#?}"
+    );
+    let save = check("notes-save's logs");
+    assert_eq!(save.verdict, Verdict::Fail, "{save:#?}");
+    assert!(
+        save.evidence.contains("note failed on its last delivery"),
+        "{save:#?}"
+    );
+    assert_eq!(
+        check("the WebSocket URL").verdict,
+        Verdict::Fail,
+        "no websocket stack"
+    );
+    assert_eq!(
+        check("a note reaches its author's socket").verdict,
+        Verdict::Unknown
+    );
+}

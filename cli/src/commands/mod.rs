@@ -4,14 +4,15 @@
 //! the way `deploy` does (`deploy::Inputs`, `deploy::change_set`); `history` reads the releases deploy
 //! records (`deploy::releases`) and `rollback` deploys one again through `deploy::run`; `smoke` and
 //! `load` meet the app through `crate::app_client`, as a browser would, and `metrics --local` reads
-//! dev's counters through it too (with `dev::history`'s sampling period); nothing else crosses between
-//! verbs.
+//! dev's counters through it too (with `dev::history`'s sampling period); `status` and `doctor` read
+//! what `metrics` reads; nothing else crosses between verbs.
 
 pub mod alarms;
 pub mod deploy;
 pub mod destroy;
 pub mod dev;
 pub mod diff;
+pub mod doctor;
 pub mod invalidate;
 pub mod load;
 pub mod metrics;

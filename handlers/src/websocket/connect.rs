@@ -31,7 +31,11 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<WsRequest>) -> Result<WsResp
     };
     let claims = match claims {
         Ok(c) => c,
-        Err(e @ AppError::Unauthorized(_)) => return Ok(ws_response(401, &e.public_message())),
+        Err(e @ AppError::Unauthorized(_)) => {
+            // A run of these after a deploy: clients hold tokens signed with another secret.
+            tracing::warn!(reason = %e.public_message(), "refused a connection: its token is not valid here");
+            return Ok(ws_response(401, &e.public_message()));
+        }
         Err(e) => {
             tracing::error!(error = %e, "connect could not verify the token");
             return Ok(ws_response(e.status(), &e.public_message()));

@@ -1,0 +1,539 @@
+//! `notesctl doctor [--local]`: the design document's three troubleshooting runbooks — "Notes not
+//! saving", "WebSocket not connecting", "Real-time updates not working" — run as checks, in order,
+//! each ✓, ✗ or – (could not tell) with its evidence, and for ✗ the next step. It reads what
+//! `metrics` reads, the queues as `queue-depth` does, the functions' logs as `tail` does, and meets the
+//! app as a user: a doctor user connects a WebSocket and posts a private note, which must come back
+//! saved on that socket (and is deleted). Exit 1 when a check fails. On a deployed stage the doctor
+//! user's password comes from `NOTESCTL_DOCTOR_PASSWORD`.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::app_client::{Api, Socket, connect, endpoints, tls_config};
+use crate::aws::queues::Queues;
+use crate::commands::metrics::{MetricsArgs, MetricsReport};
+use crate::context::{Context, LocalArg, parse_duration};
+use crate::names;
+use crate::output::{Exit, Report};
+
+const LOCAL_PASSWORD: &str = "notesctl-doctor-local";
+const DOCTOR_USER: &str = "notesctl-doctor";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub local: LocalArg,
+    /// How far back metrics and logs are read (15m, 1h).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub since: Duration,
+    /// The doctor user's password (at least 8 characters; it signs up on first use). Required for a
+    /// deployed stage; `dev` has a fixed default. Best given in the environment.
+    #[arg(long, env = "NOTESCTL_DOCTOR_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Could not tell.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Check {
+    pub name: String,
+    pub verdict: Verdict,
+    pub evidence: String,
+    /// What to do about a failure (or how to find out, when it could not tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Runbook {
+    pub name: String,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DoctorReport {
+    pub stage: String,
+    pub runbooks: Vec<Runbook>,
+}
+
+impl Report for DoctorReport {
+    fn exit(&self) -> Exit {
+        Exit::problem_if(
+            self.runbooks
+                .iter()
+                .flat_map(|r| &r.checks)
+                .any(|c| c.verdict == Verdict::Fail),
+        )
+    }
+}
+
+impl fmt::Display for DoctorReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.runbooks.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            writeln!(f, "{}", r.name)?;
+            for c in &r.checks {
+                let mark = match c.verdict {
+                    Verdict::Pass => '✓',
+                    Verdict::Fail => '✗',
+                    Verdict::Unknown => '–',
+                };
+                writeln!(f, "  {mark} {:<44} {}", c.name, c.evidence)?;
+                if let Some(next) = &c.next {
+                    writeln!(f, "      next: {next}")?;
+                }
+            }
+        }
+        let failed = self
+            .runbooks
+            .iter()
+            .flat_map(|r| &r.checks)
+            .filter(|c| c.verdict == Verdict::Fail)
+            .count();
+        write!(
+            f,
+            "\n{}",
+            if failed == 0 {
+                "no check failed".to_owned()
+            } else {
+                format!("{failed} checks failed")
+            }
+        )
+    }
+}
+
+fn check(name: &str, verdict: Verdict, evidence: impl Into<String>, next: Option<&str>) -> Check {
+    Check {
+        name: name.to_owned(),
+        verdict,
+        evidence: evidence.into(),
+        next: next.map(str::to_owned),
+    }
+}
+
+/// A row's values summed over the window (none: no such row, or no data).
+fn total(m: &MetricsReport, label: &str) -> Option<f64> {
+    let row = m.rows.iter().find(|r| r.label == label)?;
+    (!row.points.is_empty()).then(|| row.points.iter().map(|p| p.v).fold(0.0, |a, b| a + b))
+}
+
+/// The log lines of `function` in the window at ERROR or WARN: how many, and the newest. (Two term
+/// patterns rather than one `?ERROR ?WARN`, which not every CloudWatch Logs emulator reads.)
+async fn problems_in_logs(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    stage: &str,
+    function: &str,
+    since: Duration,
+) -> anyhow::Result<(usize, Option<String>)> {
+    let group = names::log_group(&names::function(stage, function));
+    let start = notes_handlers::domain::clock::now_millis() - since.as_millis() as i64;
+    let (mut count, mut newest): (usize, Option<(i64, String)>) = (0, None);
+    for pattern in ["ERROR", "WARN"] {
+        let mut token = None;
+        loop {
+            let out = logs
+                .filter_log_events()
+                .log_group_name(&group)
+                .start_time(start)
+                .filter_pattern(pattern)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "reading {group}: {}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    )
+                })?;
+            for e in out.events() {
+                count += 1;
+                let at = e.timestamp().unwrap_or_default();
+                if newest.as_ref().is_none_or(|(t, _)| at >= *t) {
+                    newest = Some((at, e.message().unwrap_or_default().trim().to_owned()));
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+    }
+    Ok((count, newest.map(|(_, m)| m)))
+}
+
+async fn logs_check(
+    name: &str,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    stage: &str,
+    function: &str,
+    since: Duration,
+    next: &str,
+) -> Check {
+    match problems_in_logs(logs, stage, function, since).await {
+        Ok((0, _)) => check(name, Verdict::Pass, "none", None),
+        Ok((n, newest)) => check(
+            name,
+            Verdict::Fail,
+            format!("{n}, the newest: {}", newest.unwrap_or_default()),
+            Some(next),
+        ),
+        Err(e) => check(
+            name,
+            Verdict::Unknown,
+            format!("{e:#}"),
+            Some(&format!("notesctl tail {function} --since 15m")),
+        ),
+    }
+}
+
+/// The first message on the DLQ, looked at and left there: its note id and receive count.
+async fn peek_dead_letter(queues: &Queues) -> Option<String> {
+    let got = queues
+        .sqs
+        .receive_message()
+        .queue_url(&queues.dlq.url)
+        .max_number_of_messages(1)
+        .visibility_timeout(0)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .ok()?;
+    let m = got.messages?.into_iter().next()?;
+    let body: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or(Value::Null);
+    let detail = body.get("detail").unwrap_or(&body);
+    let receives = m
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+        })
+        .cloned()
+        .unwrap_or_default();
+    Some(format!(
+        "a sample: note {} (received {receives} times)",
+        detail["noteId"].as_str().unwrap_or("(not a note)")
+    ))
+}
+
+async fn notes_not_saving(
+    ctx: &Context,
+    local: bool,
+    config: &aws_config::SdkConfig,
+    metrics: &Option<MetricsReport>,
+    since: Duration,
+) -> Runbook {
+    let stage = ctx.stage();
+    let mut checks = Vec::new();
+    // 1. Are note-created events matched by the rule (reach the queue)?
+    let matched_label = if local {
+        "sent".to_owned()
+    } else {
+        format!("{stage}-note-created-to-queue matched")
+    };
+    let name = "note-created events reach the queue";
+    checks.push(match metrics {
+        None => check(name, Verdict::Unknown, "no metrics", Some("notesctl metrics")),
+        Some(m) => match (total(m, "notes published"), total(m, &matched_label)) {
+            (Some(p), Some(q)) if q >= p => check(name, Verdict::Pass, format!("{p} published, {q} matched"), None),
+            (Some(p), Some(q)) => check(
+                name,
+                Verdict::Fail,
+                format!("{p} published, only {q} matched by the rule"),
+                Some(&format!("the rule {stage}-note-created-to-queue: its pattern (source notes.service, detail-type note-created), its target and the queue's policy")),
+            ),
+            _ => check(name, Verdict::Unknown, "no notes published in the window", None),
+        },
+    });
+    // 2. Is the queue backing up? 3. Dead letters, and why.
+    let name = "the processing queue is not backing up";
+    let dlq_name = "no dead letters";
+    match Queues::find(config, stage, local).await {
+        Err(e) => {
+            checks.push(check(
+                name,
+                Verdict::Unknown,
+                format!("{e:#}"),
+                Some("notesctl queue-depth"),
+            ));
+            checks.push(check(
+                dlq_name,
+                Verdict::Unknown,
+                "the queues were not found",
+                None,
+            ));
+        }
+        Ok(queues) => {
+            let first = queues.measure().await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let second = queues.measure().await;
+            match (first, second) {
+                (Ok(a), Ok(b)) => {
+                    let q = &b.queue;
+                    let old = q.oldest_age_seconds.is_some_and(|s| s > 300);
+                    let stuck =
+                        q.visible > 0 && b.queue.visible >= a.queue.visible && a.queue.visible > 0;
+                    let evidence = format!(
+                        "{} visible, {} in flight{}",
+                        q.visible,
+                        q.in_flight,
+                        q.oldest_age_seconds
+                            .map(|s| format!(", the oldest {s}s old"))
+                            .unwrap_or_default()
+                    );
+                    checks.push(if old || stuck {
+                        check(name, Verdict::Fail, format!("{evidence}; none taken in 3 s"), Some(&format!(
+                            "is notes-save running? `notesctl tail save --since 15m`; on AWS, the event source mapping of {} to {stage}-notes-save must be enabled{}",
+                            names::queue(stage),
+                            if local { " (`notesctl dev --hold-queue` holds it)" } else { "" }
+                        )))
+                    } else {
+                        check(name, Verdict::Pass, evidence, None)
+                    });
+                    checks.push(if b.dlq.visible > 0 {
+                        let sample = peek_dead_letter(&queues).await.unwrap_or_default();
+                        check(
+                            dlq_name,
+                            Verdict::Fail,
+                            format!("{} holds {}; {sample}", names::dlq(stage), b.dlq.visible),
+                            Some("`notesctl redrive-dlq --dry-run` to see them, fix the cause (`notesctl tail save`), then `notesctl redrive-dlq --yes`"),
+                        )
+                    } else {
+                        check(dlq_name, Verdict::Pass, format!("{} is empty", names::dlq(stage)), None)
+                    });
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    checks.push(check(
+                        name,
+                        Verdict::Unknown,
+                        format!("{e:#}"),
+                        Some("notesctl queue-depth"),
+                    ));
+                    checks.push(check(
+                        dlq_name,
+                        Verdict::Unknown,
+                        "the queues could not be read",
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    // 4. Errors in save's logs.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(config);
+    checks.insert(
+        2,
+        logs_check(
+            &format!("no errors in {stage}-notes-save's logs"),
+            &logs,
+            stage,
+            "notes-save",
+            since,
+            "`notesctl tail save --filter ERROR` for the whole story",
+        )
+        .await,
+    );
+    Runbook {
+        name: "Notes not saving".into(),
+        checks,
+    }
+}
+
+/// Reads the socket until `note-saved` for `note_id` arrives (or `within` passes).
+async fn wait_saved(socket: &mut Socket, note_id: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(left, socket.next()).await else {
+            return false;
+        };
+        if let Message::Text(text) = msg {
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if v["eventType"] == "note-saved" && v["noteId"] == note_id {
+                return true;
+            }
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, args: DoctorArgs) -> anyhow::Result<DoctorReport> {
+    let local = args.local.local.is_some();
+    let password = match (&args.password, local) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => Some(LOCAL_PASSWORD.to_owned()),
+        (None, false) => None,
+    };
+    let config = ctx.aws_or_local(&args.local).await?;
+    let metrics = crate::commands::metrics::run(
+        ctx,
+        MetricsArgs {
+            local: args.local.clone(),
+            since: args.since,
+            period: "auto".into(),
+            watch: false,
+        },
+    )
+    .await;
+    let metrics_note = metrics.as_ref().err().map(|e| format!("{e:#}"));
+    let metrics = metrics.ok();
+    let stage = ctx.stage().to_owned();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+
+    let saving = notes_not_saving(ctx, local, &config, &metrics, args.since).await;
+
+    // WebSocket not connecting: the URL, a connect with a fresh token, errors in connect's logs.
+    let mut ws = Vec::new();
+    let mut socket = None;
+    let mut session = None;
+    match endpoints(ctx, &args.local).await {
+        Err(e) => ws.push(check(
+            "the WebSocket URL",
+            Verdict::Fail,
+            format!("{e:#}"),
+            Some("deploy the websocket stack, or check --stage and --region"),
+        )),
+        Ok(target) => {
+            ws.push(check(
+                "the WebSocket URL",
+                Verdict::Pass,
+                target.ws.clone(),
+                None,
+            ));
+            let tls = tls_config(target.secure())?;
+            let api = Api::new(&target.api, &tls);
+            let name = "a connect with a fresh token";
+            match &password {
+                None => ws.push(check(name, Verdict::Unknown, "no password for the doctor user", Some("set NOTESCTL_DOCTOR_PASSWORD (at least 8 characters): the doctor signs up as notesctl-doctor"))),
+                Some(password) => match api.sign_in(DOCTOR_USER, password, "NOTESCTL_DOCTOR_PASSWORD").await {
+                    Err(e) => ws.push(check(name, Verdict::Fail, format!("signing in: {e:#}"), Some("the auth functions: `notesctl tail login --since 15m`"))),
+                    Ok((token, _)) => match connect(&format!("{}?token={token}", target.ws), &tls).await {
+                        Ok(s) => {
+                            ws.push(check(name, Verdict::Pass, format!("connected as {DOCTOR_USER}"), None));
+                            socket = Some(s);
+                            session = Some((api, token));
+                        }
+                        Err(e) => ws.push(check(name, Verdict::Fail, format!("{e:#}"), Some("a 401 means the token was refused: the connect function must read the same JWT secret as login"))),
+                    },
+                },
+            }
+        }
+    }
+    ws.push(
+        logs_check(
+            &format!("no errors in {stage}-websocket-connect's logs"),
+            &logs,
+            &stage,
+            "websocket-connect",
+            args.since,
+            "refused tokens after a JWT secret change: those clients must log in again; otherwise `notesctl tail connect --since 15m`",
+        )
+        .await,
+    );
+
+    // Real-time updates: a note comes back saved on its author's socket; notify runs cleanly.
+    let mut rt = Vec::new();
+    let name = "a note reaches its author's socket";
+    match (socket.as_mut(), &session) {
+        (Some(socket), Some((api, token))) => {
+            let started = Instant::now();
+            let posted = api
+                .call(
+                    http::Method::POST,
+                    "/notes",
+                    Some(token),
+                    Some(json!({"content": "notesctl doctor's probe", "isPublic": false})),
+                )
+                .await;
+            match posted {
+                Ok((202, v)) => {
+                    let id = v["noteId"].as_str().unwrap_or_default().to_owned();
+                    let saved = wait_saved(socket, &id, Duration::from_secs(10)).await;
+                    rt.push(if saved {
+                        check(name, Verdict::Pass, format!("note-saved in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0), None)
+                    } else {
+                        check(name, Verdict::Fail, "no note-saved within 10 s", Some("the note is queued: see \"Notes not saving\" above; if it was saved, notify and its rule: `notesctl tail notify --since 15m`"))
+                    });
+                    let _ = api
+                        .call(
+                            http::Method::DELETE,
+                            &format!("/notes/{id}"),
+                            Some(token),
+                            None,
+                        )
+                        .await;
+                }
+                Ok((status, v)) => rt.push(check(
+                    name,
+                    Verdict::Fail,
+                    format!("POST /notes answered {status}: {v}"),
+                    Some("`notesctl tail publish --since 15m`"),
+                )),
+                Err(e) => rt.push(check(name, Verdict::Fail, format!("{e:#}"), None)),
+            }
+        }
+        _ => rt.push(check(
+            name,
+            Verdict::Unknown,
+            "no WebSocket to listen on (see above)",
+            None,
+        )),
+    }
+    let name = "notify runs without errors";
+    rt.push(match &metrics {
+        None => check(name, Verdict::Unknown, metrics_note.clone().unwrap_or_default(), Some("notesctl metrics")),
+        Some(m) => {
+            let runs = total(m, "websocket-notify invocations").unwrap_or(0.0);
+            let errors = total(m, "websocket-notify errors").unwrap_or(0.0);
+            let failed = total(m, &format!("{stage}-note-results-to-notify failed invocations")).unwrap_or(0.0);
+            if errors > 0.0 || failed > 0.0 {
+                check(name, Verdict::Fail, format!("{runs} runs, {errors} errors, {failed} failed deliveries by the rule"), Some(&format!("`notesctl tail notify --since 15m`; undelivered events wait in {stage}-websocket-notify-dlq")))
+            } else {
+                check(name, Verdict::Pass, format!("{runs} runs, no errors"), None)
+            }
+        }
+    });
+    let name = "stale connections are being removed";
+    rt.push(
+        match metrics
+            .as_ref()
+            .and_then(|m| total(m, "stale connections removed"))
+        {
+            Some(n) => check(
+                name,
+                Verdict::Pass,
+                format!("{n} removed in the window"),
+                None,
+            ),
+            None => check(name, Verdict::Unknown, "no data", None),
+        },
+    );
+    if let Some(mut s) = socket {
+        let _ = futures::SinkExt::close(&mut s).await;
+    }
+    Ok(DoctorReport {
+        stage,
+        runbooks: vec![
+            saving,
+            Runbook {
+                name: "WebSocket not connecting".into(),
+                checks: ws,
+            },
+            Runbook {
+                name: "Real-time updates not working".into(),
+                checks: rt,
+            },
+        ],
+    })
+}
