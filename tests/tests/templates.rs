@@ -361,10 +361,12 @@ fn the_dashboard_watches_every_function_queue_rule_and_app_metric_by_their_real_
         "NumberOfMessagesReceived",
         "NumberOfMessagesDeleted",
     ] {
-        assert!(
-            has("AWS/SQS", metric, "QueueName", "prod-note-processing-queue"),
-            "{metric}"
-        );
+        for queue in ["prod-note-processing-queue", "prod-note-processing-dlq"] {
+            assert!(
+                has("AWS/SQS", metric, "QueueName", queue),
+                "{metric} of {queue}"
+            );
+        }
     }
     let mut rules = 0;
     for name in STACKS {

@@ -66,7 +66,22 @@ const QUEUE_ROWS: [Line; 5] = [
 ];
 
 /// The DLQ's rows: any message in it is one too many.
-const DLQ_ROWS: [Line; 2] = [
+const DLQ_ROWS: [Line; 5] = [
+    ("DLQ sent", "NumberOfMessagesSent", "Sum", "Count", None),
+    (
+        "DLQ received",
+        "NumberOfMessagesReceived",
+        "Sum",
+        "Count",
+        None,
+    ),
+    (
+        "DLQ deleted",
+        "NumberOfMessagesDeleted",
+        "Sum",
+        "Count",
+        None,
+    ),
     (
         "DLQ visible",
         "ApproximateNumberOfMessagesVisible",
@@ -449,8 +464,9 @@ mod tests {
         assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
     }
 
-    /// A scenario, seeded as CloudWatch would answer it: save erring and the DLQ holding a note. The
-    /// rows are the stage's, the WebSocket API's from its stack, and the two marked.
+    /// A scenario, seeded as CloudWatch would answer it (AWS/Lambda, AWS/SQS, AWS/Events, NotesApp):
+    /// save erring, the DLQ holding a note, the notify rule failing a while ago. The rows are the
+    /// stage's, the WebSocket API's from its stack, and the two still past their threshold marked.
     #[tokio::test]
     async fn a_failing_save_and_a_dead_letter_are_marked() {
         use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
@@ -458,10 +474,11 @@ mod tests {
         let all = specs("prod", Some("abc123"), 100.0);
         let id_of =
             |label: &str| format!("m{}", all.iter().position(|s| s.label == label).unwrap());
-        let (errors, dlq, saved) = (
+        let (errors, dlq, saved, failed) = (
             id_of("notes-save errors"),
             id_of("DLQ visible"),
             id_of("notes saved"),
+            id_of("prod-note-results-to-notify failed invocations"),
         );
         let cw_answer = mock!(aws_sdk_cloudwatch::Client::get_metric_data).then_output(move || {
             let series = |id: &str, values: &[f64]| {
@@ -477,6 +494,7 @@ mod tests {
                 .metric_data_results(series(&errors, &[0.0, 0.0, 2.0]))
                 .metric_data_results(series(&dlq, &[0.0, 1.0, 1.0]))
                 .metric_data_results(series(&saved, &[10.0, 12.0, 9.0]))
+                .metric_data_results(series(&failed, &[0.0, 4.0, 0.0]))
                 .build()
         });
         let stack = mock!(aws_sdk_cloudformation::Client::describe_stacks)
@@ -516,7 +534,15 @@ mod tests {
             .filter(|r| r.over)
             .map(|r| r.label.as_str())
             .collect();
+        // The rule's failures are over: the newest point is back at 0.
         assert_eq!(over, ["notes-save errors", "DLQ visible"]);
+        let rule = report
+            .rows
+            .iter()
+            .find(|r| r.label == "prod-note-results-to-notify failed invocations")
+            .unwrap();
+        assert_eq!((rule.area.as_str(), rule.current), ("bus", Some(0.0)));
+        assert_eq!(rule.points.iter().map(|p| p.v).sum::<f64>(), 4.0);
         let saved = report
             .rows
             .iter()
