@@ -260,7 +260,16 @@ async fn notes_not_saving(
     // 2. Is the queue backing up? 3. Dead letters, and why.
     let name = "the processing queue is not backing up";
     let dlq_name = "no dead letters";
-    match Queues::find(config, stage, local).await {
+    // The queue twice, 3 s apart: messages that stay are not being taken.
+    let measured = async {
+        let queues = Queues::find(config, stage, local).await?;
+        let first = queues.measure().await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let second = queues.measure().await?;
+        anyhow::Ok((queues, first, second))
+    }
+    .await;
+    match measured {
         Err(e) => {
             checks.push(check(
                 name,
@@ -271,64 +280,43 @@ async fn notes_not_saving(
             checks.push(check(
                 dlq_name,
                 Verdict::Unknown,
-                "the queues were not found",
+                "the queues could not be read",
                 None,
             ));
         }
-        Ok(queues) => {
-            let first = queues.measure().await;
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let second = queues.measure().await;
-            match (first, second) {
-                (Ok(a), Ok(b)) => {
-                    let q = &b.queue;
-                    let old = q.oldest_age_seconds.is_some_and(|s| s > 300);
-                    let stuck =
-                        q.visible > 0 && b.queue.visible >= a.queue.visible && a.queue.visible > 0;
-                    let evidence = format!(
-                        "{} visible, {} in flight{}",
-                        q.visible,
-                        q.in_flight,
-                        q.oldest_age_seconds
-                            .map(|s| format!(", the oldest {s}s old"))
-                            .unwrap_or_default()
-                    );
-                    checks.push(if old || stuck {
-                        check(name, Verdict::Fail, format!("{evidence}; none taken in 3 s"), Some(&format!(
-                            "is notes-save running? `notesctl tail save --since 15m`; on AWS, the event source mapping of {} to {stage}-notes-save must be enabled{}",
-                            names::queue(stage),
-                            if local { " (`notesctl dev --hold-queue` holds it)" } else { "" }
-                        )))
-                    } else {
-                        check(name, Verdict::Pass, evidence, None)
-                    });
-                    checks.push(if b.dlq.visible > 0 {
-                        let sample = peek_dead_letter(&queues).await.unwrap_or_default();
-                        check(
-                            dlq_name,
-                            Verdict::Fail,
-                            format!("{} holds {}; {sample}", names::dlq(stage), b.dlq.visible),
-                            Some("`notesctl redrive-dlq --dry-run` to see them, fix the cause (`notesctl tail save`), then `notesctl redrive-dlq --yes`"),
-                        )
-                    } else {
-                        check(dlq_name, Verdict::Pass, format!("{} is empty", names::dlq(stage)), None)
-                    });
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    checks.push(check(
-                        name,
-                        Verdict::Unknown,
-                        format!("{e:#}"),
-                        Some("notesctl queue-depth"),
-                    ));
-                    checks.push(check(
-                        dlq_name,
-                        Verdict::Unknown,
-                        "the queues could not be read",
-                        None,
-                    ));
-                }
-            }
+        Ok((queues, a, b)) => {
+            let q = &b.queue;
+            let old = q.oldest_age_seconds.is_some_and(|s| s > 300);
+            let stuck = a.queue.visible > 0 && q.visible >= a.queue.visible;
+            let evidence = format!(
+                "{} visible, {} in flight{}",
+                q.visible,
+                q.in_flight,
+                q.oldest_age_seconds
+                    .map(|s| format!(", the oldest {s}s old"))
+                    .unwrap_or_default()
+            );
+            checks.push(if old || stuck {
+                let why = if stuck { "; none taken in 3 s" } else { "" };
+                check(name, Verdict::Fail, format!("{evidence}{why}"), Some(&format!(
+                    "is notes-save running? `notesctl tail save --since 15m`; on AWS, the event source mapping of {} to {stage}-notes-save must be enabled{}",
+                    names::queue(stage),
+                    if local { " (`notesctl dev --hold-queue` holds it)" } else { "" }
+                )))
+            } else {
+                check(name, Verdict::Pass, evidence, None)
+            });
+            checks.push(if b.dlq.visible > 0 {
+                let sample = peek_dead_letter(&queues).await.unwrap_or_default();
+                check(
+                    dlq_name,
+                    Verdict::Fail,
+                    format!("{} holds {}; {sample}", names::dlq(stage), b.dlq.visible),
+                    Some("`notesctl redrive-dlq --dry-run` to see them, fix the cause (`notesctl tail save`), then `notesctl redrive-dlq --yes`"),
+                )
+            } else {
+                check(dlq_name, Verdict::Pass, format!("{} is empty", names::dlq(stage)), None)
+            });
         }
     }
     // 4. Errors in save's logs.
