@@ -51,6 +51,7 @@ async fn a_healthy_app_passes_every_check_it_can_tell() {
         "no dead letters",
         "a connect with a fresh token",
         "a note reaches its author's socket",
+        "the connection is in the registry",
         "notify runs without errors",
     ] {
         assert_eq!(find(&report, name).verdict, Verdict::Pass, "{report:#?}");

@@ -79,3 +79,46 @@ async fn metrics_local_shows_what_a_load_did() {
     );
     assert!(!run.stdout.contains('▁'), "{}", run.stdout);
 }
+
+/// `--watch` with `--output json`: one report a line, again every period (10 s at least), until it
+/// is stopped.
+#[tokio::test]
+async fn metrics_watch_writes_a_report_a_line() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let mut child = dev
+        .cli()
+        .args([
+            "metrics",
+            "--local",
+            &dev.api_url,
+            "--since",
+            "1m",
+            "--watch",
+        ])
+        .args(["--output", "json"])
+        .spawn_in(dir.path());
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut reports = Vec::new();
+    let started = std::time::Instant::now();
+    while reports.len() < 2 {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("a refresh within 30 s")
+            .unwrap()
+            .expect("a line");
+        let report: MetricsReport = serde_json::from_str(&line).expect("each line is a report");
+        reports.push(report);
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(9),
+        "refreshed every period (10 s), not in a loop"
+    );
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.source == "dev" && !r.rows.is_empty())
+    );
+    let _ = child.kill().await;
+}

@@ -694,6 +694,20 @@ async fn doctor_on_a_stage_names_dead_letters_and_save_errors() {
         )
     })
     .await;
+    let notify_dlq = sqs
+        .create_queue()
+        .queue_name(format!("{stage}-websocket-notify-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&notify_dlq)
+        .message_body(r#"{"detail-type":"note-saved"}"#)
+        .send()
+        .await
+        .unwrap();
     put_logs(
         &format!("/aws/lambda/{stage}-notes-save"),
         "s1",
@@ -736,10 +750,22 @@ async fn doctor_on_a_stage_names_dead_letters_and_save_errors() {
         save.evidence.contains("note failed on its last delivery"),
         "{save:#?}"
     );
+    let undelivered = check("no undelivered result events");
+    assert_eq!(undelivered.verdict, Verdict::Fail, "{undelivered:#?}");
+    assert!(
+        undelivered
+            .evidence
+            .contains("websocket-notify-dlq holds 1"),
+        "{undelivered:#?}"
+    );
     assert_eq!(
         check("the WebSocket URL").verdict,
         Verdict::Fail,
         "no websocket stack"
+    );
+    assert_eq!(
+        check("the connection is in the registry").verdict,
+        Verdict::Unknown
     );
     assert_eq!(
         check("a note reaches its author's socket").verdict,

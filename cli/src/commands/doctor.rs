@@ -339,6 +339,63 @@ async fn notes_not_saving(
     }
 }
 
+/// The notify rule's dead-letter queue: events EventBridge gave up delivering to notify.
+async fn notify_dlq(config: &aws_config::SdkConfig, stage: &str, local: bool) -> Check {
+    let name = "no undelivered result events";
+    if local {
+        return check(
+            name,
+            Verdict::Unknown,
+            "notesctl dev has no notify DLQ: it retries notify four times, then logs the event",
+            None,
+        );
+    }
+    let queue = format!("{stage}-websocket-notify-dlq");
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let visible = async {
+        let url = sqs
+            .get_queue_url()
+            .queue_name(&queue)
+            .send()
+            .await?
+            .queue_url
+            .unwrap_or_default();
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await?;
+        anyhow::Ok(
+            attrs
+                .attributes()
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                })
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0),
+        )
+    }
+    .await;
+    match visible {
+        Ok(0) => check(name, Verdict::Pass, format!("{queue} is empty"), None),
+        Ok(n) => check(
+            name,
+            Verdict::Fail,
+            format!("{queue} holds {n}"),
+            Some(
+                "their browsers missed these updates (a refresh shows the notes); the rule's target and notify's errors: `notesctl tail notify --since 1h`",
+            ),
+        ),
+        Err(e) => check(
+            name,
+            Verdict::Unknown,
+            format!("{queue}: {}", e.root_cause()),
+            Some("deploy the websocket stack, or check --stage and --region"),
+        ),
+    }
+}
+
 /// Reads the socket until `note-saved` for `note_id` arrives (or `within` passes).
 async fn wait_saved(socket: &mut Socket, note_id: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -433,6 +490,8 @@ pub async fn run(ctx: &Context, args: DoctorArgs) -> anyhow::Result<DoctorReport
     // Real-time updates: a note comes back saved on its author's socket; notify runs cleanly.
     let mut rt = Vec::new();
     let name = "a note reaches its author's socket";
+    // Whether notify found the doctor's connection in the registry: the probe came back on it.
+    let mut reached = None;
     match (socket.as_mut(), &session) {
         (Some(socket), Some((api, token))) => {
             let started = Instant::now();
@@ -448,6 +507,7 @@ pub async fn run(ctx: &Context, args: DoctorArgs) -> anyhow::Result<DoctorReport
                 Ok((202, v)) => {
                     let id = v["noteId"].as_str().unwrap_or_default().to_owned();
                     let saved = wait_saved(socket, &id, Duration::from_secs(10)).await;
+                    reached = saved.then_some(true);
                     rt.push(if saved {
                         check(name, Verdict::Pass, format!("note-saved in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0), None)
                     } else {
@@ -507,6 +567,23 @@ pub async fn run(ctx: &Context, args: DoctorArgs) -> anyhow::Result<DoctorReport
             None => check(name, Verdict::Unknown, "no data", None),
         },
     );
+    rt.insert(2, notify_dlq(&config, &stage, local).await);
+    ws.push(match reached {
+        Some(_) => check(
+            "the connection is in the registry",
+            Verdict::Pass,
+            "notify found it: the probe note came back on it",
+            None,
+        ),
+        None => check(
+            "the connection is in the registry",
+            Verdict::Unknown,
+            "the probe note did not come back (see below)",
+            Some(&format!(
+                "rows of {DOCTOR_USER} in {stage}-websocket-connections; `notesctl tail connect --since 15m`"
+            )),
+        ),
+    });
     if let Some(mut s) = socket {
         let _ = futures::SinkExt::close(&mut s).await;
     }
