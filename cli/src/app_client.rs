@@ -309,7 +309,12 @@ pub async fn connect(url: &str, tls: &Arc<rustls::ClientConfig>) -> anyhow::Resu
     } else {
         Box::new(tcp)
     };
-    let (socket, _) = tokio_tungstenite::client_async(url, stream)
+    // A small read buffer: tungstenite zeroes the whole buffer on every read, and at its 128 KiB
+    // default that cost a load run's thousand sockets a third of the generator's CPU. The app's
+    // messages fit API Gateway's frames (32 KB); a larger one still arrives, over several reads.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024);
+    let (socket, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
         .await
         .map_err(|e| anyhow::anyhow!("WebSocket handshake with {}: {e}", clip_token(url)))?;
     Ok(socket)
