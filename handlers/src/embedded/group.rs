@@ -58,6 +58,9 @@ where
 
 #[derive(Default)]
 pub struct GroupCommit {
+    /// Commits without waiting for the disk (`Durability::None`): for writes whose loss in a crash
+    /// only repeats work. They reach the disk with the next durable commit.
+    lazy: bool,
     pending: Mutex<Vec<Box<dyn Job>>>,
     /// Held by the one caller committing; the others queue behind it, their writes pending.
     committing: Mutex<()>,
@@ -66,6 +69,15 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
+    /// A group whose commits do not wait for the disk: under load, one commit for the lazy writes
+    /// that arrive together instead of one each.
+    pub fn lazy() -> Self {
+        Self {
+            lazy: true,
+            ..Self::default()
+        }
+    }
+
     /// Runs `write` in a durable write transaction, shared with the writes pending beside it.
     /// Blocking: call it from a blocking thread.
     pub fn write<T, F>(
@@ -91,7 +103,7 @@ impl GroupCommit {
             return done;
         }
         let group = std::mem::take(&mut *lock(&self.pending));
-        commit_group(db, group, &self.commits);
+        commit_group(db, group, &self.commits, self.lazy);
         outcome.try_recv().unwrap_or_else(|_| {
             Err(StoreError::new(
                 operation,
@@ -107,7 +119,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs every job in one transaction and commits it; a job that fails is answered with its error
 /// and the rest run again without it.
-fn commit_group(db: &Reopening, mut group: Vec<Box<dyn Job>>, commits: &AtomicU64) {
+fn commit_group(db: &Reopening, mut group: Vec<Box<dyn Job>>, commits: &AtomicU64, lazy: bool) {
     while !group.is_empty() {
         let handle = match db.get() {
             Ok(handle) => handle,
@@ -120,7 +132,7 @@ fn commit_group(db: &Reopening, mut group: Vec<Box<dyn Job>>, commits: &AtomicU6
                 return;
             }
         };
-        match run_all(&handle, &mut group) {
+        match run_all(&handle, &mut group, lazy) {
             Ok(()) => {
                 commits.fetch_add(1, Ordering::Relaxed);
                 for job in group {
@@ -148,11 +160,19 @@ fn commit_group(db: &Reopening, mut group: Vec<Box<dyn Job>>, commits: &AtomicU6
 
 /// `Err((Some(i), e))`: job `i` failed (the transaction was dropped, nothing of it stored);
 /// `Err((None, e))`: the transaction itself failed.
-fn run_all(db: &Database, group: &mut [Box<dyn Job>]) -> Result<(), (Option<usize>, StoreError)> {
+fn run_all(
+    db: &Database,
+    group: &mut [Box<dyn Job>],
+    lazy: bool,
+) -> Result<(), (Option<usize>, StoreError)> {
     let operation = group.first().map_or("writing", |j| j.operation());
-    let txn = db
+    let mut txn = db
         .begin_write()
         .map_err(|e| (None, during(operation, e.into())))?;
+    if lazy {
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| (None, StoreError::new(operation, e)))?;
+    }
     for (i, job) in group.iter_mut().enumerate() {
         job.run(&txn).map_err(|e| (Some(i), e))?;
     }

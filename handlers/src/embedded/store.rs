@@ -55,6 +55,8 @@ struct StoredNote {
 pub struct EmbeddedStore {
     db: Arc<Reopening>,
     group: Arc<GroupCommit>,
+    /// The same for writes that need not wait for the disk.
+    lazy_group: Arc<GroupCommit>,
     shards: ShardCount,
 }
 
@@ -136,6 +138,7 @@ impl EmbeddedStore {
         Ok(Self {
             db: Arc::new(db),
             group: Arc::default(),
+            lazy_group: Arc::new(GroupCommit::lazy()),
             shards: ShardCount::default(),
         })
     }
@@ -176,19 +179,18 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::new(operation, e))?
     }
 
-    /// A write that may reach the disk with the next durable commit instead of now: for facts whose
-    /// loss in a crash only repeats work (a `notified` flag means at most one extra `note-saved`).
-    fn write_lazily<T>(
-        db: &Database,
-        operation: &'static str,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut txn = db.begin_write().during(operation)?;
-        txn.set_durability(redb::Durability::None)
-            .map_err(|x| StoreError::new(operation, x))?;
-        let out = f(&txn)?;
-        txn.commit().during(operation)?;
-        Ok(out)
+    /// A write that may reach the disk with the next durable commit instead of now, committed with the
+    /// lazy writes pending beside it: for facts whose loss in a crash only repeats work (a `notified`
+    /// flag means at most one extra `note-saved`).
+    async fn write_lazily<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (db, group) = (self.db.clone(), self.lazy_group.clone());
+        tokio::task::spawn_blocking(move || group.write(&db, operation, f))
+            .await
+            .map_err(|e| StoreError::new(operation, e))?
     }
 
     /// Reads the note at `key` in `txn`, lets `change` edit it (or decline by returning false) and
@@ -381,14 +383,12 @@ impl NoteStore for EmbeddedStore {
     async fn mark_notified(&self, username: &str, note_id: &NoteId) -> Result<(), StoreError> {
         const OP: &str = "marking a note notified";
         let key = user_note_key(username, &note_id.sort_key());
-        self.blocking(OP, move |db| {
-            Self::write_lazily(db, OP, |txn| {
-                Self::modify_note(txn, OP, &key, |stored| {
-                    stored.notified = true;
-                    true
-                })?;
-                Ok(())
-            })
+        self.write_lazily(OP, move |txn| {
+            Self::modify_note(txn, OP, &key, |stored| {
+                stored.notified = true;
+                true
+            })?;
+            Ok(())
         })
         .await
     }
