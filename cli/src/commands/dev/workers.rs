@@ -83,22 +83,31 @@ pub async fn process_batch(deps: &Deps, batch: &[Message]) -> Vec<String> {
     }
 }
 
-/// Polls the queue until `stop` flips, finishing the batch in hand before it returns.
+/// Polls the queue until `stop` flips, finishing the batch in hand before it returns. A batch's
+/// processed messages are deleted in the same write that receives the next one.
 pub async fn save_poller(
     deps: Arc<Deps>,
     queue: LocalQueue,
     queued: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut done: Vec<String> = Vec::new();
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
-        let q = queue.clone();
-        let batch = match tokio::task::spawn_blocking(move || q.receive(BATCH_SIZE)).await {
+        if let (Some(meter), false) = (&deps.meter, done.is_empty()) {
+            meter.add("queue.delete_batch", done.len() as u64, 0);
+        }
+        let (q, settled) = (queue.clone(), std::mem::take(&mut done));
+        let batch = match tokio::task::spawn_blocking(move || {
+            q.delete_and_receive(&settled, BATCH_SIZE)
+        })
+        .await
+        {
             Ok(Ok(batch)) => batch,
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "receiving from the local queue failed");
+                tracing::error!(error = %e, "deleting processed messages and receiving from the local queue failed; processed ones will be redelivered");
                 Vec::new()
             }
             Err(e) => {
@@ -123,18 +132,20 @@ pub async fn save_poller(
             }
             continue;
         }
-        let done = process_batch(&deps, &batch).await;
-        if let (Some(meter), false) = (&deps.meter, done.is_empty()) {
-            meter.add("queue.delete_batch", done.len() as u64, 0);
+        done = process_batch(&deps, &batch).await;
+    }
+    if done.is_empty() {
+        return;
+    }
+    if let Some(meter) = &deps.meter {
+        meter.add("queue.delete_batch", done.len() as u64, 0);
+    }
+    match tokio::task::spawn_blocking(move || queue.delete(&done)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "deleting processed messages failed; they will be redelivered")
         }
-        let q = queue.clone();
-        match tokio::task::spawn_blocking(move || q.delete(&done)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "deleting processed messages failed; they will be redelivered")
-            }
-            Err(e) => tracing::error!(error = %e, "queue task failed"),
-        }
+        Err(e) => tracing::error!(error = %e, "queue task failed"),
     }
 }
 
