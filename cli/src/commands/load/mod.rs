@@ -60,7 +60,7 @@ pub struct LoadArgs {
     /// there. Default with --ramp: 20ms.
     #[arg(long, value_parser = parse_duration)]
     pub slo: Option<Duration>,
-    /// The load users are `{prefix}-{n}`.
+    /// The load users are `{prefix}-0`, `{prefix}-1`, … (one per `--users`).
     #[arg(long, default_value = "notesctl-load")]
     pub user_prefix: String,
     /// The load users' password (at least 8 characters). Required for a deployed stage; `dev` has a
