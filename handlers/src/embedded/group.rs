@@ -233,7 +233,17 @@ mod tests {
     /// leaves nothing behind, and its neighbours are stored all the same.
     #[test]
     fn writes_that_wait_share_one_commit_and_a_failure_stays_its_own() {
-        let (db, group) = (db(), Arc::new(GroupCommit::default()));
+        share_one_commit(GroupCommit::default());
+    }
+
+    /// Lazy groups (commits that do not wait for the disk) group the same way.
+    #[test]
+    fn lazy_writes_that_wait_share_one_commit_too() {
+        share_one_commit(GroupCommit::lazy());
+    }
+
+    fn share_one_commit(group: GroupCommit) {
+        let (db, group) = (db(), Arc::new(group));
         let turn = group.committing.lock().unwrap();
         let writers: Vec<_> = [("a", false), ("bad", true), ("ccc", false)]
             .into_iter()

@@ -173,10 +173,7 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: Fn(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        let (db, group) = (self.db.clone(), self.group.clone());
-        tokio::task::spawn_blocking(move || group.write(&db, operation, f))
-            .await
-            .map_err(|e| StoreError::new(operation, e))?
+        self.grouped(&self.group, operation, f).await
     }
 
     /// A write that may reach the disk with the next durable commit instead of now, committed with the
@@ -187,7 +184,21 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: Fn(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        let (db, group) = (self.db.clone(), self.lazy_group.clone());
+        self.grouped(&self.lazy_group, operation, f).await
+    }
+
+    /// Runs `f` in `group`'s next commit, on a blocking thread.
+    async fn grouped<T, F>(
+        &self,
+        group: &Arc<GroupCommit>,
+        operation: &'static str,
+        f: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (db, group) = (self.db.clone(), group.clone());
         tokio::task::spawn_blocking(move || group.write(&db, operation, f))
             .await
             .map_err(|e| StoreError::new(operation, e))?
