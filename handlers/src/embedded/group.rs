@@ -78,7 +78,8 @@ impl GroupCommit {
         }
     }
 
-    /// Runs `write` in a durable write transaction, shared with the writes pending beside it.
+    /// Runs `write` in a write transaction shared with the writes pending beside it (durable, unless
+    /// the group is [`lazy`](Self::lazy)).
     /// Blocking: call it from a blocking thread.
     pub fn write<T, F>(
         &self,
