@@ -197,6 +197,24 @@ async fn backlog(
     Ok(lines)
 }
 
+/// Every event of one function's log group since `start` that matches `filter`, oldest first, read
+/// as `tail` reads its backlog (paged, errors explained): what `doctor` counts its ERROR and WARN lines from.
+pub(crate) async fn events_of(
+    client: &Client,
+    function: &str,
+    group_name: String,
+    start: i64,
+    filter: &str,
+) -> anyhow::Result<Vec<Line>> {
+    let group = Group {
+        label: function.to_owned(),
+        function: function.to_owned(),
+        name: group_name,
+    };
+    let lines = backlog(client, std::slice::from_ref(&group), start, Some(filter)).await?;
+    Ok(lines.into_iter().map(|(_, line)| line).collect())
+}
+
 pub async fn run(ctx: &Context, args: TailArgs) -> anyhow::Result<Streamed> {
     // What the command line says first, then the configuration (credentials, the dev token).
     let now = notes_handlers::domain::clock::now_millis();

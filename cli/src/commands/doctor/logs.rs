@@ -1,8 +1,9 @@
-//! The functions' logs, read as `tail` reads them: the ERROR and WARN lines of the window.
+//! The functions' logs, read through `tail`'s backlog: the ERROR and WARN lines of the window.
 
 use std::time::Duration;
 
 use super::{Check, Verdict, check};
+use crate::commands::tail;
 use crate::names;
 
 /// The log lines of `function` in the window at ERROR or WARN: how many, and the newest. (Two term
@@ -17,32 +18,10 @@ async fn problems_in_logs(
     let start = notes_handlers::domain::clock::now_millis() - since.as_millis() as i64;
     let (mut count, mut newest): (usize, Option<(i64, String)>) = (0, None);
     for pattern in ["ERROR", "WARN"] {
-        let mut token = None;
-        loop {
-            let out = logs
-                .filter_log_events()
-                .log_group_name(&group)
-                .start_time(start)
-                .filter_pattern(pattern)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "reading {group}: {}",
-                        aws_smithy_types::error::display::DisplayErrorContext(&e)
-                    )
-                })?;
-            for e in out.events() {
-                count += 1;
-                let at = e.timestamp().unwrap_or_default();
-                if newest.as_ref().is_none_or(|(t, _)| at >= *t) {
-                    newest = Some((at, e.message().unwrap_or_default().trim().to_owned()));
-                }
-            }
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => break,
+        for line in tail::events_of(logs, function, group.clone(), start, pattern).await? {
+            count += 1;
+            if newest.as_ref().is_none_or(|(t, _)| line.millis >= *t) {
+                newest = Some((line.millis, line.message.trim().to_owned()));
             }
         }
     }

@@ -9,7 +9,7 @@ use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, 
 use notes_handlers::HandlerName;
 
 use super::{MetricsArgs, MetricsReport, Point, Row, period_for};
-use crate::aws::stacks;
+use crate::aws::{explain, stacks};
 use crate::context::Context;
 use crate::names;
 
@@ -289,12 +289,7 @@ pub async fn fetch(
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "reading metrics from CloudWatch (GetMetricData): {}",
-                        aws_smithy_types::error::display::DisplayErrorContext(&e)
-                    )
-                })?;
+                .map_err(|e| explain("reading metrics from CloudWatch (GetMetricData)", &e))?;
             for r in out.metric_data_results() {
                 let points = series
                     .entry(r.id().unwrap_or_default().to_owned())
