@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # The full test suite, as CI runs it. Installs the pinned Python tools it needs (moto server for the
-# AWS tests, cfn-lint for the templates) into .venv, lints the templates, then runs every test in
-# the workspace. The tests start their own moto servers on 127.0.0.1; nothing reaches real AWS.
+# AWS tests, cfn-lint for the templates, zig and cargo-zigbuild for the arm64 build) into .venv, lints
+# the Rust code (clippy) and the templates, then runs every test in the workspace. The tests start
+# their own moto servers on 127.0.0.1; nothing reaches real AWS.
+#
+# On 2 cores the time goes into compiling, so what can overlap does: clippy runs while the tools
+# install, and the x86_64 zip is built a second time in a fresh target directory (the test that it is
+# byte-identical) beside the packaging of both architectures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,9 +14,16 @@ cd "$(dirname "$0")/.."
 source scripts/lib/phases.sh
 phases_begin "test.sh"
 
-phase "Python tools in .venv and Chromium"
+# clippy needs nothing the tool phases install: it checks the code while they download. Its output
+# is shown when it is waited for, before the debug build (which needs the same build directory).
+mkdir -p target
+clippy_log="target/test-sh-clippy.log"
+cargo clippy --workspace --all-targets "$@" -- -D warnings >"$clippy_log" 2>&1 &
+clippy_pid=$!
 
-PY_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "ziglang==0.17.1")
+phase "Python tools in .venv and Chromium (clippy beside it)"
+
+PY_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "ziglang==0.17.1" "cargo-zigbuild==0.24.1")
 stamp=".venv/.notesctl-tools"
 want="${PY_TOOLS[*]}"
 if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
@@ -44,10 +56,6 @@ phase "Rust targets and cross tools"
 rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-gnu >/dev/null 2>&1 \
   || rustup target list --installed | grep -q aarch64-unknown-linux-gnu \
   || { echo "test.sh: cannot add the Rust targets x86_64-unknown-linux-musl and aarch64-unknown-linux-gnu" >&2; exit 2; }
-if ! command -v cargo-zigbuild >/dev/null 2>&1; then
-  echo "test.sh: installing cargo-zigbuild" >&2
-  cargo install cargo-zigbuild --locked --version 0.24.1 >/dev/null
-fi
 if ! command -v qemu-aarch64-static >/dev/null 2>&1 || ! command -v musl-gcc >/dev/null 2>&1 \
   || [[ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]] \
   || ! command -v zsh >/dev/null 2>&1 || ! command -v fish >/dev/null 2>&1; then
@@ -61,6 +69,13 @@ if ! command -v qemu-aarch64-static >/dev/null 2>&1 || ! command -v musl-gcc >/d
   fi
 fi
 
+phase "cargo clippy --workspace --all-targets -D warnings (started with the tool phases)"
+if ! wait "$clippy_pid"; then
+  cat "$clippy_log" >&2
+  echo "test.sh: clippy found problems (above): fix them, or see them alone with 'cargo clippy --workspace --all-targets -- -D warnings'" >&2
+  exit 1
+fi
+
 # The cross-crate tests run the real binaries (notesctl, notes-lambda): build them first — with the
 # tests, in one go, so that `cargo test` below finds everything built with the features the tests'
 # dev-dependencies turn on and compiles nothing twice.
@@ -68,8 +83,22 @@ phase "cargo build --workspace --all-targets (debug: binaries and tests)"
 cargo build --workspace --all-targets "$@"
 phase "notesctl validate templates/"
 target/debug/notesctl validate --templates templates
-phase "notesctl package --arch x86_64 --arch arm64 (two release builds: the longest phase)"
+phase "notesctl package --arch x86_64 --arch arm64, and x86_64 again in a fresh target directory (three release builds, two at a time: the longest phase)"
+# The second x86_64 build proves the zip reproducible (package_lambda.rs compares the two): a fresh,
+# empty target directory at another path, so no cached artefact and no build path can reach the bytes.
+repro="$PWD/target/repro"
+rm -rf "$repro" && mkdir -p "$repro"
+repro_log="target/test-sh-repro.log"
+CARGO_TARGET_DIR="$repro/target" target/debug/notesctl package --arch x86_64 --out "$repro/dist" \
+  --workspace "$PWD" >"$repro_log" 2>&1 &
+repro_pid=$!
 PATH="$PWD/.venv/bin:$PATH" target/debug/notesctl package --arch x86_64 --arch arm64 --out target/dist
-export NOTESCTL_DIST="$PWD/target/dist"
+if ! wait "$repro_pid"; then
+  cat "$repro_log" >&2
+  echo "test.sh: packaging x86_64 in the fresh target directory $repro/target failed (above)" >&2
+  exit 1
+fi
+rm -rf "$repro/target"
+export NOTESCTL_DIST="$PWD/target/dist" NOTESCTL_REPRO_DIST="$repro/dist"
 phase "cargo test --workspace"
 cargo test --workspace "$@"

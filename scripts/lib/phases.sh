@@ -1,6 +1,7 @@
 # Phases of a long script, each announced before it starts and timed when it ends:
 #   source scripts/lib/phases.sh; phases_begin NAME; phase "building"; ...; phase "testing"; ...
-# On exit the last phase's time and the total are printed, with FAILED and the exit code if it failed.
+# On exit the last phase's time and the total are printed, with FAILED and the exit code if it failed,
+# and any job the script left running in the background is stopped.
 # Everything goes to stderr.
 
 phases_begin() {
@@ -24,6 +25,11 @@ phase() {
 
 _phases_finish() {
   local rc=$?
+  local left
+  left=$(jobs -pr)
+  if [[ -n "$left" ]]; then
+    kill $left 2>/dev/null || true
+  fi
   phase ""
   if [[ $rc == 0 ]]; then
     echo "${_phases_script}: all passed in $((SECONDS - _phases_started)) s" >&2
