@@ -21,11 +21,12 @@ if [[ $what == cold-start || $what == all ]]; then
   NOTES_LAMBDA_BIN="$PWD/target/release/notes-lambda" target/debug/examples/cold_start
 fi
 if [[ $what == dev-load || $what == all ]]; then
-  # The server as users run it (release), and the load generator optimised too: on two cores a debug
-  # generator takes two thirds of a core from the server it measures.
+  # The server as users run it (release), and `notesctl load` from the same binary as the generator
+  # (optimised too: on two cores a debug generator takes a large share from the server it measures);
+  # the runner only starts them, reads load's JSON and measures the machine.
   cargo build --release --locked -p notesctl --bin notesctl
-  cargo build --release --locked -p notesctl-tests --example dev_load
-  NOTESCTL_BIN="$PWD/target/release/notesctl" target/release/examples/dev_load
+  cargo build --locked --workspace --examples
+  NOTESCTL_BIN="$PWD/target/release/notesctl" target/debug/examples/dev_load
 fi
 if [[ $what == feed-scale || $what == all ]]; then
   # notesctl load --ramp against dev, both the release build; the runner only starts them and reads

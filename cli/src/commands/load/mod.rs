@@ -372,6 +372,10 @@ async fn one_step(
         b.set_prefix(format!("{rate:.0}/s"));
         b
     });
+    if bar.is_none() {
+        // Without a bar, one line marks where sending starts (what a log or a runner times from).
+        ctx.say(format!("offering {rate:.0} notes/s: {count} notes"));
+    }
     let errors: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let posted: Arc<Mutex<Vec<Posted>>> = Arc::default();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
