@@ -160,6 +160,7 @@ fn package_names_missing_arm64_tools_before_building() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("cargo-zigbuild and zig are missing")
+            && err.contains("pip install cargo-zigbuild")
             && err.contains("cargo install cargo-zigbuild")
             && err.contains("pip install ziglang"),
         "{err}"

@@ -189,39 +189,22 @@ async fn packaged_zips_start_on_their_architecture() {
 /// path (so no cached artefact and no build path can leak into the binary) gives the zip the other
 /// tests run, byte for byte. x86_64 only: it compiles the release binary once more (about six
 /// minutes on 2 cores); the arm64 build goes through the same steps with zig as the linker.
-///
-/// scripts/test.sh makes that second build beside the first (NOTESCTL_REPRO_DIST, built in a target
-/// directory it created empty), where the two cores have room; without it, this test builds it here.
 #[tokio::test]
 async fn the_x86_64_zip_is_the_same_when_built_in_a_fresh_target_directory() {
     let dist = dist().await;
     let fresh = tempfile::tempdir().unwrap();
-    let out = match std::env::var("NOTESCTL_REPRO_DIST") {
-        Ok(made) => {
-            let made = PathBuf::from(made);
-            assert_ne!(
-                std::fs::canonicalize(&made).unwrap(),
-                std::fs::canonicalize(&dist).unwrap(),
-                "NOTESCTL_REPRO_DIST must be a second build, not NOTESCTL_DIST itself"
-            );
-            made
-        }
-        Err(_) => {
-            let out = fresh.path().join("dist");
-            let run = Cli::new()
-                .args(["package", "--arch", "x86_64", "--out"])
-                .args([out.to_str().unwrap(), "--workspace"])
-                .args([notesctl_tests::workspace_root().to_str().unwrap()])
-                .env(
-                    "CARGO_TARGET_DIR",
-                    fresh.path().join("target").to_str().unwrap(),
-                )
-                .run()
-                .await;
-            assert_eq!(run.code, 0, "packaging failed:\n{}", run.stderr);
-            out
-        }
-    };
+    let out = fresh.path().join("dist");
+    let run = Cli::new()
+        .args(["package", "--arch", "x86_64", "--out"])
+        .args([out.to_str().unwrap(), "--workspace"])
+        .args([notesctl_tests::workspace_root().to_str().unwrap()])
+        .env(
+            "CARGO_TARGET_DIR",
+            fresh.path().join("target").to_str().unwrap(),
+        )
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "packaging failed:\n{}", run.stderr);
     let sha = |dir: &Path| {
         notesctl::commands::package::sha256_hex(
             &std::fs::read(dir.join("notes-lambda-x86_64.zip")).unwrap(),
@@ -230,9 +213,9 @@ async fn the_x86_64_zip_is_the_same_when_built_in_a_fresh_target_directory() {
     assert_eq!(
         sha(&out),
         sha(&dist),
-        "notes-lambda-x86_64.zip differs when built in a fresh target directory ({}) from the one in {} \
-         (if that one comes from another commit, package again: scripts/test.sh does)",
-        out.display(),
+        "notes-lambda-x86_64.zip differs when built in {} from the one in {} (if that one comes from \
+         another commit, package again: scripts/test.sh does)",
+        fresh.path().display(),
         dist.display()
     );
 }

@@ -294,7 +294,7 @@ async fn preflight(arch: Arch) -> anyhow::Result<()> {
         };
         let mut steps = Vec::new();
         if !zigbuild {
-            steps.push("`cargo install cargo-zigbuild --locked`");
+            steps.push("`pip install cargo-zigbuild` (a prebuilt wheel; or `cargo install cargo-zigbuild --locked`)");
         }
         if !zig {
             steps.push("`pip install ziglang` (or put zig on PATH)");
