@@ -1,19 +1,29 @@
-//! Group commit for the embedded store: durable writes that arrive while another commits wait, and
-//! run together in the next write transaction, so one fsync backs many of them. Each caller still
-//! returns only once its own write is on disk (or has failed), with its own result: under load,
-//! save's ten notes of a batch cost one commit instead of ten, with the same guarantee as alone.
+//! The one writer of an embedded database: a thread that takes every write sent to it and runs
+//! those that arrived together in one write transaction, so one commit (and one fsync) backs many
+//! of them. Each caller is answered only once its own write is on disk (or has failed), with its own
+//! result: under load, save's ten notes of a batch cost one commit instead of ten, with the same
+//! guarantee as alone. Callers never hold a thread while they wait: an async caller awaits its
+//! answer, and the database sees one writer, never several contending for redb's write slot.
+//!
+//! A write is durable (its commit waits for the disk) or lazy (for facts whose loss in a crash only
+//! repeats work); a group with any durable write commits durably.
 //!
 //! A write that fails leaves the transaction; the others of its group run again without it, so one
 //! bad record never fails its neighbours.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::reopen::Reopening;
 use crate::ports::StoreError;
+
+/// The most writes one transaction takes: a bound on how long the first of them waits.
+const MAX_GROUP: usize = 256;
 
 /// One caller's write, its result kept until the commit decides it.
 trait Job: Send {
@@ -56,61 +66,152 @@ where
     }
 }
 
-#[derive(Default)]
-pub struct GroupCommit {
-    /// Commits without waiting for the disk (`Durability::None`): for writes whose loss in a crash
-    /// only repeats work. They reach the disk with the next durable commit.
-    lazy: bool,
-    pending: Mutex<Vec<Box<dyn Job>>>,
-    /// Held by the one caller committing; the others queue behind it, their writes pending.
-    committing: Mutex<()>,
-    /// Transactions committed: fewer than writes when writes were grouped.
-    commits: AtomicU64,
+/// Whether a write's commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledged only once on disk.
+    Durable,
+    /// Committed without waiting for the disk (`redb::Durability::None`); it reaches the disk with
+    /// the next durable commit. Lost in a crash, it must only repeat work.
+    Lazy,
 }
 
-impl GroupCommit {
-    /// A group whose commits do not wait for the disk: under load, one commit for the lazy writes
-    /// that arrive together instead of one each.
-    pub fn lazy() -> Self {
-        Self {
-            lazy: true,
-            ..Self::default()
+struct Queued {
+    durability: Durability,
+    job: Box<dyn Job>,
+}
+
+/// A database's writer thread. Dropping the last handle lets the thread finish the writes sent
+/// and waits for it, so the database is closed when the drop returns.
+pub struct Writer {
+    jobs: Option<mpsc::Sender<Queued>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Transactions committed: fewer than writes when writes were grouped.
+    commits: Arc<AtomicU64>,
+}
+
+/// A write whose answer is still to come: `.await` it, or [`Pending::wait`] on a thread that may block.
+pub struct Pending<T> {
+    operation: &'static str,
+    answer: Option<oneshot::Receiver<Result<T, StoreError>>>,
+}
+
+fn lost(operation: &'static str) -> StoreError {
+    StoreError::new(
+        operation,
+        "the database's writer did not answer: it stopped, or this write panicked (see the log)",
+    )
+}
+
+impl<T> Pending<T> {
+    /// Blocks the calling thread until the write is decided (never call it on an async worker).
+    pub fn wait(self) -> Result<T, StoreError> {
+        match self.answer {
+            Some(rx) => rx
+                .blocking_recv()
+                .unwrap_or_else(|_| Err(lost(self.operation))),
+            None => Err(lost(self.operation)),
+        }
+    }
+}
+
+impl<T> std::future::IntoFuture for Pending<T>
+where
+    T: Send + 'static,
+{
+    type Output = Result<T, StoreError>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            match self.answer {
+                Some(rx) => rx.await.unwrap_or_else(|_| Err(lost(self.operation))),
+                None => Err(lost(self.operation)),
+            }
+        })
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread of `db` (`name` names the thread).
+    pub fn start(name: &str, db: Arc<Reopening>) -> Writer {
+        let (tx, rx) = mpsc::channel::<Queued>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
+        let name = name.to_owned();
+        let thread = std::thread::Builder::new()
+            .name(format!("{name} writer"))
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(next) => group.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let lazy = group.iter().all(|q| q.durability == Durability::Lazy);
+                    let jobs = group.into_iter().map(|q| q.job).collect();
+                    // A write that panics fails its group (each caller is told the writer did not
+                    // answer); the thread goes on with the next.
+                    let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        commit_group(&db, jobs, &counted, lazy)
+                    }));
+                    if committed.is_err() {
+                        tracing::error!(database = %name, "a write panicked; its group failed");
+                    }
+                }
+            })
+            .expect("a thread can be started for the database writer");
+        Writer {
+            jobs: Some(tx),
+            thread: Mutex::new(Some(thread)),
+            commits,
         }
     }
 
-    /// Runs `write` in a write transaction shared with the writes pending beside it (durable, unless
-    /// the group is [`lazy`](Self::lazy)).
-    /// Blocking: call it from a blocking thread.
-    pub fn write<T, F>(
+    /// Sends `write` to the writer; it runs in the next transaction with the writes sent beside it.
+    pub fn submit<T, F>(
         &self,
-        db: &Reopening,
         operation: &'static str,
+        durability: Durability,
         write: F,
-    ) -> Result<T, StoreError>
+    ) -> Pending<T>
     where
         T: Send + 'static,
         F: Fn(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        let (reply, mut outcome) = oneshot::channel();
-        lock(&self.pending).push(Box::new(Typed {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Typed {
             operation,
             write,
             result: None,
             reply,
-        }));
-        let _turn = lock(&self.committing);
-        if let Ok(done) = outcome.try_recv() {
-            // Committed (or failed) in another caller's group while this one waited its turn.
-            return done;
+        });
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(Queued { durability, job }).is_ok());
+        Pending {
+            operation,
+            answer: sent.then_some(answer),
         }
-        let group = std::mem::take(&mut *lock(&self.pending));
-        commit_group(db, group, &self.commits, self.lazy);
-        outcome.try_recv().unwrap_or_else(|_| {
-            Err(StoreError::new(
-                operation,
-                "the group commit lost this write",
-            ))
-        })
+    }
+
+    /// Transactions committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
+            // The writes already sent are finished first; then the thread lets the database go.
+            let _ = thread.join();
+        }
     }
 }
 
@@ -200,8 +301,7 @@ fn shared(operation: &'static str, throttled: bool, text: &str) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use redb::{ReadableDatabase, TableDefinition};
 
@@ -230,36 +330,37 @@ mod tests {
         }
     }
 
-    /// Writes queued behind a commit in progress go in one transaction; one that fails is told so,
-    /// leaves nothing behind, and its neighbours are stored all the same.
+    /// Writes sent while the writer commits go in one transaction; one that fails is told so,
+    /// leaves nothing behind, and its neighbours are stored all the same — durable and lazy alike.
     #[test]
     fn writes_that_wait_share_one_commit_and_a_failure_stays_its_own() {
-        share_one_commit(GroupCommit::default());
-    }
-
-    /// Lazy groups (commits that do not wait for the disk) group the same way.
-    #[test]
-    fn lazy_writes_that_wait_share_one_commit_too() {
-        share_one_commit(GroupCommit::lazy());
-    }
-
-    fn share_one_commit(group: GroupCommit) {
-        let (db, group) = (db(), Arc::new(group));
-        let turn = group.committing.lock().unwrap();
-        let writers: Vec<_> = [("a", false), ("bad", true), ("ccc", false)]
-            .into_iter()
-            .map(|(key, fail)| {
-                let (db, group) = (db.clone(), group.clone());
-                std::thread::spawn(move || group.write(&db, "t", insert(key, fail)))
-            })
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lock(&group.pending).len() < 3 {
-            assert!(Instant::now() < deadline, "the writers never queued");
-            std::thread::sleep(Duration::from_millis(1));
+        for durability in [Durability::Durable, Durability::Lazy] {
+            share_one_commit(durability);
         }
-        drop(turn);
-        let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    }
+
+    fn share_one_commit(durability: Durability) {
+        let db = db();
+        let writer = Writer::start("test", db.clone());
+        // A first write that holds the writer until the others are sent.
+        let (running_tx, running) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (running_tx, released) = (Mutex::new(running_tx), Mutex::new(released));
+        let first = writer.submit("t", durability, move |txn| {
+            let _ = lock(&running_tx).send(());
+            let _ = lock(&released).recv_timeout(Duration::from_secs(10));
+            insert("first", false)(txn)
+        });
+        running
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first write runs");
+        let waiting: Vec<_> = [("a", false), ("bad", true), ("ccc", false)]
+            .into_iter()
+            .map(|(key, fail)| writer.submit("t", durability, insert(key, fail)))
+            .collect();
+        release.send(()).unwrap();
+        assert_eq!(first.wait().unwrap(), 5);
+        let results: Vec<_> = waiting.into_iter().map(Pending::wait).collect();
         assert_eq!(results[0].as_ref().unwrap(), &1);
         assert!(
             results[1]
@@ -271,9 +372,9 @@ mod tests {
         );
         assert_eq!(results[2].as_ref().unwrap(), &3);
         assert_eq!(
-            group.commits.load(Ordering::Relaxed),
-            1,
-            "one commit for the group"
+            writer.commits(),
+            2,
+            "one commit for the first write, one for the three sent while it ran"
         );
         let handle = db.get().unwrap();
         let read = handle.begin_read().unwrap();
@@ -286,10 +387,54 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_write_alone_commits_at_once_and_is_awaited() {
+        let writer = Writer::start("test", db());
+        let written = writer
+            .submit("t", Durability::Durable, insert("solo", false))
+            .await;
+        assert_eq!(written.unwrap(), 4);
+        assert_eq!(writer.commits(), 1);
+    }
+
+    /// A write that panics fails its own caller, not the writer: the next write is stored.
     #[test]
-    fn a_write_alone_commits_at_once() {
-        let (db, group) = (db(), GroupCommit::default());
-        assert_eq!(group.write(&db, "t", insert("solo", false)).unwrap(), 4);
-        assert_eq!(group.commits.load(Ordering::Relaxed), 1);
+    fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+        let writer = Writer::start("test", db());
+        let panicked = writer
+            .submit(
+                "t",
+                Durability::Durable,
+                |_txn| -> Result<u64, StoreError> { panic!("a bug in a write") },
+            )
+            .wait();
+        assert!(
+            panicked
+                .unwrap_err()
+                .chain()
+                .to_string()
+                .contains("writer did not answer")
+        );
+        let next = writer.submit("t", Durability::Durable, insert("after", false));
+        assert_eq!(next.wait().unwrap(), 5);
+    }
+
+    /// Dropping the writer finishes what was sent and releases the database: a file database can be
+    /// opened again at once.
+    #[test]
+    fn dropping_the_writer_finishes_its_writes_and_closes_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.redb");
+        let open = {
+            let path = path.clone();
+            move || Database::create(&path)
+        };
+        let writer = Writer::start("test", Arc::new(Reopening::new("test", open).unwrap()));
+        let pending = writer.submit("t", Durability::Lazy, insert("kept", false));
+        drop(writer);
+        assert_eq!(pending.wait().unwrap(), 4);
+        let reopened = Database::create(&path).expect("the writer let the database go");
+        let read = reopened.begin_read().unwrap();
+        assert!(read.open_table(T).unwrap().get("kept").unwrap().is_some());
     }
 }

@@ -4,7 +4,7 @@
 
 mod bus;
 pub mod files;
-mod group;
+pub mod group;
 mod notifier;
 pub mod reopen;
 mod secret;

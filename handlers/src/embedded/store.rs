@@ -14,7 +14,7 @@ mod feed;
 
 use feed::public_key;
 
-use super::group::GroupCommit;
+use super::group::{Durability, Writer};
 use super::reopen::{Reopening, is_io};
 use crate::domain::cursor::{Page, PageRequest};
 use crate::domain::feed::{FeedRequest, Partition, ShardCount, shard_of};
@@ -54,9 +54,8 @@ struct StoredNote {
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Reopening>,
-    group: Arc<GroupCommit>,
-    /// The same for writes that need not wait for the disk.
-    lazy_group: Arc<GroupCommit>,
+    /// The database's one writer thread: every write goes through it, grouped with its neighbours.
+    writer: Arc<Writer>,
     shards: ShardCount,
 }
 
@@ -135,10 +134,11 @@ impl EmbeddedStore {
             txn.open_table(table).during(OP)?;
         }
         txn.commit().during(OP)?;
+        drop(handle);
+        let db = Arc::new(db);
         Ok(Self {
-            db: Arc::new(db),
-            group: Arc::default(),
-            lazy_group: Arc::new(GroupCommit::lazy()),
+            writer: Arc::new(Writer::start("embedded store", db.clone())),
+            db,
             shards: ShardCount::default(),
         })
     }
@@ -149,59 +149,39 @@ impl EmbeddedStore {
         self
     }
 
-    async fn blocking<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    /// Runs the read `f` on the calling task. A read takes microseconds from redb's cache: handing it
+    /// to another thread and back would cost more than the read.
+    async fn reading<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
-        let handle = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let db = handle.get().during(operation)?;
-            let out = f(&db);
-            if let Err(e) = &out {
-                handle.failed(&db, e);
-            }
-            out
-        })
-        .await
-        .map_err(|e| StoreError::new(operation, e))?
+        let db = self.db.get().during(operation)?;
+        let out = f(&db);
+        if let Err(e) = &out {
+            self.db.failed(&db, e);
+        }
+        out
     }
 
-    /// A durable write, committed with the writes pending beside it (see [`GroupCommit`]).
+    /// A durable write, committed with the writes sent beside it (see [`Writer`]).
     async fn write<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Fn(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        self.grouped(&self.group, operation, f).await
+        self.writer.submit(operation, Durability::Durable, f).await
     }
 
     /// A write that may reach the disk with the next durable commit instead of now, committed with the
-    /// lazy writes pending beside it: for facts whose loss in a crash only repeats work (a `notified`
-    /// flag means at most one extra `note-saved`).
+    /// writes sent beside it: for facts whose loss in a crash only repeats work (a `notified` flag
+    /// means at most one extra `note-saved`).
     async fn write_lazily<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Fn(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
-        self.grouped(&self.lazy_group, operation, f).await
-    }
-
-    /// Runs `f` in `group`'s next commit, on a blocking thread.
-    async fn grouped<T, F>(
-        &self,
-        group: &Arc<GroupCommit>,
-        operation: &'static str,
-        f: F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: Fn(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
-    {
-        let (db, group) = (self.db.clone(), group.clone());
-        tokio::task::spawn_blocking(move || group.write(&db, operation, f))
-            .await
-            .map_err(|e| StoreError::new(operation, e))?
+        self.writer.submit(operation, Durability::Lazy, f).await
     }
 
     /// Reads the note at `key` in `txn`, lets `change` edit it (or decline by returning false) and
@@ -305,7 +285,7 @@ impl UserStore for EmbeddedStore {
     async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         const OP: &str = "reading a user";
         let key = username_key(username);
-        self.blocking(OP, move |db| {
+        self.reading(OP, move |db| {
             let txn = db.begin_read().during(OP)?;
             let t = txn.open_table(USERS).during(OP)?;
             match t.get(key.as_str()).during(OP)? {
@@ -406,7 +386,7 @@ impl NoteStore for EmbeddedStore {
 
     async fn get_note(&self, username: &str, note_id: &NoteId) -> Result<Option<Note>, StoreError> {
         let (username, note_id) = (username.to_owned(), note_id.clone());
-        self.blocking("reading a note", move |db| {
+        self.reading("reading a note", move |db| {
             Ok(Self::read_note(db, &username, &note_id)?.map(|s| s.note))
         })
         .await
@@ -485,7 +465,7 @@ impl NoteStore for EmbeddedStore {
     ) -> Result<Page<Note>, StoreError> {
         let prefix = format!("{username}\0");
         let page = page.clone();
-        self.blocking("listing notes", move |db| {
+        self.reading("listing notes", move |db| {
             Self::list(db, "listing notes", &prefix, &page)
         })
         .await

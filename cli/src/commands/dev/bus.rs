@@ -177,10 +177,14 @@ impl EventBus for DevBus {
                         Target::Queue(_) => {
                             let body = envelope(event).to_string();
                             self.meter.add("queue.send", 1, body.len() as u64);
-                            let queue = self.queue.clone();
-                            match tokio::task::spawn_blocking(move || queue.send(&body)).await {
-                                Ok(Ok(_)) => self.queued.notify_one(),
-                                Ok(Err(e)) => refuse("QueueWriteFailed", e.to_string()),
+                            let sent = self.queue.sending(
+                                super::queue::Which::Main,
+                                &body,
+                                None,
+                                std::time::Duration::ZERO,
+                            );
+                            match sent.await {
+                                Ok(_) => self.queued.notify_one(),
                                 Err(e) => refuse("QueueWriteFailed", e.to_string()),
                             }
                         }

@@ -3,11 +3,16 @@
 //! Messages live in a redb file, so what was queued survives a restart.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use notes_handlers::embedded::reopen::Reopening;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use notes_handlers::embedded::group::{Durability, Pending, Writer};
+use notes_handlers::embedded::reopen::{Reopening, is_io};
+use notes_handlers::ports::StoreError;
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
@@ -59,34 +64,37 @@ pub struct Depth {
 pub struct LocalQueue {
     /// Reopened by itself after an I/O error (a full disk), once the disk allows.
     db: Arc<Reopening>,
-    sends: Arc<GroupCommit>,
+    /// The database's one writer thread: sends that arrive together share one commit (one fsync
+    /// backs many 202s, each with the same guarantee as alone), and receives and deletes join them.
+    writer: Arc<Writer>,
     pub visibility: Duration,
     pub max_receives: u32,
 }
 
 pub type QueueResult<T> = Result<T, redb::Error>;
 
-/// Durable sends that arrive while another commits wait, and go to disk together in the next commit
-/// (a group commit): under load one fsync backs many 202s, each with the same guarantee as alone.
-#[derive(Default)]
-struct GroupCommit {
-    pending: Mutex<Vec<PendingSend>>,
-    /// Held by the one caller committing; the others queue behind it.
-    committing: Mutex<()>,
+/// A queue write in flight: `.wait()` for it on a thread that may block, or `.await` it.
+pub struct Queued<T>(Pending<T>);
+
+/// A failed write as the queue's error, its whole story in the message.
+fn from_store(e: StoreError) -> redb::Error {
+    redb::Error::Io(std::io::Error::other(e.chain().to_string()))
 }
 
-type Shared = Result<(), (std::io::ErrorKind, String)>;
-
-struct PendingSend {
-    which: Which,
-    id: String,
-    record: Vec<u8>,
-    /// Set by whichever caller committed it.
-    outcome: Arc<OnceLock<Shared>>,
+impl<T: Send + 'static> Queued<T> {
+    /// Blocks until the write is decided (never on an async worker).
+    pub fn wait(self) -> QueueResult<T> {
+        self.0.wait().map_err(from_store)
+    }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+impl<T: Send + 'static> std::future::IntoFuture for Queued<T> {
+    type Output = QueueResult<T>;
+    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move { self.0.await.map_err(from_store) })
+    }
 }
 
 fn now_ms() -> i64 {
@@ -114,6 +122,24 @@ impl LocalQueue {
             self.db.failed(&db, e);
         }
         out
+    }
+
+    /// Sends `f` to the queue's writer, to run in its next transaction.
+    fn write<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        durability: Durability,
+        f: impl Fn(&WriteTransaction) -> QueueResult<T> + Send + 'static,
+    ) -> Queued<T> {
+        Queued(self.writer.submit(operation, durability, move |txn| {
+            f(txn).map_err(|e| {
+                if is_io(&e) {
+                    StoreError::throttled(operation, e)
+                } else {
+                    StoreError::new(operation, e)
+                }
+            })
+        }))
     }
 }
 
@@ -158,9 +184,10 @@ impl LocalQueue {
         txn.open_table(DEAD)?;
         txn.commit()?;
         drop(handle);
+        let db = Arc::new(db);
         let queue = Self {
-            db: Arc::new(db),
-            sends: Arc::default(),
+            writer: Arc::new(Writer::start("local queue", db.clone())),
+            db,
             visibility,
             max_receives,
         };
@@ -205,17 +232,6 @@ impl LocalQueue {
     })
     }
 
-    /// A write that need not reach the disk before the next durable one: receive counts, visibility
-    /// and deletes. Lost in a crash, they only make a message visible again — at-least-once delivery,
-    /// which save's idempotency absorbs. Only `send` (which backs an HTTP 202) must be durable at once.
-    fn lazy_write(db: &Database) -> QueueResult<redb::WriteTransaction> {
-        let mut txn = db.begin_write()?;
-        txn.set_durability(redb::Durability::None).map_err(|e| {
-            redb::Error::from(redb::StorageError::Io(std::io::Error::other(e.to_string())))
-        })?;
-        Ok(txn)
-    }
-
     /// Stores a message durably; its id is returned once the write is on disk.
     pub fn send(&self, body: &str) -> QueueResult<String> {
         self.send_to(Which::Main, body, None, Duration::ZERO)
@@ -230,6 +246,17 @@ impl LocalQueue {
         attributes: Option<serde_json::Value>,
         delay: Duration,
     ) -> QueueResult<String> {
+        self.sending(which, body, attributes, delay).wait()
+    }
+
+    /// [`send_to`](Self::send_to) without blocking: the id once the record is on disk.
+    pub fn sending(
+        &self,
+        which: Which,
+        body: &str,
+        attributes: Option<serde_json::Value>,
+        delay: Duration,
+    ) -> Queued<String> {
         let now = now_ms();
         let msg = Message {
             id: next_id(),
@@ -240,49 +267,12 @@ impl LocalQueue {
             first_received_at_ms: None,
             attributes,
         };
-        let outcome = Arc::new(OnceLock::new());
-        lock(&self.sends.pending).push(PendingSend {
-            which,
-            id: msg.id.clone(),
-            record: encode(&msg),
-            outcome: outcome.clone(),
-        });
-        let _turn = lock(&self.sends.committing);
-        if let Some(done) = outcome.get() {
-            // Committed (or failed) with another caller's batch while this one waited its turn.
-            return done
-                .clone()
-                .map(|()| msg.id)
-                .map_err(|(kind, text)| redb::Error::Io(std::io::Error::new(kind, text)));
-        }
-        let batch = std::mem::take(&mut *lock(&self.sends.pending));
-        let result = self.run(|db| {
-            let txn = db.begin_write()?;
-            {
-                let mut main = txn.open_table(MESSAGES)?;
-                let mut dead = txn.open_table(DEAD)?;
-                for send in &batch {
-                    let table = match send.which {
-                        Which::Main => &mut main,
-                        Which::Dead => &mut dead,
-                    };
-                    table.insert(send.id.as_str(), send.record.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        });
-        let shared: Shared = result.as_ref().map(|_| ()).map_err(|e| {
-            let kind = match e {
-                redb::Error::Io(io) => io.kind(),
-                _ => std::io::ErrorKind::Other,
-            };
-            (kind, notes_handlers::domain::error::Chain(e).to_string())
-        });
-        for send in &batch {
-            let _ = send.outcome.set(shared.clone());
-        }
-        result.map(|()| msg.id)
+        let record = encode(&msg);
+        self.write("sending a message", Durability::Durable, move |txn| {
+            txn.open_table(which.table())?
+                .insert(msg.id.as_str(), record.as_slice())?;
+            Ok(msg.id.clone())
+        })
     }
 
     /// Takes up to `max` visible messages, oldest first, hiding each for the visibility timeout and
@@ -292,8 +282,11 @@ impl LocalQueue {
     }
 
     /// Deletes the processing queue's messages `done` and receives the next up to `max`, in one
-    /// write: what the save poller does between batches, one commit instead of two.
-    pub fn delete_and_receive(&self, done: &[String], max: usize) -> QueueResult<Vec<Message>> {
+    /// write: what the save poller does between batches, one commit instead of two. Receive counts,
+    /// visibility and deletes need not reach the disk before the next durable write: lost in a crash,
+    /// they only make a message visible again — at-least-once delivery, which save's idempotency
+    /// absorbs. Only a send (which backs an HTTP 202) must be durable at once.
+    pub fn delete_and_receive(&self, done: Vec<String>, max: usize) -> Queued<Vec<Message>> {
         self.receive_in(Which::Main, done, max, self.visibility)
     }
 
@@ -304,24 +297,23 @@ impl LocalQueue {
         max: usize,
         visibility: Duration,
     ) -> QueueResult<Vec<Message>> {
-        self.receive_in(which, &[], max, visibility)
+        self.receive_in(which, Vec::new(), max, visibility).wait()
     }
 
     /// Deletes `done` from `which`, then receives.
     fn receive_in(
         &self,
         which: Which,
-        done: &[String],
+        done: Vec<String>,
         max: usize,
         visibility: Duration,
-    ) -> QueueResult<Vec<Message>> {
-        self.run(|db| {
-        let now = now_ms();
-        let txn = Self::lazy_write(db)?;
-        let mut out = Vec::new();
-        {
+    ) -> Queued<Vec<Message>> {
+        let max_receives = self.max_receives;
+        self.write("receiving messages", Durability::Lazy, move |txn| {
+            let now = now_ms();
+            let mut out = Vec::new();
             let mut messages = txn.open_table(which.table())?;
-            for id in done {
+            for id in &done {
                 messages.remove(id.as_str())?;
             }
             // Only the processing queue has a dead-letter queue to move to.
@@ -344,32 +336,21 @@ impl LocalQueue {
                 if out.len() >= max {
                     break;
                 }
-                if let Some(dead) = dead
-                    .as_mut()
-                    .filter(|_| msg.receive_count >= self.max_receives)
-                {
+                if let Some(dead) = dead.as_mut().filter(|_| msg.receive_count >= max_receives) {
                     messages.remove(msg.id.as_str())?;
                     msg.visible_at_ms = now;
-                    dead.insert(
-                        msg.id.as_str(),
-                        encode(&msg).as_slice(),
-                    )?;
+                    dead.insert(msg.id.as_str(), encode(&msg).as_slice())?;
                     tracing::warn!(message_id = %msg.id, receives = msg.receive_count, "message moved to the dead-letter queue");
                     continue;
                 }
                 msg.receive_count += 1;
                 msg.visible_at_ms = now + visibility.as_millis() as i64;
                 msg.first_received_at_ms.get_or_insert(now);
-                messages.insert(
-                    msg.id.as_str(),
-                    encode(&msg).as_slice(),
-                )?;
+                messages.insert(msg.id.as_str(), encode(&msg).as_slice())?;
                 out.push(msg);
             }
-        }
-        txn.commit()?;
-        Ok(out)
-    })
+            Ok(out)
+        })
     }
 
     /// Deletes processed messages.
@@ -377,35 +358,26 @@ impl LocalQueue {
         self.delete_from(Which::Main, ids)
     }
 
+    /// Deletes that need not reach the disk before the next durable write (see
+    /// [`delete_and_receive`](Self::delete_and_receive)).
     pub fn delete_from(&self, which: Which, ids: &[String]) -> QueueResult<()> {
-        self.run(|db| {
-            if ids.is_empty() {
-                return Ok(());
-            }
-            let txn = Self::lazy_write(db)?;
-            {
-                let mut messages = txn.open_table(which.table())?;
-                for id in ids {
-                    messages.remove(id.as_str())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })
+        self.deleting(which, ids, Durability::Lazy).wait()
     }
 
     /// Deletes for a client that expects them to stick (a manual redrive deletes from the DLQ only
     /// after its copy is sent; losing that delete in a crash would duplicate the message).
     pub fn delete_durably(&self, which: Which, ids: &[String]) -> QueueResult<()> {
-        self.run(|db| {
-            let txn = db.begin_write()?;
-            {
-                let mut messages = txn.open_table(which.table())?;
-                for id in ids {
-                    messages.remove(id.as_str())?;
-                }
+        self.deleting(which, ids, Durability::Durable).wait()
+    }
+
+    /// Deletes `ids` from `which` without blocking.
+    pub fn deleting(&self, which: Which, ids: &[String], durability: Durability) -> Queued<()> {
+        let ids = ids.to_vec();
+        self.write("deleting messages", durability, move |txn| {
+            let mut messages = txn.open_table(which.table())?;
+            for id in &ids {
+                messages.remove(id.as_str())?;
             }
-            txn.commit()?;
             Ok(())
         })
     }
@@ -474,36 +446,32 @@ impl LocalQueue {
     /// Moves up to `max` dead letters back to the queue as new messages (fresh receive count), in
     /// one transaction: none is lost or duplicated.
     pub fn redrive(&self, max: usize) -> QueueResult<usize> {
-        self.run(|db| {
+        self.write("redriving dead letters", Durability::Durable, move |txn| {
             let now = now_ms();
-            let txn = db.begin_write()?;
-            let mut moved = 0;
-            {
-                let mut dead = txn.open_table(DEAD)?;
-                let mut messages = txn.open_table(MESSAGES)?;
-                let batch: Vec<Message> = dead
-                    .iter()?
-                    .take(max)
-                    .map(|e| e.map(|(k, v)| decode(k.value(), v.value())))
-                    .collect::<Result<_, _>>()?;
-                for old in batch {
-                    dead.remove(old.id.as_str())?;
-                    let msg = Message {
-                        id: next_id(),
-                        body: old.body,
-                        sent_at_ms: now,
-                        receive_count: 0,
-                        visible_at_ms: now,
-                        first_received_at_ms: None,
-                        attributes: old.attributes,
-                    };
-                    messages.insert(msg.id.as_str(), encode(&msg).as_slice())?;
-                    moved += 1;
-                }
+            let mut dead = txn.open_table(DEAD)?;
+            let mut messages = txn.open_table(MESSAGES)?;
+            let batch: Vec<Message> = dead
+                .iter()?
+                .take(max)
+                .map(|e| e.map(|(k, v)| decode(k.value(), v.value())))
+                .collect::<Result<_, _>>()?;
+            let moved = batch.len();
+            for old in batch {
+                dead.remove(old.id.as_str())?;
+                let msg = Message {
+                    id: next_id(),
+                    body: old.body,
+                    sent_at_ms: now,
+                    receive_count: 0,
+                    visible_at_ms: now,
+                    first_received_at_ms: None,
+                    attributes: old.attributes,
+                };
+                messages.insert(msg.id.as_str(), encode(&msg).as_slice())?;
             }
-            txn.commit()?;
             Ok(moved)
         })
+        .wait()
     }
 }
 
@@ -562,16 +530,21 @@ mod tests {
         for body in ["a", "b"] {
             q.send(body).unwrap();
         }
-        let first = q.delete_and_receive(&[], 1).unwrap();
+        let first = q.delete_and_receive(vec![], 1).wait().unwrap();
         assert_eq!(first[0].body, "a");
-        let second = q.delete_and_receive(&[first[0].id.clone()], 10).unwrap();
+        let second = q
+            .delete_and_receive(vec![first[0].id.clone()], 10)
+            .wait()
+            .unwrap();
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].body, "b");
         let d = q.depth().unwrap();
         assert_eq!((d.visible, d.in_flight), (0, 1), "a deleted, b in flight");
-        assert!(q.delete_and_receive(&[], 10).unwrap().is_empty());
+        assert!(q.delete_and_receive(vec![], 10).wait().unwrap().is_empty());
         assert_eq!(q.depth().unwrap().in_flight, 1, "b not reported done stays");
-        q.delete_and_receive(&[second[0].id.clone()], 10).unwrap();
+        q.delete_and_receive(vec![second[0].id.clone()], 10)
+            .wait()
+            .unwrap();
         assert_eq!(q.queued_count().unwrap(), 0);
     }
 

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::bus::envelope;
-use super::queue::{LocalQueue, Message};
+use super::queue::{LocalQueue, Message, Which};
+use notes_handlers::embedded::group::Durability;
 
 pub const BATCH_SIZE: usize = 10;
 const NOTIFY_ATTEMPTS: u32 = 4;
@@ -99,19 +100,13 @@ pub async fn save_poller(
         if let (Some(meter), false) = (&deps.meter, done.is_empty()) {
             meter.add("queue.delete_batch", done.len() as u64, 0);
         }
-        let (q, settled) = (queue.clone(), std::mem::take(&mut done));
-        let batch = match tokio::task::spawn_blocking(move || {
-            q.delete_and_receive(&settled, BATCH_SIZE)
-        })
-        .await
+        let batch = match queue
+            .delete_and_receive(std::mem::take(&mut done), BATCH_SIZE)
+            .await
         {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "deleting processed messages and receiving from the local queue failed; processed ones will be redelivered");
-                Vec::new()
-            }
+            Ok(batch) => batch,
             Err(e) => {
-                tracing::error!(error = %e, "queue task failed");
+                tracing::error!(error = %e, "deleting processed messages and receiving from the local queue failed; processed ones will be redelivered");
                 Vec::new()
             }
         };
@@ -140,12 +135,8 @@ pub async fn save_poller(
     if let Some(meter) = &deps.meter {
         meter.add("queue.delete_batch", done.len() as u64, 0);
     }
-    match tokio::task::spawn_blocking(move || queue.delete(&done)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "deleting processed messages failed; they will be redelivered")
-        }
-        Err(e) => tracing::error!(error = %e, "queue task failed"),
+    if let Err(e) = queue.deleting(Which::Main, &done, Durability::Lazy).await {
+        tracing::error!(error = %e, "deleting processed messages failed; they will be redelivered")
     }
 }
 

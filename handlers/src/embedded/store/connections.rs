@@ -94,7 +94,7 @@ impl ConnectionRegistry for EmbeddedStore {
     async fn connections_of(&self, username: &str) -> Result<Vec<Connection>, StoreError> {
         const OP: &str = "listing a user's connections";
         let (lower, upper) = (format!("{username}\0"), format!("{username}\u{1}"));
-        self.blocking(OP, move |db| {
+        self.reading(OP, move |db| {
             let txn = db.begin_read().during(OP)?;
             let t = txn.open_table(USER_CONNECTIONS).during(OP)?;
             let mut out = Vec::new();
@@ -109,7 +109,7 @@ impl ConnectionRegistry for EmbeddedStore {
 
     async fn all_connections(&self) -> Result<Vec<Connection>, StoreError> {
         const OP: &str = "listing connections";
-        self.blocking(OP, move |db| {
+        self.reading(OP, move |db| {
             let txn = db.begin_read().during(OP)?;
             let t = txn.open_table(CONNECTIONS).during(OP)?;
             let mut out = Vec::new();

@@ -59,7 +59,7 @@ impl EmbeddedStore {
     #[doc(hidden)]
     pub async fn public_partitions(&self) -> Result<Vec<(String, String)>, StoreError> {
         const OP: &str = "listing the feed's partitions";
-        self.blocking(OP, |db| {
+        self.reading(OP, |db| {
             let txn = db.begin_read().during(OP)?;
             let table = txn.open_table(PUBLIC).during(OP)?;
             let mut out = Vec::new();
@@ -201,7 +201,7 @@ impl EmbeddedStore {
     pub(super) async fn feed_page(&self, page: &FeedRequest) -> Result<Page<Note>, StoreError> {
         const OP: &str = "listing public notes";
         let (page, shards) = (page.clone(), self.shards);
-        self.blocking(OP, move |db| {
+        self.reading(OP, move |db| {
             // Every partition from one snapshot.
             let txn = db.begin_read().during(OP)?;
             let table = txn.open_table(PUBLIC).during(OP)?;
