@@ -11,15 +11,15 @@
 //! A write that fails leaves the transaction; the others of its group run again without it, so one
 //! bad record never fails its neighbours.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::reopen::Reopening;
+use super::reopen::{Reopening, store_error};
 use crate::ports::StoreError;
 
 /// The most writes one transaction takes: a bound on how long the first of them waits.
@@ -85,7 +85,7 @@ struct Queued {
 /// and waits for it, so the database is closed when the drop returns.
 pub struct Writer {
     jobs: Option<mpsc::Sender<Queued>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Option<JoinHandle<()>>,
     /// Transactions committed: fewer than writes when writes were grouped.
     commits: Arc<AtomicU64>,
 }
@@ -165,7 +165,7 @@ impl Writer {
             .expect("a thread can be started for the database writer");
         Writer {
             jobs: Some(tx),
-            thread: Mutex::new(Some(thread)),
+            thread: Some(thread),
             commits,
         }
     }
@@ -207,16 +207,11 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         self.jobs = None;
-        let thread = lock(&self.thread).take();
-        if let Some(thread) = thread {
+        if let Some(thread) = self.thread.take() {
             // The writes already sent are finished first; then the thread lets the database go.
             let _ = thread.join();
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs every job in one transaction and commits it; a job that fails is answered with its error
@@ -270,7 +265,7 @@ fn run_all(
     let operation = group.first().map_or("writing", |j| j.operation());
     let mut txn = db
         .begin_write()
-        .map_err(|e| (None, during(operation, e.into())))?;
+        .map_err(|e| (None, store_error(operation, e)))?;
     if lazy {
         txn.set_durability(redb::Durability::None)
             .map_err(|e| (None, StoreError::new(operation, e)))?;
@@ -278,16 +273,7 @@ fn run_all(
     for (i, job) in group.iter_mut().enumerate() {
         job.run(&txn).map_err(|e| (Some(i), e))?;
     }
-    txn.commit()
-        .map_err(|e| (None, during(operation, e.into())))
-}
-
-fn during(operation: &'static str, e: redb::Error) -> StoreError {
-    if super::reopen::is_io(&e) {
-        StoreError::throttled(operation, e)
-    } else {
-        StoreError::new(operation, e)
-    }
+    txn.commit().map_err(|e| (None, store_error(operation, e)))
 }
 
 /// A failure the whole group shares, as each job's own error.
@@ -345,10 +331,9 @@ mod tests {
         // A first write that holds the writer until the others are sent.
         let (running_tx, running) = std::sync::mpsc::channel::<()>();
         let (release, released) = std::sync::mpsc::channel::<()>();
-        let (running_tx, released) = (Mutex::new(running_tx), Mutex::new(released));
         let first = writer.submit("t", durability, move |txn| {
-            let _ = lock(&running_tx).send(());
-            let _ = lock(&released).recv_timeout(Duration::from_secs(10));
+            let _ = running_tx.send(());
+            let _ = released.recv_timeout(Duration::from_secs(10));
             insert("first", false)(txn)
         });
         running

@@ -54,6 +54,17 @@ pub fn is_io(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// A failed database call as the store's error, its cause kept: a failed disk may come back (space
+/// freed), so an I/O failure is throttled (503, a retry may succeed), anything else is not (500).
+pub fn store_error(operation: &'static str, e: impl Into<redb::Error>) -> crate::ports::StoreError {
+    let e: redb::Error = e.into();
+    if is_io(&e) {
+        crate::ports::StoreError::throttled(operation, e)
+    } else {
+        crate::ports::StoreError::new(operation, e)
+    }
+}
+
 impl Reopening {
     /// Opens with `open`, and reopens with it after an I/O error.
     pub fn new(

@@ -15,7 +15,7 @@ mod feed;
 use feed::public_key;
 
 use super::group::{Durability, Writer};
-use super::reopen::{Reopening, is_io};
+use super::reopen::{Reopening, store_error};
 use crate::domain::cursor::{Page, PageRequest};
 use crate::domain::feed::{FeedRequest, Partition, ShardCount, shard_of};
 use crate::domain::note::{Note, NoteId};
@@ -66,15 +66,7 @@ trait During<T> {
 
 impl<T, E: Into<redb::Error>> During<T> for Result<T, E> {
     fn during(self, operation: &'static str) -> Result<T, StoreError> {
-        self.map_err(|e| {
-            let e: redb::Error = e.into();
-            // A failed disk may come back (space freed): a retry may succeed, so 503, not 500.
-            if is_io(&e) {
-                StoreError::throttled(operation, e)
-            } else {
-                StoreError::new(operation, e)
-            }
-        })
+        self.map_err(|e| store_error(operation, e))
     }
 }
 

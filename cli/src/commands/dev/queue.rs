@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notes_handlers::embedded::group::{Durability, Pending, Writer};
-use notes_handlers::embedded::reopen::{Reopening, is_io};
+use notes_handlers::embedded::reopen::{Reopening, store_error};
 use notes_handlers::ports::StoreError;
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -73,28 +73,9 @@ pub struct LocalQueue {
 
 pub type QueueResult<T> = Result<T, redb::Error>;
 
-/// A queue write in flight: `.wait()` for it on a thread that may block, or `.await` it.
-pub struct Queued<T>(Pending<T>);
-
 /// A failed write as the queue's error, its whole story in the message.
 fn from_store(e: StoreError) -> redb::Error {
     redb::Error::Io(std::io::Error::other(e.chain().to_string()))
-}
-
-impl<T: Send + 'static> Queued<T> {
-    /// Blocks until the write is decided (never on an async worker).
-    pub fn wait(self) -> QueueResult<T> {
-        self.0.wait().map_err(from_store)
-    }
-}
-
-impl<T: Send + 'static> std::future::IntoFuture for Queued<T> {
-    type Output = QueueResult<T>;
-    type IntoFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.0.await.map_err(from_store) })
-    }
 }
 
 fn now_ms() -> i64 {
@@ -124,22 +105,17 @@ impl LocalQueue {
         out
     }
 
-    /// Sends `f` to the queue's writer, to run in its next transaction.
+    /// Sends `f` to the queue's writer, to run in its next transaction: `.await` the answer, or
+    /// `.wait()` for it on a thread that may block.
     fn write<T: Send + 'static>(
         &self,
         operation: &'static str,
         durability: Durability,
         f: impl Fn(&WriteTransaction) -> QueueResult<T> + Send + 'static,
-    ) -> Queued<T> {
-        Queued(self.writer.submit(operation, durability, move |txn| {
-            f(txn).map_err(|e| {
-                if is_io(&e) {
-                    StoreError::throttled(operation, e)
-                } else {
-                    StoreError::new(operation, e)
-                }
-            })
-        }))
+    ) -> Pending<T> {
+        self.writer.submit(operation, durability, move |txn| {
+            f(txn).map_err(|e| store_error(operation, e))
+        })
     }
 }
 
@@ -246,7 +222,9 @@ impl LocalQueue {
         attributes: Option<serde_json::Value>,
         delay: Duration,
     ) -> QueueResult<String> {
-        self.sending(which, body, attributes, delay).wait()
+        self.sending(which, body, attributes, delay)
+            .wait()
+            .map_err(from_store)
     }
 
     /// [`send_to`](Self::send_to) without blocking: the id once the record is on disk.
@@ -256,7 +234,7 @@ impl LocalQueue {
         body: &str,
         attributes: Option<serde_json::Value>,
         delay: Duration,
-    ) -> Queued<String> {
+    ) -> Pending<String> {
         let now = now_ms();
         let msg = Message {
             id: next_id(),
@@ -286,7 +264,7 @@ impl LocalQueue {
     /// visibility and deletes need not reach the disk before the next durable write: lost in a crash,
     /// they only make a message visible again — at-least-once delivery, which save's idempotency
     /// absorbs. Only a send (which backs an HTTP 202) must be durable at once.
-    pub fn delete_and_receive(&self, done: Vec<String>, max: usize) -> Queued<Vec<Message>> {
+    pub fn delete_and_receive(&self, done: Vec<String>, max: usize) -> Pending<Vec<Message>> {
         self.receive_in(Which::Main, done, max, self.visibility)
     }
 
@@ -297,7 +275,9 @@ impl LocalQueue {
         max: usize,
         visibility: Duration,
     ) -> QueueResult<Vec<Message>> {
-        self.receive_in(which, Vec::new(), max, visibility).wait()
+        self.receive_in(which, Vec::new(), max, visibility)
+            .wait()
+            .map_err(from_store)
     }
 
     /// Deletes `done` from `which`, then receives.
@@ -307,7 +287,7 @@ impl LocalQueue {
         done: Vec<String>,
         max: usize,
         visibility: Duration,
-    ) -> Queued<Vec<Message>> {
+    ) -> Pending<Vec<Message>> {
         let max_receives = self.max_receives;
         self.write("receiving messages", Durability::Lazy, move |txn| {
             let now = now_ms();
@@ -361,17 +341,21 @@ impl LocalQueue {
     /// Deletes that need not reach the disk before the next durable write (see
     /// [`delete_and_receive`](Self::delete_and_receive)).
     pub fn delete_from(&self, which: Which, ids: &[String]) -> QueueResult<()> {
-        self.deleting(which, ids, Durability::Lazy).wait()
+        self.deleting(which, ids, Durability::Lazy)
+            .wait()
+            .map_err(from_store)
     }
 
     /// Deletes for a client that expects them to stick (a manual redrive deletes from the DLQ only
     /// after its copy is sent; losing that delete in a crash would duplicate the message).
     pub fn delete_durably(&self, which: Which, ids: &[String]) -> QueueResult<()> {
-        self.deleting(which, ids, Durability::Durable).wait()
+        self.deleting(which, ids, Durability::Durable)
+            .wait()
+            .map_err(from_store)
     }
 
     /// Deletes `ids` from `which` without blocking.
-    pub fn deleting(&self, which: Which, ids: &[String], durability: Durability) -> Queued<()> {
+    pub fn deleting(&self, which: Which, ids: &[String], durability: Durability) -> Pending<()> {
         let ids = ids.to_vec();
         self.write("deleting messages", durability, move |txn| {
             let mut messages = txn.open_table(which.table())?;
@@ -472,6 +456,7 @@ impl LocalQueue {
             Ok(moved)
         })
         .wait()
+        .map_err(from_store)
     }
 }
 
