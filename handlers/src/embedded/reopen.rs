@@ -152,6 +152,8 @@ impl Reopening {
 pub struct FlakyDisk {
     inner: redb::backends::FileBackend,
     full: Arc<std::sync::atomic::AtomicBool>,
+    /// `sync_data` calls that succeeded: durable commits reaching the disk.
+    syncs: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[cfg(any(test, feature = "test-support"))]
@@ -164,7 +166,14 @@ impl FlakyDisk {
         Ok(FlakyDisk {
             inner: redb::backends::FileBackend::new(file)?,
             full,
+            syncs: Default::default(),
         })
+    }
+
+    /// Counts its successful `sync_data` calls in `syncs`.
+    pub fn counting_syncs(mut self, syncs: Arc<std::sync::atomic::AtomicU64>) -> FlakyDisk {
+        self.syncs = syncs;
+        self
     }
 
     fn check(&self) -> std::io::Result<()> {
@@ -192,7 +201,9 @@ impl redb::StorageBackend for FlakyDisk {
     }
     fn sync_data(&self) -> Result<(), std::io::Error> {
         self.check()?;
-        self.inner.sync_data()
+        self.inner.sync_data()?;
+        self.syncs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
         self.check()?;
@@ -251,6 +262,16 @@ pub fn flaky_opener(
     path: std::path::PathBuf,
     full: Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Fn() -> Result<Database, DatabaseError> + Send + Sync + 'static {
+    counting_opener(path, full, Default::default())
+}
+
+/// [`flaky_opener`], counting the disk's successful syncs in `syncs`.
+#[cfg(any(test, feature = "test-support"))]
+pub fn counting_opener(
+    path: std::path::PathBuf,
+    full: Arc<std::sync::atomic::AtomicBool>,
+    syncs: Arc<std::sync::atomic::AtomicU64>,
+) -> impl Fn() -> Result<Database, DatabaseError> + Send + Sync + 'static {
     move || {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -258,6 +279,7 @@ pub fn flaky_opener(
             .create(true)
             .truncate(false)
             .open(&path)?;
-        Database::builder().create_with_backend(FlakyDisk::new(file, full.clone())?)
+        Database::builder()
+            .create_with_backend(FlakyDisk::new(file, full.clone())?.counting_syncs(syncs.clone()))
     }
 }

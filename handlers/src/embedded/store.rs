@@ -57,6 +57,8 @@ pub struct EmbeddedStore {
     /// The database's one writer thread: every write goes through it, grouped with its neighbours.
     writer: Arc<Writer>,
     shards: ShardCount,
+    /// How `save_if_absent` commits: durably, unless [`EmbeddedStore::with_deferred_saves`].
+    saves: Durability,
 }
 
 /// `.during(operation)`: a failed embedded-database call as the store's error, its cause kept.
@@ -132,6 +134,7 @@ impl EmbeddedStore {
             writer: Arc::new(Writer::start("embedded store", db.clone())),
             db,
             shards: ShardCount::default(),
+            saves: Durability::Durable,
         })
     }
 
@@ -139,6 +142,24 @@ impl EmbeddedStore {
     pub fn with_feed_shards(mut self, shards: ShardCount) -> Self {
         self.shards = shards;
         self
+    }
+
+    /// Saves from the queue (`save_if_absent`) commit without waiting for the disk: they are seen by
+    /// every read at once and reach the disk with the next durable commit — at the latest the next
+    /// [`checkpoint`](Self::checkpoint). For a queue consumer that deletes a message only after a
+    /// checkpoint that followed its save: a crash before it loses the save but not the message,
+    /// which is delivered again and saved again. Every other write stays durable (an HTTP answer
+    /// promises what it reports).
+    pub fn with_deferred_saves(mut self) -> Self {
+        self.saves = Durability::Lazy;
+        self
+    }
+
+    /// Puts every write committed so far on disk: one durable commit, shared with the writes sent
+    /// beside it.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.write("making deferred saves durable", |_| Ok(()))
+            .await
     }
 
     /// Runs the read `f` on the calling task. A read takes microseconds from redb's cache: handing it
@@ -295,50 +316,51 @@ impl NoteStore for EmbeddedStore {
         const OP: &str = "saving a note";
         let note = note.clone();
         let shards = self.shards;
-        self.write(OP, move |txn| {
-            let sort_key = note.note_id.sort_key();
-            let key = user_note_key(&note.username, &sort_key);
-            let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
-            let tomb_key = user_note_key(&note.username, note.note_id.as_str());
-            let until = tombstones
-                .get(tomb_key.as_str())
-                .during(OP)?
-                .map(|v| from_json::<i64>(OP, v.value()))
-                .transpose()?;
-            match until {
-                Some(until) if until > crate::domain::clock::now_millis() => {
-                    return Ok(Saved::Deleted);
+        self.writer
+            .submit(OP, self.saves, move |txn| {
+                let sort_key = note.note_id.sort_key();
+                let key = user_note_key(&note.username, &sort_key);
+                let mut tombstones = txn.open_table(TOMBSTONES).during(OP)?;
+                let tomb_key = user_note_key(&note.username, note.note_id.as_str());
+                let until = tombstones
+                    .get(tomb_key.as_str())
+                    .during(OP)?
+                    .map(|v| from_json::<i64>(OP, v.value()))
+                    .transpose()?;
+                match until {
+                    Some(until) if until > crate::domain::clock::now_millis() => {
+                        return Ok(Saved::Deleted);
+                    }
+                    // Expired: gone, as DynamoDB's TTL removes it.
+                    Some(_) => {
+                        tombstones.remove(tomb_key.as_str()).during(OP)?;
+                    }
+                    None => {}
                 }
-                // Expired: gone, as DynamoDB's TTL removes it.
-                Some(_) => {
-                    tombstones.remove(tomb_key.as_str()).during(OP)?;
+                let mut notes = txn.open_table(NOTES).during(OP)?;
+                if notes.get(key.as_str()).during(OP)?.is_some() {
+                    return Ok(Saved::AlreadyExists);
                 }
-                None => {}
-            }
-            let mut notes = txn.open_table(NOTES).during(OP)?;
-            if notes.get(key.as_str()).during(OP)?.is_some() {
-                return Ok(Saved::AlreadyExists);
-            }
-            let shard = note.is_public.then(|| shard_of(&note.note_id, shards));
-            let stored = to_json(&StoredNote {
-                note: note.clone(),
-                notified: false,
-                lease_until: lease_until_ms,
-                feed_shard: shard,
-            });
-            notes.insert(key.as_str(), stored.as_slice()).during(OP)?;
-            if let Some(shard) = shard {
-                let mut public = txn.open_table(PUBLIC).during(OP)?;
-                public
-                    .insert(
-                        public_key(Partition::Shard(shard), &sort_key).as_str(),
-                        stored.as_slice(),
-                    )
-                    .during(OP)?;
-            }
-            Ok(Saved::Created)
-        })
-        .await
+                let shard = note.is_public.then(|| shard_of(&note.note_id, shards));
+                let stored = to_json(&StoredNote {
+                    note: note.clone(),
+                    notified: false,
+                    lease_until: lease_until_ms,
+                    feed_shard: shard,
+                });
+                notes.insert(key.as_str(), stored.as_slice()).during(OP)?;
+                if let Some(shard) = shard {
+                    let mut public = txn.open_table(PUBLIC).during(OP)?;
+                    public
+                        .insert(
+                            public_key(Partition::Shard(shard), &sort_key).as_str(),
+                            stored.as_slice(),
+                        )
+                        .during(OP)?;
+                }
+                Ok(Saved::Created)
+            })
+            .await
     }
 
     async fn claim_announcement(
@@ -474,11 +496,11 @@ impl NoteStore for EmbeddedStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::embedded::reopen::{RETRY, flaky_opener};
+    use crate::embedded::reopen::{RETRY, counting_opener, flaky_opener};
 
     fn user(name: &str) -> UserRecord {
         UserRecord {
@@ -533,5 +555,117 @@ mod tests {
             "written before: kept"
         );
         assert!(store.get_user("bob").await.unwrap().is_some());
+    }
+
+    fn note(username: &str, millis: i64) -> Note {
+        let id = NoteId::parse(&format!("{millis}-abcd1234")).unwrap();
+        Note {
+            created_at: id.created_at(),
+            note_id: id,
+            username: username.into(),
+            content: "c".into(),
+            is_public: true,
+            status: "saved".into(),
+            saved_at: String::new(),
+            updated_at: None,
+        }
+    }
+
+    /// The store as a killed process leaves it: the file's bytes now (what was written to it, synced
+    /// or not), opened as a restart opens it.
+    async fn after_a_kill(file: &Path, note: &Note) -> Option<Note> {
+        let copy = file.with_extension("killed.redb");
+        std::fs::copy(file, &copy).unwrap();
+        let reopened = EmbeddedStore::open(&copy).unwrap();
+        let found = reopened
+            .get_note(&note.username, &note.note_id)
+            .await
+            .unwrap();
+        drop(reopened);
+        std::fs::remove_file(&copy).unwrap();
+        found
+    }
+
+    /// `dev`'s save poller defers the saves and checkpoints before it deletes their messages: a
+    /// deferred save is read at once but costs no disk sync, a kill before the checkpoint loses it
+    /// (its message is still queued), and after the checkpoint it survives one. Other writes stay
+    /// durable.
+    #[tokio::test]
+    async fn deferred_saves_reach_the_disk_at_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.redb");
+        let syncs = Arc::new(AtomicU64::new(0));
+        let store = EmbeddedStore::open_with(
+            "test store",
+            counting_opener(file.clone(), Default::default(), syncs.clone()),
+        )
+        .unwrap()
+        .with_deferred_saves();
+        let saved = note("ada", 1_780_000_000_000);
+
+        let before = syncs.load(Ordering::SeqCst);
+        assert_eq!(
+            store.save_if_absent(&saved, 0).await.unwrap(),
+            Saved::Created
+        );
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            before,
+            "a deferred save does not wait for the disk"
+        );
+        assert_eq!(
+            store
+                .get_note("ada", &saved.note_id)
+                .await
+                .unwrap()
+                .map(|n| n.note_id),
+            Some(saved.note_id.clone()),
+            "every read sees it at once"
+        );
+        assert_eq!(
+            store
+                .list_public_notes(&FeedRequest::new(None, 10))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1,
+            "the public feed too"
+        );
+        assert!(
+            after_a_kill(&file, &saved).await.is_none(),
+            "not yet on disk"
+        );
+
+        store.checkpoint().await.unwrap();
+        assert_eq!(syncs.load(Ordering::SeqCst), before + 1, "one sync");
+        assert!(
+            after_a_kill(&file, &saved).await.is_some(),
+            "on disk after the checkpoint"
+        );
+
+        let before = syncs.load(Ordering::SeqCst);
+        store.create_user(&user("ada")).await.unwrap();
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            before + 1,
+            "a sign-up is durable when it answers"
+        );
+        let durable = EmbeddedStore::open_with(
+            "test store",
+            counting_opener(
+                dir.path().join("other.redb"),
+                Default::default(),
+                syncs.clone(),
+            ),
+        )
+        .unwrap();
+        let before = syncs.load(Ordering::SeqCst);
+        durable.save_if_absent(&saved, 0).await.unwrap();
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            before + 1,
+            "without deferral a save is durable when it answers"
+        );
     }
 }

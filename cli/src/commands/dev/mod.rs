@@ -155,7 +155,10 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         }
     };
     let shards = ShardCount::new(args.public_feed_shards).map_err(anyhow::Error::msg)?;
-    let (store, queue) = (data.store.with_feed_shards(shards), data.queue);
+    let (store, queue) = (
+        data.store.with_feed_shards(shards).with_deferred_saves(),
+        data.queue,
+    );
     data::migrate_public_feed(&store).await?;
     let secret = Arc::new(FileSecret::new(args.data_dir.join("jwt-secret")));
 
@@ -170,6 +173,13 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
     ));
     let notifier = LocalNotifier::new();
     let store = Arc::new(store);
+    let checkpoint: workers::Checkpoint = {
+        let store = store.clone();
+        Arc::new(move || {
+            let store = store.clone();
+            Box::pin(async move { store.checkpoint().await })
+        })
+    };
     let settings = Settings {
         max_receive_count: args.max_receive_count,
         // A redelivery must be able to take over an announcement that failed.
@@ -268,6 +278,7 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
                 deps.clone(),
                 queue.clone(),
                 queued.clone(),
+                checkpoint.clone(),
                 stop_rx.clone(),
             ))
         })
