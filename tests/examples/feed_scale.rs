@@ -1,7 +1,7 @@
 //! How far `notesctl dev` goes, measured with `notesctl load` itself, and what sharding the public
 //! feed costs a reader:
-//! - the knee: `notesctl load --local --ramp` with 1,000 sockets open (private notes), and the fan-out
-//!   of public notes to 1,000 subscribers at a steady rate;
+//! - the knee: `notesctl load --local --ramp` with 1,000 sockets open (private notes), one per user
+//!   and then twenty per user, and the fan-out of public notes to 1,000 subscribers at a steady rate;
 //! - `GET /notes/public` page latency with 8 shards against 1, in `dev` and on the DynamoDB adapter
 //!   (moto), the feed holding the same notes.
 //!
@@ -33,8 +33,14 @@ fn env(name: &str, default: u64) -> u64 {
 async fn main() {
     notesctl_tests::bench::prefer_release_binary();
     let sockets = env("SOCKETS", 1000);
+    // The builds just before wrote gigabytes: let the disk finish them first, or the ramp's
+    // `fdatasync`s (one behind each 202) queue behind that writeback.
+    let _ = std::process::Command::new("sync").status();
     let cpu = notesctl_tests::bench::CpuTimes::now();
-    let knee = ramp(sockets).await;
+    // One socket per user (a private note goes to its author's one socket), then twenty (each
+    // private note is twenty pushes: the same sockets, held by 50 users).
+    let knee = ramp(sockets, sockets).await;
+    let crowded = ramp(sockets, 50).await;
     let steal = cpu
         .zip(notesctl_tests::bench::CpuTimes::now())
         .map(|(a, b)| {
@@ -56,10 +62,15 @@ Measured {date} on {machine}, with `{bin}` (release) and `notesctl load` from th
 second process on the same two cores. `dev` runs with `--max-connections 4096`: 1,000 sockets and the load's HTTP\n\
 connections pass its default of 1,024 (past it, `dev` answers 503). Repeat: `scripts/bench.sh feed-scale`\n\
 (`SOCKETS=`, `FEED_NOTES=` override).\n\n\
-### The knee (`notesctl load --local --ramp --users 50 --sockets {sockets} --public-ratio 0 --duration 5s --slo 20ms`)\n\n\
-Private notes, each step 5 s, the rate ×1.5 a step from 250/s until p99 of POST → `note-saved` (on the author's socket)\n\
-passes 20 ms or a note fails. Both cores during the ramp: {steal} (steal: time the hypervisor gave other guests; on\n\
-this shared VM it moves between runs, and the knee with it).\n\n{knee}\n\
+### The knee (`notesctl load --local --ramp --rate 1024 --ramp-factor 1.25 --users {sockets} --sockets {sockets} --public-ratio 0 --duration 5s --slo 20ms`)\n\n\
+Private notes from {sockets} users with one socket each, each step 5 s, the rate ×1.25 a step from 1,024/s (so one step\n\
+is 2,000/s) until p99 of POST → `note-saved` (on the author's socket) passes 20 ms or a note fails. Both cores during\n\
+the two ramps: {steal} (steal: time the hypervisor gave other guests; on this shared VM it moves between runs, and\n\
+the knee with it).\n\n{knee}\n\
+### The same sockets held by 50 users (`… --users 50 --sockets {sockets} …`)\n\n\
+Twenty sockets per user, as if each had twenty tabs open: every private note is pushed to twenty sockets, so at\n\
+2,000 notes/s `dev` writes and `load` reads 40,000 WebSocket frames a second, each a system call on both sides, on the\n\
+same two cores. The harder case; earlier sections of this file measured the knee this way.\n\n{crowded}\n\
 ### Fan-out to {sockets} subscribers (`notesctl load --local --rate 20 --duration 10s --users 50 --sockets {sockets} --public-ratio 1`)\n\n\
 Every note public, so each goes to all {sockets} sockets: POST → `note-saved` on the author's socket, and on the last socket.\n\n{fanout}\n\
 ### `GET /notes/public` with 8 shards against 1\n\n\
@@ -91,20 +102,23 @@ async fn load(dev: &DevServer, args: &[&str]) -> LoadReport {
     run.json()
 }
 
-async fn ramp(sockets: u64) -> String {
+async fn ramp(sockets: u64, users: u64) -> String {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &["--max-connections", "4096"]).await;
     let s = sockets.to_string();
+    let u = users.to_string();
     let r = load(
         &dev,
         &[
             "--ramp",
             "--rate",
-            "250",
+            "1024",
+            "--ramp-factor",
+            "1.25",
             "--duration",
             "5s",
             "--users",
-            "50",
+            &u,
             "--sockets",
             &s,
             "--public-ratio",
