@@ -166,8 +166,7 @@ impl EmbeddedStore {
     /// to another thread and back would cost more than the read.
     async fn reading<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError>,
     {
         let db = self.db.get().during(operation)?;
         let out = f(&db);

@@ -333,15 +333,10 @@ impl LocalQueue {
         })
     }
 
-    /// Deletes processed messages.
+    /// Deletes processed messages; the deletes need not reach the disk before the next durable
+    /// write (see [`delete_and_receive`](Self::delete_and_receive)).
     pub fn delete(&self, ids: &[String]) -> QueueResult<()> {
-        self.delete_from(Which::Main, ids)
-    }
-
-    /// Deletes that need not reach the disk before the next durable write (see
-    /// [`delete_and_receive`](Self::delete_and_receive)).
-    pub fn delete_from(&self, which: Which, ids: &[String]) -> QueueResult<()> {
-        self.deleting(which, ids, Durability::Lazy)
+        self.deleting(Which::Main, ids, Durability::Lazy)
             .wait()
             .map_err(from_store)
     }
