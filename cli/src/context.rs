@@ -11,6 +11,45 @@ use tokio::sync::OnceCell;
 
 use crate::output::{Lines, Output};
 
+/// The longest stage name `--stage` accepts: every template's `Stage` parameter has this
+/// `MaxLength`, and `validate` checks every name built from the stage with a stage this long.
+pub const MAX_STAGE_LEN: usize = 30;
+/// The stage's pattern, as every template's `Stage` parameter spells it.
+pub const STAGE_PATTERN: &str = "^[a-z0-9][a-z0-9-]*$";
+
+/// `--stage`: lowercase letters, digits and hyphens, starting with a letter or digit, at most
+/// [`MAX_STAGE_LEN`] characters — refused here, before any call, rather than by CloudFormation
+/// half-way through a deploy.
+pub fn parse_stage(s: &str) -> Result<String, String> {
+    let len = s.chars().count();
+    if len == 0 {
+        return Err("a stage name is needed (e.g. dev, prod)".into());
+    }
+    if len > MAX_STAGE_LEN {
+        return Err(format!(
+            "{s:?} is {len} characters; a stage is at most {MAX_STAGE_LEN}, so every name built from it fits its AWS service's limit (a Lambda function name, for one, is at most 64)"
+        ));
+    }
+    let first_ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "{s:?} has {c:?}: a stage is lowercase letters, digits and hyphens (it prefixes S3, SQS and DynamoDB names)"
+        ));
+    }
+    if !first_ok {
+        return Err(format!(
+            "{s:?} starts with a hyphen: a stage starts with a letter or a digit"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 /// The heading the global options are listed under in every command's `--help`.
 pub const GLOBAL: &str = "Global options";
 
@@ -23,7 +62,8 @@ pub struct Global {
         global = true,
         help_heading = GLOBAL,
         env = "NOTESCTL_STAGE",
-        default_value = "production"
+        default_value = "production",
+        value_parser = parse_stage
     )]
     pub stage: String,
     /// Result format on stdout: text for people, json for scripts.
@@ -447,6 +487,32 @@ impl Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_are_refused_up_front_with_the_limit() {
+        assert_eq!(parse_stage("dev-2").unwrap(), "dev-2");
+        assert_eq!(parse_stage(&"a".repeat(30)).unwrap().len(), 30);
+        let long = parse_stage(&"a".repeat(31)).unwrap_err();
+        assert!(
+            long.contains("31 characters") && long.contains("at most 30"),
+            "{long}"
+        );
+        assert!(parse_stage("Prod").unwrap_err().contains("'P'"));
+        assert!(parse_stage("-x").unwrap_err().contains("hyphen"));
+        assert!(parse_stage("").is_err());
+    }
+
+    /// `--stage` (and NOTESCTL_STAGE) go through the check before any command runs.
+    #[test]
+    fn every_command_refuses_a_stage_too_long_before_it_starts() {
+        use clap::Parser;
+        let long = "s".repeat(MAX_STAGE_LEN + 1);
+        let e = crate::Cli::try_parse_from(["notesctl", "--stage", &long, "status"])
+            .expect_err("refused")
+            .to_string();
+        assert!(e.contains("at most 30"), "{e}");
+        assert!(crate::Cli::try_parse_from(["notesctl", "--stage", "dev-1", "status"]).is_ok());
+    }
 
     #[test]
     fn durations() {

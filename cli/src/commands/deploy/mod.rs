@@ -405,14 +405,16 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
             },
         )
         .await?;
-        if !checked.findings.is_empty() {
+        // Warnings (a template over the body limit, which deploy sends by URL anyway) are for
+        // `notesctl validate` to show; a deploy stops only on errors.
+        let errors = checked.errors().count();
+        if errors > 0 {
             return Ok(DeployReport {
                 problem: Some(format!(
                     "deploy stopped before touching AWS: validate found {} problems in {} (each above, with its fix). Fix them, or pass --no-validate to deploy anyway",
-                    checked.findings.len(),
-                    checked.templates
+                    errors, checked.templates
                 )),
-                findings: checked.findings,
+                findings: checked.errors().cloned().collect(),
                 ..DeployReport::default()
             });
         }

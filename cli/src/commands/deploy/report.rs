@@ -235,7 +235,8 @@ impl fmt::Display for DeployReport {
             )?;
         }
         for x in &self.findings {
-            writeln!(f, "✗ {} {}: {}", x.file, x.resource, x.problem)?;
+            let mark = if x.severity.is_error() { '✗' } else { '!' };
+            writeln!(f, "{mark} {} {}: {}", x.file, x.resource, x.problem)?;
             writeln!(f, "    fix: {}", x.fix)?;
         }
         if let Some(r) = &self.release {

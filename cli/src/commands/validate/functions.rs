@@ -106,6 +106,7 @@ pub fn check(app: &App, out: &mut Vec<Finding>) {
             let stack = app.stack_index("notes").unwrap_or(0);
             out.push(Finding {
                 rule: Rule::Handler,
+                severity: super::Severity::Error,
                 file: app.stacks[stack].file.clone(),
                 resource: String::new(),
                 problem: format!("no function serves the handler {h}"),

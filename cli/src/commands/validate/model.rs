@@ -15,6 +15,8 @@ pub struct Stack {
     pub short: &'static str,
     /// The file, as findings name it.
     pub file: String,
+    /// Its size in bytes, as CloudFormation would receive it.
+    pub bytes: usize,
     pub doc: Value,
 }
 
@@ -59,6 +61,7 @@ impl App {
             stacks.push(Stack {
                 short,
                 file: format!("{short}.yaml"),
+                bytes: text.len(),
                 doc,
             });
         }

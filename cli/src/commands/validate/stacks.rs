@@ -1,6 +1,6 @@
 //! The stacks together: every import is exported by a stack deployed before it, deploy gives every
-//! parameter a value, the queue's visibility timeout outlasts six save timeouts for every timeout the
-//! templates accept, and every name fits its service's limit for the longest stage name.
+//! parameter a value, and the queue's visibility timeout outlasts six save timeouts for every timeout
+//! the templates accept. (Names and their limits: [`limits::names`](super::limits::names).)
 
 use serde_json::Value;
 
@@ -16,7 +16,6 @@ pub fn check(app: &App, out: &mut Vec<Finding>) {
     imports(app, out);
     parameters(app, out);
     visibility(app, out);
-    name_lengths(app, out);
 }
 
 fn walk<'a>(v: &'a Value, f: &mut impl FnMut(&'a Value)) {
@@ -28,7 +27,7 @@ fn walk<'a>(v: &'a Value, f: &mut impl FnMut(&'a Value)) {
     }
 }
 
-fn stack_finding(
+pub(super) fn stack_finding(
     app: &App,
     stack: usize,
     resource: &str,
@@ -38,6 +37,7 @@ fn stack_finding(
 ) -> Finding {
     Finding {
         rule,
+        severity: super::Severity::Error,
         file: app.stacks[stack].file.clone(),
         resource: resource.to_owned(),
         problem,
@@ -189,77 +189,6 @@ fn visibility(app: &App, out: &mut Vec<Finding>) {
                 format!("with SaveFunctionTimeout {v}, the queue's VisibilityTimeout or save's Timeout cannot be worked out"),
                 "derive both from SaveFunctionTimeout (a mapping keyed by it for the queue, !Ref for the function)",
             )),
-        }
-    }
-}
-
-/// Name properties and their service's limits.
-const NAME_LIMITS: &[(&str, &str, usize)] = &[
-    ("AWS::Lambda::Function", "FunctionName", 64),
-    ("AWS::SQS::Queue", "QueueName", 80),
-    ("AWS::DynamoDB::Table", "TableName", 255),
-    ("AWS::Events::EventBus", "Name", 256),
-    ("AWS::Events::Rule", "Name", 64),
-    ("AWS::Events::Archive", "ArchiveName", 48),
-    ("AWS::Logs::LogGroup", "LogGroupName", 512),
-    ("AWS::SecretsManager::Secret", "Name", 512),
-    ("AWS::ApiGatewayV2::Api", "Name", 128),
-    ("AWS::ApiGatewayV2::Stage", "StageName", 128),
-    ("AWS::IAM::Role", "RoleName", 64),
-    ("AWS::S3::Bucket", "BucketName", 63),
-    ("AWS::CloudFront::OriginAccessControl", "Name", 64),
-    ("AWS::SNS::Topic", "TopicName", 256),
-];
-
-/// The longest values of the pseudo parameters names may contain.
-fn longest_pseudo(name: &str) -> Option<String> {
-    Some(match name {
-        "AWS::Region" => "ap-southeast-2".to_owned(),
-        "AWS::AccountId" => "123456789012".to_owned(),
-        "AWS::Partition" => "aws-us-gov".to_owned(),
-        "AWS::URLSuffix" => "amazonaws.com.cn".to_owned(),
-        _ => return None,
-    })
-}
-
-fn name_lengths(app: &App, out: &mut Vec<Finding>) {
-    for (i, stack) in app.stacks.iter().enumerate() {
-        let stage = &stack.doc["Parameters"]["Stage"];
-        let Some(max) = stage["MaxLength"].as_u64() else {
-            out.push(stack_finding(
-                app,
-                i,
-                "Stage",
-                Rule::NameLength,
-                "the Stage parameter has no MaxLength, so no name is sure to fit its service's limit".into(),
-                "give Stage a MaxLength (30, as the other templates)".into(),
-            ));
-            continue;
-        };
-        let longest = "s".repeat(max as usize);
-        let bind = |p: &str| {
-            if p == "Stage" {
-                Some(longest.clone())
-            } else {
-                longest_pseudo(p)
-            }
-        };
-        for r in app.resources().filter(|r| r.stack == i) {
-            let ty = app.ty(r);
-            for (_, prop, limit) in NAME_LIMITS.iter().filter(|(t, _, _)| *t == ty) {
-                let Some(name) = app.eval(i, &app.props(r)[*prop], &bind) else {
-                    continue;
-                };
-                if name.len() > *limit {
-                    out.push(Finding::new(
-                        Rule::NameLength,
-                        app,
-                        r,
-                        format!("{prop} is {} characters with a {max}-character Stage, over the limit of {limit}", name.len()),
-                        format!("shorten the name, or lower Stage's MaxLength to {}", max as usize - (name.len() - limit)),
-                    ));
-                }
-            }
         }
     }
 }
