@@ -79,10 +79,36 @@ pub async fn start_with(env: &[(&str, &str)]) -> Moto {
     );
 }
 
-/// The moto server of this test binary, started on first use.
+/// The moto server of this test binary, started on first use, with the account's default
+/// artifacts bucket made beforehand (as `notesctl deploy` needs it for every template): a bucket
+/// `deploy` creates itself gets a TLS-only policy, which moto enforces over its plain HTTP.
 pub async fn shared() -> &'static Moto {
     static MOTO: OnceCell<Moto> = OnceCell::const_new();
-    MOTO.get_or_init(start).await
+    MOTO.get_or_init(|| async {
+        let moto = start().await;
+        let bucket = DEFAULT_ARTIFACTS_BUCKET;
+        let s3 = path_style_s3(&moto.sdk_config().await);
+        match s3.create_bucket().bucket(bucket).send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+            Err(e) => panic!("creating {bucket} on moto: {e:?}"),
+        }
+        moto
+    })
+    .await
+}
+
+/// `notesctl-artifacts-{account}-{region}` of moto's account in the tests' region.
+pub const DEFAULT_ARTIFACTS_BUCKET: &str = "notesctl-artifacts-123456789012-us-east-1";
+
+fn path_style_s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 impl Moto {
@@ -484,12 +510,7 @@ pub async fn fake_stack_with(
 
 /// An S3 client for moto (paths, not bucket subdomains).
 pub async fn s3() -> aws_sdk_s3::Client {
-    let sdk = shared().await.sdk_config().await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    )
+    path_style_s3(&shared().await.sdk_config().await)
 }
 
 /// The keys in `bucket`, sorted.

@@ -1242,3 +1242,165 @@ async fn watch_packages_and_hotswaps_again_when_the_watched_folder_changes() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// Where the template of `stack` went: the CreateChangeSet requests for it, as sent.
+fn change_sets_for(
+    log: &notesctl_tests::proxy::RequestLog,
+    stack: &str,
+) -> Vec<notesctl_tests::proxy::Request> {
+    log.actions("CreateChangeSet")
+        .into_iter()
+        .filter(|r| r.param("StackName").as_deref() == Some(stack))
+        .collect()
+}
+
+/// The object at `key` in the default artifacts bucket.
+async fn stored(key: &str) -> Vec<u8> {
+    moto::read_object(&moto::s3().await, moto::DEFAULT_ARTIFACTS_BUCKET, key).await
+}
+
+/// Over the 51,200 bytes CloudFormation takes in a request body, a template still deploys — by URL,
+/// with `--no-validate` too (the limit is held by the code, not only by `validate`): the change set
+/// is made from `TemplateURL` (as moto's request log shows), which names the object holding exactly
+/// the file.
+#[tokio::test]
+async fn a_template_over_the_body_limit_deploys_by_url() {
+    let stage = notesctl_tests::unique("big");
+    let dir = tempfile::tempdir().unwrap();
+    let event = std::fs::read_to_string(format!("{}/event.yaml", templates())).unwrap();
+    let padding = "x".repeat(200 * 1024);
+    let big = format!("{event}\nMetadata:\n  Padding: {padding}\n");
+    assert!(big.len() > 200 * 1024);
+    std::fs::write(dir.path().join("event.yaml"), &big).unwrap();
+    let m = moto::shared().await;
+    let log = notesctl_tests::proxy::RequestLog::start(&m.endpoint).await;
+    let run = m
+        .cli_at(&stage, &log.endpoint)
+        .args([
+            "--output",
+            "json",
+            "deploy",
+            "--yes",
+            "--no-validate",
+            "--stack",
+            "event",
+        ])
+        .args(["--templates", dir.path().to_str().unwrap()])
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: DeployReport = run.json();
+    assert_eq!(actions(&report), [StackAction::Created], "{report:?}");
+
+    let key = notesctl::aws::artifacts::template_key(&stage, big.as_bytes());
+    assert_eq!(stored(&key).await, big.as_bytes(), "the object is the file");
+    let sets = change_sets_for(&log, &format!("{stage}-event-stack"));
+    assert_eq!(sets.len(), 1, "one change set");
+    let url = sets[0]
+        .param("TemplateURL")
+        .expect("made from a TemplateURL");
+    assert!(url.starts_with("https://") && url.ends_with(&key), "{url}");
+    assert_eq!(
+        sets[0].param("TemplateBody"),
+        None,
+        "no template in the body"
+    );
+    assert_eq!(
+        report
+            .release
+            .as_ref()
+            .map(|r| r.stacks["event"].template.clone()),
+        Some(key),
+        "the release points at the same object"
+    );
+}
+
+/// `notes.yaml` as it is (over the body limit since the dashboard) goes to CloudFormation by URL.
+/// moto cannot run the notes stack (its imports and API Gateway resources), so this holds what reaches
+/// CloudFormation: the change set's `TemplateURL` names an object whose digest is the file's.
+#[tokio::test]
+async fn the_notes_template_as_it_is_goes_by_url() {
+    let stage = notesctl_tests::unique("nt");
+    let file = std::fs::read(format!("{}/notes.yaml", templates())).unwrap();
+    assert!(file.len() > 51_200, "notes.yaml is over the body limit");
+    let dist = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dist.path().join("notes-lambda-x86_64.zip"),
+        notesctl::commands::package::lambda_zip(b"#!/bin/sh\n"),
+    )
+    .unwrap();
+    let m = moto::shared().await;
+    let log = notesctl_tests::proxy::RequestLog::start(&m.endpoint).await;
+    let run = m
+        .cli_at(&stage, &log.endpoint)
+        .args([
+            "deploy",
+            "--preview",
+            "--stack",
+            "notes",
+            "--arch",
+            "x86_64",
+        ])
+        .args([
+            "--templates",
+            &templates(),
+            "--artifacts",
+            dist.path().to_str().unwrap(),
+        ])
+        .run()
+        .await;
+    let sets = change_sets_for(&log, &format!("{stage}-notes-stack"));
+    assert_eq!(sets.len(), 1, "{}", run.stderr);
+    assert_eq!(sets[0].param("TemplateBody"), None);
+    let url = sets[0]
+        .param("TemplateURL")
+        .expect("made from a TemplateURL");
+    let key = url
+        .split_once(".amazonaws.com/")
+        .map(|(_, k)| k.to_owned())
+        .unwrap_or_default();
+    assert_eq!(
+        key,
+        notesctl::aws::artifacts::template_key(&stage, &file),
+        "{url}"
+    );
+    use sha2::Digest;
+    assert_eq!(
+        sha2::Sha256::digest(stored(&key).await),
+        sha2::Sha256::digest(&file),
+        "the stored object's digest is the file's"
+    );
+}
+
+/// A bucket `deploy` made itself is TLS-only; over an emulator's plain HTTP every call to it is
+/// refused (403). That is this account's own policy, not a squatter, and deploy says so, with the
+/// way out — before any stack is touched.
+#[tokio::test]
+async fn a_tls_only_bucket_over_plain_http_is_told_from_a_squatters() {
+    let moto = moto::start_with(&[]).await;
+    let stage = notesctl_tests::unique("tls");
+    let run = moto
+        .cli(&stage)
+        .args([
+            "deploy",
+            "--yes",
+            "--stack",
+            "event",
+            "--templates",
+            &templates(),
+        ])
+        .run()
+        .await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is this account's")
+            && run.stderr.contains("not made over TLS")
+            && run.stderr.contains("--artifacts-bucket")
+            && !run.stderr.contains("not owned"),
+        "{}",
+        run.stderr
+    );
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let stacks = cfn.describe_stacks().send().await.unwrap();
+    assert!(stacks.stacks().is_empty(), "no stack was touched");
+}

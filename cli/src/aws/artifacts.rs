@@ -21,6 +21,9 @@ pub struct Artifacts {
     pub s3: Client,
     pub bucket: String,
     pub owner: String,
+    /// The S3 endpoint is plain HTTP (`--endpoint-url http://…`), where a TLS-only bucket refuses
+    /// every call.
+    pub plain_http: bool,
 }
 
 /// The caller's account, from STS.
@@ -78,6 +81,22 @@ pub fn template_key(stage: &str, text: &[u8]) -> String {
     format!("{}templates/{}.yaml", stage_prefix(stage), sha256_hex(text))
 }
 
+/// The HTTPS URL CloudFormation reads `key` of `bucket` from (`TemplateURL`): virtual-hosted, or
+/// path-style for a bucket name with dots (whose virtual host no certificate covers); `.com.cn` in
+/// the China regions.
+pub fn object_url(bucket: &str, region: &str, key: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    if bucket.contains('.') {
+        format!("https://s3.{region}.{suffix}/{bucket}/{key}")
+    } else {
+        format!("https://{bucket}.s3.{region}.{suffix}/{key}")
+    }
+}
+
 /// A policy that refuses every request to the bucket not made over TLS.
 pub fn tls_only_policy(bucket: &str) -> String {
     serde_json::json!({
@@ -116,12 +135,73 @@ impl Artifacts {
         let bucket = given
             .map(str::to_owned)
             .unwrap_or_else(|| default_bucket(&owner, &region));
-        Ok(Artifacts { s3, bucket, owner })
+        let plain_http = config
+            .endpoint_url()
+            .is_some_and(|u| u.starts_with("http://"));
+        Ok(Artifacts {
+            s3,
+            bucket,
+            owner,
+            plain_http,
+        })
+    }
+
+    /// Why S3 refused a call naming this account as the bucket's owner (403). A bucket in this
+    /// account's own list is ours: its policy or the caller's permissions refused the call — over
+    /// plain HTTP, the TLS-only policy notesctl gives the bucket. Otherwise someone else owns it.
+    async fn refusal(&self) -> anyhow::Error {
+        let listed = self.listed().await;
+        match listed {
+            Ok(true) if self.plain_http => anyhow::anyhow!(
+                "the bucket {} is this account's, and its policy refuses requests not made over TLS, which --endpoint-url (plain HTTP) cannot make: use an https:// endpoint, or pass --artifacts-bucket with a bucket that has no TLS-only policy (on an emulator)",
+                self.bucket
+            ),
+            Ok(true) => anyhow::anyhow!(
+                "the bucket {} is this account's, but S3 refused the call (403): its bucket policy or your IAM permissions deny it (notesctl needs s3:GetObject, s3:PutObject, s3:ListBucket and s3:DeleteObject on it)",
+                self.bucket
+            ),
+            Ok(false) => self.not_ours(),
+            Err(e) => anyhow::anyhow!(
+                "S3 refused a call to the bucket {} (403), and which of two it is could not be told ({e:#}): another account owns the bucket (then pass --artifacts-bucket with a bucket this account owns), or its policy or your permissions deny the call{}",
+                self.bucket,
+                if self.plain_http {
+                    " — over plain HTTP, the TLS-only policy notesctl gives its bucket denies every call"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+
+    /// Whether the bucket is in this account's list of buckets (ListBuckets, which no bucket
+    /// policy governs).
+    async fn listed(&self) -> anyhow::Result<bool> {
+        let mut token = None;
+        loop {
+            let page = self
+                .s3
+                .list_buckets()
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| explain("listing this account's buckets", &e))?;
+            if page
+                .buckets()
+                .iter()
+                .any(|b| b.name() == Some(&self.bucket))
+            {
+                return Ok(true);
+            }
+            match page.continuation_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(false),
+            }
+        }
     }
 
     fn not_ours(&self) -> anyhow::Error {
         anyhow::anyhow!(
-            "the bucket {} exists but is not owned by this account ({}), or is not yours to use: refusing to upload code there (anyone who owns it could read or replace it). Pass --artifacts-bucket with a bucket this account owns",
+            "the bucket {} exists but is not owned by this account ({}): refusing to upload code or templates there (anyone who owns it could read or replace them). Pass --artifacts-bucket with a bucket this account owns",
             self.bucket,
             self.owner
         )
@@ -144,7 +224,7 @@ impl Artifacts {
             {
                 Ok(false)
             }
-            Err(e) if refused(&e) => Err(self.not_ours()),
+            Err(e) if refused(&e) => Err(self.refusal().await),
             Err(e) => Err(explain(&format!("checking bucket {}", self.bucket), &e)),
         }
     }
@@ -169,11 +249,11 @@ impl Artifacts {
                     .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|s| s.is_bucket_already_exists())
-                    || refused(&e) =>
+                    .is_some_and(|s| s.is_bucket_already_exists()) =>
             {
                 return Err(self.not_ours());
             }
+            Err(e) if refused(&e) => return Err(self.refusal().await),
             Err(e) => return Err(explain(&format!("creating bucket {}", self.bucket), &e)),
         }
         let block = PublicAccessBlockConfiguration::builder()
@@ -211,7 +291,8 @@ impl Artifacts {
         Ok(true)
     }
 
-    /// Uploads `zip` under `key` unless it is there already; whether it was uploaded.
+    /// Uploads `zip` (a code zip, a template, a release record) under `key` unless it is there
+    /// already; whether it was uploaded.
     pub async fn upload(&self, key: &str, zip: Vec<u8>) -> anyhow::Result<bool> {
         let head = self
             .s3
@@ -223,7 +304,7 @@ impl Artifacts {
             .await;
         match head {
             Ok(_) => return Ok(false),
-            Err(e) if refused(&e) => return Err(self.not_ours()),
+            Err(e) if refused(&e) => return Err(self.refusal().await),
             Err(_) => {}
         }
         self.s3
@@ -234,18 +315,13 @@ impl Artifacts {
             .body(zip.into())
             .send()
             .await
-            .map_err(|e| {
-                explain(
-                    &format!("uploading the code to s3://{}/{key}", self.bucket),
-                    &e,
-                )
-            })?;
+            .map_err(|e| explain(&format!("uploading s3://{}/{key}", self.bucket), &e))?;
         Ok(true)
     }
 
     /// The object at `key`.
     pub async fn get(&self, key: &str) -> anyhow::Result<Vec<u8>> {
-        let object = self
+        let object = match self
             .s3
             .get_object()
             .bucket(&self.bucket)
@@ -253,10 +329,11 @@ impl Artifacts {
             .expected_bucket_owner(&self.owner)
             .send()
             .await
-            .map_err(|e| match &e {
-                e if refused(e) => self.not_ours(),
-                e => explain(&format!("reading s3://{}/{key}", self.bucket), e),
-            })?;
+        {
+            Ok(o) => o,
+            Err(e) if refused(&e) => return Err(self.refusal().await),
+            Err(e) => return Err(explain(&format!("reading s3://{}/{key}", self.bucket), &e)),
+        };
         let bytes = object.body.collect().await.map_err(|e| {
             anyhow::anyhow!(
                 "reading s3://{}/{key}: the download broke off: {e}",
@@ -305,6 +382,22 @@ mod tests {
     }
 
     #[test]
+    fn templates_are_read_over_https_from_the_regions_s3() {
+        assert_eq!(
+            object_url(
+                "notesctl-artifacts-1-eu-west-2",
+                "eu-west-2",
+                "p/templates/a.yaml"
+            ),
+            "https://notesctl-artifacts-1-eu-west-2.s3.eu-west-2.amazonaws.com/p/templates/a.yaml"
+        );
+        assert_eq!(
+            object_url("my.bucket", "cn-north-1", "k"),
+            "https://s3.cn-north-1.amazonaws.com.cn/my.bucket/k"
+        );
+    }
+
+    #[test]
     fn code_keys_are_per_stage_and_by_content() {
         assert_eq!(
             code_key("prod", b"zip"),
@@ -328,12 +421,13 @@ mod tests {
         use aws_sdk_s3::operation::delete_objects::DeleteObjectsOutput;
         use aws_sdk_s3::operation::head_bucket::HeadBucketError;
         use aws_sdk_s3::operation::head_object::HeadObjectError;
+        use aws_sdk_s3::operation::list_buckets::ListBucketsOutput;
         use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
         use aws_sdk_s3::operation::put_bucket_policy::PutBucketPolicyOutput;
         use aws_sdk_s3::operation::put_object::PutObjectOutput;
         use aws_sdk_s3::operation::put_public_access_block::PutPublicAccessBlockOutput;
-        use aws_sdk_s3::types::Object;
         use aws_sdk_s3::types::error::NotFound;
+        use aws_sdk_s3::types::{Bucket, Object};
         use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
         use aws_smithy_runtime_api::http::{Response, StatusCode};
         use aws_smithy_types::body::SdkBody;
@@ -345,6 +439,7 @@ mod tests {
                 s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules),
                 bucket: default_bucket(OURS, "eu-west-2"),
                 owner: OURS.into(),
+                plain_http: false,
             }
         }
 
@@ -424,14 +519,19 @@ mod tests {
             let head = mock!(aws_sdk_s3::Client::head_bucket).then_http_response(forbidden);
             let put = mock!(aws_sdk_s3::Client::put_object)
                 .then_output(|| PutObjectOutput::builder().build());
-            let s = store(&[&head, &put]);
+            let list = mock!(aws_sdk_s3::Client::list_buckets).then_output(|| {
+                ListBucketsOutput::builder()
+                    .buckets(Bucket::builder().name("some-other-bucket").build())
+                    .build()
+            });
+            let s = store(&[&head, &put, &list]);
             let e = s.ensure(Some("eu-west-2")).await.unwrap_err().to_string();
             assert!(
                 e.contains("not owned by this account") && e.contains("--artifacts-bucket"),
                 "{e}"
             );
             let head_object = mock!(aws_sdk_s3::Client::head_object).then_http_response(forbidden);
-            let s = store(&[&head_object, &put]);
+            let s = store(&[&head_object, &put, &list]);
             let e = s
                 .upload("k", b"zip".to_vec())
                 .await
@@ -439,6 +539,46 @@ mod tests {
                 .to_string();
             assert!(e.contains("not owned by this account"), "{e}");
             assert_eq!(put.num_calls(), 0, "no code goes to someone else's bucket");
+        }
+
+        /// A 403 on a bucket this account lists is its own policy's doing, not a squatter's: over
+        /// plain HTTP, the TLS-only policy; over HTTPS, the policy or the caller's permissions.
+        #[tokio::test]
+        async fn a_refusal_by_our_own_buckets_policy_is_told_apart() {
+            let head = mock!(aws_sdk_s3::Client::head_bucket).then_http_response(forbidden);
+            let list = mock!(aws_sdk_s3::Client::list_buckets).then_output(|| {
+                ListBucketsOutput::builder()
+                    .buckets(Bucket::builder().name("other").build())
+                    .buckets(
+                        Bucket::builder()
+                            .name(default_bucket(OURS, "eu-west-2"))
+                            .build(),
+                    )
+                    .build()
+            });
+            let mut s = store(&[&head, &list]);
+            s.plain_http = true;
+            let e = s.exists().await.unwrap_err().to_string();
+            assert!(
+                e.contains("is this account's")
+                    && e.contains("not made over TLS")
+                    && !e.contains("not owned"),
+                "{e}"
+            );
+            s.plain_http = false;
+            let e = s.exists().await.unwrap_err().to_string();
+            assert!(
+                e.contains("IAM permissions deny it") && !e.contains("not owned"),
+                "{e}"
+            );
+            // ListBuckets refused too (no s3:ListAllMyBuckets): the message gives both causes.
+            let no_list = mock!(aws_sdk_s3::Client::list_buckets).then_http_response(forbidden);
+            let failing = store(&[&head, &no_list]);
+            let e = failing.exists().await.unwrap_err().to_string();
+            assert!(
+                e.contains("could not be told") && e.contains("--artifacts-bucket"),
+                "{e}"
+            );
         }
     }
 }

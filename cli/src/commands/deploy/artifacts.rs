@@ -9,7 +9,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::Inputs;
-use crate::aws::artifacts::{Artifacts, code_key};
+use crate::aws::artifacts::{Artifacts, code_key, object_url, template_key};
 use crate::aws::explain;
 use crate::context::{Context, Deadline};
 use crate::lambda::zip_path;
@@ -62,6 +62,45 @@ pub async fn upload(
         ));
     }
     Ok(())
+}
+
+/// Where CloudFormation reads the templates from: the artifacts bucket, each template under its
+/// content address (`{stage}/templates/{sha256}.yaml`, the key releases record). Every change set is
+/// made from a `TemplateURL`, never a `TemplateBody`, whatever the template's size: a body is at
+/// most 51,200 bytes, an S3 object 1 MB.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    pub store: Artifacts,
+    pub region: String,
+}
+
+impl Templates {
+    /// The artifacts bucket, created if missing (private, TLS only), as the home of the templates.
+    pub async fn ready(ctx: &Context, store: Artifacts, region: &str) -> anyhow::Result<Templates> {
+        if store.ensure(Some(region)).await? {
+            ctx.say(format!(
+                "created the artifacts bucket {} (private, TLS only)",
+                store.bucket
+            ));
+        }
+        Ok(Templates {
+            store,
+            region: region.to_owned(),
+        })
+    }
+
+    /// Uploads `body` for the stack `name` (once: its key is its digest) and returns the URL that
+    /// CloudFormation reads it from.
+    pub async fn url(&self, ctx: &Context, name: &str, body: &str) -> anyhow::Result<String> {
+        let key = template_key(ctx.stage(), body.as_bytes());
+        if self.store.upload(&key, body.as_bytes().to_vec()).await? {
+            ctx.say(format!(
+                "{name}: uploaded its template to s3://{}/{key}",
+                self.store.bucket
+            ));
+        }
+        Ok(object_url(&self.store.bucket, &self.region, &key))
+    }
 }
 
 /// Where a function's latest update ended: Lambda's `LastUpdateStatus` once it is no longer

@@ -88,12 +88,14 @@ pub async fn deployed(
     Ok(Some((template, stacks::parameters_of(s))))
 }
 
-/// Creates the change set; its ARN, or CloudFormation's reason for refusing it.
+/// Creates the change set from the template at `template_url` (in the artifacts bucket: a body
+/// would be refused past 51,200 bytes); its ARN, or CloudFormation's reason for refusing it.
 pub async fn create(
     cfn: &Client,
     name: &str,
     short: &str,
     template: &Template,
+    template_url: &str,
     change_type: ChangeSetType,
 ) -> anyhow::Result<Result<String, String>> {
     let set_name = format!("notesctl-{}", notes_handlers::domain::clock::now_millis());
@@ -104,7 +106,7 @@ pub async fn create(
         // The SDK's retry of a request whose answer was lost is the same request, not a second set.
         .client_token(&set_name)
         .change_set_type(change_type)
-        .template_body(&template.body)
+        .template_url(template_url)
         .set_parameters(Some(template.parameters.clone()))
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
@@ -293,7 +295,11 @@ mod tests {
     async fn a_repeated_create_finds_the_set_the_lost_answer_made() {
         // The first request made the set; its answer was lost; the SDK's retry is told it exists.
         let create = mock!(Client::create_change_set)
-            .match_requests(|r| r.client_token() == r.change_set_name())
+            .match_requests(|r| {
+                r.client_token() == r.change_set_name()
+                    && r.template_url() == Some(URL)
+                    && r.template_body().is_none()
+            })
             .then_http_response(|| {
                 aws_smithy_runtime_api::http::Response::new(
                     aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
@@ -325,12 +331,15 @@ mod tests {
         assert_eq!((create.num_calls(), describe.num_calls()), (1, 1));
     }
 
+    const URL: &str = "https://b.s3.eu-west-2.amazonaws.com/p/templates/0.yaml";
+
     async fn create_set(cfn: &Client, template: &Template) -> String {
         create(
             cfn,
             "p-event-stack",
             "event",
             template,
+            URL,
             ChangeSetType::Create,
         )
         .await

@@ -80,6 +80,28 @@ pub async fn parameter_values(
     Ok((values, Some((code, store))))
 }
 
+/// The artifacts bucket a deploy of `inputs` uses: the one the code's upload located, or the given
+/// or default one — every deploy needs it now, for the templates.
+pub async fn artifact_store(
+    ctx: &Context,
+    inputs: &Inputs,
+    config: &aws_config::SdkConfig,
+    code: &Option<(Code, Artifacts)>,
+) -> anyhow::Result<Artifacts> {
+    if let Some((_, store)) = code {
+        return Ok(store.clone());
+    }
+    let s3 = s3_client(config, ctx.custom_endpoint());
+    Artifacts::locate(config, s3, inputs.artifacts_bucket.as_deref()).await
+}
+
+/// The region the stacks go to, as the templates' URLs name it.
+pub fn region_of(config: &aws_config::SdkConfig) -> anyhow::Result<String> {
+    config.region().map(|r| r.to_string()).ok_or_else(|| {
+        anyhow::anyhow!("no AWS region: pass --region, or set AWS_REGION or a profile's region")
+    })
+}
+
 /// One stack of the stage against its template in `inputs`: what differs, the template with its
 /// parameters, and the stack as it is (`None` when it does not exist).
 pub async fn stack_diff(

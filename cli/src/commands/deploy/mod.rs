@@ -35,12 +35,12 @@ use super::sync_frontend::{self, SyncArgs};
 use super::validate::{self, ValidateArgs};
 use crate::aws::{explain, stacks};
 use crate::context::{Context, Deadline, confirm, interactive, parse_duration};
-pub use artifacts::Code;
+pub use artifacts::{Code, Templates};
 pub use change_set::Template;
 use change_set::Worked;
 use events::Settled;
 pub use hotswap::HotswapReport;
-pub use inputs::{Inputs, load_template, parameter_values, stack_diff};
+pub use inputs::{Inputs, artifact_store, load_template, parameter_values, region_of, stack_diff};
 use plan::{NextAction, dependency_hint, next_action};
 pub use report::{
     Change, ChangeAction, DeployReport, Failure, FailureStatus, FrontendReport, StackAction,
@@ -95,6 +95,8 @@ struct Deploy<'a> {
     args: &'a DeployArgs,
     values: BTreeMap<&'static str, String>,
     deadline: Deadline,
+    /// Where the change sets read the templates from.
+    templates: Templates,
 }
 
 const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
@@ -333,7 +335,8 @@ impl Deploy<'_> {
             return Ok(StackReport::new(&name, StackAction::Unchanged, &stack));
         }
         let cfn = &self.cfn;
-        let arn = match change_set::create(cfn, &name, short, &template, change_type).await? {
+        let url = self.templates.url(self.ctx, &name, &template.body).await?;
+        let arn = match change_set::create(cfn, &name, short, &template, &url, change_type).await? {
             Ok(arn) => arn,
             Err(reason) => {
                 let reason = dependency_hint(&reason);
@@ -439,6 +442,8 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         }
         return Ok(report);
     }
+    let store = artifact_store(ctx, &args.inputs, &config, &code).await?;
+    let templates = Templates::ready(ctx, store, &region_of(&config)?).await?;
     let lambda = aws_sdk_lambda::Client::new(&config);
     let behind = match (&code, args.preview) {
         (Some(_), false) => hotswap::left_behind(ctx, &cfn, &lambda, &args, &order).await?,
@@ -454,6 +459,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         args: &args,
         values: values.clone(),
         deadline: Deadline::after(args.timeout),
+        templates,
     };
     let mut report = DeployReport::default();
     for &short in &order {
@@ -621,19 +627,64 @@ mod recorded {
         (Context::new(cli.global), args)
     }
 
+    /// The template's key in the artifacts bucket, and the URL change sets must be made from.
+    fn template_location() -> (String, String) {
+        let key = crate::aws::artifacts::template_key("p", TEMPLATE.as_bytes());
+        let url = format!("https://b.s3.eu-west-1.amazonaws.com/{key}");
+        (key, url)
+    }
+
+    /// An artifacts bucket `b` that stores the template (S3 answering HeadObject 404, then PutObject)
+    /// and counts the uploads.
+    fn bucket() -> (Templates, aws_smithy_mocks::Rule) {
+        use aws_sdk_s3::operation::head_object::HeadObjectError;
+        use aws_sdk_s3::operation::put_object::PutObjectOutput;
+        let (key, _) = template_location();
+        let head = mock!(aws_sdk_s3::Client::head_object).then_error(|| {
+            HeadObjectError::NotFound(aws_sdk_s3::types::error::NotFound::builder().build())
+        });
+        let put = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(move |r| {
+                r.bucket() == Some("b")
+                    && r.key() == Some(key.as_str())
+                    && r.expected_bucket_owner() == Some("123456789012")
+            })
+            .then_output(|| PutObjectOutput::builder().build());
+        let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&head, &put]);
+        let store = crate::aws::artifacts::Artifacts {
+            s3,
+            bucket: "b".into(),
+            owner: "123456789012".into(),
+            plain_http: false,
+        };
+        let templates = Templates {
+            store,
+            region: "eu-west-1".into(),
+        };
+        (templates, put)
+    }
+
     /// Deploys the event stack (a one-queue template) against CloudFormation answering by `rules`.
     async fn deploy_event(rules: &[&aws_smithy_mocks::Rule]) -> StackReport {
         let cfn = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, rules);
         let dir = tempfile::tempdir().unwrap();
         let (ctx, args) = setup(dir.path());
+        let (templates, put) = bucket();
         let deploy = Deploy {
             ctx: &ctx,
             cfn,
             args: &args,
             values: BTreeMap::from([("Stage", "p".to_owned())]),
             deadline: Deadline::after(args.timeout),
+            templates,
         };
-        deploy.deploy_stack("event").await.unwrap()
+        let report = deploy.deploy_stack("event").await.unwrap();
+        assert_eq!(
+            put.num_calls(),
+            1,
+            "the template went to the artifacts bucket"
+        );
+        report
     }
 
     fn not_found() -> DescribeStacksError {
@@ -667,8 +718,14 @@ mod recorded {
             .build();
         let delete =
             mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
+        // From the template's URL in the artifacts bucket, never its body.
+        let (_, url) = template_location();
         let create = mock!(Client::create_change_set)
-            .match_requests(|r| r.change_set_type() == Some(&ChangeSetType::Create))
+            .match_requests(move |r| {
+                r.change_set_type() == Some(&ChangeSetType::Create)
+                    && r.template_url() == Some(url.as_str())
+                    && r.template_body().is_none()
+            })
             .then_output(|| CreateChangeSetOutput::builder().id(SET_ARN).build());
         // Later calls name the set by its ARN, never by a name another stack may share.
         let set = mock!(Client::describe_change_set)

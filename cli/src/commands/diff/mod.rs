@@ -16,7 +16,9 @@ use serde_json::Value;
 
 use super::deploy::change_set::{self, Worked};
 use super::deploy::compare::{Action, Replacement, StackDiff, show};
-use super::deploy::{Change, Inputs, parameter_values, stack_diff};
+use super::deploy::{
+    Change, Inputs, Templates, artifact_store, parameter_values, region_of, stack_diff,
+};
 use crate::aws::stacks;
 use crate::context::{Context, Deadline};
 use crate::output::{Exit, Report};
@@ -172,11 +174,13 @@ impl fmt::Display for DiffReport {
     }
 }
 
-/// CloudFormation's changes for `template` on `name`, from a change set made and deleted here.
+/// CloudFormation's changes for `template` on `name`, from a change set made (from the template's
+/// URL in the artifacts bucket) and deleted here.
 async fn ask_cloudformation(
+    ctx: &Context,
     cfn: &Client,
-    name: &str,
-    short: &str,
+    templates: &Templates,
+    (name, short): (&str, &str),
     template: &change_set::Template,
     new_stack: bool,
 ) -> anyhow::Result<Vec<Change>> {
@@ -185,7 +189,8 @@ async fn ask_cloudformation(
     } else {
         ChangeSetType::Update
     };
-    let arn = match change_set::create(cfn, name, short, template, kind).await? {
+    let url = templates.url(ctx, name, &template.body).await?;
+    let arn = match change_set::create(cfn, name, short, template, &url, kind).await? {
         Ok(arn) => arn,
         Err(reason) => anyhow::bail!("CloudFormation refused a change set for {name}: {reason}"),
     };
@@ -204,15 +209,23 @@ async fn ask_cloudformation(
 pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<DiffReport> {
     let order = stacks::selected(&args.inputs.stacks)?;
     let config = ctx.aws().await?;
-    let (values, _) = parameter_values(ctx, &args.inputs, &config, &order).await?;
+    let (values, code) = parameter_values(ctx, &args.inputs, &config, &order).await?;
     let cfn = Client::new(&config);
+    let templates = if args.change_set {
+        let store = artifact_store(ctx, &args.inputs, &config, &code).await?;
+        Some(Templates::ready(ctx, store, &region_of(&config)?).await?)
+    } else {
+        None
+    };
     let mut report = DiffReport { stacks: Vec::new() };
     for short in order {
         let (mut diff, template, _) = stack_diff(ctx, &cfn, &args.inputs, &values, short).await?;
-        if args.change_set && diff.differs {
+        if let (Some(templates), true) = (&templates, diff.differs) {
             let name = diff.name.clone();
             ctx.say(format!("{name}: asking CloudFormation for a change set"));
-            let changes = ask_cloudformation(&cfn, &name, short, &template, !diff.deployed).await?;
+            let at = (name.as_str(), short);
+            let changes =
+                ask_cloudformation(ctx, &cfn, templates, at, &template, !diff.deployed).await?;
             diff.take_change_set(changes);
         }
         report.stacks.push(diff);
