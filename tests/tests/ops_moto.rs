@@ -772,3 +772,71 @@ async fn doctor_on_a_stage_names_dead_letters_and_save_errors() {
         Verdict::Unknown
     );
 }
+
+/// One message the processing queue cannot take (over its `MaximumMessageSize`) makes SQS refuse
+/// the whole batch it is in (moto does so for an oversize message; SQS for `BatchRequestTooLong`):
+/// the redrive halves the batch until that message stands alone, moves the other nine, and names
+/// it by id; it stays in the DLQ.
+#[tokio::test]
+async fn a_batch_refused_as_a_whole_moves_all_but_the_message_at_fault() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let stage = notesctl_tests::unique("rz");
+    let (sqs, queue, dlq) = moto::stage_queues(&stage).await;
+    sqs.set_queue_attributes()
+        .queue_url(&queue)
+        .attributes(QueueAttributeName::MaximumMessageSize, "1024")
+        .send()
+        .await
+        .unwrap();
+    moto::fill_queue(&sqs, &dlq, 10, |i, m| {
+        let pad = if i == 6 {
+            "x".repeat(2000)
+        } else {
+            String::new()
+        };
+        m.message_body(format!("{{\"n\":{i},\"pad\":\"{pad}\"}}"))
+    })
+    .await;
+    // The oversize message's id, read without hiding anything (visibility 0).
+    let mut poison = None;
+    for _ in 0..20 {
+        let got = sqs
+            .receive_message()
+            .queue_url(&dlq)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+        poison = got
+            .messages()
+            .iter()
+            .find(|m| m.body().is_some_and(|b| b.len() > 1024))
+            .and_then(|m| m.message_id().map(str::to_owned));
+        if poison.is_some() {
+            break;
+        }
+    }
+    let poison = poison.expect("the oversize message is in the DLQ");
+    let (code, v) = cli(&stage)
+        .await
+        .args(["redrive-dlq", "--yes"])
+        .json::<RedriveReport>()
+        .await;
+    assert_eq!(code, 1, "a refused message is a problem: {v:?}");
+    assert_eq!((v.moved, v.failed), (9, 1), "{v:?}");
+    assert_eq!(v.refused.len(), 1, "{v:?}");
+    assert_eq!(v.refused[0].code, "InvalidParameterValue", "{v:?}");
+    assert_eq!(v.refused[0].message_id, poison, "named by id");
+    let (_, depth) = cli(&stage)
+        .await
+        .args(["queue-depth"])
+        .json::<QueueDepth>()
+        .await;
+    assert_eq!(depth.queue.visible, 9, "{depth:?}");
+    assert_eq!(
+        depth.dlq.visible + depth.dlq.in_flight,
+        1,
+        "the poison stays: {depth:?}"
+    );
+}

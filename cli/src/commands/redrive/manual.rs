@@ -8,18 +8,20 @@
 //! the DLQ and reported by id. A passing failure is retried within `--timeout`; a lasting one stops
 //! the run, saying how far it got.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
 use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName,
     SendMessageBatchRequestEntry,
 };
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{RedriveArgs, RedriveReport, Refused};
 use crate::aws::queues::Queues;
-use crate::aws::{explain, is_transient, jittered, persist};
+use crate::aws::{Failure, classify, explain, failure_of, is_transient, jittered, persist};
 use crate::context::{Context, Deadline};
 
 /// Moves messages by hand until the bound, the DLQ's end, or the deadline. A lasting failure is an
@@ -88,6 +90,57 @@ struct Mover<'a> {
     bound: u64,
     /// On a terminal: how far the run has got, in place of a line per batch.
     bar: Option<indicatif::ProgressBar>,
+}
+
+/// The most one SendMessageBatch may carry, bodies and attributes together. SQS documents 1 MiB
+/// since 2025 (256 KiB before, and on emulators that follow the older quota); the smaller is used,
+/// which costs only more requests for large messages.
+pub const MAX_BATCH_BYTES: usize = 262_144;
+
+/// SQS's answer to one part of a batch.
+enum PartSent {
+    Answered(SendMessageBatchOutput),
+    /// The whole request refused for the sender's fault.
+    Refused {
+        code: String,
+        reason: String,
+    },
+}
+
+/// What a message weighs in a batch: its body, and each attribute's name, type and value.
+fn payload_bytes(m: &Message) -> usize {
+    let attributes: usize = m
+        .message_attributes()
+        .into_iter()
+        .flatten()
+        .map(|(name, v)| {
+            name.len()
+                + v.data_type().len()
+                + v.string_value().map_or(0, str::len)
+                + v.binary_value().map_or(0, |b| b.as_ref().len())
+        })
+        .sum();
+    m.body().map_or(0, str::len) + attributes
+}
+
+/// Consecutive parts of at most ten entries and `limit` bytes (a message heavier than the limit
+/// alone goes alone: SQS names it).
+fn split_by_size(sizes: &[usize], limit: usize) -> Vec<Vec<usize>> {
+    let mut parts: Vec<Vec<usize>> = Vec::new();
+    let mut weight = 0;
+    for (k, &size) in sizes.iter().enumerate() {
+        match parts.last_mut() {
+            Some(part) if part.len() < 10 && weight + size <= limit => {
+                part.push(k);
+                weight += size;
+            }
+            _ => {
+                parts.push(vec![k]);
+                weight = size;
+            }
+        }
+    }
+    parts
 }
 
 /// What became of one received batch.
@@ -244,50 +297,50 @@ impl Mover<'_> {
             .map_err(|e| anyhow::anyhow!("building a send entry: {e}"))
     }
 
-    /// Sends the batch; what the queue refuses is sent again, up to `--refusals` times in all.
+    /// Sends the batch; what the queue refuses is sent again, up to `--refusals` times in all. The
+    /// batch goes in parts of at most [`MAX_BATCH_BYTES`], and a part SQS refuses as a whole for the
+    /// sender's fault (`BatchRequestTooLong`, or one message it cannot take, which fails every other
+    /// entry with it) is halved until the message at fault stands alone: it is refused by id, and the
+    /// rest move.
     async fn send<'m>(&self, messages: &'m [Message]) -> anyhow::Result<Sent<'m>> {
-        let what = format!("sending to {}", self.queues.queue.name);
-        let what = &what;
         let mut sent = Sent::default();
         let mut tries = vec![0u32; messages.len()];
         let mut pending: Vec<usize> = (0..messages.len()).collect();
         let mut delay = Duration::from_millis(200);
         while !pending.is_empty() {
-            let entries = pending
+            let sizes: Vec<usize> = pending
                 .iter()
-                .map(|&i| self.entry(format!("m{i}"), &messages[i]))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let entries = &entries;
-            let out = persist(self.deadline, || {
-                let call = self
-                    .sqs
-                    .send_message_batch()
-                    .queue_url(&self.queues.queue.url)
-                    .set_entries(Some(entries.clone()))
-                    .send();
-                async move { call.await.map_err(|e| explain(what, &e)) }
-            })
-            .await?;
-            let index = |id: &str| id.strip_prefix('m').and_then(|n| n.parse::<usize>().ok());
-            for ok in out.successful() {
-                if let Some(i) = index(ok.id()).filter(|i| *i < messages.len()) {
-                    sent.accepted.push(&messages[i]);
-                }
-            }
+                .map(|&i| payload_bytes(&messages[i]))
+                .collect();
+            let mut parts: VecDeque<Vec<usize>> = split_by_size(&sizes, MAX_BATCH_BYTES)
+                .into_iter()
+                .map(|part| part.into_iter().map(|k| pending[k]).collect())
+                .collect();
             let mut again = Vec::new();
-            for f in out.failed() {
-                let Some(i) = index(f.id()).filter(|i| *i < messages.len()) else {
-                    continue;
-                };
-                tries[i] += 1;
-                if f.sender_fault() || tries[i] >= self.args.refusals {
-                    sent.refused.push(Refused {
-                        message_id: messages[i].message_id().unwrap_or_default().to_owned(),
-                        code: f.code().to_owned(),
-                        reason: f.message().unwrap_or("no reason given").to_owned(),
-                    });
-                } else {
-                    again.push(i);
+            while let Some(part) = parts.pop_front() {
+                match self.send_part(messages, &part).await? {
+                    PartSent::Answered(out) => {
+                        self.take_answer(messages, &out, &mut tries, &mut sent, &mut again)
+                    }
+                    PartSent::Refused { code, reason } if part.len() > 1 => {
+                        tracing::debug!(
+                            code,
+                            reason,
+                            n = part.len(),
+                            "a batch refused as a whole: halving it"
+                        );
+                        let (a, b) = part.split_at(part.len() / 2);
+                        parts.push_front(b.to_vec());
+                        parts.push_front(a.to_vec());
+                    }
+                    PartSent::Refused { code, reason } => sent.refused.push(Refused {
+                        message_id: messages[part[0]]
+                            .message_id()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        code,
+                        reason,
+                    }),
                 }
             }
             pending = again;
@@ -299,6 +352,84 @@ impl Mover<'_> {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
         Ok(sent)
+    }
+
+    /// One SendMessageBatch of `part`: SQS's answer per entry, or its refusal of the whole request
+    /// for the sender's fault. Any other failure ends the run (after `persist`'s retries).
+    async fn send_part(&self, messages: &[Message], part: &[usize]) -> anyhow::Result<PartSent> {
+        let what = format!("sending to {}", self.queues.queue.name);
+        let what = &what;
+        let entries = part
+            .iter()
+            .map(|&i| self.entry(format!("m{i}"), &messages[i]))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let entries = &entries;
+        let refusal: std::sync::Mutex<Option<(String, String)>> = Default::default();
+        let refusal = &refusal;
+        let answer = persist(self.deadline, || {
+            let call = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.queues.queue.url)
+                .set_entries(Some(entries.clone()))
+                .send();
+            async move {
+                call.await.map_err(|e| {
+                    if classify(&e) == Failure::Refused {
+                        let code = e.code().unwrap_or("Refused").to_owned();
+                        let reason = e.message().unwrap_or("no reason given").to_owned();
+                        *refusal.lock().unwrap() = Some((code, reason));
+                    }
+                    explain(what, &e)
+                })
+            }
+        })
+        .await;
+        match answer {
+            Ok(out) => Ok(PartSent::Answered(out)),
+            Err(e) if failure_of(&e) == Some(Failure::Refused) => {
+                let (code, reason) = refusal
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .unwrap_or_else(|| ("Refused".into(), format!("{e:#}")));
+                Ok(PartSent::Refused { code, reason })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sorts SQS's answer to a batch: accepted, refused for good (the sender's fault, or
+    /// `--refusals` reached), or to send again.
+    fn take_answer<'m>(
+        &self,
+        messages: &'m [Message],
+        out: &SendMessageBatchOutput,
+        tries: &mut [u32],
+        sent: &mut Sent<'m>,
+        again: &mut Vec<usize>,
+    ) {
+        let index = |id: &str| id.strip_prefix('m').and_then(|n| n.parse::<usize>().ok());
+        for ok in out.successful() {
+            if let Some(i) = index(ok.id()).filter(|i| *i < messages.len()) {
+                sent.accepted.push(&messages[i]);
+            }
+        }
+        for f in out.failed() {
+            let Some(i) = index(f.id()).filter(|i| *i < messages.len()) else {
+                continue;
+            };
+            tries[i] += 1;
+            if f.sender_fault() || tries[i] >= self.args.refusals {
+                sent.refused.push(Refused {
+                    message_id: messages[i].message_id().unwrap_or_default().to_owned(),
+                    code: f.code().to_owned(),
+                    reason: f.message().unwrap_or("no reason given").to_owned(),
+                });
+            } else {
+                again.push(i);
+            }
+        }
     }
 
     /// Deletes what the queue accepted from the DLQ; how many could not be deleted.
@@ -506,6 +637,73 @@ mod tests {
             crate::output::Exit::Problem
         );
         assert!(r.to_string().contains("✗ b  InternalError"), "{r}");
+    }
+
+    #[test]
+    fn batches_are_split_by_their_total_size_and_ten_at_most() {
+        assert_eq!(
+            split_by_size(&[1; 12], 100),
+            [(0..10).collect::<Vec<_>>(), vec![10, 11]]
+        );
+        assert_eq!(
+            split_by_size(&[60, 50, 40, 200, 10], 100),
+            [vec![0], vec![1, 2], vec![3], vec![4]],
+            "a message heavier than the limit goes alone"
+        );
+        let big = Message::builder()
+            .message_id("x")
+            .body("y".repeat(300))
+            .build();
+        assert_eq!(payload_bytes(&big), 300);
+    }
+
+    /// SendMessageBatch refusing the whole request (400, the sender's fault) whenever it carries a
+    /// note in `poison`, as SQS does for `BatchRequestTooLong` and moto for one oversize message;
+    /// accepting every entry otherwise. Every request's note ids go to `log`.
+    fn refuses_whole_batches_with(poison: &'static str, log: Arc<Mutex<Vec<usize>>>) -> Rule {
+        mock!(Client::send_message_batch)
+            .match_requests(move |req| {
+                log.lock().unwrap().push(req.entries().len());
+                req.entries()
+                    .iter()
+                    .any(|e| e.message_body().contains(&format!("\"{poison}\"")))
+            })
+            .then_http_response(|| {
+                aws_smithy_runtime_api::http::Response::new(
+                    aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                    aws_smithy_types::body::SdkBody::from(
+                        r#"{"__type":"com.amazonaws.sqs#InvalidParameterValue","message":"Message must be shorter than 1024 bytes."}"#,
+                    ),
+                )
+            })
+    }
+
+    /// One message SQS cannot take makes it refuse the whole batch: the batch is halved until the
+    /// message stands alone, the other nine move, and it stays in the DLQ, named by id.
+    #[tokio::test]
+    async fn a_batch_refused_as_a_whole_is_halved_until_the_poison_is_named() {
+        let (sizes, sent, deleted) = (Arc::default(), Arc::default(), Arc::default());
+        let ids = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        let receive = receives(&[&ids]);
+        let refuse = refuses_whole_batches_with("g", Arc::clone(&sizes));
+        let send = sends(&[], false, sent);
+        let delete = deletes(Arc::clone(&deleted));
+        let (result, r) = manual(&[&receive, &refuse, &send, &delete], &args(), 10).await;
+        result.unwrap();
+        assert_eq!((r.moved, r.failed), (9, 1), "{r:?}");
+        assert_eq!(r.refused.len(), 1);
+        assert_eq!(
+            (r.refused[0].message_id.as_str(), r.refused[0].code.as_str()),
+            ("g", "InvalidParameterValue")
+        );
+        assert!(r.refused[0].reason.contains("shorter than 1024"), "{r:?}");
+        // 10 → 5 + 5 (f..j refused) → 2 + 3 (h..j refused: f,g) → 1 + 1 (g alone, refused).
+        let refused_sizes: Vec<usize> = sizes.lock().unwrap().clone();
+        assert!(
+            refused_sizes.contains(&10) && refused_sizes.contains(&1),
+            "{refused_sizes:?}"
+        );
+        assert_eq!(deleted.lock().unwrap().len(), 9, "g stays in the DLQ");
     }
 
     #[tokio::test]
