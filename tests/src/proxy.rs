@@ -1,5 +1,6 @@
-//! A TCP proxy on loopback that can be broken on demand: it drops every open connection and refuses
-//! new ones for a while. For fault tests of commands in the middle of their work.
+//! TCP proxies on loopback: one that can be broken on demand (it drops every open connection and
+//! refuses new ones for a while), for fault tests of commands in the middle of their work; one that
+//! reads the answers for IAM refusals; one that keeps the requests a command sent.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -18,13 +19,7 @@ pub struct FlakyProxy {
 impl FlakyProxy {
     /// Proxies to `target` (`http://127.0.0.1:PORT`).
     pub async fn start(target: &str) -> FlakyProxy {
-        let target: SocketAddr = target
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .expect("a loopback address");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (target, listener, endpoint) = listen_for(target).await;
         let proxy = FlakyProxy {
             endpoint,
             broken_until: Arc::default(),
@@ -69,6 +64,19 @@ impl FlakyProxy {
     }
 }
 
+/// A proxy's two ends: `target` (`http://127.0.0.1:PORT`) as an address, and a listener on a free
+/// loopback port with its `http://` endpoint.
+async fn listen_for(target: &str) -> (SocketAddr, TcpListener, String) {
+    let target: SocketAddr = target
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a loopback address");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    (target, listener, endpoint)
+}
+
 /// A loopback TCP proxy that reads the answers passing through it for IAM refusals: each "is not
 /// authorized to perform: ACTION" moto (or AWS) sends back is kept, so a test sees exactly which
 /// action was denied whatever the client makes of the error.
@@ -95,14 +103,9 @@ impl DenialWatch {
     /// Proxies to `target` (`http://127.0.0.1:PORT`).
     pub async fn start(target: &str) -> DenialWatch {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let target: SocketAddr = target
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .expect("a loopback address");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (target, listener, endpoint) = listen_for(target).await;
         let watch = DenialWatch {
-            endpoint: format!("http://{}", listener.local_addr().unwrap()),
+            endpoint,
             denied: Arc::default(),
         };
         let denied = watch.denied.clone();
@@ -250,14 +253,9 @@ fn requests_in(mut bytes: &[u8]) -> Vec<Request> {
 impl RequestLog {
     /// Proxies to `target` (`http://127.0.0.1:PORT`).
     pub async fn start(target: &str) -> RequestLog {
-        let target: SocketAddr = target
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .expect("a loopback address");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (target, listener, endpoint) = listen_for(target).await;
         let log = RequestLog {
-            endpoint: format!("http://{}", listener.local_addr().unwrap()),
+            endpoint,
             connections: Arc::default(),
         };
         let connections = log.connections.clone();

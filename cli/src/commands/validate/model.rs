@@ -173,14 +173,7 @@ impl App {
                 )),
             },
             Some(("Fn::Sub", arg)) => {
-                let (text, map) = match arg {
-                    Value::String(s) => (s.as_str(), None),
-                    Value::Array(a) => (
-                        a.first().and_then(Value::as_str).unwrap_or_default(),
-                        a.get(1).and_then(Value::as_object),
-                    ),
-                    _ => ("", None),
-                };
+                let (text, map) = sub_parts(arg);
                 let mut vars = vars.clone();
                 if let Some(m) = map {
                     for (k, v) in m {
@@ -284,6 +277,18 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+/// A `Fn::Sub`'s argument: its text, and its map of variables when it has one.
+pub fn sub_parts(arg: &Value) -> (&str, Option<&serde_json::Map<String, Value>>) {
+    match arg {
+        Value::String(s) => (s.as_str(), None),
+        Value::Array(a) => (
+            a.first().and_then(Value::as_str).unwrap_or_default(),
+            a.get(1).and_then(Value::as_object),
+        ),
+        _ => ("", None),
     }
 }
 

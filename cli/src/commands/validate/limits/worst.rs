@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::super::model::App;
+use super::super::model::{App, sub_parts};
 use crate::template::intrinsic;
 
 /// A stage name of `len` characters that uses every kind of character the Stage pattern
@@ -110,14 +110,7 @@ impl<'a> Worst<'a> {
                 None => "x".repeat(UNBOUNDED),
             },
             Some(("Fn::Sub", arg)) => {
-                let (text, map) = match arg {
-                    Value::String(s) => (s.as_str(), None),
-                    Value::Array(a) => (
-                        a.first().and_then(Value::as_str).unwrap_or_default(),
-                        a.get(1).and_then(Value::as_object),
-                    ),
-                    _ => ("", None),
-                };
+                let (text, map) = sub_parts(arg);
                 let mut vars = vars.clone();
                 for (k, v) in map.into_iter().flatten() {
                     let value = self.render(stack, v, &BTreeMap::new(), depth);
