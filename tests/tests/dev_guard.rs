@@ -1,6 +1,7 @@
 //! `notesctl dev` against callers it should not serve: other host names (DNS rebinding), runbook API
 //! calls without this run's token, and SQS parameters outside SQS's limits. And what it leaves on
-//! disk: a data directory and files only their owner can read.
+//! disk: a data directory and files only their owner can read; what it never serves from
+//! `--frontend DIR` (dotfiles, the data directory); and data directories it refuses to use.
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
@@ -71,8 +72,10 @@ async fn other_host_names_are_refused_on_every_route() {
 
 #[tokio::test]
 async fn the_runbook_api_answers_only_this_runs_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let dev = DevServer::start(dir.path(), &[]).await;
+    let root = tempfile::tempdir().unwrap();
+    // A directory dev creates, so its mode is dev's to choose (an existing one keeps its own).
+    let dir = root.path().join("dev");
+    let dev = DevServer::start(&dir, &[]).await;
     let token = dev.runbook_token();
     let queue_url = format!(
         "{}/000000000000/production-note-processing-queue",
@@ -133,13 +136,13 @@ async fn the_runbook_api_answers_only_this_runs_token() {
         .expect("the token opens it");
 
     // The token is new on every start and private to its owner.
-    let path = dir.path().join("runbook-token");
+    let path = dir.join("runbook-token");
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
     let mode = |name: &str| {
-        std::fs::metadata(dir.path().join(name))
+        std::fs::metadata(dir.join(name))
             .unwrap()
             .permissions()
             .mode()
@@ -150,7 +153,7 @@ async fn the_runbook_api_answers_only_this_runs_token() {
         assert_eq!(mode(file), 0o600, "{file}");
     }
     dev.terminate().await;
-    let again = DevServer::start(dir.path(), &[]).await;
+    let again = DevServer::start(&dir, &[]).await;
     assert_ne!(again.runbook_token(), token, "a fresh token per run");
     again.terminate().await;
 }
@@ -298,4 +301,162 @@ async fn binding_beyond_loopback_says_what_becomes_reachable() {
     assert!(warned.contains("sign up"), "{warned}");
     assert!(warned.contains("--host 127.0.0.1"), "{warned}");
     let _ = child.kill().await;
+}
+
+/// `notesctl dev` with `args`, run in `cwd`, that is expected to stop at once: its exit code and
+/// stderr.
+async fn refused_start(cwd: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let run = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())
+        .args(["dev", "--port", "0"])
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("NOTESCTL_OUTPUT")
+        .env_remove("NOTESCTL_LOG")
+        .env_remove("NOTESCTL_DEV_DATA_DIR")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("dev stops at once")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `--frontend DIR` serves what a site needs, not what lies beside it: `.env`, `.git/`, any dotfile
+/// (percent-encoded too) get a missing file's 404; `/.well-known/` is served.
+#[tokio::test]
+async fn dotfiles_in_the_frontend_dir_are_not_served() {
+    let site = tempfile::tempdir().unwrap();
+    for (rel, body) in [
+        ("index.html", "<p>my page</p>"),
+        (".env", "AWS_SECRET_ACCESS_KEY=xyz"),
+        (".git/config", "[remote \"origin\"]"),
+        ("js/.app.js.swp", "swap"),
+        (
+            ".well-known/security.txt",
+            "Contact: mailto:sec@example.test",
+        ),
+    ] {
+        let p = site.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let frontend = site.path().to_string_lossy().into_owned();
+    let dev = DevServer::start(data.path(), &["--frontend", &frontend]).await;
+    let host = dev.api_url.trim_start_matches("http://").to_owned();
+    let missing = raw(&dev, "GET", "/missing.txt", &host).await;
+    assert_eq!(missing.0, 404, "{missing:?}");
+    for path in [
+        "/.env",
+        "/%2eenv",
+        "/%2Eenv",
+        "/.git/config",
+        "/.git/",
+        "/js/.app.js.swp",
+    ] {
+        let (code, body) = raw(&dev, "GET", path, &host).await;
+        assert_eq!(
+            (code, body.replace(path, "/missing.txt")),
+            missing,
+            "{path}: the answer a missing file gets (which names the path)"
+        );
+        assert!(
+            !body.contains("SECRET") && !body.contains("[remote"),
+            "{body}"
+        );
+    }
+    let (code, body) = raw(&dev, "GET", "/index.html", &host).await;
+    assert_eq!((code, body.as_str()), (200, "<p>my page</p>"));
+    let (code, body) = raw(&dev, "GET", "/.well-known/security.txt", &host).await;
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "Contact: mailto:sec@example.test")
+    );
+}
+
+/// A data directory inside `--frontend DIR` would put the JWT secret, the runbook token and the
+/// store on the web: `dev` refuses to start (exit 2, one line saying what to do) and creates nothing.
+#[tokio::test]
+async fn dev_refuses_a_data_dir_inside_the_frontend_dir() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("fe")).unwrap();
+    std::fs::write(root.path().join("fe/index.html"), "<p>hi</p>").unwrap();
+    let (code, err) = refused_start(
+        root.path(),
+        &["--data-dir", "fe/.notesctl/dev", "--frontend", "fe"],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--data-dir fe/.notesctl/dev is inside --frontend fe")
+            && err.contains("JWT secret")
+            && err.contains("pass a --data-dir outside fe"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        !root.path().join("fe/.notesctl").exists(),
+        "nothing created"
+    );
+
+    // The same folder reached another way (`..`, an absolute path) is found all the same.
+    std::fs::create_dir(root.path().join("fe/data")).unwrap();
+    let fe = root.path().join("fe").to_string_lossy().into_owned();
+    let (code, err) = refused_start(
+        root.path(),
+        &["--data-dir", "x/../fe/data", "--frontend", &fe],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is inside --frontend"), "{err}");
+}
+
+/// `--data-dir` on a directory that already exists never changes its mode. A shared one (`1777`,
+/// sticky) is refused, saying why and what to do, and keeps its mode and sticky bit; the owner's
+/// own (0700) is used as it is; a directory `dev` creates is 0700.
+#[tokio::test]
+async fn an_existing_data_dir_keeps_its_mode_and_is_refused_if_others_may_write() {
+    let root = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let dir = shared.to_string_lossy().into_owned();
+    let (code, err) = refused_start(root.path(), &["--data-dir", &dir]).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the data directory {dir} may be written by other users (mode 1777)"
+        )) && err.contains("could replace its JWT secret or its store")
+            && err.contains(&format!("chmod 700 {dir}"))
+            && err.contains("another --data-dir"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert_eq!(mode(&shared), 0o1777, "its mode and sticky bit are kept");
+    assert_eq!(
+        std::fs::read_dir(&shared).unwrap().count(),
+        0,
+        "nothing written in it"
+    );
+
+    let own = root.path().join("own");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dev = DevServer::start(&own, &[]).await;
+    assert_eq!(mode(&own), 0o700);
+    assert!(own.join("jwt-secret").exists(), "in use");
+    dev.terminate().await;
+    assert_eq!(mode(&own), 0o700);
+
+    let new = root.path().join("new/dev");
+    let dev = DevServer::start(&new, &[]).await;
+    assert_eq!(mode(&new), 0o700, "a directory dev creates is its owner's");
+    dev.terminate().await;
 }

@@ -1,7 +1,9 @@
 //! The data directory of `notesctl dev`: users, notes and connections (`store.redb`), the queue and
-//! its DLQ (`queue.redb`), the JWT secret and the runbook token. Only its owner may enter it (0700)
-//! or read its files (0600). Opening it tells apart the three ways it goes wrong: another `dev` holds
-//! it, a file is not ours to read, a file is damaged.
+//! its DLQ (`queue.redb`), the JWT secret and the runbook token. A directory `dev` creates is its
+//! owner's only (0700); one that already exists keeps its mode, and is refused if other users may
+//! write to it. Its files are readable by their owner only (0600). Opening it tells apart the ways it
+//! goes wrong: others may write to it, another `dev` holds it, a file is not ours to read, a file is
+//! damaged.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use notes_handlers::domain::error::Chain;
 use notes_handlers::embedded::EmbeddedStore;
-use notes_handlers::embedded::files::{private_dir, private_file};
+use notes_handlers::embedded::files::private_file;
 use notes_handlers::ports::NoteStore as _;
 
 use super::queue::LocalQueue;
@@ -34,6 +36,69 @@ impl std::fmt::Display for InUse {
 }
 
 impl std::error::Error for InUse {}
+
+/// Makes sure the data directory exists and that only its owner may change what is in it. A missing
+/// directory is created (its missing parents as `mkdir -p` would) and made 0700. An existing one is
+/// never changed (it may be shared, `1777`); if its group or other users may write to it, it is
+/// refused: they could replace the JWT secret (and sign in as anyone) or the store.
+fn own_dir(dir: &Path) -> anyhow::Result<()> {
+    let created = match std::fs::metadata(dir) {
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create the data directory {}", dir.display())
+                })?;
+            }
+            let mut builder = std::fs::DirBuilder::new();
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            match builder.create(dir) {
+                Ok(()) => true,
+                // Made meanwhile by someone else: checked as any existing directory.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "cannot create the data directory {}",
+                        dir.display()
+                    )));
+                }
+            }
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot read the data directory {}", dir.display())));
+        }
+    };
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the data directory {}", dir.display()))?;
+    anyhow::ensure!(
+        meta.is_dir(),
+        "the data directory {} is not a directory: pass another --data-dir",
+        dir.display()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if created {
+            // Ours: 0700 whatever the umask took away.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+                || format!("cannot make {} accessible by its owner only", dir.display()),
+            )?;
+        } else {
+            let mode = meta.permissions().mode() & 0o7777;
+            anyhow::ensure!(
+                mode & 0o022 == 0,
+                "the data directory {} may be written by other users (mode {mode:o}): anyone on this machine could replace its JWT secret or its store. Run chmod 700 {}, or pass another --data-dir",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (created, meta);
+    Ok(())
+}
 
 /// Why a database would not open, in the words a person acts on.
 fn explain(
@@ -112,8 +177,7 @@ pub async fn migrate_public_feed(store: &EmbeddedStore) -> anyhow::Result<()> {
 
 impl DataDir {
     pub fn open(dir: &Path, visibility: Duration, max_receives: u32) -> anyhow::Result<DataDir> {
-        private_dir(dir)
-            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        own_dir(dir)?;
         let store_file = dir.join("store.redb");
         let queue_file = dir.join("queue.redb");
         for file in [&store_file, &queue_file] {
@@ -145,6 +209,52 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&dir.join("store.redb")), 0o600);
         assert_eq!(mode(&dir.join("queue.redb")), 0o600);
+    }
+
+    /// A shared directory (`1777`) is not narrowed to 0700 and its sticky bit kept: it is refused,
+    /// with why and what to do, and left as it was. The owner's own directory is opened as it is.
+    #[test]
+    fn an_existing_directory_keeps_its_mode_and_is_refused_if_others_may_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        for shared in [0o1777, 0o777, 0o770, 0o720, 0o702] {
+            let dir = root.path().join(format!("shared-{shared:o}"));
+            std::fs::create_dir(&dir).unwrap();
+            set(&dir, shared);
+            let err = DataDir::open(&dir, VIS, 3).err().expect("refused");
+            let text = format!("{err:#}");
+            assert!(
+                text.contains(&format!("(mode {shared:o})"))
+                    && text.contains("replace its JWT secret")
+                    && text.contains(&format!("chmod 700 {}", dir.display()))
+                    && text.contains("another --data-dir"),
+                "{text}"
+            );
+            assert_eq!(mode(&dir), shared, "its mode is left as it was");
+            assert_eq!(
+                std::fs::read_dir(&dir).unwrap().count(),
+                0,
+                "nothing written"
+            );
+        }
+        for own in [0o700, 0o755, 0o750] {
+            let dir = root.path().join(format!("own-{own:o}"));
+            std::fs::create_dir(&dir).unwrap();
+            set(&dir, own);
+            drop(DataDir::open(&dir, VIS, 3).unwrap());
+            assert_eq!(mode(&dir), own, "opened and left as it was");
+        }
+        let new = root.path().join("a/b/dev");
+        drop(DataDir::open(&new, VIS, 3).unwrap());
+        assert_eq!(mode(&new), 0o700, "a directory dev creates is its owner's");
+        let file = root.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        let err = DataDir::open(&file, VIS, 3).err().expect("not a directory");
+        assert!(format!("{err:#}").contains("is not a directory"), "{err:#}");
     }
 
     #[test]

@@ -3,13 +3,17 @@
 //! answers become HTTP responses. Bodies over the limit are refused before they are read.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::invoke as invoke_json;
 use axum::body::{Body, to_bytes};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{
+    CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade, close_code,
+};
 use axum::extract::{ConnectInfo, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +39,63 @@ pub struct Gateway {
     pub move_tasks: super::aws_api::SharedMoveTasks,
     pub guard: Arc<super::guard::Guard>,
     pub counters: Arc<super::history::DevCounters>,
+    pub sockets: Arc<Sockets>,
+}
+
+/// A default for `--max-sockets-per-user`: a quarter of the connection cap, at most 50, so that one
+/// user (one stolen or scripted token) cannot hold every connection.
+pub fn default_sockets_per_user(max_connections: usize) -> usize {
+    (max_connections / 4).clamp(1, 50)
+}
+
+/// The WebSockets open, per user, and how long one may stay idle (`--ws-idle-timeout`, by default
+/// API Gateway's 10 minutes with no message either way).
+pub struct Sockets {
+    idle_timeout: Duration,
+    per_user: usize,
+    open: Mutex<HashMap<String, usize>>,
+}
+
+/// One user's place among their open sockets, given back when dropped.
+pub struct UserSocket {
+    sockets: Arc<Sockets>,
+    username: String,
+}
+
+impl Sockets {
+    pub fn new(idle_timeout: Duration, per_user: usize) -> Sockets {
+        Sockets {
+            idle_timeout,
+            per_user,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for one more socket of `username`, or `None` when they hold `per_user` already.
+    pub fn claim(self: &Arc<Self>, username: &str) -> Option<UserSocket> {
+        let mut open = self.open.lock().expect("sockets lock");
+        let count = open.entry(username.to_owned()).or_default();
+        if *count >= self.per_user {
+            return None;
+        }
+        *count += 1;
+        Some(UserSocket {
+            sockets: self.clone(),
+            username: username.to_owned(),
+        })
+    }
+}
+
+impl Drop for UserSocket {
+    fn drop(&mut self) {
+        let mut open = self.sockets.open.lock().expect("sockets lock");
+        if let Some(count) = open.get_mut(&self.username) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.username);
+            }
+        }
+    }
 }
 
 fn request_id() -> String {
@@ -277,6 +338,38 @@ pub async fn websocket(
         );
         return error(&gw.deps, &err);
     };
+    // At most `--max-sockets-per-user` sockets per user: past it, refused (429) before `$connect`
+    // registers anything. A token that does not verify is left to `$connect`, which refuses it (401).
+    let username = match (query.get("token"), gw.deps.token_keys().await) {
+        (Some(token), Ok(keys)) => keys.verify(token).ok().map(|c| c.username),
+        _ => None,
+    };
+    let user_socket = match &username {
+        Some(name) => match gw.sockets.claim(name) {
+            Some(place) => Some(place),
+            None => {
+                tracing::warn!(
+                    username = %name,
+                    max = gw.sockets.per_user,
+                    "refused a WebSocket: its user has too many open (raise it with --max-sockets-per-user)"
+                );
+                let message = format!(
+                    "Too many open WebSockets for this user (at most {}): close one and retry",
+                    gw.sockets.per_user
+                );
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [
+                        (header::CONTENT_TYPE, "application/json"),
+                        (header::RETRY_AFTER, "5"),
+                    ],
+                    json!({ "message": message }).to_string(),
+                )
+                    .into_response();
+            }
+        },
+        None => None,
+    };
     let connection_id = request_id();
     let ev = ws_event("$connect", &connection_id, &query, &headers);
     let resp = match invoke_json(
@@ -314,12 +407,20 @@ pub async fn websocket(
             }
         })
         .on_upgrade(move |socket| async move {
-            // The socket keeps its place under the connection cap while it is open.
+            // The socket keeps its place under the connection cap, and its user's, while it is open.
             let _slot = slot;
+            let _user_socket = user_socket;
             serve_socket(gw, socket, connection_id, outbox, headers).await
         })
 }
 
+/// How long, once a close frame is sent, the peer has to answer with its own.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Serves an open socket until either side closes it, or it is idle (no message either way, as API
+/// Gateway counts) for `--ws-idle-timeout`. Either way the closing handshake is finished (RFC 6455 §5.5.1):
+/// a client's close frame is echoed, and an idle socket gets one (1001, "Going away") and a moment
+/// for the client's answer.
 async fn serve_socket(
     gw: Gateway,
     socket: WebSocket,
@@ -328,6 +429,9 @@ async fn serve_socket(
     headers: HeaderMap,
 ) {
     let (mut tx, mut rx) = socket.split();
+    let idle = tokio::time::sleep(gw.sockets.idle_timeout);
+    tokio::pin!(idle);
+    let mut wait_for_close = false;
     loop {
         tokio::select! {
             msg = outbox.recv() => match msg {
@@ -335,14 +439,43 @@ async fn serve_socket(
                     if tx.send(WsMessage::Text(text.into())).await.is_err() {
                         break;
                     }
+                    idle.as_mut().reset(tokio::time::Instant::now() + gw.sockets.idle_timeout);
                 }
                 None => break,
             },
             incoming = rx.next() => match incoming {
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
+                Some(Ok(WsMessage::Close(_))) => {
+                    // tungstenite has queued the echo of the client's close frame: send it.
+                    let _ = tokio::time::timeout(CLOSE_WAIT, tx.close()).await;
+                    break;
+                }
+                None | Some(Err(_)) => break,
+                Some(Ok(_)) => idle
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + gw.sockets.idle_timeout),
             },
+            () = &mut idle => {
+                tracing::info!(connection_id, "closing an idle WebSocket");
+                let close = WsMessage::Close(Some(CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "Idle timeout".into(),
+                }));
+                wait_for_close =
+                    matches!(tokio::time::timeout(CLOSE_WAIT, tx.send(close)).await, Ok(Ok(())));
+                break;
+            }
         }
+    }
+    if wait_for_close {
+        // The client's close frame, or the end: whatever else it sends is dropped.
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(msg)) = rx.next().await {
+                if matches!(msg, WsMessage::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     gw.notifier.detach(&connection_id);
     let ev = ws_event("$disconnect", &connection_id, &BTreeMap::new(), &headers);
@@ -420,6 +553,23 @@ pub async fn fallback(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_user_holds_at_most_their_share_of_sockets() {
+        let sockets = Arc::new(Sockets::new(Duration::from_secs(600), 2));
+        let first = sockets.claim("ada").unwrap();
+        let _second = sockets.claim("ada").unwrap();
+        assert!(sockets.claim("ada").is_none(), "the third is refused");
+        let _bob = sockets.claim("bob").expect("another user is not");
+        drop(first);
+        let _again = sockets
+            .claim("ada")
+            .expect("a closed socket gives its place back");
+        assert!(sockets.claim("ada").is_none());
+        assert_eq!(default_sockets_per_user(1024), 50);
+        assert_eq!(default_sockets_per_user(50), 12);
+        assert_eq!(default_sockets_per_user(2), 1);
+    }
 
     #[test]
     fn query_strings_decode_like_api_gateway() {

@@ -54,11 +54,22 @@ fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// The host name of a `Host` header, without its port, lower case.
+/// The host name of a `Host` header, without its port. A bracketed IPv6 address must be followed by
+/// nothing or `:port`; anything else (`[::1]evil`) is returned whole, a name nothing answers to.
 fn host_name(host: &str) -> &str {
     let host = host.trim();
     if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or_default();
+        return match rest.split_once(']') {
+            Some((ip, "")) => ip,
+            Some((ip, port))
+                if port
+                    .strip_prefix(':')
+                    .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit())) =>
+            {
+                ip
+            }
+            _ => host,
+        };
     }
     match host.rsplit_once(':') {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
@@ -105,7 +116,8 @@ impl Guard {
     }
 }
 
-/// Every route: a request that names another host is refused (403) before anything else reads it.
+/// Every route: a request that names another host is refused (403) before anything else reads it —
+/// its body included, so it is the outermost layer.
 pub async fn check_host(
     axum::extract::State(guard): axum::extract::State<std::sync::Arc<Guard>>,
     req: axum::extract::Request,
@@ -126,9 +138,13 @@ pub async fn check_host(
             "This notesctl dev server does not answer to the host name {name:?}. If you meant to reach it by that name, restart it with --allowed-host {name}"
         ),
     });
+    // Its body is never read: the connection is closed after this answer.
     (
         axum::http::StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "application/json")],
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CONNECTION, "close"),
+        ],
         body.to_string(),
     )
         .into_response()
@@ -295,6 +311,8 @@ mod tests {
             "LOCALHOST:80",
             "app.localhost:3000",
             "[::1]:3000",
+            "[::1]",
+            "[::1]:",
             "127.0.0.2",
             "notes.test",
             "box.lan:3000",
@@ -310,6 +328,12 @@ mod tests {
             "notes.test.evil",
             "xlan",
             "",
+            "[::1]evil",
+            "[::1]evil.example:3000",
+            "[::1].evil.example",
+            "[::1]:3000x",
+            "[::1]:3000:80",
+            "[::1",
         ] {
             assert!(!g.host_allowed(Some(bad)), "{bad} should be refused");
         }

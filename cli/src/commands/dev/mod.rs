@@ -70,6 +70,15 @@ pub struct DevArgs {
     /// the end of its previous response: slow or idle connections are closed after it.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = crate::context::parse_duration)]
     pub header_timeout: Duration,
+    /// Close a WebSocket with no message either way for this long (with a close frame, 1001), as
+    /// API Gateway does after 10 minutes; its place under --max-connections is freed.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = crate::context::parse_duration)]
+    pub ws_idle_timeout: Duration,
+    /// WebSockets one user may hold open at once; past it the upgrade is refused with HTTP 429
+    /// (where `$connect` refuses a bad token with 401). Default: a quarter of --max-connections,
+    /// at most 50.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize))]
+    pub max_sockets_per_user: Option<usize>,
     /// Accept and queue notes (202) but do not save them: rehearse "notes not saving" with
     /// `queue-depth --local` and `smoke --local`. The queue keeps them for the next run.
     #[arg(long)]
@@ -129,7 +138,24 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
                 dir.display()
             )
         }
-        Some(dir) => Frontend::Dir(dir.clone()),
+        Some(dir) => {
+            // Whatever lies in DIR may be fetched: the secrets in the data directory must not.
+            let inside = frontend::data_dir_inside(dir, &args.data_dir).with_context(|| {
+                format!(
+                    "cannot tell whether --data-dir {} is inside --frontend {}",
+                    args.data_dir.display(),
+                    dir.display()
+                )
+            })?;
+            anyhow::ensure!(
+                !inside,
+                "--data-dir {} is inside --frontend {}, which would serve its JWT secret, runbook token and store to anyone who can reach dev: pass a --data-dir outside {}",
+                args.data_dir.display(),
+                dir.display(),
+                dir.display()
+            );
+            Frontend::Dir(dir.clone())
+        }
         None => Frontend::Embedded,
     };
     // The port and the data directory are both tried before either failure is reported: another
@@ -233,6 +259,15 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         move_tasks: Default::default(),
         guard: guard.clone(),
         counters: counters.clone(),
+        sockets: Arc::new(gateway::Sockets::new(
+            args.ws_idle_timeout,
+            args.max_sockets_per_user.unwrap_or_else(|| {
+                gateway::default_sockets_per_user(
+                    args.max_connections
+                        .unwrap_or_else(server::default_max_connections),
+                )
+            }),
+        )),
     };
     let app = Router::new()
         .route(
@@ -246,13 +281,14 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         .fallback(gateway::fallback)
         .with_state(gw)
         .layer(axum::middleware::from_fn_with_state(
+            // A body has as long as headers, and then some: it may be 256 KiB on a slow link.
+            server::BodyLimits::new(args.header_timeout * 2),
+            server::read_body_first,
+        ))
+        // Outermost: a request for another host is refused before its body is read.
+        .layer(axum::middleware::from_fn_with_state(
             guard,
             guard::check_host,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            // A body has as long as headers, and then some: it may be 256 KiB on a slow link.
-            args.header_timeout * 2,
-            server::read_body_first,
         ));
 
     let shown_host = if local.ip().is_unspecified() {

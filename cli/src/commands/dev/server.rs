@@ -29,24 +29,90 @@ pub struct Limits {
 #[derive(Clone)]
 pub struct ConnectionSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
-/// What a connection past the cap gets, before it is closed.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 86\r\n\r\n{\"message\":\"The dev server has too many open connections; please retry in a moment\"}\n";
+/// The body of what a connection past the cap gets.
+const BUSY_BODY: &str =
+    "{\"message\":\"The dev server has too many open connections; please retry in a moment\"}\n";
+
+/// What a connection past the cap gets, before it is closed: a 503 whose `content-length` is its
+/// body's.
+fn busy_response() -> Vec<u8> {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BUSY_BODY}",
+        BUSY_BODY.len()
+    )
+    .into_bytes()
+}
 
 /// The most of a request body read before answering: past it, 413 and the connection closed.
 /// Above the API's own 256 KiB limit, so that a body a little too large is read and refused with a
 /// 413 the client can see, rather than a connection reset while it is still sending.
 pub const MAX_READ_BODY: usize = 1024 * 1024;
 
-/// Every route: reads the request's body whole (within [`MAX_READ_BODY`] and `limit` of time)
-/// before anything answers. An answer sent while the client is still sending would reach it as a
-/// reset connection, and a client that sends its body slowly would hold the connection for ever.
+/// The most request-body bytes held in memory at once, across all connections: a request that
+/// would take more is refused (503) rather than read. Room for 64 bodies of [`MAX_READ_BODY`].
+pub const BODY_BUDGET: usize = 64 * MAX_READ_BODY;
+
+/// How [`read_body_first`] reads bodies: within `timeout`, and holding their bytes against a budget
+/// shared by every connection.
+#[derive(Clone)]
+pub struct BodyLimits {
+    pub timeout: Duration,
+    budget: Arc<Semaphore>,
+    budget_bytes: usize,
+}
+
+impl BodyLimits {
+    pub fn new(timeout: Duration) -> BodyLimits {
+        BodyLimits::with_budget(timeout, BODY_BUDGET)
+    }
+
+    pub fn with_budget(timeout: Duration, bytes: usize) -> BodyLimits {
+        BodyLimits {
+            timeout,
+            budget: Arc::new(Semaphore::new(bytes)),
+            budget_bytes: bytes,
+        }
+    }
+
+    /// `bytes` more of the budget, added to what `held` holds; `None` when the budget has not that
+    /// much left.
+    fn take(&self, bytes: usize, held: &mut Option<OwnedSemaphorePermit>) -> Option<()> {
+        if bytes == 0 {
+            return Some(());
+        }
+        let more = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(u32::try_from(bytes).ok()?)
+            .ok()?;
+        match held {
+            Some(h) => h.merge(more),
+            None => *held = Some(more),
+        }
+        Some(())
+    }
+}
+
+/// Why a body was not read whole.
+enum Unread {
+    TooLarge,
+    Busy,
+}
+
+/// Every route (inside the Host check, so a request for another host is refused unread): reads the
+/// request's body whole (within [`MAX_READ_BODY`] and `limits.timeout` of time) before anything
+/// answers. An answer sent while the client is still sending would reach it as a reset connection,
+/// and a client that sends its body slowly would hold the connection for ever. The bytes read are
+/// held against a budget shared by all connections until the request is answered: when it is spent,
+/// 503, and the rest is not read.
 pub async fn read_body_first(
-    axum::extract::State(limit): axum::extract::State<Duration>,
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
     let refuse = |status: StatusCode, message: String| {
         (
             status,
@@ -58,27 +124,62 @@ pub async fn read_body_first(
         )
             .into_response()
     };
-    let (parts, body) = req.into_parts();
-    match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_READ_BODY)).await {
-        Ok(Ok(bytes)) => {
-            next.run(axum::extract::Request::from_parts(
-                parts,
-                axum::body::Body::from(bytes),
-            ))
-            .await
+    let (parts, mut body) = req.into_parts();
+    let mut held = None;
+    let read = async {
+        // Taken from the budget as bytes arrive, not as `content-length` promises them: a client
+        // that announces a large body and sends none holds nothing.
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|_| Unread::TooLarge)?.into_data() else {
+                continue;
+            };
+            if buf.len() + data.len() > MAX_READ_BODY {
+                return Err(Unread::TooLarge);
+            }
+            limits.take(data.len(), &mut held).ok_or(Unread::Busy)?;
+            buf.extend_from_slice(&data);
         }
-        Ok(Err(_)) => refuse(
+        Ok(buf)
+    };
+    let outcome = tokio::time::timeout(limits.timeout, read).await;
+    match outcome {
+        Ok(Ok(bytes)) => {
+            let resp = next
+                .run(axum::extract::Request::from_parts(
+                    parts,
+                    axum::body::Body::from(bytes),
+                ))
+                .await;
+            drop(held);
+            resp
+        }
+        Ok(Err(Unread::TooLarge)) => refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "Request body is larger than {} KiB (or was cut off)",
                 MAX_READ_BODY / 1024
             ),
         ),
+        Ok(Err(Unread::Busy)) => {
+            tracing::warn!(
+                budget_mib = limits.budget_bytes / (1024 * 1024),
+                "request bodies in memory reached their budget: answering 503"
+            );
+            let mut resp = refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The dev server is reading too many request bodies at once; please retry in a moment"
+                    .to_owned(),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            resp
+        }
         Err(_) => refuse(
             StatusCode::REQUEST_TIMEOUT,
             format!(
                 "The request body did not arrive within {} s",
-                limit.as_secs()
+                limits.timeout.as_secs()
             ),
         ),
     }
@@ -150,7 +251,11 @@ pub async fn serve(
             }
             tokio::spawn(async move {
                 let mut stream = stream;
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    stream.write_all(&busy_response()),
+                )
+                .await;
                 let _ = stream.shutdown().await;
             });
             continue;
@@ -198,4 +303,118 @@ pub async fn serve(
     // Every connection holds a permit until it ends: all permits back means all connections done.
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(drain, open.acquire_many(all)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+
+    #[test]
+    fn the_busy_answer_says_its_own_length() {
+        let busy = String::from_utf8(busy_response()).unwrap();
+        let (head, body) = busy.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("a content-length")
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len(), "{busy:?}");
+        assert!(head.starts_with("HTTP/1.1 503 "), "{head}");
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(json["message"].is_string(), "{json}");
+    }
+
+    fn app(limits: BodyLimits) -> Router {
+        Router::new()
+            .route(
+                "/",
+                axum::routing::post(
+                    |body: axum::body::Bytes| async move { body.len().to_string() },
+                ),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                limits,
+                read_body_first,
+            ))
+    }
+
+    async fn post(app: &Router, body: Vec<u8>, declare: bool) -> (StatusCode, String) {
+        let mut req = Request::post("/");
+        if declare {
+            req = req.header("content-length", body.len());
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn bodies_in_memory_share_one_budget() {
+        let limits = BodyLimits::with_budget(Duration::from_secs(5), 1000);
+        let app = app(limits.clone());
+        for declare in [true, false] {
+            assert_eq!(
+                post(&app, vec![b'a'; 600], declare).await,
+                (StatusCode::OK, "600".to_owned())
+            );
+            let (status, body) = post(&app, vec![b'a'; 1001], declare).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert!(
+                json["message"].as_str().unwrap().contains("too many"),
+                "{json}"
+            );
+        }
+        // A body in parts takes from the budget part by part, and gives it all back.
+        let parts = (0..3).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 400]));
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::post("/")
+                    .body(Body::from_stream(futures::stream::iter(parts)))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(limits.budget.available_permits(), 1000);
+        // What a request in hand holds is not there for another.
+        let mut held = None;
+        limits.take(700, &mut held).unwrap();
+        assert_eq!(
+            post(&app, vec![b'a'; 400], true).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(post(&app, vec![b'a'; 300], false).await.0, StatusCode::OK);
+        drop(held);
+        assert_eq!(
+            limits.budget.available_permits(),
+            1000,
+            "every byte is given back once answered"
+        );
+        assert_eq!(post(&app, vec![b'a'; 1000], true).await.0, StatusCode::OK);
+        let (status, _) = post(&app, vec![b'a'; 2000], true).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a body past what is left of the budget"
+        );
+        let big = app_with_budget(BODY_BUDGET);
+        let (status, _) = post(&big, vec![b'a'; MAX_READ_BODY + 1], true).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    fn app_with_budget(bytes: usize) -> Router {
+        app(BodyLimits::with_budget(Duration::from_secs(5), bytes))
+    }
 }
