@@ -81,6 +81,37 @@ pub fn template_key(stage: &str, text: &[u8]) -> String {
     format!("{}templates/{}.yaml", stage_prefix(stage), sha256_hex(text))
 }
 
+/// What a content-addressed key of [`template_key`] or [`code_key`] stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressed {
+    /// `{stage}/templates/{sha256}.yaml`
+    Template,
+    /// `{stage}/notes-lambda/{sha256}.zip`
+    Code,
+}
+
+impl Addressed {
+    /// The key's form, for messages.
+    pub fn form(self, stage: &str) -> String {
+        match self {
+            Addressed::Template => format!("{}templates/{{sha256}}.yaml", stage_prefix(stage)),
+            Addressed::Code => format!("{}notes-lambda/{{sha256}}.zip", stage_prefix(stage)),
+        }
+    }
+}
+
+/// The SHA-256 (64 lowercase hex digits) a content-addressed key of `stage` names — the digest of
+/// exactly the bytes stored under it; `None` for a key of any other form.
+pub fn addressed_sha256<'k>(stage: &str, kind: Addressed, key: &'k str) -> Option<&'k str> {
+    let rest = key.strip_prefix(&stage_prefix(stage))?;
+    let hex = match kind {
+        Addressed::Template => rest.strip_prefix("templates/")?.strip_suffix(".yaml")?,
+        Addressed::Code => rest.strip_prefix("notes-lambda/")?.strip_suffix(".zip")?,
+    };
+    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    (hex.len() == 64 && hex.bytes().all(lower_hex)).then_some(hex)
+}
+
 /// The HTTPS URL CloudFormation reads `key` of `bucket` from (`TemplateURL`): virtual-hosted, or
 /// path-style for a bucket name with dots (whose virtual host no certificate covers); `.com.cn` in
 /// the China regions.
@@ -307,16 +338,29 @@ impl Artifacts {
             Err(e) if refused(&e) => return Err(self.refusal().await),
             Err(_) => {}
         }
-        self.s3
+        self.put(key, zip).await?;
+        Ok(true)
+    }
+
+    /// Writes `bytes` under `key`, whatever is stored there now.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        match self
+            .s3
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .expected_bucket_owner(&self.owner)
-            .body(zip.into())
+            .body(bytes.into())
             .send()
             .await
-            .map_err(|e| explain(&format!("uploading s3://{}/{key}", self.bucket), &e))?;
-        Ok(true)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if refused(&e) => Err(self.refusal().await),
+            Err(e) => Err(explain(
+                &format!("uploading s3://{}/{key}", self.bucket),
+                &e,
+            )),
+        }
     }
 
     /// The object at `key`.
@@ -379,6 +423,37 @@ mod tests {
         assert_eq!(sha256_of_key("p/other/x.zip"), None);
         let bad = format!("p/notes-lambda/{}.zip", "zz".repeat(32));
         assert_eq!(sha256_of_key(&bad), None);
+    }
+
+    /// Only this stage's keys of the form `template_key` and `code_key` make: the digest they name.
+    #[test]
+    fn a_content_addressed_key_names_its_digest() {
+        let t = template_key("p", b"Resources: {}");
+        let c = code_key("p", b"zip");
+        assert_eq!(
+            addressed_sha256("p", Addressed::Template, &t),
+            Some(sha256_hex(b"Resources: {}").as_str())
+        );
+        assert_eq!(
+            addressed_sha256("p", Addressed::Code, &c),
+            Some(sha256_hex(b"zip").as_str())
+        );
+        assert_eq!(addressed_sha256("p", Addressed::Code, &t), None);
+        assert_eq!(addressed_sha256("q", Addressed::Template, &t), None);
+        let hex = sha256_hex(b"x");
+        for key in [
+            format!("p/templates/{}.yaml", hex.to_uppercase()),
+            format!("p/templates/{hex}x.yaml"),
+            format!("p/templates/../{hex}.yaml"),
+            format!("p/templates/{}.yaml", &hex[1..]),
+            "../../x".to_owned(),
+        ] {
+            assert_eq!(
+                addressed_sha256("p", Addressed::Template, &key),
+                None,
+                "{key}"
+            );
+        }
     }
 
     #[test]

@@ -5,10 +5,36 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::{Deserialize, Serialize};
 
 use super::explain;
 use crate::names;
+
+/// SQS's answer for a queue that does not exist: `QueueDoesNotExist` (the JSON protocol's code), or
+/// `AWS.SimpleQueueService.NonExistentQueue` (the query protocol's, which the SDK also maps to the
+/// modeled error). The one place that reads it: any other failure is not "no such queue".
+pub fn is_missing<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    matches!(
+        err.code(),
+        Some("QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue")
+    )
+}
+
+/// The error of a queue that does not exist, told apart from every other failure by its type.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "queue {name} does not exist here: deploy the event stack first, or check --stage, --region and --endpoint-url"
+)]
+pub struct QueueMissing {
+    pub name: String,
+}
+
+/// Whether `err` is (or wraps) [`QueueMissing`]: SQS said the queue does not exist.
+pub fn missing(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<QueueMissing>())
+}
 
 /// A queue by name and URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +52,13 @@ pub async fn lookup(sqs: &Client, name: &str) -> anyhow::Result<QueueRef> {
         }),
         Err(e)
             if e.as_service_error()
-                .is_some_and(|s| s.is_queue_does_not_exist()) =>
+                .is_some_and(|s| s.is_queue_does_not_exist())
+                || is_missing(&e) =>
         {
-            anyhow::bail!(
-                "queue {name} does not exist here: deploy the event stack first, or check --stage, --region and --endpoint-url"
-            )
+            Err(QueueMissing {
+                name: name.to_owned(),
+            }
+            .into())
         }
         Err(e) => Err(explain(&format!("looking up queue {name}"), &e)),
     }
@@ -87,7 +115,7 @@ impl fmt::Display for QueueDepth {
 }
 
 async fn depth(sqs: &Client, queue: &QueueRef) -> anyhow::Result<Depth> {
-    let out = sqs
+    let out = match sqs
         .get_queue_attributes()
         .queue_url(&queue.url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
@@ -95,7 +123,26 @@ async fn depth(sqs: &Client, queue: &QueueRef) -> anyhow::Result<Depth> {
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .send()
         .await
-        .map_err(|e| explain(&format!("reading the attributes of {}", queue.name), &e))?;
+    {
+        Ok(out) => out,
+        // Deleted since it was looked up.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_queue_does_not_exist())
+                || is_missing(&e) =>
+        {
+            return Err(QueueMissing {
+                name: queue.name.clone(),
+            }
+            .into());
+        }
+        Err(e) => {
+            return Err(explain(
+                &format!("reading the attributes of {}", queue.name),
+                &e,
+            ));
+        }
+    };
     let attrs = out.attributes.unwrap_or_default();
     let n = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
     Ok(Depth {
@@ -105,6 +152,21 @@ async fn depth(sqs: &Client, queue: &QueueRef) -> anyhow::Result<Depth> {
         delayed: n(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
         oldest_age_seconds: None,
     })
+}
+
+/// How many messages the queue named `name` holds now; `None` when SQS says there is no such queue
+/// (only then: any other failure to read it is an error).
+pub async fn depth_of(sqs: &Client, name: &str) -> anyhow::Result<Option<Depth>> {
+    let found = match lookup(sqs, name).await {
+        Ok(q) => q,
+        Err(e) if missing(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match depth(sqs, &found).await {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if missing(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The age of the oldest message from CloudWatch, if it has a recent datapoint (it does not locally).

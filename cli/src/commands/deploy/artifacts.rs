@@ -89,15 +89,20 @@ impl Templates {
         })
     }
 
-    /// Uploads `body` for the stack `name` (once: its key is its digest) and returns the URL that
-    /// CloudFormation reads it from.
+    /// Uploads `body` for the stack `name` under its digest and returns the URL that CloudFormation
+    /// reads it from. An object already at that key is written again: CloudFormation reads whatever
+    /// the bucket holds, so what it reads must be this file, not an object someone changed after
+    /// it was stored (the key alone would not tell).
     pub async fn url(&self, ctx: &Context, name: &str, body: &str) -> anyhow::Result<String> {
         let key = template_key(ctx.stage(), body.as_bytes());
-        if self.store.upload(&key, body.as_bytes().to_vec()).await? {
+        let bytes = body.as_bytes().to_vec();
+        if self.store.upload(&key, bytes.clone()).await? {
             ctx.say(format!(
                 "{name}: uploaded its template to s3://{}/{key}",
                 self.store.bucket
             ));
+        } else {
+            self.store.put(&key, bytes).await?;
         }
         Ok(object_url(&self.store.bucket, &self.region, &key))
     }

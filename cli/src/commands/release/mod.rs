@@ -1,6 +1,10 @@
 //! The releases every successful deploy records ([`deploy::releases`]): `notesctl history` lists them, newest (live) first. `notesctl rollback [--to ID]` fetches a
 //! release's templates and zip and deploys them through `deploy` itself — a hotswap when only the code
 //! differs, change sets otherwise — and that deploy is recorded as a new release.
+//!
+//! Rollback trusts nothing it downloads: a release names only the six stacks, each object's SHA-256
+//! must be the one its content-addressed key names (an object overwritten in the bucket is refused),
+//! and the templates pass `validate` before they are deployed.
 
 use std::fmt;
 use std::time::Duration;
@@ -9,10 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use super::deploy::releases::{Release, list};
 use super::deploy::{self, DeployArgs, DeployReport, Inputs};
-use crate::aws::artifacts::Artifacts;
+use super::validate::{self, ValidateArgs};
+use crate::aws::artifacts::{Addressed, Artifacts, addressed_sha256, releases_prefix};
 use crate::aws::s3::s3_client;
+use crate::aws::stacks::STACKS;
 use crate::context::{Context, parse_duration};
 use crate::lambda::Arch;
+use crate::lambda::sha256_hex;
 use crate::output::{Exit, Report};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -129,6 +136,10 @@ pub struct RollbackArgs {
     /// Bucket for the code zips and releases (default: notesctl-artifacts-{account}-{region}).
     #[arg(long)]
     pub artifacts_bucket: Option<String>,
+    /// Skip `notesctl validate` of the release's templates (for a release of fewer than the six
+    /// stacks, or one today's checks refuse). Their SHA-256 is checked all the same.
+    #[arg(long)]
+    pub no_validate: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -209,23 +220,25 @@ pub async fn rollback(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Rollb
             target.id
         );
     }
-    // The release's templates and zip, where deploy reads them.
-    let dir = tempfile::tempdir()
-        .map_err(|e| anyhow::anyhow!("creating a folder for the release's files: {e}"))?;
-    for (short, stack) in &target.stacks {
-        let text = store.get(&stack.template).await?;
-        std::fs::write(dir.path().join(format!("{short}.yaml")), text)
-            .map_err(|e| anyhow::anyhow!("writing {short}.yaml of the release: {e}"))?;
-    }
+    // What the release names, checked before anything is downloaded or written.
+    let record = format!(
+        "s3://{}/{}{}.json",
+        store.bucket,
+        releases_prefix(ctx.stage()),
+        target.id
+    );
+    checked(ctx.stage(), target, &record)?;
     let arch: Arch = match target.parameter("Architecture") {
         Some(a) => <Arch as clap::ValueEnum>::from_str(a, true)
             .map_err(|e| anyhow::anyhow!("release {}: Architecture {a:?}: {e}", target.id))?,
         None => Arch::Arm64,
     };
-    if let Some(key) = &target.code_key {
-        let zip = store.get(key).await?;
-        std::fs::write(crate::lambda::zip_path(dir.path(), arch), zip)
-            .map_err(|e| anyhow::anyhow!("writing the release's zip: {e}"))?;
+    // The release's templates and zip, where deploy reads them.
+    let dir = tempfile::tempdir()
+        .map_err(|e| anyhow::anyhow!("creating a folder for the release's files: {e}"))?;
+    fetch(&store, ctx.stage(), target, arch, dir.path()).await?;
+    if !args.no_validate {
+        refuse_invalid(ctx, target, dir.path()).await?;
     }
     ctx.say(format!(
         "rolling {} back from {} to {} ({} stacks, code {})",
@@ -266,7 +279,7 @@ pub async fn rollback(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Rollb
         force: args.force,
         watch: false,
         watch_dir: std::path::PathBuf::from("handlers"),
-        // These templates passed validation when they were deployed; the checks may have grown since.
+        // Validated above (unless --no-validate), as they are on disk.
         no_validate: true,
         timeout: args.timeout,
         rollback_of: Some(target.id.clone()),
@@ -277,6 +290,130 @@ pub async fn rollback(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Rollb
         to: target.id.clone(),
         deploy,
     })
+}
+
+/// Refuses a release that names a stack notesctl does not deploy (its name becomes a file name) or
+/// an object outside this stage's content-addressed keys (its SHA-256 could not be checked).
+fn checked(stage: &str, target: &Release, record: &str) -> anyhow::Result<()> {
+    for (short, stack) in &target.stacks {
+        if !STACKS.contains(&short.as_str()) {
+            anyhow::bail!(
+                "refusing to roll back to {}: its record {record} names a stack {short:?}, not one of notesctl's ({}). notesctl did not write that record; do not roll back to it; deploy instead",
+                target.id,
+                STACKS.join(", ")
+            );
+        }
+        if addressed_sha256(stage, Addressed::Template, &stack.template).is_none() {
+            anyhow::bail!(
+                "refusing to roll back to {}: its record {record} names the template {:?} for {short}, not a key of the form {}, so what it holds cannot be checked; do not roll back to it; deploy instead",
+                target.id,
+                stack.template,
+                Addressed::Template.form(stage)
+            );
+        }
+    }
+    if let Some(key) = &target.code_key
+        && addressed_sha256(stage, Addressed::Code, key).is_none()
+    {
+        anyhow::bail!(
+            "refusing to roll back to {}: its record {record} names the code zip {key:?}, not a key of the form {}, so what it holds cannot be checked; do not roll back to it; deploy instead",
+            target.id,
+            Addressed::Code.form(stage)
+        );
+    }
+    Ok(())
+}
+
+/// The object at a content-addressed `key` (checked by [`checked`]), refused unless its SHA-256 is
+/// the one the key names.
+async fn get_addressed(
+    store: &Artifacts,
+    stage: &str,
+    kind: Addressed,
+    key: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let said = addressed_sha256(stage, kind, key).ok_or_else(|| {
+        anyhow::anyhow!(
+            "s3://{}/{key} is not a key of the form {}",
+            store.bucket,
+            kind.form(stage)
+        )
+    })?;
+    let bytes = store.get(key).await?;
+    let is = sha256_hex(&bytes);
+    if is != said {
+        anyhow::bail!(
+            "s3://{}/{key} was changed after it was stored: its SHA-256 is {is}, its key says {said}; do not roll back to it; deploy instead",
+            store.bucket
+        );
+    }
+    Ok(bytes)
+}
+
+/// Downloads the release's templates (`{short}.yaml`) and code zip into `dir`, each checked.
+async fn fetch(
+    store: &Artifacts,
+    stage: &str,
+    target: &Release,
+    arch: Arch,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    for (short, stack) in &target.stacks {
+        // One of the six names (`checked`): a plain file name in `dir`.
+        let short = STACKS
+            .iter()
+            .find(|s| **s == short.as_str())
+            .ok_or_else(|| anyhow::anyhow!("release {}: no stack {short:?}", target.id))?;
+        let text = get_addressed(store, stage, Addressed::Template, &stack.template).await?;
+        std::fs::write(dir.join(format!("{short}.yaml")), text)
+            .map_err(|e| anyhow::anyhow!("writing {short}.yaml of the release: {e}"))?;
+    }
+    if let Some(key) = &target.code_key {
+        let zip = get_addressed(store, stage, Addressed::Code, key).await?;
+        std::fs::write(crate::lambda::zip_path(dir, arch), zip)
+            .map_err(|e| anyhow::anyhow!("writing the release's zip: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Refuses templates `validate` finds errors in: the checks may have grown since they were deployed.
+async fn refuse_invalid(
+    ctx: &Context,
+    target: &Release,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    if target.stacks.len() < STACKS.len() {
+        anyhow::bail!(
+            "refusing to roll back to {} unvalidated: it records {} of the six stacks ({}), and validate checks the six together. Pass --no-validate to roll back without it (the templates' SHA-256 is checked all the same)",
+            target.id,
+            target.stacks.len(),
+            target
+                .stacks
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let checked = validate::run(
+        ctx,
+        ValidateArgs {
+            templates: dir.to_path_buf(),
+        },
+    )
+    .await?;
+    let errors: Vec<_> = checked.errors().collect();
+    if let Some(first) = errors.first() {
+        anyhow::bail!(
+            "refusing to roll back to {}: validate finds {} problems in its templates (the first: {} {}: {}). Deploy a fixed release instead, or pass --no-validate to roll back anyway",
+            target.id,
+            errors.len(),
+            first.file,
+            first.resource,
+            crate::aws::clip(&first.problem, 200)
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -316,5 +453,130 @@ mod tests {
         assert!(unknown.contains("history"), "{unknown}");
         let alone = choose(&releases[..1], None).unwrap_err().to_string();
         assert!(alone.contains("no release before the live one"), "{alone}");
+    }
+
+    fn with_stack(short: &str, template: String) -> Release {
+        let mut r = release("20261202-010000-000");
+        r.stacks.insert(
+            short.to_owned(),
+            super::super::deploy::releases::StackRelease {
+                template,
+                parameters: BTreeMap::new(),
+            },
+        );
+        r
+    }
+
+    /// A record naming a stack outside the six, or an object outside this stage's content-addressed
+    /// keys, is refused before anything is downloaded or written.
+    #[test]
+    fn a_release_names_only_the_six_stacks_and_content_addressed_keys() {
+        let good = crate::aws::artifacts::template_key("p", b"Resources: {}");
+        checked("p", &with_stack("auth", good.clone()), "s3://b/r.json").unwrap();
+        for short in ["../../x", "../auth", "auth/../../x", "Auth", ""] {
+            let e = checked("p", &with_stack(short, good.clone()), "s3://b/r.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("refusing to roll back") && e.contains("s3://b/r.json"),
+                "{short}: {e}"
+            );
+        }
+        for key in ["../../x.yaml", "q/templates/x.yaml", "p/notes-lambda/a.zip"] {
+            let e = checked("p", &with_stack("auth", key.to_owned()), "s3://b/r.json")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("cannot be checked"), "{key}: {e}");
+        }
+        let mut zip = with_stack("auth", good);
+        zip.code_key = Some("p/notes-lambda/../../x.zip".to_owned());
+        assert!(checked("p", &zip, "r").is_err());
+    }
+
+    /// An object whose bytes are not the ones its key names (overwritten in the bucket) is refused,
+    /// naming it.
+    #[tokio::test]
+    async fn an_object_changed_after_it_was_stored_is_refused() {
+        use aws_sdk_s3::operation::get_object::GetObjectOutput;
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+        let key = crate::aws::artifacts::template_key("p", b"Resources: {}");
+        let store = |body: &'static [u8]| {
+            let get = mock!(aws_sdk_s3::Client::get_object).then_output(move || {
+                GetObjectOutput::builder()
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(body))
+                    .build()
+            });
+            let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get]);
+            Artifacts {
+                s3,
+                bucket: "b".into(),
+                owner: "123456789012".into(),
+                plain_http: false,
+            }
+        };
+        let ok = get_addressed(&store(b"Resources: {}"), "p", Addressed::Template, &key).await;
+        assert_eq!(ok.unwrap(), b"Resources: {}");
+        let e = get_addressed(
+            &store(b"Resources: {pwned: 1}"),
+            "p",
+            Addressed::Template,
+            &key,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "s3://b/{key} was changed after it was stored: its SHA-256 is {}, its key says {}; do not roll back to it; deploy instead",
+                sha256_hex(b"Resources: {pwned: 1}"),
+                sha256_hex(b"Resources: {}")
+            )
+        );
+    }
+
+    /// The templates rollback would deploy go through `validate`: an error refuses, naming it; a
+    /// release of fewer than six stacks cannot be validated and asks for --no-validate.
+    #[tokio::test]
+    async fn rollback_refuses_templates_validate_finds_errors_in() {
+        use clap::Parser;
+        let cli = crate::Cli::parse_from(["notesctl", "--quiet", "--stage", "p", "rollback"]);
+        let ctx = Context::new(cli.global);
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+        let dir = tempfile::tempdir().unwrap();
+        let mut all = release("20261202-010000-000");
+        for short in STACKS {
+            std::fs::copy(
+                repo.join(format!("{short}.yaml")),
+                dir.path().join(format!("{short}.yaml")),
+            )
+            .unwrap();
+            all.stacks.extend(with_stack(short, String::new()).stacks);
+        }
+        refuse_invalid(&ctx, &all, dir.path())
+            .await
+            .expect("the repository's templates validate");
+        let notes = dir.path().join("notes.yaml");
+        let text = std::fs::read_to_string(&notes).unwrap();
+        std::fs::write(&notes, text.replace("- dynamodb:Query", "- dynamodb:Scan")).unwrap();
+        let e = refuse_invalid(&ctx, &all, dir.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("refusing to roll back to 20261202-010000-000: validate finds")
+                && e.contains("notes.yaml")
+                && e.contains("--no-validate"),
+            "{e}"
+        );
+        let partial = with_stack("auth", String::new());
+        let e = refuse_invalid(&ctx, &partial, dir.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1 of the six stacks (auth)") && e.contains("--no-validate"),
+            "{e}"
+        );
     }
 }
