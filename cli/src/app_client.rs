@@ -15,6 +15,7 @@ use notes_handlers::metering::Counts;
 use crate::aws::stacks;
 use crate::commands::dev::history::{GET_COUNTER_HISTORY, GET_COUNTERS};
 use crate::context::{Context, DEV_ACCESS_KEY, LocalArg, dev_token};
+use crate::patience::{self, NO_ANSWER_ATTEMPTS, NoAnswer};
 
 /// The app's HTTP API and WebSocket URLs.
 pub struct Endpoints {
@@ -90,11 +91,14 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str, tls: &rustls::ClientConfig) -> Api {
+        let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_connect_timeout(Some(patience::CONNECT));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(tcp);
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build(connector);
@@ -105,6 +109,8 @@ impl Api {
     }
 
     /// `method path` with `body` as JSON; the status and the JSON answer (`null` when not JSON).
+    /// A request safe to repeat (GET, PUT, DELETE) is retried when it gets no answer; a POST is not,
+    /// as it may have been done (see [`Api::call_retrying`]).
     pub async fn call(
         &self,
         method: http::Method,
@@ -112,35 +118,124 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
+        let retry = method.is_idempotent();
+        self.call_with(method, path, token, body, retry).await
+    }
+
+    /// [`Api::call`], retried on no answer whatever the method: for a POST the caller knows to be
+    /// safe to repeat (signing up answers 409 the second time; logging in changes nothing).
+    pub async fn call_retrying(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.call_with(method, path, token, body, true).await
+    }
+
+    async fn call_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        retry: bool,
+    ) -> anyhow::Result<(u16, Value)> {
         let url = format!("{}{path}", self.base);
-        let mut request = http::Request::builder().method(method.clone()).uri(&url);
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let bytes = match body {
-            Some(b) => {
-                request = request.header("content-type", "application/json");
-                Bytes::from(b.to_string())
+        let bytes = body.map(|b| Bytes::from(b.to_string()));
+        let request = || {
+            let mut request = http::Request::builder().method(method.clone()).uri(&url);
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
             }
-            None => Bytes::new(),
+            if bytes.is_some() {
+                request = request.header("content-type", "application/json");
+            }
+            request.body(Full::new(bytes.clone().unwrap_or_default()))
         };
-        let request = request
-            .body(Full::new(bytes))
-            .map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
-        let response = self.client.request(request).await.map_err(|e| {
-            anyhow::anyhow!(
-                "{method} {url}: {}",
-                notes_handlers::domain::error::Chain(&e)
-            )
-        })?;
+        let what = format!("{method} {url}");
+        let response = self.send(&what, retry, request).await?;
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("{method} {url}: reading the answer: {e}"))?
-            .to_bytes();
+        let body = read_body(response, &what).await?;
         Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    /// Sends what `request` builds, each attempt given [`patience::CONNECT`] to connect and
+    /// [`patience::FIRST_BYTE`] (with the body's upload time) to answer; one without an answer is
+    /// said on stderr and tried again, up to [`NO_ANSWER_ATTEMPTS`] in all when `retry` (else once),
+    /// then the call fails with [`NoAnswer`]. Other failures return at once.
+    async fn send(
+        &self,
+        what: &str,
+        retry: bool,
+        request: impl Fn() -> Result<http::Request<Full<Bytes>>, http::Error>,
+    ) -> anyhow::Result<http::Response<hyper::body::Incoming>> {
+        let address = patience::address_of(&self.base);
+        let of = if retry { NO_ANSWER_ATTEMPTS } else { 1 };
+        let mut wait = patience::FIRST_BYTE;
+        for attempt in 1..=of {
+            let request = request().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            let len = hyper::body::Body::size_hint(request.body()).exact();
+            wait = patience::first_byte_wait(len).unwrap_or(patience::FIRST_BYTE);
+            let started = std::time::Instant::now();
+            match tokio::time::timeout(wait, self.client.request(request)).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(e)) if !timed_out(&e) => {
+                    anyhow::bail!("{what}: {}", notes_handlers::domain::error::Chain(&e))
+                }
+                // No connection in time, or no answer on it.
+                Ok(Err(_)) | Err(_) => {}
+            }
+            if attempt < of {
+                patience::say(&patience::retry_line(
+                    &address,
+                    started.elapsed(),
+                    attempt + 1,
+                    of,
+                ));
+            }
+        }
+        Err(anyhow::Error::new(NoAnswer {
+            address,
+            attempts: of,
+            wait,
+        })
+        .context(format!(
+            "{what}: the server did not answer (for --local, is `notesctl dev` stuck?)"
+        )))
+    }
+}
+
+/// Whether connecting timed out (the connector's [`patience::CONNECT`]).
+fn timed_out(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// How long an answer's body may take once its first byte came.
+const BODY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The whole body of `response`, within [`BODY`].
+async fn read_body(
+    response: http::Response<hyper::body::Incoming>,
+    what: &str,
+) -> anyhow::Result<Bytes> {
+    match tokio::time::timeout(BODY, response.into_body().collect()).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) => anyhow::bail!("{what}: reading the answer: {e}"),
+        Err(_) => anyhow::bail!(
+            "{what}: the answer stopped coming (not whole after {} s)",
+            BODY.as_secs()
+        ),
     }
 }
 
@@ -247,24 +342,24 @@ impl Api {
             body.as_bytes(),
             std::time::SystemTime::now(),
         )?;
-        let mut request = http::Request::builder()
-            .method(http::Method::POST)
-            .uri(&url);
-        for (name, value) in unsigned.iter().skip(1) {
-            request = request.header(*name, *value);
-        }
-        for (name, value) in &signed {
-            request = request.header(name, value);
-        }
-        let request = request.body(Full::new(Bytes::from(body)))?;
-        let response = self.client.request(request).await.map_err(|e| {
-            anyhow::anyhow!(
-                "reading notesctl dev's counters at {url}: {}",
-                notes_handlers::domain::error::Chain(&e)
-            )
-        })?;
+        let body = Bytes::from(body);
+        let request = || {
+            let mut request = http::Request::builder()
+                .method(http::Method::POST)
+                .uri(&url);
+            for (name, value) in unsigned.iter().skip(1) {
+                request = request.header(*name, *value);
+            }
+            for (name, value) in &signed {
+                request = request.header(name, value);
+            }
+            request.body(Full::new(body.clone()))
+        };
+        let what = format!("reading notesctl dev's counters at {url}");
+        // A read: safe to repeat (the signature stays good for minutes).
+        let response = self.send(&what, true, request).await?;
         let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let bytes = read_body(response, &what).await?;
         let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status != 200 || answer.get(expect).is_none() {
             let why = answer["message"].as_str().unwrap_or("no message");
@@ -294,17 +389,32 @@ pub async fn connect(url: &str, tls: &Arc<rustls::ClientConfig>) -> anyhow::Resu
     let host = uri.host().unwrap_or_default().to_owned();
     let secure = uri.scheme_str() == Some("wss");
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to {host}:{port}: {e}"))?;
+    let silent = |wait| {
+        anyhow::Error::new(NoAnswer {
+            address: format!("{host}:{port}"),
+            attempts: 1,
+            wait,
+        })
+        .context(format!("opening the WebSocket {}", clip_token(url)))
+    };
+    let tcp = tokio::time::timeout(
+        patience::CONNECT,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| silent(patience::CONNECT))?
+    .map_err(|e| anyhow::anyhow!("connecting to {host}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let stream: Box<dyn Io> = if secure {
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| anyhow::anyhow!("{host}: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| anyhow::anyhow!("TLS with {host}: {e}"))?;
+        let tls = tokio::time::timeout(
+            patience::FIRST_BYTE,
+            tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| silent(patience::FIRST_BYTE))?
+        .map_err(|e| anyhow::anyhow!("TLS with {host}: {e}"))?;
         Box::new(tls)
     } else {
         Box::new(tcp)
@@ -314,9 +424,13 @@ pub async fn connect(url: &str, tls: &Arc<rustls::ClientConfig>) -> anyhow::Resu
     // messages fit API Gateway's frames (32 KB); a larger one still arrives, over several reads.
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4 * 1024);
-    let (socket, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-        .await
-        .map_err(|e| anyhow::anyhow!("WebSocket handshake with {}: {e}", clip_token(url)))?;
+    let (socket, _) = tokio::time::timeout(
+        patience::FIRST_BYTE,
+        tokio_tungstenite::client_async_with_config(url, stream, Some(config)),
+    )
+    .await
+    .map_err(|_| silent(patience::FIRST_BYTE))?
+    .map_err(|e| anyhow::anyhow!("WebSocket handshake with {}: {e}", clip_token(url)))?;
     Ok(socket)
 }
 
@@ -336,7 +450,7 @@ impl Api {
     ) -> anyhow::Result<(String, bool)> {
         let credentials = json!({ "username": user, "password": password });
         let (status, body) = self
-            .call(
+            .call_retrying(
                 http::Method::POST,
                 "/auth/signup",
                 None,
@@ -346,7 +460,7 @@ impl Api {
         expect(status, &[201, 409], "POST /auth/signup", &body)?;
         let signed_up = status == 201;
         let (status, body) = self
-            .call(http::Method::POST, "/auth/login", None, Some(credentials))
+            .call_retrying(http::Method::POST, "/auth/login", None, Some(credentials))
             .await?;
         if status == 401 && !signed_up {
             anyhow::bail!(

@@ -15,6 +15,7 @@ pub mod lambda;
 pub mod mime;
 pub mod names;
 pub mod output;
+pub mod patience;
 pub mod reference;
 pub mod template;
 
@@ -27,7 +28,8 @@ pub use output::{Exit, Output, Report, Streamed};
 
 /// Ship and operate the event-driven serverless notes app on AWS.
 ///
-/// Exit codes: 0 success; 1 the command ran and found a problem; 2 usage or environment error.
+/// Exit codes: 0 success; 1 the command ran and found a problem; 2 usage or environment error; 3
+/// `smoke` could not set up its user.
 #[derive(Debug, Parser)]
 #[command(
     name = "notesctl",
@@ -36,7 +38,7 @@ pub use output::{Exit, Output, Report, Streamed};
     long_about = None,
     propagate_version = true,
     disable_help_subcommand = true,
-    after_help = "Exit codes: 0 success; 1 the command ran and found a problem (deploy failed, diff found differences, queue above --fail-above, alarm firing); 2 usage or environment error.\n\nStart with `notesctl dev` (no AWS account needed); `notesctl help COMMAND` explains one command."
+    after_help = "Exit codes: 0 success; 1 the command ran and found a problem (deploy failed, diff found differences, queue above --fail-above, alarm firing); 2 usage or environment error; 3 smoke could not set up its user (nothing judged).\n\nStart with `notesctl dev` (no AWS account needed); `notesctl help COMMAND` explains one command."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -68,7 +70,8 @@ pub enum Command {
     #[command(after_help = examples::ROLLBACK)]
     Rollback(commands::release::RollbackArgs),
     /// Check a deployed stage (or `dev`) end to end: log in, connect the WebSocket, post a public
-    /// note, see it saved and listed, delete it (exit 1 naming the first step that failed).
+    /// note, see it saved and listed, delete it (exit 1 naming the first step that failed; 3 when its
+    /// user could not be set up).
     #[command(after_help = examples::SMOKE)]
     Smoke(commands::smoke::SmokeArgs),
     /// Offer load to a deployed stage (or `dev`): notes at a steady rate, open loop, timed from POST

@@ -1,7 +1,7 @@
 //! A fault-injecting HTTP proxy between `notesctl` and moto. Per request kind (the AWS operation), it
 //! answers as a struggling AWS would — throttling, 500/503, a connection reset before or after the
-//! request reached moto, a slow answer, an expired token — chosen from a seed, so a failing run can be
-//! replayed with the same faults in the same places.
+//! request reached moto, a slow answer, an expired token, a batch refused as a whole — chosen from a
+//! seed, so a failing run can be replayed with the same faults in the same places.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,10 +28,15 @@ pub enum Fault {
     Slow,
     /// 400 ExpiredToken: the credentials ran out in the middle of the command.
     ExpiredToken,
+    /// The request is read and never answered (nor passed on): the connection stays open, silent.
+    NoAnswer,
+    /// 400 `AWS.SimpleQueueService.BatchRequestTooLong`, the sender's fault: SQS refuses a whole
+    /// SendMessageBatch for what one message in it is (aim it with [`Plan::marked`]). Not passed on.
+    BatchRefused,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 9] = [
         Fault::Throttle,
         Fault::ServerError,
         Fault::Unavailable,
@@ -39,6 +44,8 @@ impl Fault {
         Fault::ResetAfter,
         Fault::Slow,
         Fault::ExpiredToken,
+        Fault::NoAnswer,
+        Fault::BatchRefused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,18 +57,20 @@ impl Fault {
             Fault::ResetAfter => "reset after",
             Fault::Slow => "slow answer",
             Fault::ExpiredToken => "expired token",
+            Fault::NoAnswer => "no answer",
+            Fault::BatchRefused => "batch refused",
         }
     }
 
     /// Whether a well-behaved client should get past it (by retrying), not stop.
     pub fn transient(self) -> bool {
-        self != Fault::ExpiredToken
+        !matches!(self, Fault::ExpiredToken | Fault::BatchRefused)
     }
 }
 
 /// Which requests get the fault: after the first `after` requests, the first one whose operation
-/// matches, then each further one with probability `rate`, from the seed; at most `limit` of them
-/// (`None`: no limit).
+/// matches (and whose body carries `marked`, if set), then each further one with probability
+/// `rate`, from the seed; at most `limit` of them (`None`: no limit).
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub fault: Fault,
@@ -74,6 +83,8 @@ pub struct Plan {
     pub limit: Option<usize>,
     pub after: usize,
     pub delay: Duration,
+    /// Only requests whose body carries this text (a marked message, say) are picked; `None`: any.
+    pub marked: Option<String>,
 }
 
 impl Plan {
@@ -87,6 +98,7 @@ impl Plan {
             limit: None,
             after: 0,
             delay: Duration::from_millis(1500),
+            marked: None,
         }
     }
 }
@@ -111,13 +123,17 @@ impl State {
         (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn pick(&mut self, op: &str) -> bool {
+    fn pick(&mut self, op: &str, body: &[u8]) -> bool {
         let entry = self.seen.entry(op.to_owned()).or_default();
         entry.0 += 1;
         self.requests += 1;
-        let wanted = self.requests > self.plan.after
-            && (self.plan.ops.is_empty() || self.plan.ops.iter().any(|o| o == op))
-            && !self.plan.spare.iter().any(|o| o == op);
+        let wanted =
+            self.requests > self.plan.after
+                && (self.plan.ops.is_empty() || self.plan.ops.iter().any(|o| o == op))
+                && !self.plan.spare.iter().any(|o| o == op)
+                && self.plan.marked.as_deref().is_none_or(|m| {
+                    m.is_empty() || body.windows(m.len()).any(|w| w == m.as_bytes())
+                });
         let under_limit = self.plan.limit.is_none_or(|l| self.injected < l);
         if wanted && under_limit && (self.injected == 0 || self.roll() < self.plan.rate) {
             self.injected += 1;
@@ -235,6 +251,28 @@ fn error_answer(protocol: Protocol, status: u16, code: &str, message: &str) -> V
     .into_bytes()
 }
 
+/// SQS refusing a whole SendMessageBatch for the sender's fault. In SQS's JSON protocol (which the
+/// SDK speaks: `X-Amz-Target: AmazonSQS.SendMessageBatch`) the error's shape is in `__type` and its
+/// query-compatible code, the one the SDK reports, in `x-amzn-query-error`; in the query protocol
+/// the code is the XML's.
+fn batch_refused(protocol: Protocol) -> Vec<u8> {
+    const CODE: &str = "AWS.SimpleQueueService.BatchRequestTooLong";
+    const MESSAGE: &str = "Batch requests cannot be longer than 262144 bytes.";
+    match protocol {
+        Protocol::Json => {
+            let body = format!(
+                r#"{{"__type":"com.amazonaws.sqs#BatchRequestTooLong","message":"{MESSAGE}"}}"#
+            );
+            format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-query-error: {CODE};Sender\r\nx-amzn-RequestId: fault\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+        _ => error_answer(protocol, 400, CODE, MESSAGE),
+    }
+}
+
 pub async fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -334,7 +372,7 @@ impl FaultProxy {
                     };
                     let (fault, delay) = {
                         let mut s = state.lock().unwrap();
-                        let picked = s.pick(&req.operation());
+                        let picked = s.pick(&req.operation(), &req.body);
                         (picked.then_some(s.plan.fault), s.plan.delay)
                     };
                     let protocol = req.protocol();
@@ -375,7 +413,14 @@ impl FaultProxy {
                             },
                             "The security token included in the request is expired",
                         )),
+                        Some(Fault::BatchRefused) => Some(batch_refused(protocol)),
                         Some(Fault::ResetBefore) => None,
+                        Some(Fault::NoAnswer) => {
+                            // Silent until the client gives up and closes its side.
+                            let mut sink = [0u8; 4096];
+                            while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+                            return;
+                        }
                         Some(Fault::ResetAfter) => {
                             let _ = exchange(target, &req).await;
                             None

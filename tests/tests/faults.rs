@@ -1,9 +1,14 @@
 //! Command × fault kind. Each AWS-facing command runs as a process through a proxy in front of moto
 //! that injects one kind of fault — throttling, 500, 503, a connection reset before or after moto
-//! saw the request, a slow answer, an expired token — into requests picked from a seed. Every cell
+//! saw the request, a slow answer, an expired token, no answer at all — into requests picked from a seed. Every cell
 //! must end one of two ways: completed, with the result correct; or (for a fault no retry can get
 //! past) stopped with exit 2 and one clear line. Never hung past the command's deadline, never a
 //! message or an object lost, never a second invalidation for one request.
+//!
+//! "batch refused" is redrive's alone (no other command sends SQS batches): every SendMessageBatch
+//! carrying one marked message is refused as a whole, for the sender's fault. The redrive must
+//! split the batch, move every other message and name the marked one, which stays in the DLQ
+//! (exit 1: a refused message is the report's problem).
 //!
 //! The move-task path of `redrive-dlq`, which moto lacks, is covered on recorded responses in
 //! cli/src/commands/redrive/move_task.rs (throttled, 5xx, lost start, unsupported, denied).
@@ -17,6 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use notesctl::aws::queues::QueueDepth;
+use notesctl::commands::redrive::RedriveReport;
 use notesctl_tests::cli::Run;
 use notesctl_tests::faults::{Fault, FaultProxy, Plan};
 use notesctl_tests::moto;
@@ -43,6 +49,12 @@ impl Command {
         Command::Tail,
     ];
 
+    /// Whether `fault` applies to it: a batch refused only to redrive, the one command that sends
+    /// SQS batches.
+    fn faces(self, fault: Fault) -> bool {
+        fault != Fault::BatchRefused || self == Command::Redrive
+    }
+
     fn name(self) -> &'static str {
         match self {
             Command::Deploy => "deploy (event + data)",
@@ -62,6 +74,9 @@ enum Outcome {
     Completed,
     /// Exit 2 with one clear line, for a fault no retry gets past.
     Stopped,
+    /// Exit 1, every message moved but the one at fault, which the report names and the DLQ keeps
+    /// (a batch refused as a whole).
+    Named,
     /// Killed at its deadline.
     Hung,
     /// Anything else: the wrong exit, a wrong result, or an unclear message.
@@ -98,10 +113,22 @@ fn plan(command: Command, fault: Fault) -> Plan {
         .wrapping_add(command as u64 * 7 + fault as u64 + 1);
     let mut plan = Plan::new(fault, seed);
     plan.rate = 0.5;
-    // Few enough that the SDK's own retries (6 attempts) always get past a transient one; an
-    // expired token once is enough to stop.
-    plan.limit = Some(if fault.transient() { 3 } else { 1 });
+    // Few enough that the SDK's own retries (6 attempts, of which 3 may go unanswered) always get
+    // past a transient one; an expired token once is enough to stop.
+    plan.limit = Some(match fault {
+        Fault::ExpiredToken => 1,
+        Fault::NoAnswer => 2,
+        _ => 3,
+    });
     plan.after = (seed % 2) as usize;
+    // A batch SQS refuses for what a message in it is: refused each time that message is in it.
+    if fault == Fault::BatchRefused {
+        plan.ops = vec!["SendMessageBatch".into()];
+        plan.marked = Some(MARKED.into());
+        plan.rate = 1.0;
+        plan.limit = None;
+        plan.after = 0;
+    }
     // moto 5.2.5 answers a repeated CREATE change set with a second stack of the same name, where
     // CloudFormation answers AlreadyExistsException (which deploy handles: a recorded test in
     // cli/src/commands/deploy/change_set.rs). A lost answer to it is therefore not played here.
@@ -130,10 +157,10 @@ fn one_clear_line(stderr: &str, fault: Fault) -> Result<(), String> {
 }
 
 /// Runs `args` through a proxy with the plan's faults; then judges the run with `check`, which
-/// says what is missing (lost) and whether the result is right when the command completed.
+/// says what is missing (lost) and whether the result is right (given the run's exit and output).
 async fn cell<F, Fut>(stage: &str, command: Command, fault: Fault, args: &[&str], check: F) -> Cell
 where
-    F: FnOnce(bool) -> Fut,
+    F: FnOnce(Run) -> Fut,
     Fut: std::future::Future<Output = (usize, Result<(), String>)>,
 {
     let m = moto::shared().await;
@@ -151,14 +178,19 @@ where
     let (lost, outcome) = match run {
         None => (0, Outcome::Hung),
         Some(r) => {
-            let completed = r.code == 0;
-            let (lost, right) = check(completed).await;
+            let (lost, right) = check(Run {
+                code: r.code,
+                stdout: r.stdout.clone(),
+                stderr: r.stderr.clone(),
+            })
+            .await;
             let outcome = match (r.code, right) {
                 (_, Err(wrong)) => Outcome::Wrong(format!(
                     "exit {}: {wrong}\nstdout: {}\nstderr: {}",
                     r.code, r.stdout, r.stderr
                 )),
                 (0, Ok(())) => Outcome::Completed,
+                (1, Ok(())) if fault == Fault::BatchRefused => Outcome::Named,
                 (2, Ok(())) if !fault.transient() => match one_clear_line(&r.stderr, fault) {
                     Ok(()) => Outcome::Stopped,
                     Err(e) => Outcome::Wrong(e),
@@ -234,8 +266,9 @@ async fn deploy_and_destroy(fault: Fault) -> Vec<Cell> {
         "--timeout",
         COMMAND_TIMEOUT,
     ];
-    let deploy = cell(&stage, Command::Deploy, fault, &deploy_args, |completed| {
+    let deploy = cell(&stage, Command::Deploy, fault, &deploy_args, |run| {
         let stage = stage.clone();
+        let completed = run.code == 0;
         async move {
             let states = stack_states(&stage).await;
             let all_created = states
@@ -267,22 +300,17 @@ async fn deploy_and_destroy(fault: Fault) -> Vec<Cell> {
         "--timeout",
         COMMAND_TIMEOUT,
     ];
-    let destroy = cell(
-        &stage,
-        Command::Destroy,
-        fault,
-        &destroy_args,
-        |completed| {
-            let stage = stage.clone();
-            async move {
-                let states = stack_states(&stage).await;
-                if completed && states.iter().any(Option::is_some) {
-                    return (0, Err(format!("exit 0 but stacks remain: {states:?}")));
-                }
-                (0, Ok(()))
+    let destroy = cell(&stage, Command::Destroy, fault, &destroy_args, |run| {
+        let stage = stage.clone();
+        let completed = run.code == 0;
+        async move {
+            let states = stack_states(&stage).await;
+            if completed && states.iter().any(Option::is_some) {
+                return (0, Err(format!("exit 0 but stacks remain: {states:?}")));
             }
-        },
-    )
+            (0, Ok(()))
+        }
+    })
     .await;
     if destroy.outcome != Outcome::Completed {
         let run = m.cli(&stage).args(destroy_args).run().await;
@@ -297,9 +325,12 @@ async fn deploy_and_destroy(fault: Fault) -> Vec<Cell> {
     vec![deploy, destroy]
 }
 
-/// Every message body in a queue, received until it is empty (and deleted).
-async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
-    let mut bodies = Vec::new();
+/// The text that marks the message SQS will not take, in a batch refused as a whole.
+const MARKED: &str = "refuse-the-batch-with-me";
+
+/// Every message in a queue (id and body), received until it is empty (and deleted).
+async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<(String, String)> {
+    let mut messages = Vec::new();
     loop {
         let got = sqs
             .receive_message()
@@ -310,10 +341,13 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
             .await
             .unwrap();
         if got.messages().is_empty() {
-            return bodies;
+            return messages;
         }
         for m in got.messages() {
-            bodies.push(m.body().unwrap_or_default().to_owned());
+            messages.push((
+                m.message_id().unwrap_or_default().to_owned(),
+                m.body().unwrap_or_default().to_owned(),
+            ));
             sqs.delete_message()
                 .queue_url(url)
                 .receipt_handle(m.receipt_handle().unwrap())
@@ -324,12 +358,58 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
     }
 }
 
+/// A batch refused as a whole: exit 1, the marked message alone left in the DLQ and named by id in
+/// the report (by SQS's code), every other one moved.
+fn named_the_one_at_fault(
+    run: &Run,
+    moved: &[(String, String)],
+    left: &[(String, String)],
+    marked: &str,
+) -> Result<(), String> {
+    if run.code != 1 {
+        return Err(format!(
+            "exit {}, not 1 with the message at fault named",
+            run.code
+        ));
+    }
+    let report: RedriveReport = serde_json::from_str(run.stdout.trim())
+        .map_err(|e| format!("not a redrive report ({e})"))?;
+    let [(id, body)] = left else {
+        return Err(format!(
+            "the DLQ keeps {} messages, not the one at fault alone",
+            left.len()
+        ));
+    };
+    if body != marked {
+        return Err(format!("the DLQ keeps {body:?}, not the marked message"));
+    }
+    match report.refused.as_slice() {
+        [r] if r.message_id == *id && r.code.ends_with("BatchRequestTooLong") => {}
+        other => return Err(format!("refused {other:?}, not the marked message {id}")),
+    }
+    if report.moved != moved.len() as u64 {
+        return Err(format!(
+            "reports {} moved, the queue has {}",
+            report.moved,
+            moved.len()
+        ));
+    }
+    Ok(())
+}
+
 async fn redrive(fault: Fault) -> Cell {
     const N: usize = 40;
     let stage = notesctl_tests::unique("fr");
     let (sqs, queue, dlq) = moto::stage_queues(&stage).await;
-    moto::fill_queue(&sqs, &dlq, N, |i, m| m.message_body(format!("{i}"))).await;
-    let args = [
+    // For a batch refused as a whole, one message in the middle of a batch is the one at fault.
+    let bodies: Vec<String> = (0..N)
+        .map(|i| match fault {
+            Fault::BatchRefused if i == 17 => format!("{i} {MARKED}"),
+            _ => i.to_string(),
+        })
+        .collect();
+    moto::fill_queue(&sqs, &dlq, N, |i, m| m.message_body(&bodies[i])).await;
+    let mut args = vec![
         "redrive-dlq",
         "--yes",
         "--manual",
@@ -338,39 +418,37 @@ async fn redrive(fault: Fault) -> Cell {
         "--timeout",
         COMMAND_TIMEOUT,
     ];
-    cell(
-        &stage,
-        Command::Redrive,
-        fault,
-        &args,
-        |completed| async move {
-            // What an interrupted receive hid comes back after the visibility timeout.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let moved = drain(&sqs, &queue).await;
-            let left = drain(&sqs, &dlq).await;
-            let everywhere: BTreeSet<&String> = moved.iter().chain(&left).collect();
-            let lost = (0..N)
-                .filter(|i| !everywhere.contains(&i.to_string()))
-                .count();
-            let distinct: BTreeSet<&String> = moved.iter().collect();
-            let verdict = if lost > 0 {
-                Err(format!("{lost} messages lost"))
-            } else if completed && !left.is_empty() {
-                Err(format!(
-                    "exit 0 but {} messages still in the DLQ",
-                    left.len()
-                ))
-            } else if moved.len() - distinct.len() > 10 {
-                Err(format!(
-                    "{} duplicates: more than a batch",
-                    moved.len() - distinct.len()
-                ))
-            } else {
-                Ok(())
-            };
-            (lost, verdict)
-        },
-    )
+    if fault == Fault::BatchRefused {
+        args.extend(["--output", "json"]);
+    }
+    cell(&stage, Command::Redrive, fault, &args, |run| async move {
+        let completed = run.code == 0;
+        // What an interrupted receive hid comes back after the visibility timeout.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let moved = drain(&sqs, &queue).await;
+        let left = drain(&sqs, &dlq).await;
+        let everywhere: BTreeSet<&String> = moved.iter().chain(&left).map(|(_, b)| b).collect();
+        let lost = bodies.iter().filter(|b| !everywhere.contains(b)).count();
+        let distinct: BTreeSet<&String> = moved.iter().map(|(_, b)| b).collect();
+        let verdict = if lost > 0 {
+            Err(format!("{lost} messages lost"))
+        } else if fault == Fault::BatchRefused {
+            named_the_one_at_fault(&run, &moved, &left, &bodies[17])
+        } else if completed && !left.is_empty() {
+            Err(format!(
+                "exit 0 but {} messages still in the DLQ",
+                left.len()
+            ))
+        } else if moved.len() - distinct.len() > 10 {
+            Err(format!(
+                "{} duplicates: more than a batch",
+                moved.len() - distinct.len()
+            ))
+        } else {
+            Ok(())
+        };
+        (lost, verdict)
+    })
     .await
 }
 
@@ -460,7 +538,8 @@ async fn sync_frontend(fault: Fault) -> Cell {
         Command::SyncFrontend,
         fault,
         &["sync-frontend", &path],
-        |completed| async move {
+        |run| async move {
+            let completed = run.code == 0;
             let mut lost = 0;
             let mut wrong = Vec::new();
             let stage = bucket;
@@ -521,7 +600,8 @@ async fn invalidate(fault: Fault) -> Cell {
         Command::Invalidate,
         fault,
         &args,
-        |completed| async move {
+        |run| async move {
+            let completed = run.code == 0;
             let distribution = id;
             let cf = aws_sdk_cloudfront::Client::new(&sdk().await);
             let list = cf
@@ -698,6 +778,9 @@ async fn tail(fault: Fault) -> Cell {
 }
 
 async fn all_cells_of(fault: Fault) -> Vec<Cell> {
+    if fault == Fault::BatchRefused {
+        return vec![redrive(fault).await];
+    }
     let mut cells = deploy_and_destroy(fault).await;
     cells.push(redrive(fault).await);
     cells.push(sync_frontend(fault).await);
@@ -716,11 +799,16 @@ fn table(cells: &[Cell]) -> String {
     out.push_str(&format!(
         "## Faults: every AWS-facing command through a fault-injecting proxy (issue: hung 0, lost 0)\n\n\
          Measured {} on {}. `cargo test --test faults` (seed {}, `FAULT_SEED=n` replays): each command runs as a process through a proxy in\n\
-         front of moto 5.2.5 that injects one fault kind into up to 3 requests picked at random (1 for an expired token),\n\
+         front of moto 5.2.5 that injects one fault kind into up to 3 requests picked at random (2 for no answer, where a call\n\
+         gives up after 3 unanswered attempts of 5 s; 1 for an expired token),\n\
          after the first few. A cell completes (exit 0, result checked) or stops (exit 2, one line naming the call, the\n\
          cause and the next step). Cells show: outcome, requests seen / faults injected, seconds. Not played on moto: a\n\
          lost answer to CreateChangeSet (moto makes a second stack of the name; CloudFormation answers AlreadyExists,\n\
-         covered on recorded responses), and redrive's move task (moto has none; recorded responses).\n\n",
+         covered on recorded responses), and redrive's move task (moto has none; recorded responses).\n\n\
+         Batch refused: every SendMessageBatch that carries one marked message of the 40 is refused as a whole, 400\n\
+         `AWS.SimpleQueueService.BatchRequestTooLong` (sender's fault) in SQS's JSON protocol, as often as it is sent. The redrive\n\
+         must halve the batch until that message stands alone, move the other 39, and leave it in the DLQ named by id in\n\
+         its report: \"named\" (exit 1, the report's problem). Only redrive sends SQS batches: n/a elsewhere.\n\n",
         notes_handlers::domain::clock::now_iso(),
         notesctl_tests::bench::machine(),
         seed_base()
@@ -742,6 +830,7 @@ fn table(cells: &[Cell]) -> String {
                     let word = match &c.outcome {
                         Outcome::Completed => "completed",
                         Outcome::Stopped => "stopped",
+                        Outcome::Named => "named",
                         Outcome::Hung => "**HUNG**",
                         Outcome::Wrong(_) => "**WRONG**",
                     };
@@ -750,6 +839,7 @@ fn table(cells: &[Cell]) -> String {
                         c.requests, c.injected, c.seconds
                     ));
                 }
+                None if !command.faces(f) => out.push_str(" n/a |"),
                 None => out.push_str(" — |"),
             }
         }
@@ -757,11 +847,12 @@ fn table(cells: &[Cell]) -> String {
     }
     let count = |p: &dyn Fn(&Cell) -> bool| cells.iter().filter(|c| p(c)).count();
     out.push_str(&format!(
-        "\n| cells | faults injected | completed | stopped cleanly | hung | lost | wrong |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} |\n",
+        "\n| cells | faults injected | completed | stopped cleanly | named the message at fault | hung | lost | wrong |\n|---|---|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} | {} | {} |\n",
         cells.len(),
         cells.iter().map(|c| c.injected).sum::<usize>(),
         count(&|c| c.outcome == Outcome::Completed),
         count(&|c| c.outcome == Outcome::Stopped),
+        count(&|c| c.outcome == Outcome::Named),
         count(&|c| c.outcome == Outcome::Hung),
         cells.iter().map(|c| c.lost).sum::<usize>(),
         count(&|c| matches!(c.outcome, Outcome::Wrong(_))),
@@ -800,7 +891,11 @@ async fn every_command_survives_every_fault_kind() {
         notesctl_tests::bench::write_section("faults", &text);
     }
 
-    assert_eq!(cells.len(), Command::ALL.len() * kinds.len());
+    let applicable = kinds
+        .iter()
+        .map(|f| Command::ALL.iter().filter(|c| c.faces(*f)).count())
+        .sum::<usize>();
+    assert_eq!(cells.len(), applicable);
     let mut failures = Vec::new();
     for c in &cells {
         let cell = format!(
@@ -810,7 +905,7 @@ async fn every_command_survives_every_fault_kind() {
             c.seed
         );
         match &c.outcome {
-            Outcome::Completed | Outcome::Stopped => {}
+            Outcome::Completed | Outcome::Stopped | Outcome::Named => {}
             Outcome::Hung => failures.push(format!("{cell}: hung")),
             Outcome::Wrong(why) => failures.push(format!("{cell}: {why}")),
         }

@@ -189,6 +189,8 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 pub struct AwsError {
     pub failure: Failure,
     line: String,
+    /// Every attempt went unanswered (the line says so already).
+    pub no_answer: Option<crate::patience::NoAnswer>,
 }
 
 /// How the AWS call behind `err` failed, if an AWS call is behind it.
@@ -221,6 +223,8 @@ where
         _ => None,
     };
     let failure = classify(err);
+    // Every attempt went unanswered (the HTTP client of `context::sdk_config` says so).
+    let silent = crate::patience::no_answer_in(err).cloned();
     let line = match failure {
         Failure::NotAws => {
             let (status, ctype) = raw_answer()
@@ -243,6 +247,10 @@ where
             said()
         ),
         Failure::Transient => match err {
+            SdkError::DispatchFailure(_) if silent.is_some() => format!(
+                "{}: the server there accepts connections but sends nothing back. Check --endpoint-url (for --local, is `notesctl dev` stuck?), your network or proxy",
+                silent.as_ref().map(ToString::to_string).unwrap_or_default()
+            ),
             SdkError::TimeoutError(_) => format!("{service} did not answer in time (after retries): check your network, --region and --endpoint-url"),
             SdkError::DispatchFailure(d) => format!(
                 "could not reach {service} ({}) after retries: check your network, --region and --endpoint-url (for --local, is `notesctl dev` running?)",
@@ -255,6 +263,7 @@ where
     anyhow::Error::new(AwsError {
         failure,
         line: format!("{action} failed: {line}"),
+        no_answer: silent,
     })
 }
 
@@ -280,11 +289,21 @@ where
                         "no answer before --timeout {}; what was in flight may or may not have happened",
                         deadline.shown()
                     ),
+                    no_answer: None,
                 }));
             }
         };
         match answer {
-            Err(e) if is_transient(&e) && deadline.sleep(jittered(delay)).await => {
+            Err(e) if is_transient(&e) && !deadline.expired() => {
+                if let Some(none) = crate::patience::no_answer(&e) {
+                    crate::patience::say(&format!(
+                        "{none}; trying again until --timeout {}",
+                        deadline.shown()
+                    ));
+                }
+                if !deadline.sleep(jittered(delay)).await {
+                    return Err(e);
+                }
                 delay = (delay * 2).min(std::time::Duration::from_secs(10));
             }
             done => return done,

@@ -4,7 +4,9 @@
 //! `metrics` reads, the queues as `queue-depth` does, the functions' logs as `tail` does, and meets the
 //! app as a user: a doctor user connects a WebSocket and posts a private note, which must come back
 //! saved on that socket (and is deleted). Exit 1 when a check fails. On a deployed stage the doctor
-//! user's password comes from `NOTESCTL_DOCTOR_PASSWORD`.
+//! user's password comes from `NOTESCTL_DOCTOR_PASSWORD`. The doctor user is the stage's own,
+//! `notesctl-doctor-{16 hex digits}` derived from the stage and that password (on `dev` without one,
+//! its runbook token; see [`crate::names::check_user`]), so nobody can take the name first.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use serde_json::json;
 
 use crate::app_client::{Api, connect, endpoints, tls_config};
 use crate::commands::metrics::{MetricsArgs, MetricsReport};
-use crate::context::{Context, LocalArg, parse_duration};
+use crate::context::{Context, LocalArg, dev_token, parse_duration};
 use crate::output::{Exit, Report};
 
 mod logs;
@@ -26,7 +28,6 @@ use realtime::{notify_dlq, wait_saved};
 use saving::notes_not_saving;
 
 const LOCAL_PASSWORD: &str = "notesctl-doctor-local";
-const DOCTOR_USER: &str = "notesctl-doctor";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DoctorArgs {
@@ -153,9 +154,21 @@ pub async fn run(ctx: &Context, args: DoctorArgs) -> anyhow::Result<DoctorReport
         },
     )
     .await;
+    // Nothing answers there: every further check would wait as long for nothing.
+    let metrics = match metrics {
+        Err(e) if crate::patience::no_answer(&e).is_some() => {
+            return Err(e.context("the doctor could not examine anything"));
+        }
+        m => m,
+    };
     let metrics_note = metrics.as_ref().err().map(|e| format!("{e:#}"));
     let metrics = metrics.ok();
     let stage = ctx.stage().to_owned();
+    let doctor_user = match (&args.password, local) {
+        (Some(p), _) => Some(crate::names::check_user("doctor", &stage, p)),
+        (None, true) => Some(crate::names::check_user("doctor", &stage, &dev_token()?)),
+        (None, false) => None,
+    };
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
 
     let saving = notes_not_saving(ctx, local, &config, &metrics, args.since).await;
@@ -181,13 +194,13 @@ pub async fn run(ctx: &Context, args: DoctorArgs) -> anyhow::Result<DoctorReport
             let tls = tls_config(target.secure())?;
             let api = Api::new(&target.api, &tls);
             let name = "a connect with a fresh token";
-            match &password {
-                None => ws.push(check(name, Verdict::Unknown, "no password for the doctor user", Some("set NOTESCTL_DOCTOR_PASSWORD (at least 8 characters): the doctor signs up as notesctl-doctor"))),
-                Some(password) => match api.sign_in(DOCTOR_USER, password, "NOTESCTL_DOCTOR_PASSWORD").await {
+            match (&password, &doctor_user) {
+                (None, _) | (_, None) => ws.push(check(name, Verdict::Unknown, "no password for the doctor user", Some("set NOTESCTL_DOCTOR_PASSWORD (at least 8 characters): the doctor signs up as the stage's own notesctl-doctor-… user, named from it"))),
+                (Some(password), Some(doctor_user)) => match api.sign_in(doctor_user, password, "NOTESCTL_DOCTOR_PASSWORD").await {
                     Err(e) => ws.push(check(name, Verdict::Fail, format!("signing in: {e:#}"), Some("the auth functions: `notesctl tail login --since 15m`"))),
                     Ok((token, _)) => match connect(&format!("{}?token={token}", target.ws), &tls).await {
                         Ok(s) => {
-                            ws.push(check(name, Verdict::Pass, format!("connected as {DOCTOR_USER}"), None));
+                            ws.push(check(name, Verdict::Pass, format!("connected as {doctor_user}"), None));
                             socket = Some(s);
                             session = Some((api, token));
                         }
@@ -302,7 +315,8 @@ pub async fn run(ctx: &Context, args: DoctorArgs) -> anyhow::Result<DoctorReport
             Verdict::Unknown,
             "the probe note did not come back (see below)",
             Some(&format!(
-                "rows of {DOCTOR_USER} in {stage}-websocket-connections; `notesctl tail connect --since 15m`"
+                "rows of {} in {stage}-websocket-connections; `notesctl tail connect --since 15m`",
+                doctor_user.as_deref().unwrap_or("the doctor user")
             )),
         ),
     });
