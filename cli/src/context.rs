@@ -50,22 +50,25 @@ pub fn parse_stage(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// The stage when neither `--stage` nor NOTESCTL_STAGE names one.
+pub const DEFAULT_STAGE: &str = "production";
+
 /// The heading the global options are listed under in every command's `--help`.
 pub const GLOBAL: &str = "Global options";
 
 /// Options every command accepts, before or after the subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
-    /// Prefix of every resource name.
+    /// Prefix of every resource name (default: production). `smoke` and `load` against a deployed
+    /// stage need it given, here or in NOTESCTL_STAGE.
     #[arg(
         long,
         global = true,
         help_heading = GLOBAL,
         env = "NOTESCTL_STAGE",
-        default_value = "production",
         value_parser = parse_stage
     )]
-    pub stage: String,
+    pub stage: Option<String>,
     /// Result format on stdout: text for people, json for scripts.
     #[arg(long, global = true,
         help_heading = GLOBAL, env = "NOTESCTL_OUTPUT", value_enum, default_value_t = Output::Text)]
@@ -120,6 +123,7 @@ pub struct Context {
 
 impl Context {
     pub fn new(global: Global) -> Context {
+        crate::patience::set_quiet(global.quiet);
         Context {
             global,
             aws: OnceCell::new(),
@@ -134,8 +138,18 @@ impl Context {
         self.said.lock().unwrap().clone()
     }
 
+    /// `--stage` (or NOTESCTL_STAGE), else [`DEFAULT_STAGE`].
     pub fn stage(&self) -> &str {
-        &self.global.stage
+        self.global.stage.as_deref().unwrap_or(DEFAULT_STAGE)
+    }
+
+    /// The stage of a command that writes to a deployed stage: only one given with `--stage` or
+    /// NOTESCTL_STAGE, never the default, so a forgotten flag does not write to production.
+    pub fn explicit_stage(&self) -> anyhow::Result<&str> {
+        self.global
+            .stage
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("pass --stage (this writes to a deployed stage)"))
     }
 
     pub fn output(&self) -> Output {
@@ -241,7 +255,8 @@ pub async fn confirm(action: &str, unchanged: &str) -> anyhow::Result<()> {
 
 /// How every AWS call is retried: throttling, 5xx, timeouts and dropped connections up to six
 /// attempts with capped exponential backoff and jitter (the SDK's standard mode, which classifies by
-/// error code and status). Waits of our own retry on top of this, within the command's deadline.
+/// error code and status); an attempt that gets no answer at all, at most three times in all
+/// ([`crate::patience`]). Waits of our own retry on top of this, within the command's deadline.
 pub fn retry_config() -> aws_config::retry::RetryConfig {
     aws_config::retry::RetryConfig::standard()
         .with_max_attempts(6)
@@ -249,15 +264,20 @@ pub fn retry_config() -> aws_config::retry::RetryConfig {
         .with_max_backoff(Duration::from_secs(10))
 }
 
-/// No call waits forever: 5 s to connect, 60 s for one attempt's answer.
+/// No call waits forever: [`patience::CONNECT`](crate::patience::CONNECT) to connect, and 60 s for
+/// one attempt, sending and answer included (enough for an 8 MB upload part on a slow line). The
+/// first byte of an answer is awaited only [`patience::FIRST_BYTE`](crate::patience::FIRST_BYTE)
+/// (plus the body's upload time) by the HTTP client [`sdk_config`] sets: the SDK's own
+/// `read_timeout` counts from the start of the request, sending its body included, so one short
+/// enough to catch a silent endpoint would cut large uploads.
 pub fn timeout_config() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(crate::patience::CONNECT)
         .operation_attempt_timeout(attempt_timeout())
         .build()
 }
 
-/// 60 s, or `NOTESCTL_ATTEMPT_TIMEOUT` seconds (the fault tests shorten it).
+/// 60 s, or `NOTESCTL_ATTEMPT_TIMEOUT` seconds.
 fn attempt_timeout() -> Duration {
     std::env::var("NOTESCTL_ATTEMPT_TIMEOUT")
         .ok()
@@ -272,6 +292,11 @@ pub async fn sdk_config(global: &Global, local: Option<&str>) -> anyhow::Result<
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry_config())
         .timeout_config(timeout_config());
+    // Every client made from this configuration: an attempt without an answer is said and retried,
+    // and a call whose attempts all went unanswered fails as "nothing answered at …".
+    if let Some(client) = crate::patience::sdk_http_client() {
+        loader = loader.http_client(client);
+    }
     if let Some(url) = local {
         let token = dev_token()?;
         loader = loader
@@ -512,6 +537,30 @@ mod tests {
             .to_string();
         assert!(e.contains("at most 30"), "{e}");
         assert!(crate::Cli::try_parse_from(["notesctl", "--stage", "dev-1", "status"]).is_ok());
+    }
+
+    /// `stage()` falls back to production; `explicit_stage()` does not.
+    #[test]
+    fn a_stage_is_explicit_only_when_given() {
+        use clap::Parser;
+        let parsed = |args: &[&str]| {
+            let mut argv = vec!["notesctl"];
+            argv.extend_from_slice(args);
+            Context::new(crate::Cli::try_parse_from(argv).expect("parses").global)
+        };
+        let default = parsed(&["status"]);
+        assert_eq!(default.stage(), "production");
+        assert_eq!(
+            default.explicit_stage().unwrap_err().to_string(),
+            "pass --stage (this writes to a deployed stage)"
+        );
+        let given = parsed(&["smoke", "--stage", "dev"]);
+        assert_eq!(
+            (given.stage(), given.explicit_stage().unwrap()),
+            ("dev", "dev")
+        );
+        let production = parsed(&["--stage", "production", "status"]);
+        assert_eq!(production.explicit_stage().unwrap(), "production");
     }
 
     #[test]

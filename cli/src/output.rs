@@ -27,6 +27,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         2,
         "The command could not do its job: a bad flag, no or expired credentials (`aws sso login`), access denied, an endpoint that is not AWS, a resource that is not there, `destroy` refusing queues that hold messages without `--force`, a port in use, a locked data directory, a missing build tool. One line on stderr names the call, the cause and the next step.",
     ),
+    (
+        3,
+        "`smoke` could not set itself up, so it judged nothing about the app: its user could not sign up or log in with the password given (the name exists with another password, or sign-up refused the name or the password). The report says `set_up_failed`. Fix the user or the password; do not roll back.",
+    ),
 ];
 
 /// How a command that ran ended.
@@ -36,6 +40,8 @@ pub enum Exit {
     Ok,
     /// 1: the command ran and found a problem.
     Problem,
+    /// 3: a check could not set itself up (`smoke`'s user), so it says nothing about the app.
+    SetUp,
 }
 
 impl Exit {
@@ -43,6 +49,7 @@ impl Exit {
         match self {
             Exit::Ok => ExitCode::SUCCESS,
             Exit::Problem => ExitCode::from(1),
+            Exit::SetUp => ExitCode::from(3),
         }
     }
 

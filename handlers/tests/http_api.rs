@@ -129,6 +129,67 @@ async fn one_account_per_normalised_name_and_passwords_of_eight() {
     );
 }
 
+/// An all-blank password is no password, and `zоe` with a Cyrillic `о` beside `Zoe` is no second
+/// account: both are refused with 400 like any invalid body, and nothing is created.
+#[tokio::test]
+async fn blank_passwords_and_names_mixing_scripts_are_refused() {
+    let app = App::new();
+    let blank = app
+        .http(
+            "POST",
+            "/auth/signup",
+            Some(json!({"username": "ada", "password": "        "})),
+            None,
+        )
+        .await;
+    assert_eq!(blank.status, 400, "{:?}", blank.body);
+    assert_eq!(blank.body["errors"][0]["path"], json!(["password"]));
+    let login = app
+        .http(
+            "POST",
+            "/auth/login",
+            Some(json!({"username": "ada", "password": "        "})),
+            None,
+        )
+        .await;
+    assert_eq!(login.status, 401, "no account was made");
+
+    let zoe = app
+        .http(
+            "POST",
+            "/auth/signup",
+            Some(json!({"username": "Zoe", "password": "long enough"})),
+            None,
+        )
+        .await;
+    assert_eq!(zoe.status, 201);
+    let mixed = app
+        .http(
+            "POST",
+            "/auth/signup",
+            Some(json!({"username": "z\u{43E}e", "password": "long enough"})),
+            None,
+        )
+        .await;
+    assert_eq!(mixed.status, 400, "{:?}", mixed.body);
+    assert!(
+        mixed.body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("must not mix scripts")),
+        "{:?}",
+        mixed.body
+    );
+    let cyrillic = app
+        .http(
+            "POST",
+            "/auth/signup",
+            Some(json!({"username": "\u{417}\u{43E}\u{44F}", "password": "long enough"})),
+            None,
+        )
+        .await;
+    assert_eq!(cyrillic.status, 201, "one script alone is a name");
+}
+
 #[tokio::test]
 async fn unknown_user_and_wrong_password_get_the_same_answer() {
     let app = App::new();

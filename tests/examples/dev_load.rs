@@ -83,6 +83,8 @@ async fn one_run(rate: u64, total: usize) -> (String, usize) {
         .args(["--rate", &rate.to_string(), "--total", &total.to_string()])
         .args(["--users", &USERS.to_string()])
         .args(["--sockets", &sockets.to_string(), "--public-ratio", "0"])
+        // The load users are named from dev's runbook token, read from its data directory.
+        .env("NOTESCTL_DEV_DATA_DIR", dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

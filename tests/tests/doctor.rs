@@ -31,8 +31,16 @@ async fn a_healthy_app_passes_every_check_it_can_tell() {
     let token = dev.sign_up("ada", "correct horse battery").await;
     dev.post_note(&token, json!({"content": "hello", "isPublic": true}))
         .await;
+    // The old fixed name, taken by someone else, is not the doctor's any more.
+    dev.sign_up("notesctl-doctor", "the squatter's password")
+        .await;
     let (code, report) = doctor(&dev).await;
     assert_eq!(code, 0, "{report:#?}");
+    let own = notesctl::names::check_user("doctor", "production", &dev.runbook_token());
+    assert_eq!(
+        find(&report, "a connect with a fresh token").evidence,
+        format!("connected as {own}")
+    );
     let names: Vec<&str> = report.runbooks.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,

@@ -291,3 +291,67 @@ async fn cost_counts_what_each_private_and_public_note_makes_every_port_do() {
         run.stderr
     );
 }
+
+/// `load --yes` without `--local` writes to a deployed stage: it needs the stage named, not
+/// production by default, and refuses in one line before any call.
+#[tokio::test]
+async fn load_on_a_deployed_stage_needs_the_stage_named() {
+    let run = notesctl_tests::cli::Cli::new()
+        .args(["load", "--yes"])
+        .env("NOTESCTL_LOAD_PASSWORD", "long-enough-password")
+        .run()
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr.trim(),
+        "error: pass --stage (this writes to a deployed stage)"
+    );
+}
+
+/// Ctrl-C in the middle of a run stops the sending, deletes every note made so far as the end of a
+/// run does, and exits 1 saying it was interrupted.
+#[tokio::test]
+async fn an_interrupted_load_deletes_its_notes() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let child = dev
+        .cli()
+        .args(["load", "--local", &dev.api_url])
+        .args(["--rate", "40", "--duration", "120s", "--users", "2"])
+        .args(["--sockets", "2", "--public-ratio", "1", "--output", "json"])
+        .spawn_in(dir.path());
+    let pid = child.id().expect("running");
+    // Wait on progress, not on a clock: some notes are in the feed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while public_feed(&dev).await.len() < 10 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("load ends soon after Ctrl-C")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: LoadReport = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
+    assert!(
+        report
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("interrupted")),
+        "{report:?}"
+    );
+    assert!(report.cleanup.deleted >= 10, "{:?}", report.cleanup);
+    assert_eq!(report.cleanup.left, 0, "{:?}", report.cleanup);
+    assert!(
+        public_feed(&dev).await.is_empty(),
+        "the interrupted load's notes are gone"
+    );
+}

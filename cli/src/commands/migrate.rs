@@ -23,9 +23,14 @@ pub struct MigrateArgs {
     /// What to move.
     #[arg(value_enum)]
     pub what: Migration,
-    /// The shard count to move notes into (default: the notes stack's PublicFeedShards).
+    /// The shard count to move notes into (default: the notes stack's PublicFeedShards). Refused
+    /// when it differs from the deployed stack's, unless --ignore-stack-shards.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub shards: Option<u32>,
+    /// Move into --shards even when the notes stack's PublicFeedShards differs (the functions read
+    /// the stack's count, so notes in other shards are missed until a deploy changes it).
+    #[arg(long, requires = "shards")]
+    pub ignore_stack_shards: bool,
     /// Notes moved per step (one Query, then a read and a transaction per note).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch: u32,
@@ -87,9 +92,12 @@ const STALLS: usize = 5;
 pub async fn run(ctx: &Context, args: MigrateArgs) -> anyhow::Result<MigrateReport> {
     let Migration::PublicFeed = args.what;
     let config = ctx.aws().await?;
-    let shards = match args.shards {
-        Some(n) => n,
-        None => stack_shards(&Cfn::new(&config), ctx.stage()).await?,
+    let shards = match (args.shards, args.ignore_stack_shards) {
+        (Some(n), true) => n,
+        (given, _) => {
+            let deployed = stack_shards(&Cfn::new(&config), ctx.stage()).await?;
+            chosen_shards(given, deployed)?
+        }
     };
     let shards = ShardCount::new(shards).map_err(anyhow::Error::msg)?;
     let table = names::data_table(ctx.stage());
@@ -147,23 +155,79 @@ pub async fn run(ctx: &Context, args: MigrateArgs) -> anyhow::Result<MigrateRepo
     Ok(report)
 }
 
-/// The shard count the notes stack was deployed with.
-async fn stack_shards(cfn: &Cfn, stage: &str) -> anyhow::Result<u32> {
+/// The count to move into: `--shards` when given and the deployed notes stack agrees (or says
+/// nothing: no stack, no number), else the stack's. A `--shards` other than the stack's is refused:
+/// the functions read the stack's count, so notes moved elsewhere would drop out of the feed.
+fn chosen_shards(given: Option<u32>, deployed: Result<Deployed, String>) -> anyhow::Result<u32> {
+    match (given, deployed) {
+        (None, Ok(d)) => Ok(d.shards),
+        (None, Err(why)) => anyhow::bail!(why),
+        (Some(n), Ok(d)) if n != d.shards => anyhow::bail!(
+            "--shards {n} differs from the notes stack {}'s PublicFeedShards {}: the functions read {} shards, so notes moved into {n} would drop out of the feed. Deploy with {n} shards first, or pass --ignore-stack-shards to move them anyway",
+            d.stack,
+            d.shards,
+            d.shards
+        ),
+        (Some(n), _) => Ok(n),
+    }
+}
+
+/// The notes stack and the shard count it was deployed with.
+#[derive(Debug, Clone)]
+struct Deployed {
+    stack: String,
+    shards: u32,
+}
+
+/// The notes stack's PublicFeedShards, or why there is none to go by (no stack, no number).
+async fn stack_shards(cfn: &Cfn, stage: &str) -> anyhow::Result<Result<Deployed, String>> {
     let name = stacks::stack_name(stage, "notes");
     let Some(stack) = stacks::describe(cfn, &name).await? else {
-        anyhow::bail!(
+        return Ok(Err(format!(
             "stack {name} does not exist (check --stage and --region): pass --shards N to say how many shards the feed has"
-        );
+        )));
     };
     let params = stacks::parameters_of(&stack);
-    match params.get("PublicFeedShards") {
-        Some(n) => n.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "stack {name} has PublicFeedShards {n:?}, not a number: pass --shards N"
-            )
-        }),
-        None => anyhow::bail!(
+    Ok(match params.get("PublicFeedShards") {
+        Some(n) => n
+            .parse()
+            .map(|shards| Deployed {
+                stack: name.clone(),
+                shards,
+            })
+            .map_err(|_| {
+                format!("stack {name} has PublicFeedShards {n:?}, not a number: pass --shards N")
+            }),
+        None => Err(format!(
             "stack {name} was deployed before the feed had shards: deploy it with the current templates first (the functions must read the shards before notes move there), or pass --shards N"
-        ),
+        )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployed(shards: u32) -> Result<Deployed, String> {
+        Ok(Deployed {
+            stack: "p-notes".into(),
+            shards,
+        })
+    }
+
+    #[test]
+    fn shards_other_than_the_stacks_are_refused_naming_both() {
+        assert_eq!(chosen_shards(None, deployed(4)).unwrap(), 4);
+        assert_eq!(chosen_shards(Some(4), deployed(4)).unwrap(), 4);
+        let refused = chosen_shards(Some(8), deployed(4)).unwrap_err().to_string();
+        assert!(
+            refused.contains("--shards 8")
+                && refused.contains("PublicFeedShards 4")
+                && refused.contains("--ignore-stack-shards"),
+            "{refused}"
+        );
+        let no_stack = Err("stack p-notes does not exist".to_owned());
+        assert_eq!(chosen_shards(Some(8), no_stack.clone()).unwrap(), 8);
+        assert!(chosen_shards(None, no_stack).is_err());
     }
 }

@@ -2,7 +2,15 @@
 //! `dev`). A dedicated user signs up (first run) and logs in, opens the WebSocket, posts a public note,
 //! waits for its `note-saved` on the socket, finds it in `GET /notes/public`, deletes it and waits for
 //! `note-deleted`. Each step is timed; the first that fails stops the run and names itself, and the
-//! note is deleted even then when it was posted. Exit 0 when every step passed, 1 otherwise.
+//! note is deleted even then when it was posted — once it is stored: a note not stored within
+//! `--timeout` (the queue held) is left, and the `delete` step says so. Exit 0 when every step
+//! passed, 1 otherwise — but 3 when the check could not set itself up (its user exists with another
+//! password, or sign-up refused it): that says nothing about the app, and a pipeline must not roll
+//! back for it.
+//!
+//! The user is the stage's own: `notesctl-smoke-` and 16 hex digits derived from the stage and the
+//! password (on `dev` without one, its runbook token), see [`crate::names::check_user`], so nobody
+//! without the secret can sign the name up first.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -13,19 +21,23 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::app_client::{Api, Endpoints, Socket, connect, endpoints, expect, tls_config};
-use crate::context::{Context, LocalArg, parse_duration};
+use crate::context::{Context, LocalArg, dev_token, parse_duration};
 use crate::output::{Exit, Report};
 
 /// The smoke user's password on `dev` when none is given (`dev` is yours alone).
 const LOCAL_PASSWORD: &str = "notesctl-smoke-local";
+/// How often a delete asks again for a note not stored yet.
+const STORED_POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SmokeArgs {
     #[command(flatten)]
     pub local: LocalArg,
-    /// The user the check signs up (on its first run) and logs in as.
-    #[arg(long, default_value = "notesctl-smoke")]
-    pub user: String,
+    /// The user the check signs up (on its first run) and logs in as. Default: the stage's own,
+    /// `notesctl-smoke-` and 16 hex digits derived from the stage and the password (on `dev` without
+    /// one, from its runbook token), which nobody without them can take first.
+    #[arg(long)]
+    pub user: Option<String>,
     /// The smoke user's password (at least 8 characters). Required for a deployed stage; on `dev`
     /// it defaults to a fixed one. Best given in the environment, not on the command line.
     #[arg(long, env = "NOTESCTL_SMOKE_PASSWORD", hide_env_values = true)]
@@ -52,15 +64,26 @@ pub struct SmokeReport {
     pub api_url: String,
     pub websocket_url: String,
     pub steps: Vec<Step>,
+    /// The user the check signed in as.
+    #[serde(default)]
+    pub user: String,
     /// The first step that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+    /// The check could not set itself up: its user exists with another password, or sign-up refused
+    /// the name or the password. Nothing was judged about the app (exit 3, not 1).
+    #[serde(default)]
+    pub set_up_failed: bool,
     pub milliseconds: f64,
 }
 
 impl Report for SmokeReport {
     fn exit(&self) -> Exit {
-        Exit::problem_if(self.failed.is_some())
+        if self.set_up_failed {
+            Exit::SetUp
+        } else {
+            Exit::problem_if(self.failed.is_some())
+        }
     }
 }
 
@@ -84,18 +107,44 @@ impl fmt::Display for SmokeReport {
                 self.milliseconds,
                 self.api_url
             ),
+            Some(step) if self.set_up_failed => write!(
+                f,
+                "smoke could not set up at {step} (its reason above): nothing was judged about the app"
+            ),
             Some(step) => write!(f, "smoke failed at {step} (its reason above)"),
         }
     }
 }
 
-/// Where the check runs: the API and WebSocket URLs, and the smoke user's password.
+/// Where the check runs: the API and WebSocket URLs, and the smoke user with its password.
 struct Target {
     endpoints: Endpoints,
+    user: String,
     password: String,
 }
 
+/// The smoke user of `stage` unless `--user` names one: derived from the password, or on `dev`
+/// without one from its runbook token (read only then).
+fn smoke_user(
+    args: &SmokeArgs,
+    stage: &str,
+    runbook_token: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    if let Some(user) = &args.user {
+        return Ok(user.clone());
+    }
+    let secret = match &args.password {
+        Some(p) => p.clone(),
+        None => runbook_token()?,
+    };
+    Ok(crate::names::check_user("smoke", stage, &secret))
+}
+
 async fn target(ctx: &Context, args: &SmokeArgs) -> anyhow::Result<Target> {
+    let stage = match &args.local.local {
+        Some(_) => ctx.stage(),
+        None => ctx.explicit_stage()?,
+    };
     let password = match (&args.local.local, &args.password) {
         (_, Some(p)) => p.clone(),
         (Some(_), None) => LOCAL_PASSWORD.to_owned(),
@@ -104,9 +153,66 @@ async fn target(ctx: &Context, args: &SmokeArgs) -> anyhow::Result<Target> {
         ),
     };
     Ok(Target {
+        user: smoke_user(args, stage, dev_token)?,
         endpoints: endpoints(ctx, &args.local).await?,
         password,
     })
+}
+
+/// Signs `user` up (201, or 409 when it exists) and logs in: the token, and whether it signed up.
+/// A refusal that is the check's own doing — sign-up answering 400 for the name or password, or the
+/// user existing with another password — marks `set_up`; anything else is the app's.
+async fn sign_in(
+    api: &Api,
+    user: &str,
+    password: &str,
+    set_up: &std::cell::Cell<bool>,
+) -> anyhow::Result<(String, bool)> {
+    let own = |e: anyhow::Error| {
+        set_up.set(true);
+        e
+    };
+    let credentials = json!({ "username": user, "password": password });
+    let (status, body) = api
+        .call(
+            http::Method::POST,
+            "/auth/signup",
+            None,
+            Some(credentials.clone()),
+        )
+        .await?;
+    if status == 400 {
+        let why: Vec<&str> = body["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["message"].as_str())
+            .collect();
+        let why = if why.is_empty() {
+            body["message"].as_str().unwrap_or("").to_owned()
+        } else {
+            why.join("; ")
+        };
+        return Err(own(anyhow::anyhow!(
+            "POST /auth/signup refused the smoke user {user} (400 {why}): check --user and NOTESCTL_SMOKE_PASSWORD"
+        )));
+    }
+    expect(status, &[201, 409], "POST /auth/signup", &body)?;
+    let signed_up = status == 201;
+    let (status, body) = api
+        .call(http::Method::POST, "/auth/login", None, Some(credentials))
+        .await?;
+    if status == 401 && !signed_up {
+        return Err(own(anyhow::anyhow!(
+            "the user {user} exists with another password: pass the one it was created with (NOTESCTL_SMOKE_PASSWORD), or leave out --user for the stage's own smoke user"
+        )));
+    }
+    expect(status, &[200], "POST /auth/login", &body)?;
+    let token = body["token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("POST /auth/login answered 200 without a token"))?
+        .to_owned();
+    Ok((token, signed_up))
 }
 
 /// Waits on the socket for `event` about `note_id`, answering pings; other messages are skipped.
@@ -178,24 +284,21 @@ pub async fn run(ctx: &Context, args: SmokeArgs) -> anyhow::Result<SmokeReport> 
         steps: Vec::new(),
         timeout: args.timeout,
     };
-    let user = args.user.clone();
+    let user = target.user.clone();
     let password = target.password.clone();
+    let set_up = std::cell::Cell::new(false);
     let finished = |run: Run| SmokeReport {
         api_url: api_url.clone(),
         websocket_url: ws.clone(),
+        user: user.clone(),
         failed: run.steps.iter().find(|s| !s.ok).map(|s| s.name.clone()),
+        set_up_failed: set_up.get(),
         steps: run.steps,
         milliseconds: started.elapsed().as_secs_f64() * 1000.0,
     };
 
     let login = async {
-        let (token, signed_up) = api
-            .sign_in(
-                &user,
-                &password,
-                "NOTESCTL_SMOKE_PASSWORD, or another --user",
-            )
-            .await?;
+        let (token, signed_up) = sign_in(&api, &user, &password, &set_up).await?;
         let how = if signed_up {
             "signed up and logged in"
         } else {
@@ -269,19 +372,39 @@ pub async fn run(ctx: &Context, args: SmokeArgs) -> anyhow::Result<SmokeReport> 
         run.step("public", public).await;
     }
 
-    // The note goes even when a step before failed, so smoke leaves nothing behind.
+    // The note goes even when a step before failed, so smoke leaves nothing behind. A note whose
+    // `note-saved` did not come may not be stored yet (DELETE answers 404 until it is): smoke asks
+    // again until --timeout, and a note still not stored then is left, and named.
+    let delete_started = Instant::now();
     let delete = async {
         let path = format!("/notes/{note_id}");
-        let (status, body) = api
-            .call(http::Method::DELETE, &path, Some(&token), None)
-            .await?;
-        if status == 404 && saved.is_none() {
-            anyhow::bail!(
-                "DELETE {path} answered 404: the note is not stored yet, and will be once the queue moves; delete it then"
-            );
+        let mut waited = false;
+        loop {
+            let (status, body) = api
+                .call(http::Method::DELETE, &path, Some(&token), None)
+                .await?;
+            if status == 404 && saved.is_none() {
+                if delete_started.elapsed() + STORED_POLL < args.timeout {
+                    waited = true;
+                    tokio::time::sleep(STORED_POLL).await;
+                    continue;
+                }
+                anyhow::bail!(
+                    "DELETE {path} answered 404 for {} s (--timeout): the note is not stored yet, so it is left; it will be stored once the queue moves: delete it then",
+                    args.timeout.as_secs_f64()
+                );
+            }
+            expect(status, &[200], &format!("DELETE {path}"), &body)?;
+            let detail = if waited {
+                format!(
+                    "200 once the note was stored ({:.1} s after the first try)",
+                    delete_started.elapsed().as_secs_f64()
+                )
+            } else {
+                "200".to_owned()
+            };
+            return Ok(((), detail));
         }
-        expect(status, &[200], &format!("DELETE {path}"), &body)?;
-        Ok(((), "200".to_owned()))
     };
     let deleted = run.step("delete", delete).await;
     if deleted.is_some() && saved.is_some() {
@@ -293,4 +416,73 @@ pub async fn run(ctx: &Context, args: SmokeArgs) -> anyhow::Result<SmokeReport> 
     }
     let _ = socket.close(None).await;
     Ok(finished(run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(argv: &[&str]) -> SmokeArgs {
+        use clap::Parser;
+        let mut all = vec!["notesctl", "smoke"];
+        all.extend_from_slice(argv);
+        match crate::Cli::try_parse_from(all).expect("parses").command {
+            crate::Command::Smoke(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn no_token() -> anyhow::Result<String> {
+        anyhow::bail!("the runbook token is not read when a password is given")
+    }
+
+    #[test]
+    fn the_smoke_user_is_the_stages_own_unless_named() {
+        let given = args(&["--password", "a long secret"]);
+        let prod = smoke_user(&given, "production", no_token).unwrap();
+        assert_eq!(
+            prod,
+            crate::names::check_user("smoke", "production", "a long secret")
+        );
+        assert_ne!(prod, "notesctl-smoke");
+        assert_ne!(prod, smoke_user(&given, "dev", no_token).unwrap());
+        // `dev` without a password: from its runbook token.
+        let local = args(&["--local"]);
+        let from_token = smoke_user(&local, "production", || Ok("token-1".into())).unwrap();
+        assert_eq!(
+            from_token,
+            crate::names::check_user("smoke", "production", "token-1")
+        );
+        assert_ne!(
+            from_token,
+            smoke_user(&local, "production", || Ok("token-2".into())).unwrap()
+        );
+        let named = args(&["--user", "notesctl-smoke", "--password", "a long secret"]);
+        assert_eq!(
+            smoke_user(&named, "production", no_token).unwrap(),
+            "notesctl-smoke"
+        );
+    }
+
+    fn report(failed: Option<&str>, set_up_failed: bool) -> SmokeReport {
+        SmokeReport {
+            api_url: "http://x".into(),
+            websocket_url: "ws://x".into(),
+            steps: Vec::new(),
+            user: "u".into(),
+            failed: failed.map(str::to_owned),
+            set_up_failed,
+            milliseconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_set_up_failure_is_exit_3_not_a_verdict_on_the_app() {
+        assert_eq!(report(None, false).exit(), Exit::Ok);
+        assert_eq!(report(Some("saved"), false).exit(), Exit::Problem);
+        let set_up = report(Some("login"), true);
+        assert_eq!(set_up.exit(), Exit::SetUp);
+        assert_eq!(set_up.exit().code(), std::process::ExitCode::from(3));
+        assert!(set_up.to_string().contains("could not set up at login"));
+    }
 }

@@ -87,6 +87,63 @@ fn deceptive(c: char) -> bool {
     )
 }
 
+/// Script_Extensions of `c` as UTS #39 augments it (Han also counts as Japanese, Korean and Han with
+/// Bopomofo; Hiragana and Katakana as Japanese; Hangul as Korean; Bopomofo as Han with Bopomofo), or
+/// `None` for a Common or Inherited character (digits, punctuation, combining marks), which goes
+/// with any script.
+fn scripts_of(c: char) -> Option<Vec<icu_properties::props::Script>> {
+    use icu_properties::props::Script;
+    let mut set: Vec<Script> = icu_properties::script::ScriptWithExtensions::new()
+        .get_script_extensions_val(c)
+        .iter()
+        .collect();
+    if set.contains(&Script::Common) || set.contains(&Script::Inherited) {
+        return None;
+    }
+    let mut extra = Vec::new();
+    for s in &set {
+        match *s {
+            Script::Han => {
+                extra.extend([Script::HanWithBopomofo, Script::Japanese, Script::Korean])
+            }
+            Script::Hiragana | Script::Katakana => extra.push(Script::Japanese),
+            Script::Hangul => extra.push(Script::Korean),
+            Script::Bopomofo => extra.push(Script::HanWithBopomofo),
+            _ => {}
+        }
+    }
+    set.extend(extra);
+    Some(set)
+}
+
+/// The scripts every character of `chars` can be written in (UTS #39's resolved script set), or
+/// `None` when no character has a script of its own.
+fn resolved_scripts(
+    chars: impl Iterator<Item = char>,
+) -> Option<Vec<icu_properties::props::Script>> {
+    chars.filter_map(scripts_of).reduce(|mut common, next| {
+        common.retain(|s| next.contains(s));
+        common
+    })
+}
+
+/// Whether `name` mixes scripts the way a look-alike does: `zоe` with a Cyrillic `о` beside an
+/// existing `Zoe`. A name is one script (Common and Inherited characters — digits, `-`, `_`, `.` —
+/// go with any), or Latin with Japanese, Chinese or Korean (UTS #39's "highly restrictive" level).
+fn mixes_scripts(name: &str) -> bool {
+    use icu_properties::props::Script;
+    if resolved_scripts(name.chars()).is_none_or(|set| !set.is_empty()) {
+        return false;
+    }
+    let latin = |c: &char| scripts_of(*c).is_some_and(|set| set.contains(&Script::Latin));
+    match resolved_scripts(name.chars().filter(|c| !latin(c))) {
+        None => false,
+        Some(rest) => ![Script::Japanese, Script::HanWithBopomofo, Script::Korean]
+            .iter()
+            .any(|cjk| rest.contains(cjk)),
+    }
+}
+
 impl Credentials {
     pub fn from_json(body: &serde_json::Value, purpose: Purpose) -> Result<Self, AppError> {
         let obj = body
@@ -116,6 +173,11 @@ impl Credentials {
                             c as u32
                         ),
                     ));
+                } else if purpose == Purpose::SignUp && mixes_scripts(s) {
+                    errors.push(FieldError::new(
+                        "username",
+                        "username must not mix scripts (such as Latin with Cyrillic or Greek letters)",
+                    ));
                 }
                 s.to_owned()
             }
@@ -134,6 +196,11 @@ impl Credentials {
                     errors.push(FieldError::new(
                         "password",
                         format!("password must be at least {MIN_PASSWORD_CHARS} characters"),
+                    ));
+                } else if purpose == Purpose::SignUp && s.chars().all(char::is_whitespace) {
+                    errors.push(FieldError::new(
+                        "password",
+                        "password must not be only spaces or other whitespace",
                     ));
                 }
                 s.to_owned()
@@ -234,6 +301,73 @@ mod tests {
             );
         }
         for name in ["Åsa", "渡辺", "José", "o'brien", "ada lovelace"] {
+            let msg = field_message(
+                json!({"username": name, "password": "long enough"}),
+                Purpose::SignUp,
+            );
+            assert_eq!(msg, "", "{name:?}");
+        }
+    }
+
+    #[test]
+    fn an_all_blank_password_is_refused_at_sign_up() {
+        for blank in ["        ", "\t\t\t\t\t\t\t\t", " \u{3000}\u{A0}\n      "] {
+            let body = json!({"username": "ada", "password": blank});
+            assert_eq!(
+                field_message(body.clone(), Purpose::SignUp),
+                "password must not be only spaces or other whitespace",
+                "{blank:?}"
+            );
+            assert_eq!(
+                Credentials::from_json(&body, Purpose::SignUp)
+                    .unwrap_err()
+                    .status(),
+                400
+            );
+        }
+        let spaced = json!({"username": "ada", "password": "  a long pass  "});
+        assert_eq!(
+            field_message(spaced, Purpose::SignUp),
+            "",
+            "spaces inside are fine"
+        );
+    }
+
+    #[test]
+    fn names_that_mix_scripts_are_refused_at_sign_up() {
+        for name in [
+            "z\u{43E}e",      // Cyrillic о among Latin letters
+            "\u{440}aypal",   // Cyrillic р
+            "\u{3BF}scar",    // Greek ο
+            "adm\u{456}n-1",  // Cyrillic і, with a digit and a hyphen
+            "\u{5D0}bc",      // Hebrew with Latin
+            "\u{43C}\u{3B1}", // Cyrillic with Greek
+        ] {
+            let msg = field_message(
+                json!({"username": name, "password": "long enough"}),
+                Purpose::SignUp,
+            );
+            assert!(msg.contains("must not mix scripts"), "{name:?}: {msg}");
+            assert_eq!(
+                field_message(
+                    json!({"username": name, "password": "long enough"}),
+                    Purpose::Login
+                ),
+                "",
+                "{name:?}: login only looks the name up"
+            );
+        }
+        for name in [
+            "Zoe",
+            "zoe_2.0-x",
+            "\u{417}\u{43E}\u{44F}",               // Зоя: Cyrillic alone
+            "\u{3A3}\u{3BF}\u{3C6}\u{3AF}\u{3B1}", // Σοφία: Greek alone
+            "渡辺さん",                            // Han with Hiragana
+            "tanaka\u{7530}\u{4E2D}",              // Latin with Han
+            "\u{AE40}\u{6F22}",                    // Hangul with Han
+            "e\u{301}mile",                        // a combining accent (Inherited)
+            "42",
+        ] {
             let msg = field_message(
                 json!({"username": name, "password": "long enough"}),
                 Purpose::SignUp,

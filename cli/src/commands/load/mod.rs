@@ -3,12 +3,17 @@
 //! open-loop — each on its own task at its tick, so a slow server does not slow the offered rate —
 //! and every `note-saved` is timed as it arrives on each socket: POST → the author's socket, and for
 //! public notes POST → the last socket. `--ramp` steps the rate up until p99 passes `--slo` or
-//! notes fail, and reports the knee. Afterwards the notes are deleted (unless `--keep`).
+//! notes fail, and reports the knee. Afterwards the notes are deleted (unless `--keep`), and on Ctrl-C
+//! too: an interrupted run stops sending, waits for the notes in flight, deletes them and exits 1.
+//!
+//! The users are the stage's own, `notesctl-load-{16 hex digits}-{i}`, derived from the stage and the
+//! password (on `dev` without one, its runbook token; see [`crate::names::check_user`]).
 
 mod cost;
 mod stats;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +22,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::app_client::{Api, Endpoints, connect, endpoints, tls_config};
-use crate::context::{Context, LocalArg, parse_duration};
+use crate::context::{Context, LocalArg, dev_token, parse_duration};
 pub use cost::{Cost, PerNote, PhaseCost, counts_time};
 pub use stats::{Bucket, Cleanup, Knee, Latency, LoadReport, Step};
 
@@ -60,9 +65,11 @@ pub struct LoadArgs {
     /// there. Default with --ramp: 20ms.
     #[arg(long, value_parser = parse_duration)]
     pub slo: Option<Duration>,
-    /// The load users are `{prefix}-0`, `{prefix}-1`, … (one per `--users`).
-    #[arg(long, default_value = "notesctl-load")]
-    pub user_prefix: String,
+    /// The load users are `{prefix}-0`, `{prefix}-1`, … (one per `--users`). Default: the stage's
+    /// own, `notesctl-load-` and 16 hex digits derived from the stage and the password (on `dev`
+    /// without one, from its runbook token), which nobody without them can take first.
+    #[arg(long)]
+    pub user_prefix: Option<String>,
     /// The load users' password (at least 8 characters). Required for a deployed stage; `dev` has a
     /// fixed default. Best given in the environment.
     #[arg(long, env = "NOTESCTL_LOAD_PASSWORD", hide_env_values = true)]
@@ -101,10 +108,50 @@ struct Arrivals {
 
 type Seen = Arc<Mutex<HashMap<String, Arrivals>>>;
 
+/// Every note the run made, as it is accepted (author, note id), and the POSTs still on their way:
+/// what a cleanup deletes, at the end or on Ctrl-C.
+#[derive(Default)]
+struct Ledger {
+    accepted: Mutex<Vec<(usize, String)>>,
+    in_flight: AtomicUsize,
+}
+
+/// A POST on its way, counted in the ledger until it is dropped.
+struct InFlight(Arc<Ledger>);
+
+impl InFlight {
+    fn new(ledger: &Arc<Ledger>) -> InFlight {
+        ledger.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(ledger.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The load users' name prefix: `--user-prefix`, else derived from the stage and the password, or on
+/// `dev` without one from its runbook token (read only then).
+fn user_prefix(
+    args: &LoadArgs,
+    stage: &str,
+    runbook_token: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    if let Some(prefix) = &args.user_prefix {
+        return Ok(prefix.clone());
+    }
+    let secret = match &args.password {
+        Some(p) => p.clone(),
+        None => runbook_token()?,
+    };
+    Ok(crate::names::check_user("load", stage, &secret))
+}
+
 /// One POST the generator made.
 struct Posted {
     note_id: String,
-    author: usize,
     public: bool,
     at: Instant,
 }
@@ -129,6 +176,10 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
         "--sockets {} is fewer than --users {users}: each user needs its own socket to see its notes saved",
         args.sockets
     );
+    let stage = match &args.local.local {
+        Some(_) => ctx.stage(),
+        None => ctx.explicit_stage()?,
+    };
     let password = match (&args.local.local, &args.password) {
         (_, Some(p)) => p.clone(),
         (Some(_), None) => LOCAL_PASSWORD.to_owned(),
@@ -138,10 +189,10 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
     };
     if args.local.local.is_none() && !args.yes {
         anyhow::bail!(
-            "load on the deployed stage {} sends real requests (they cost money) and creates {users} users: pass --yes",
-            ctx.stage()
+            "load on the deployed stage {stage} sends real requests (they cost money) and creates {users} users: pass --yes"
         );
     }
+    let prefix = user_prefix(&args, stage, dev_token)?;
     let target = endpoints(ctx, &args.local).await?;
     let tls = tls_config(target.secure())?;
     let api = Arc::new(Api::new(&target.api, &tls));
@@ -152,9 +203,7 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
 
     ctx.say(format!("signing in {users} load users"));
     let mut signed = Vec::with_capacity(users);
-    let names: Vec<String> = (0..users)
-        .map(|i| format!("{}-{i}", args.user_prefix))
-        .collect();
+    let names: Vec<String> = (0..users).map(|i| format!("{prefix}-{i}")).collect();
     let mut ins = futures::stream::iter(names.iter().map(|name| {
         let (api, password) = (api.clone(), password.clone());
         async move {
@@ -190,47 +239,90 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
         cost: None,
         problem: None,
     };
-    let mut posted_all: Vec<Posted> = Vec::new();
+    let ledger: Arc<Ledger> = Arc::default();
+    // Ctrl-C while notes go out stops the sending; the notes made so far are still deleted.
+    let interrupted = {
+        let offered = offer(ctx, &api, &signed, &seen, &args, slo, &mut report, &ledger);
+        tokio::select! {
+            done = offered => {
+                done?;
+                false
+            }
+            _ = tokio::signal::ctrl_c() => true,
+        }
+    };
+    if interrupted {
+        ctx.say("interrupted: waiting for the notes on their way, then deleting them");
+        settle(&ledger, &seen, args.drain).await;
+    }
+    for socket in sockets {
+        socket.abort();
+    }
+
+    let accepted = std::mem::take(&mut *ledger.accepted.lock().unwrap());
+    report.cleanup = if args.keep {
+        Cleanup {
+            left: accepted.len(),
+            ..Cleanup::default()
+        }
+    } else {
+        ctx.say(format!("deleting {} notes", accepted.len()));
+        clean_up(&api, &signed, &accepted).await
+    };
+    let failed: usize = report.steps.iter().map(Step::error_count).sum();
+    let worst_p99 = report
+        .steps
+        .iter()
+        .map(|s| s.saved_latency.p99)
+        .fold(0.0, f64::max);
+    report.problem = if interrupted {
+        Some(format!(
+            "interrupted (Ctrl-C) after {} notes; {} deleted, {} left",
+            accepted.len(),
+            report.cleanup.deleted,
+            report.cleanup.left
+        ))
+    } else if args.ramp {
+        report
+            .knee
+            .is_none()
+            .then(|| "the first step already missed the objective".to_owned())
+    } else if failed > 0 {
+        Some(format!("{failed} notes failed"))
+    } else if !report.steps.iter().all(|s| s.meets(slo)) {
+        Some(format!(
+            "p99 {worst_p99:.1} ms is past --slo {:.1} ms",
+            report.slo_ms.unwrap_or_default()
+        ))
+    } else {
+        None
+    };
+    Ok(report)
+}
+
+/// Sends the notes — one run, the ramp's steps, or `--cost`'s two phases — recording each step in
+/// `report` and each accepted note in `ledger`.
+#[allow(clippy::too_many_arguments)]
+async fn offer(
+    ctx: &Context,
+    api: &Arc<Api>,
+    signed: &[User],
+    seen: &Seen,
+    args: &LoadArgs,
+    slo: Option<Duration>,
+    report: &mut LoadReport,
+    ledger: &Arc<Ledger>,
+) -> anyhow::Result<()> {
     let mut rate = args.rate;
     if !args.cost {
         loop {
             let count = args
                 .total
                 .unwrap_or_else(|| (rate * args.duration.as_secs_f64()).ceil().max(1.0) as usize);
-            let (step, posted) = one_step(ctx, &api, &signed, &seen, rate, count, &args).await;
-            posted_all.extend(posted);
-            let met = step.meets(slo);
-            let p99 = step.saved_latency.p99;
-            let why_not = if step.error_count() > 0 {
-                format!(
-                    "{} notes failed at {:.0}/s",
-                    step.error_count(),
-                    step.offered_rate
-                )
-            } else {
-                format!("p99 {p99:.1} ms at {:.0}/s", step.offered_rate)
-            };
-            report.steps.push(step);
-            if !args.ramp {
-                break;
-            }
-            if !met {
-                if let Some(k) = &mut report.knee {
-                    k.next = why_not;
-                }
-                break;
-            }
-            report.knee = Some(Knee {
-                rate: report.steps.last().map_or(rate, |s| s.offered_rate),
-                p99_ms: p99,
-                next: String::new(),
-            });
-            rate *= args.ramp_factor;
-            if rate > args.max_rate {
-                if let Some(k) = &mut report.knee {
-                    k.next = format!("not tried: {rate:.0}/s is past --max-rate");
-                }
-                break;
+            let step = one_step(ctx, api, signed, seen, rate, count, args, ledger).await;
+            match ramp_on(report, step, rate, args, slo) {
+                Some(next) => rate = next,
+                None => break,
             }
         }
     }
@@ -249,58 +341,94 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
             if count == 0 {
                 continue;
             }
-            let before = cost::settled(&api).await?;
+            let before = cost::settled(api).await?;
             let phase = LoadArgs {
                 public_ratio: if public { 1.0 } else { 0.0 },
                 ..args.clone()
             };
-            let (step, posted) = one_step(ctx, &api, &signed, &seen, rate, count, &phase).await;
-            let counted = PhaseCost::of(&cost::settled(&api).await?.since(&before), step.accepted);
+            let step = one_step(ctx, api, signed, seen, rate, count, &phase, ledger).await;
+            let counted = PhaseCost::of(&cost::settled(api).await?.since(&before), step.accepted);
             *if public {
                 &mut cost.public
             } else {
                 &mut cost.private
             } = Some(counted);
             report.steps.push(step);
-            posted_all.extend(posted);
         }
         report.cost = Some(cost);
     }
-    for socket in sockets {
-        socket.abort();
-    }
+    Ok(())
+}
 
-    report.cleanup = if args.keep {
-        Cleanup {
-            left: posted_all.len(),
-            ..Cleanup::default()
+/// Records one step run at `rate` and finds the knee as a ramp climbs: the rate of the next step,
+/// or `None` when the run stops here (no ramp; this step missed the objective — the knee stays the
+/// step before, told why the next did not meet it —; or the next rate is past `--max-rate`).
+fn ramp_on(
+    report: &mut LoadReport,
+    step: Step,
+    rate: f64,
+    args: &LoadArgs,
+    slo: Option<Duration>,
+) -> Option<f64> {
+    let met = step.meets(slo);
+    let p99 = step.saved_latency.p99;
+    let why_not = if step.error_count() > 0 {
+        format!(
+            "{} notes failed at {:.0}/s",
+            step.error_count(),
+            step.offered_rate
+        )
+    } else {
+        format!("p99 {p99:.1} ms at {:.0}/s", step.offered_rate)
+    };
+    report.steps.push(step);
+    if !args.ramp {
+        return None;
+    }
+    if !met {
+        if let Some(k) = &mut report.knee {
+            k.next = why_not;
         }
-    } else {
-        ctx.say(format!("deleting {} notes", posted_all.len()));
-        clean_up(&api, &signed, &posted_all).await
+        return None;
+    }
+    report.knee = Some(Knee {
+        rate: report.steps.last().map_or(rate, |s| s.offered_rate),
+        p99_ms: p99,
+        next: String::new(),
+    });
+    let next = rate * args.ramp_factor;
+    if next > args.max_rate {
+        if let Some(k) = &mut report.knee {
+            k.next = format!("not tried: {next:.0}/s is past --max-rate");
+        }
+        return None;
+    }
+    Some(next)
+}
+
+/// After Ctrl-C: waits, up to `drain`, for the POSTs on their way to answer and for every accepted
+/// note to be saved (a note still queued cannot be deleted yet); a second Ctrl-C stops waiting.
+async fn settle(ledger: &Ledger, seen: &Seen, drain: Duration) {
+    let deadline = Instant::now() + drain;
+    let waiting = async {
+        loop {
+            let settled = ledger.in_flight.load(Ordering::SeqCst) == 0 && {
+                let seen = seen.lock().unwrap();
+                ledger.accepted.lock().unwrap().iter().all(|(_, id)| {
+                    seen.get(id)
+                        .is_some_and(|a| a.author.is_some() || a.failed.is_some())
+                })
+            };
+            if settled || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     };
-    let failed: usize = report.steps.iter().map(Step::error_count).sum();
-    let worst_p99 = report
-        .steps
-        .iter()
-        .map(|s| s.saved_latency.p99)
-        .fold(0.0, f64::max);
-    report.problem = if args.ramp {
-        report
-            .knee
-            .is_none()
-            .then(|| "the first step already missed the objective".to_owned())
-    } else if failed > 0 {
-        Some(format!("{failed} notes failed"))
-    } else if !report.steps.iter().all(|s| s.meets(slo)) {
-        Some(format!(
-            "p99 {worst_p99:.1} ms is past --slo {:.1} ms",
-            report.slo_ms.unwrap_or_default()
-        ))
-    } else {
-        None
-    };
-    Ok(report)
+    tokio::select! {
+        () = waiting => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 /// Opens `count` sockets: socket i belongs to user i mod users, the first of each user records when
@@ -353,7 +481,9 @@ async fn open_sockets(
     Ok(tasks)
 }
 
-/// Sends `count` notes at `rate`, each POST on its own task, then waits for them and measures.
+/// Sends `count` notes at `rate`, each POST on its own task, then waits for them and measures. Each
+/// accepted note goes into `ledger` as soon as it is, for the cleanup.
+#[allow(clippy::too_many_arguments)]
 async fn one_step(
     ctx: &Context,
     api: &Arc<Api>,
@@ -362,7 +492,8 @@ async fn one_step(
     rate: f64,
     count: usize,
     args: &LoadArgs,
-) -> (Step, Vec<Posted>) {
+    ledger: &Arc<Ledger>,
+) -> Step {
     let bar = ctx.progress_enabled().then(|| {
         let b = indicatif::ProgressBar::new(count as u64);
         b.set_style(
@@ -395,7 +526,9 @@ async fn one_step(
             .is_some_and(|every| ((i + 1) as f64 / every).floor() > (i as f64 / every).floor());
         let (api, token) = (api.clone(), users[author].token.clone());
         let (task_errors, posted) = (errors.clone(), posted.clone());
+        let in_flight = InFlight::new(ledger);
         tasks.push(tokio::spawn(async move {
+            let in_flight = in_flight;
             let at = Instant::now();
             let body = json!({"content": format!("notesctl load note {i}"), "isPublic": public});
             let kind = match api
@@ -404,9 +537,14 @@ async fn one_step(
             {
                 Ok((202, v)) => match v["noteId"].as_str() {
                     Some(id) => {
+                        in_flight
+                            .0
+                            .accepted
+                            .lock()
+                            .unwrap()
+                            .push((author, id.to_owned()));
                         posted.lock().unwrap().push(Posted {
                             note_id: id.to_owned(),
-                            author,
                             public,
                             at,
                         });
@@ -539,15 +677,15 @@ async fn one_step(
             format!(" ({})", kinds.join(", "))
         }
     ));
-    (step, posted)
+    step
 }
 
 /// Deletes every accepted note as its author, 32 at a time; a delete refused in passing (a 5xx, a
 /// broken connection) is tried again, up to three times.
-async fn clean_up(api: &Arc<Api>, users: &[User], posted: &[Posted]) -> Cleanup {
-    let mut results = futures::stream::iter(posted.iter().map(|p| {
-        let (api, token) = (api.clone(), users[p.author].token.clone());
-        let path = format!("/notes/{}", p.note_id);
+async fn clean_up(api: &Arc<Api>, users: &[User], accepted: &[(usize, String)]) -> Cleanup {
+    let mut results = futures::stream::iter(accepted.iter().map(|(author, note_id)| {
+        let (api, token) = (api.clone(), users[*author].token.clone());
+        let path = format!("/notes/{note_id}");
         async move {
             let mut why = String::new();
             for attempt in 0..3u64 {
@@ -579,4 +717,133 @@ async fn clean_up(api: &Arc<Api>, users: &[User], posted: &[Posted]) -> Cleanup 
         }
     }
     cleanup
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(argv: &[&str]) -> LoadArgs {
+        use clap::Parser;
+        let mut all = vec!["notesctl", "load"];
+        all.extend_from_slice(argv);
+        match crate::Cli::try_parse_from(all).expect("parses").command {
+            crate::Command::Load(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_load_users_are_the_stages_own_unless_named() {
+        let no_token = || anyhow::bail!("not read when a password is given");
+        let given = args(&["--password", "a long secret"]);
+        let prefix = user_prefix(&given, "dev", no_token).unwrap();
+        assert_eq!(
+            prefix,
+            crate::names::check_user("load", "dev", "a long secret")
+        );
+        assert_ne!(prefix, "notesctl-load");
+        assert_ne!(prefix, user_prefix(&given, "prod", no_token).unwrap());
+        let local = args(&["--local"]);
+        assert_eq!(
+            user_prefix(&local, "dev", || Ok("token".into())).unwrap(),
+            crate::names::check_user("load", "dev", "token")
+        );
+        let named = args(&["--user-prefix", "mine", "--password", "a long secret"]);
+        assert_eq!(user_prefix(&named, "dev", no_token).unwrap(), "mine");
+    }
+
+    /// A step at `rate` whose every note took `p99_ms`.
+    fn step_at(rate: f64, p99_ms: u64) -> Step {
+        Step {
+            target_rate: rate,
+            offered_rate: rate,
+            sustained_rate: rate,
+            sent: 100,
+            accepted: 100,
+            saved: 100,
+            public: 0,
+            saved_latency: Latency::of(vec![Duration::from_millis(p99_ms); 100]),
+            fanout_latency: Latency::default(),
+            errors: Default::default(),
+            seconds: 1.0,
+        }
+    }
+
+    fn empty_report() -> LoadReport {
+        LoadReport {
+            api_url: "http://x".into(),
+            users: 1,
+            sockets: 1,
+            public_ratio: 0.0,
+            slo_ms: Some(20.0),
+            steps: Vec::new(),
+            knee: None,
+            ramp: true,
+            cleanup: Cleanup::default(),
+            cost: None,
+            problem: None,
+        }
+    }
+
+    /// Steps whose p99 crosses `--slo` in the middle of a ramp: the ramp climbs by `--ramp-factor`
+    /// while p99 stays under it, stops at the first step past it, and the knee is the last step
+    /// under it — with why the next step missed.
+    #[test]
+    fn the_knee_is_the_last_step_under_the_slo() {
+        let ramp = args(&["--local", "--ramp", "--rate", "10", "--ramp-factor", "2"]);
+        let slo = Some(Duration::from_millis(20));
+        // p99 at 10, 20, 40, 80 and 160 notes/s: the objective is missed from 80/s on.
+        let p99s = [(10.0, 5), (20.0, 8), (40.0, 15), (80.0, 30), (160.0, 60)];
+        let mut report = empty_report();
+        let mut rate = 10.0;
+        let mut tried = Vec::new();
+        for (at, p99) in p99s {
+            assert_eq!(rate, at, "each step the rate of the one before times 2");
+            tried.push(rate);
+            match ramp_on(&mut report, step_at(rate, p99), rate, &ramp, slo) {
+                Some(next) => rate = next,
+                None => break,
+            }
+        }
+        assert_eq!(
+            tried,
+            [10.0, 20.0, 40.0, 80.0],
+            "stops at the first step past --slo"
+        );
+        assert_eq!(report.steps.len(), 4);
+        let knee = report.knee.clone().expect("a knee");
+        assert_eq!((knee.rate, knee.p99_ms), (40.0, 15.0), "{knee:?}");
+        assert_eq!(knee.next, "p99 30.0 ms at 80/s");
+        assert!(
+            report
+                .to_string()
+                .contains("knee: 40 notes/s with p99 15.0 ms; the next step: p99 30.0 ms at 80/s"),
+            "{report}"
+        );
+
+        // Failures stop the ramp as a missed p99 does; the knee is the step before them.
+        let mut report = empty_report();
+        assert_eq!(
+            ramp_on(&mut report, step_at(10.0, 5), 10.0, &ramp, slo),
+            Some(20.0)
+        );
+        let mut failing = step_at(20.0, 5);
+        failing.errors.insert("HTTP 503".into(), 3);
+        assert_eq!(ramp_on(&mut report, failing, 20.0, &ramp, slo), None);
+        let knee = report.knee.expect("a knee");
+        assert_eq!(
+            (knee.rate, knee.next.as_str()),
+            (10.0, "3 notes failed at 20/s")
+        );
+
+        // Without --ramp, one step and no knee.
+        let mut report = empty_report();
+        let once = args(&["--local", "--rate", "10"]);
+        assert_eq!(
+            ramp_on(&mut report, step_at(10.0, 5), 10.0, &once, slo),
+            None
+        );
+        assert!(report.knee.is_none());
+    }
 }
