@@ -8,6 +8,8 @@ use serde::de::DeserializeOwned;
 pub struct Cli {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    removed: Vec<String>,
+    dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -67,14 +69,32 @@ impl Cli {
         self
     }
 
+    /// Without this variable of the test's own environment.
+    pub fn env_remove(mut self, key: &str) -> Cli {
+        self.removed.push(key.to_owned());
+        self
+    }
+
+    /// Run in `dir` (for what `notesctl` reads from its working directory: `.notesctl/dev`, git).
+    pub fn current_dir(mut self, dir: &std::path::Path) -> Cli {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
     fn command(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(crate::dev::notesctl_binary());
         cmd.args(&self.args)
             .env_remove("NOTESCTL_OUTPUT")
             .env_remove("NOTESCTL_STAGE")
-            .env("NOTESCTL_LOG", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("NOTESCTL_LOG", "warn");
+        for key in &self.removed {
+            cmd.env_remove(key);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
         cmd
     }
 

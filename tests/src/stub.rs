@@ -74,6 +74,16 @@ impl Stub {
         stub
     }
 
+    /// Each request's first line and headers, and its body, in arrival order.
+    pub fn requests(&self) -> Vec<(String, Vec<u8>)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| (r.head.clone(), r.body.clone()))
+            .collect()
+    }
+
     /// Each request's first line and headers, in arrival order.
     pub fn heads(&self) -> Vec<String> {
         self.seen

@@ -579,6 +579,153 @@ async fn destroy_empties_the_site_bucket_and_deletes_only_this_stages_code_zips(
     );
 }
 
+/// The audit's case, on a moto that enforces IAM: credentials that may delete the stacks but not
+/// read the queues (AccessDenied on GetQueueUrl). Only "no such queue" counts as empty, so destroy
+/// refuses — one line naming the queue, the cause and --force — and deletes nothing: not the stack,
+/// not the queued note, not the release records. With --force it goes on, and says the messages
+/// could not be counted.
+#[tokio::test]
+async fn destroy_refuses_when_the_queues_cannot_be_read() {
+    let moto = moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "1000000000")]).await;
+    let root = moto.sdk_config().await;
+    let stage = notesctl_tests::unique("dq");
+    let (queue, dlq) = (
+        format!("{stage}-note-processing-queue"),
+        format!("{stage}-note-processing-dlq"),
+    );
+    let sqs = aws_sdk_sqs::Client::new(&root);
+    for name in [&queue, &dlq] {
+        sqs.create_queue().queue_name(name).send().await.unwrap();
+    }
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body("a note on its way")
+        .send()
+        .await
+        .unwrap();
+    let cfn = aws_sdk_cloudformation::Client::new(&root);
+    cfn.create_stack()
+        .stack_name(format!("{stage}-event-stack"))
+        .template_body(
+            r#"{"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let bucket = format!("{stage}-code");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&root)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let release = format!("{stage}/releases/20261202-010000-000.json");
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&release)
+        .body(b"{}".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    // A user that may do everything destroy does but read the queues.
+    let iam = aws_sdk_iam::Client::new(&root);
+    let user = notesctl_tests::unique("destroyer");
+    iam.create_user().user_name(&user).send().await.unwrap();
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["cloudformation:*", "s3:*", "sts:GetCallerIdentity"], "Resource": "*"}]});
+    iam.put_user_policy()
+        .user_name(&user)
+        .policy_name("no-sqs")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name(&user)
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    let on = reqwest::Client::new()
+        .post(format!("{}/moto-api/reset-auth", moto.endpoint))
+        .header("content-type", "text/plain")
+        .body("0")
+        .send()
+        .await
+        .unwrap();
+    assert!(on.status().is_success(), "IAM enforcement did not start");
+    let destroy = |force: bool| {
+        moto.cli(&stage)
+            .env("AWS_ACCESS_KEY_ID", &key.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &key.secret_access_key)
+            .args(["destroy", "--yes", "--artifacts-bucket", &bucket])
+            .args(force.then_some("--force"))
+    };
+
+    let refused = destroy(false).run().await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let line = refused.stderr.trim();
+    assert!(
+        !line.contains('\n')
+            && line.contains("refusing to destroy")
+            && line.contains(&queue)
+            && line.contains("looking up queue")
+            && line.contains("--force"),
+        "{line}"
+    );
+    // Nothing deleted (read back as that user, who may read stacks and objects).
+    let admin = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&moto.endpoint)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            &key.access_key_id,
+            &key.secret_access_key,
+            None,
+            None,
+            "destroyer",
+        ))
+        .load()
+        .await;
+    let described = aws_sdk_cloudformation::Client::new(&admin)
+        .describe_stacks()
+        .stack_name(format!("{stage}-event-stack"))
+        .send()
+        .await
+        .expect("the event stack is still there");
+    assert_eq!(described.stacks().len(), 1);
+    let kept = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&admin)
+            .force_path_style(true)
+            .build(),
+    )
+    .head_object()
+    .bucket(&bucket)
+    .key(&release)
+    .send()
+    .await;
+    assert!(kept.is_ok(), "the release record stays: {kept:?}");
+
+    let (code, v) = destroy(true).json::<DestroyReport>().await;
+    assert_eq!(code, 0, "{v:?}");
+    assert_eq!(v.deleted, [format!("{stage}-event-stack")]);
+    assert!(
+        v.with_them.contains(&format!(
+            "queue {queue} (its messages could not be counted)"
+        )),
+        "{v:?}"
+    );
+}
+
 // A stack with functions: `deploy` uploads the zip under its content address to the artifacts
 // bucket once, passes `CodeBucket`/`CodeKey` to the stack, and checks that the function runs that
 // zip. (A small template of the same shape as auth.yaml: moto 5.2 cannot parse the real code stacks'
@@ -1064,6 +1211,8 @@ async fn every_deploy_is_a_release_and_rollback_restores_the_one_before() {
             .unwrap()
             .releases
     };
+    // `--no-validate` as the deploys: validate checks the six stacks together, and this stage
+    // deploys one.
     let rollback = async || -> RollbackReport {
         let run = cli(&stage)
             .await
@@ -1072,6 +1221,7 @@ async fn every_deploy_is_a_release_and_rollback_restores_the_one_before() {
                 "json",
                 "rollback",
                 "--yes",
+                "--no-validate",
                 "--artifacts-bucket",
                 &cs.bucket,
             ])
@@ -1165,6 +1315,193 @@ async fn every_deploy_is_a_release_and_rollback_restores_the_one_before() {
     assert_eq!(newest[0].rollback_of.as_deref(), Some(recorded.id.as_str()));
 }
 
+/// Rollback checks what it downloads: a template or a zip overwritten in the artifacts bucket after
+/// it was stored no longer has the SHA-256 its key names, and is refused (exit 2, naming the object)
+/// with nothing deployed; put back, the same rollback goes through.
+#[tokio::test]
+async fn rollback_refuses_a_template_or_zip_changed_in_the_bucket() {
+    use notesctl::commands::deploy::releases::Release;
+    let cs = CodeStage::new("rt").await;
+    let stage = cs.stage.clone();
+    let deploy = async || -> Release {
+        let run = cli(&stage)
+            .await
+            .args(["--output", "json", "deploy", "--yes", "--no-validate"])
+            .args(cs.flags())
+            .run()
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let report: DeployReport = serde_json::from_str(&run.stdout).unwrap();
+        report.release.expect("a release recorded")
+    };
+    // The refusals come before validate (which needs the six stacks: `--no-validate` once put back).
+    let rollback = async |extra: &[&str]| {
+        cli(&stage)
+            .await
+            .args(["--output", "json", "rollback", "--yes"])
+            .args(extra.iter().copied())
+            .args(["--artifacts-bucket", &cs.bucket])
+            .run()
+            .await
+    };
+    cs.ship(1);
+    let first = deploy().await;
+    cs.edit_template(&CODE_STACK.replace(
+        "${Stage}-auth-signup\"",
+        "${Stage}-auth-signup\"\n      MemorySize: 512",
+    ));
+    cs.ship(2);
+    let second = deploy().await;
+    let s3 = moto::s3().await;
+    let put = async |key: &str, body: Vec<u8>| {
+        s3.put_object()
+            .bucket(&cs.bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    };
+    let stack = format!("{stage}-auth-stack");
+    let cfn = aws_sdk_cloudformation::Client::new(&moto::shared().await.sdk_config().await);
+    let unchanged = async || {
+        let template = cfn
+            .get_template()
+            .stack_name(&stack)
+            .send()
+            .await
+            .unwrap()
+            .template_body()
+            .unwrap()
+            .to_owned();
+        assert!(
+            template.contains("MemorySize"),
+            "the second release stays live"
+        );
+        assert_eq!(
+            stack_parameters(&stack).await["CodeKey"],
+            second.code_key.clone().unwrap()
+        );
+        let releases = moto::keys(&cs.bucket)
+            .await
+            .into_iter()
+            .filter(|k| k.starts_with(&format!("{stage}/releases/")))
+            .count();
+        assert_eq!(releases, 2, "no release recorded");
+    };
+
+    // The first release's template, overwritten (a resource added that was never reviewed).
+    let template_key = first.stacks["auth"].template.clone();
+    let original = moto::read_object(&s3, &cs.bucket, &template_key).await;
+    let mut tampered = original.clone();
+    tampered.extend_from_slice(b"\n# pwned\n");
+    put(&template_key, tampered.clone()).await;
+    let refused = rollback(&[]).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let said = format!(
+        "s3://{}/{template_key} was changed after it was stored: its SHA-256 is {}, its key says {}; do not roll back to it; deploy instead",
+        cs.bucket,
+        notesctl::lambda::sha256_hex(&tampered),
+        notesctl::lambda::sha256_hex(&original),
+    );
+    assert!(refused.stderr.contains(&said), "{}", refused.stderr);
+    assert_eq!(
+        refused.stderr.trim().lines().count(),
+        1,
+        "{}",
+        refused.stderr
+    );
+    unchanged().await;
+    put(&template_key, original).await;
+
+    // The first release's zip, overwritten.
+    let code_key = first.code_key.clone().unwrap();
+    put(&code_key, cs.zip(99)).await;
+    let refused = rollback(&[]).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!(
+            "s3://{}/{code_key} was changed after it was stored",
+            cs.bucket
+        )),
+        "{}",
+        refused.stderr
+    );
+    unchanged().await;
+
+    // Put back: the rollback goes through.
+    put(&code_key, cs.zip(1)).await;
+    let back = rollback(&["--no-validate"]).await;
+    assert_eq!(back.code, 0, "{}", back.stderr);
+    assert_eq!(stack_parameters(&stack).await["CodeKey"], code_key);
+}
+
+/// A release record naming a stack outside the six (`../../x`, which became a file name) is refused
+/// before anything is downloaded or written: no file appears outside rollback's temp folder.
+#[tokio::test]
+async fn rollback_refuses_a_release_naming_a_stack_outside_the_six() {
+    let cs = CodeStage::new("rx").await;
+    let stage = cs.stage.clone();
+    cs.ship(1);
+    let run = cli(&stage)
+        .await
+        .args(["--output", "json", "deploy", "--yes", "--no-validate"])
+        .args(cs.flags())
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let live: DeployReport = serde_json::from_str(&run.stdout).unwrap();
+    let live = live.release.unwrap();
+    // An older release, written by someone else, naming the live template under `../../x`.
+    let record = serde_json::json!({
+        "id": "20000101-000000-000",
+        "time": "2000-01-01T00:00:00Z",
+        "notesctl": "0.1.0",
+        "codeKey": live.code_key,
+        "stacks": {"../../x": live.stacks["auth"]},
+    });
+    moto::s3()
+        .await
+        .put_object()
+        .bucket(&cs.bucket)
+        .key(format!("{stage}/releases/20000101-000000-000.json"))
+        .body(serde_json::to_vec(&record).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    // rollback's temp folder goes under base/a/b: `../../x.yaml` from it is base/a/x.yaml.
+    let base = tempfile::tempdir().unwrap();
+    let tmp = base.path().join("a").join("b");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let refused = cli(&stage)
+        .await
+        .env("TMPDIR", tmp.to_str().unwrap())
+        .args(["rollback", "--yes", "--to", "20000101"])
+        .args(["--artifacts-bucket", &cs.bucket])
+        .run()
+        .await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("names a stack \"../../x\""),
+        "{}",
+        refused.stderr
+    );
+    assert!(!base.path().join("a").join("x.yaml").exists());
+    let mut files = Vec::new();
+    let mut dirs = vec![base.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert_eq!(files, Vec::<std::path::PathBuf>::new(), "nothing written");
+}
+
 /// `deploy --hotswap --watch`: the first round packages the workspace's notes-lambda (in CI a
 /// build `scripts/test.sh` already made, so cargo finds it fresh) and hotswaps it; a change under
 /// `--watch-dir` is one more round; each round is a JSON line; Ctrl-C ends it with exit 0.
@@ -1239,6 +1576,115 @@ async fn watch_packages_and_hotswaps_again_when_the_watched_folder_changes() {
     let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
         .await
         .expect("Ctrl-C ends the watch")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// `deploy --hotswap --watch`: a round whose packaging fails (the zip's path taken by a folder, so
+/// the zip cannot be written) is reported as that round's problem, nothing deployed — and the watch
+/// goes on: once it is fixed, the next change is a round that packages and hotswaps again.
+#[tokio::test]
+async fn a_failed_build_is_reported_and_the_watch_goes_on() {
+    use notesctl::commands::deploy::watch::Round;
+    use tokio::io::AsyncBufReadExt;
+    let cs = CodeStage::new("wf").await;
+    cs.ship(1);
+    let first = cli(&cs.stage)
+        .await
+        .args(["deploy", "--yes", "--no-validate"])
+        .args(cs.flags())
+        .run()
+        .await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    let watched = tempfile::tempdir().unwrap();
+    std::fs::write(watched.path().join("lib.rs"), "// one").unwrap();
+    let mut child = cli(&cs.stage)
+        .await
+        .args([
+            "--output",
+            "json",
+            "deploy",
+            "--yes",
+            "--no-validate",
+            "--hotswap",
+            "--watch",
+        ])
+        .args(["--watch-dir", watched.path().to_str().unwrap()])
+        .args(cs.flags())
+        .spawn_in(&notesctl_tests::workspace_root());
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Each round starts by saying it builds: counted, to send Ctrl-C while one runs.
+    let (builds, mut building) = tokio::sync::mpsc::unbounded_channel();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if line.contains("building notes-lambda") {
+                let _ = builds.send(());
+            }
+        }
+    });
+    let mut next_round = async || -> Round {
+        // A cold release build of notes-lambda takes minutes on two cores.
+        let line = tokio::time::timeout(std::time::Duration::from_secs(900), lines.next_line())
+            .await
+            .expect("a round within 15 minutes")
+            .unwrap()
+            .expect("a round, not the end of the stream");
+        serde_json::from_str(&line).unwrap()
+    };
+    let round = next_round().await;
+    assert_eq!(round.problem, None, "{round:?}");
+    assert!(round.deploy.is_some(), "{round:?}");
+
+    // The zip's path becomes a folder: packaging cannot write it.
+    let zip = cs.artifacts.path().join("notes-lambda-x86_64.zip");
+    std::fs::remove_file(&zip).unwrap();
+    std::fs::create_dir(&zip).unwrap();
+    std::fs::write(watched.path().join("lib.rs"), "// two").unwrap();
+    let failed = next_round().await;
+    assert_eq!(
+        failed.changed,
+        [watched.path().join("lib.rs").display().to_string()]
+    );
+    let problem = failed.problem.as_deref().expect("the failure reported");
+    assert!(
+        problem.starts_with("the build failed") && problem.contains("Nothing was deployed"),
+        "{problem}"
+    );
+    assert!(
+        failed.package.is_none() && failed.deploy.is_none(),
+        "{failed:?}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the watch goes on after a failed round"
+    );
+
+    // Fixed, and saved again: the next round builds and hotswaps.
+    std::fs::remove_dir(&zip).unwrap();
+    std::fs::write(watched.path().join("lib.rs"), "// three").unwrap();
+    let round = next_round().await;
+    assert_eq!(round.problem, None, "{round:?}");
+    assert_eq!(round.package.as_ref().unwrap().artifacts.len(), 1);
+    assert!(round.deploy.unwrap().hotswap.is_some(), "a hotswap");
+    assert!(zip.is_file());
+
+    // Ctrl-C while a round builds stops the watch (it had been lost: no one listened then).
+    for _ in 0..3 {
+        building.recv().await.expect("each round said it builds");
+    }
+    std::fs::write(watched.path().join("lib.rs"), "// four").unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), building.recv())
+        .await
+        .expect("a fourth round")
+        .expect("it says it builds");
+    let pid = child.id().unwrap() as i32;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("Ctrl-C during a round ends the watch")
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
@@ -1403,4 +1849,388 @@ async fn a_tls_only_bucket_over_plain_http_is_told_from_a_squatters() {
     let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
     let stacks = cfn.describe_stacks().send().await.unwrap();
     assert!(stacks.stacks().is_empty(), "no stack was touched");
+}
+
+/// The base64 SHA-256 Lambda reports as a function's `CodeSha256`.
+fn code_sha256(zip: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(zip))
+}
+
+/// A function whose code was changed outside notesctl (UpdateFunctionCode with another zip) runs
+/// other code than the zip deploy uploads: the stack itself is unchanged, so CloudFormation leaves
+/// the function alone, and deploy exits 1 naming the function and what it runs — with no release
+/// recorded for a stage that does not run what the release would name.
+#[tokio::test]
+async fn a_function_running_other_code_than_the_zip_fails_the_deploy() {
+    let cs = CodeStage::new("oc").await;
+    let stage = cs.stage.clone();
+    let function = format!("{stage}-auth-signup");
+    let deploy = async |output: &[&str]| {
+        cli(&stage)
+            .await
+            .args(output.iter().copied())
+            .args(["deploy", "--yes", "--no-validate"])
+            .args(cs.flags())
+            .run()
+            .await
+    };
+    let zip = cs.ship(1);
+    let first = deploy(&["--output", "json"]).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    let other = cs.zip(2);
+    let sdk = moto::shared().await.sdk_config().await;
+    aws_sdk_lambda::Client::new(&sdk)
+        .update_function_code()
+        .function_name(&function)
+        .zip_file(aws_sdk_lambda::primitives::Blob::new(other.clone()))
+        .send()
+        .await
+        .unwrap();
+
+    let again = deploy(&["--output", "json"]).await;
+    assert_eq!(again.code, 1, "{}\n{}", again.stdout, again.stderr);
+    let report: DeployReport = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(actions(&report), [StackAction::Unchanged]);
+    let found: Vec<(&str, Option<&str>)> = report
+        .code_mismatches
+        .iter()
+        .map(|m| (m.function.as_str(), m.code_sha256.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [(function.as_str(), Some(code_sha256(&other).as_str()))]
+    );
+    let problem = report.problem.clone().unwrap_or_default();
+    assert!(
+        problem.contains(&function) && problem.contains(&code_sha256(&zip)),
+        "{problem}"
+    );
+    assert!(report.release.is_none(), "{report:?}");
+
+    // The text report names it too, with the same exit code.
+    let text = deploy(&[]).await;
+    assert_eq!(text.code, 1, "{}\n{}", text.stdout, text.stderr);
+    assert!(
+        format!("{}{}", text.stdout, text.stderr).contains(&function),
+        "{}\n{}",
+        text.stdout,
+        text.stderr
+    );
+}
+
+/// A release records the commit of the git repository `deploy` runs in, and whether tracked files
+/// differed from it; run outside a repository, it records no commit.
+#[tokio::test]
+async fn a_release_records_the_git_commit_and_whether_it_was_dirty() {
+    let cs = CodeStage::new("gc").await;
+    let stage = cs.stage.clone();
+    cs.ship(1);
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=notesctl", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(repo.path())
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .output()
+            .expect("git is installed");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    std::fs::write(repo.path().join("notes.txt"), "one\n").unwrap();
+    git(&["add", "notes.txt"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let deploy_in = async |dir: &std::path::Path| {
+        let run = cli(&stage)
+            .await
+            .current_dir(dir)
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .args(["--output", "json", "deploy", "--yes", "--no-validate"])
+            .args(cs.flags())
+            .run()
+            .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let report: DeployReport = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(report.release_problem, None);
+        report.release.expect("a release recorded")
+    };
+    let stored = async |id: &str| -> serde_json::Value {
+        let key = format!("{stage}/releases/{id}.json");
+        serde_json::from_slice(&moto::read_object(&moto::s3().await, &cs.bucket, &key).await)
+            .unwrap()
+    };
+
+    let clean = deploy_in(repo.path()).await;
+    let git_of = |r: &notesctl::commands::deploy::releases::Release| {
+        r.git.as_ref().map(|g| (g.commit.clone(), g.dirty))
+    };
+    assert_eq!(git_of(&clean), Some((head.clone(), false)));
+    let record = stored(&clean.id).await;
+    assert_eq!(
+        record["git"],
+        serde_json::json!({"commit": head, "dirty": false})
+    );
+
+    // A tracked file changed: the same commit, dirty.
+    std::fs::write(repo.path().join("notes.txt"), "two\n").unwrap();
+    let dirty = deploy_in(repo.path()).await;
+    assert_eq!(git_of(&dirty), Some((head.clone(), true)));
+    assert_eq!(
+        stored(&dirty.id).await["git"],
+        serde_json::json!({"commit": head, "dirty": true})
+    );
+
+    // Only an untracked file beside the commit: not dirty.
+    git(&["checkout", "-q", "--", "notes.txt"]);
+    std::fs::write(repo.path().join("untracked.txt"), "new\n").unwrap();
+    let untracked = deploy_in(repo.path()).await;
+    assert_eq!(git_of(&untracked), Some((head.clone(), false)));
+
+    // Outside any repository: no commit.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = deploy_in(elsewhere.path()).await;
+    assert_eq!(git_of(&outside), None);
+    assert!(stored(&outside.id).await.get("git").is_none());
+}
+
+/// A release that cannot be written does not fail the deploy: the stacks are deployed (exit 0), and
+/// the report says the release was not recorded (`release_problem`). The bucket here holds, where the
+/// releases are listed, an object that is not a release record, so reading the one before fails.
+#[tokio::test]
+async fn a_release_that_cannot_be_recorded_is_reported_and_the_deploy_still_succeeds() {
+    let cs = CodeStage::new("rp").await;
+    let stage = cs.stage.clone();
+    let stray = format!("{stage}/releases/99999999-999999-999.json");
+    moto::s3()
+        .await
+        .put_object()
+        .bucket(&cs.bucket)
+        .key(&stray)
+        .body(b"not a release".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let zip = cs.ship(1);
+    let run = cli(&stage)
+        .await
+        .args(["--output", "json", "deploy", "--yes", "--no-validate"])
+        .args(cs.flags())
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let report: DeployReport = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(actions(&report), [StackAction::Created]);
+    assert_eq!(report.problem, None);
+    assert!(report.release.is_none(), "{report:?}");
+    let problem = report.release_problem.clone().unwrap_or_default();
+    assert!(
+        problem.contains("the release was not recorded") && problem.contains(&stray),
+        "{report:?}"
+    );
+    // Deployed all the same: the function runs the zip.
+    let sdk = moto::shared().await.sdk_config().await;
+    let running = aws_sdk_lambda::Client::new(&sdk)
+        .get_function_configuration()
+        .function_name(format!("{stage}-auth-signup"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(running.code_sha256(), Some(code_sha256(&zip).as_str()));
+    assert_eq!(
+        moto::keys(&cs.bucket)
+            .await
+            .iter()
+            .filter(|k| k.starts_with(&format!("{stage}/releases/")))
+            .collect::<Vec<_>>(),
+        [&stray],
+        "no release record written"
+    );
+    // The text report says so as well.
+    let text = cli(&stage)
+        .await
+        .args(["deploy", "--yes", "--no-validate"])
+        .args(cs.flags())
+        .run()
+        .await;
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        format!("{}{}", text.stdout, text.stderr).contains("the release was not recorded"),
+        "{}\n{}",
+        text.stdout,
+        text.stderr
+    );
+}
+
+/// `outputs` prints the dashboard's URL: the notes stack's `DashboardUrl` output (which notes.yaml
+/// declares) is listed under the notes stack, in text and in JSON.
+#[tokio::test]
+async fn outputs_shows_the_dashboard_url() {
+    let notes = std::fs::read_to_string(format!("{}/notes.yaml", templates())).unwrap();
+    let doc = notesctl::template::parse(&notes).unwrap();
+    assert!(
+        doc["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+            .as_str()
+            .is_some_and(|v| v.contains("#dashboards:name=${Dashboard}")),
+        "notes.yaml outputs the dashboard's URL: {}",
+        doc["Outputs"]
+    );
+    let stage = notesctl_tests::unique("db");
+    let url = format!(
+        "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards:name={stage}-notes"
+    );
+    moto::fake_stack(&stage, "notes", &[("DashboardUrl", url.clone())]).await;
+    let text = cli(&stage).await.args(["outputs"]).run().await;
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    let notes_stack = format!("{stage}-notes-stack");
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.contains("DashboardUrl"))
+        .unwrap_or_else(|| panic!("no DashboardUrl line:\n{}", text.stdout));
+    assert!(line.trim_end().ends_with(&url), "{line}");
+    assert!(text.stdout.starts_with(&notes_stack), "{}", text.stdout);
+    let (code, json) = cli(&stage)
+        .await
+        .args(["outputs"])
+        .json::<OutputsReport>()
+        .await;
+    assert_eq!(code, 0);
+    assert_eq!(json.0[&notes_stack]["DashboardUrl"], url);
+}
+
+/// On a terminal, `deploy` without `--yes` shows the change set and asks: "n" applies nothing (the
+/// stack is not created, and the run says so and fails), "y" applies it. Run under a real
+/// pseudo-terminal (`script`).
+#[tokio::test]
+async fn deploy_asks_before_applying_on_a_terminal() {
+    use tokio::io::AsyncWriteExt;
+    let cs = CodeStage::new("ask").await;
+    let stage = cs.stage.clone();
+    cs.ship(1);
+    let moto = moto::shared().await;
+    let bin = notesctl_tests::dev::notesctl_binary();
+    let command = format!(
+        "'{}' --stage {stage} --region us-east-1 --endpoint-url {} deploy --no-validate {}",
+        bin.display(),
+        moto.endpoint,
+        cs.flags()
+            .iter()
+            .map(|f| format!("'{f}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let answer = async |reply: &str| {
+        let mut child = tokio::process::Command::new("script")
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .envs(moto.env())
+            .env("NOTESCTL_LOG", "warn")
+            .env("TERM", "dumb")
+            .env_remove("CI")
+            .env_remove("NOTESCTL_OUTPUT")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("script (util-linux) runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(reply.as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+        let out =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("deploy answered within 60 s")
+                .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let cfn = aws_sdk_cloudformation::Client::new(&moto.sdk_config().await);
+    let stack = format!("{stage}-auth-stack");
+    let status = async || {
+        cfn.describe_stacks()
+            .stack_name(&stack)
+            .send()
+            .await
+            .ok()
+            .and_then(|d| {
+                d.stacks?
+                    .first()?
+                    .stack_status()
+                    .map(|s| s.as_str().to_owned())
+            })
+    };
+
+    let (code, shown) = answer("n\n").await;
+    assert!(
+        shown.contains(&format!("Apply these changes to {stack}? [y/N]")),
+        "{shown}"
+    );
+    assert!(shown.contains("not confirmed; nothing changed"), "{shown}");
+    assert_eq!(code, Some(2), "{shown}");
+    assert_ne!(
+        status().await.as_deref(),
+        Some("CREATE_COMPLETE"),
+        "nothing applied"
+    );
+
+    let (code, shown) = answer("y\n").await;
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(
+        status().await.as_deref(),
+        Some("CREATE_COMPLETE"),
+        "{shown}"
+    );
+}
+
+/// CloudFormation reads whatever the bucket holds at a template's URL: a template object changed
+/// after it was stored (by anyone who may write the bucket) is written again from the file before a
+/// change set reads it, so the key's digest and what CloudFormation reads always agree.
+#[tokio::test]
+async fn a_template_changed_in_the_bucket_is_written_again_before_a_change_set_reads_it() {
+    let stage = notesctl_tests::unique("tw");
+    let preview = async || {
+        cli(&stage)
+            .await
+            .args([
+                "deploy",
+                "--preview",
+                "--stack",
+                "event",
+                "--templates",
+                &templates(),
+            ])
+            .run()
+            .await
+    };
+    let first = preview().await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let file = std::fs::read(format!("{}/event.yaml", templates())).unwrap();
+    let key = notesctl::aws::artifacts::template_key(&stage, &file);
+    assert_eq!(stored(&key).await, file);
+    moto::s3()
+        .await
+        .put_object()
+        .bucket(moto::DEFAULT_ARTIFACTS_BUCKET)
+        .key(&key)
+        .body(
+            b"Resources: {Evil: {Type: AWS::SQS::Queue}}"
+                .to_vec()
+                .into(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let second = preview().await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(!second.stderr.contains("Evil"), "{}", second.stderr);
+    assert_eq!(stored(&key).await, file, "the file, written again");
 }

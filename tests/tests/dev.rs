@@ -217,8 +217,15 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await;
-    if let Ok(r) = r {
-        assert_eq!(r.status().as_u16(), 413);
+    // dev answers 413 once the limit is crossed and closes the connection; the client may still be
+    // sending its body then, so what it sees is the 413 or the connection closed under its upload
+    // — never a refused connection or a timeout.
+    match r {
+        Ok(r) => assert_eq!(r.status().as_u16(), 413),
+        Err(e) => assert!(
+            (e.is_request() || e.is_body()) && !e.is_connect() && !e.is_timeout(),
+            "not the connection closed under the upload: {e:?}"
+        ),
     }
     // A socket dropped without a close frame.
     let ws = connect(&dev, &token).await;
@@ -279,6 +286,22 @@ fn start_writers(
     (acked, writers)
 }
 
+/// Waits until the writers have had `n` notes acknowledged (at most 30 s).
+async fn wait_for_acked(acked: &std::sync::Mutex<Vec<String>>, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = acked.lock().unwrap().len();
+        if got >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {got} of {n} notes acknowledged within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Waits until every note in `acked` is listed by `GET /notes` for the holder of `token`.
 async fn every_note_is_saved(c: &Client, token: &str, acked: &[String]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -322,9 +345,7 @@ async fn no_acknowledged_note_is_lost_when_dev_is_killed() {
     let c = Client::new(&dev);
     let token = c.user("ada").await;
     let (acked, writers) = start_writers(&c, &token);
-    while acked.lock().unwrap().len() < 150 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_acked(&acked, 150).await;
     dev.kill().await;
     for w in writers {
         let _ = w.await;
@@ -346,18 +367,23 @@ async fn ctrl_c_with_work_in_hand_stops_cleanly_and_loses_nothing() {
     let c = Client::new(&dev);
     let token = c.user("ada").await;
     let (acked, writers) = start_writers(&c, &token);
-    while acked.lock().unwrap().len() < 150 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_acked(&acked, 150).await;
     let (status, took) = dev.interrupt().await;
     for w in writers {
         let _ = w.await;
     }
     assert!(status.success(), "Ctrl-C is a normal stop: {status}");
-    assert!(took < Duration::from_secs(10), "stopped in {took:?}");
+    // README: "Ctrl-C stops it within a couple of seconds".
+    assert!(took < Duration::from_secs(3), "stopped in {took:?}");
     // The last lines reach the log reader once the process is gone.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = log.lock().unwrap().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = log.lock().unwrap().clone();
+        if log.contains("queued notes are kept in") || std::time::Instant::now() >= deadline {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(log.contains("queued notes are kept in"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     let acked: Vec<String> = acked.lock().unwrap().clone();
@@ -522,13 +548,16 @@ async fn a_closed_stdout_is_not_an_error() {
     let http = reqwest::Client::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let health = loop {
-        if let Ok(r) = http
+        match http
             .post(format!("http://127.0.0.1:{port}/auth/login"))
             .json(&json!({"username": "nobody", "password": "wrong-password"}))
             .send()
             .await
         {
-            break r.status().as_u16();
+            Ok(r) => break r.status().as_u16(),
+            // Not listening yet: the connection is refused.
+            Err(e) if e.is_connect() => {}
+            Err(e) => panic!("dev answered {port} with an error: {e:?}"),
         }
         assert!(
             std::time::Instant::now() < deadline,

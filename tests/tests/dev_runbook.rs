@@ -273,18 +273,22 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(follow.stdout.take().unwrap()).lines();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let second = post("second").await;
-    let line = loop {
+    let mut until_line_with = async |id: &str| loop {
         let line = tokio::time::timeout(Duration::from_secs(15), out.next_line())
             .await
             .expect("followed")
             .unwrap()
             .unwrap();
-        if line.contains(&second) {
+        if line.contains(id) {
             break line;
         }
     };
+    // The follow is reading once a note posted now shows; a note posted after that can only come
+    // by following.
+    let reading = post("follow is reading").await;
+    until_line_with(&reading).await;
+    let second = post("second").await;
+    let line = until_line_with(&second).await;
     let v: Line = serde_json::from_str(&line).unwrap();
     assert_eq!(v.function, "production-notes-publish");
     let _ = follow.kill().await;
@@ -463,5 +467,35 @@ async fn max_receive_count_sets_when_a_failing_message_is_dead_lettered() {
         moved[0].contains("receives=1") || moved[0].contains(r#""receives":1"#),
         "dead-lettered after one receive: {}",
         moved[0]
+    );
+}
+
+/// `--local` finds dev's runbook token by itself when run from the folder `dev` runs in (its default
+/// data directory, `.notesctl/dev`, is there), with neither `NOTESCTL_DEV_DATA_DIR` nor
+/// `NOTESCTL_DEV_TOKEN` set; from another folder it cannot, and says where it looked and what to set.
+#[tokio::test]
+async fn local_finds_the_runbook_token_when_run_from_devs_folder() {
+    let folder = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(&folder.path().join(".notesctl/dev"), &[]).await;
+    let bare = |dir: &std::path::Path| {
+        notesctl_tests::cli::Cli::new()
+            .env_remove("NOTESCTL_DEV_DATA_DIR")
+            .env_remove("NOTESCTL_DEV_TOKEN")
+            .current_dir(dir)
+            .args(["queue-depth", "--local", &dev.api_url])
+    };
+    let (code, depth) = bare(folder.path()).json::<QueueDepth>().await;
+    assert_eq!(code, 0, "{depth:?}");
+    assert_eq!(depth.queue.visible + depth.dlq.visible, 0, "{depth:?}");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let lost = bare(elsewhere.path()).run().await;
+    assert_eq!(lost.code, 2, "{}", lost.stderr);
+    assert!(
+        lost.stderr
+            .contains("no runbook token at .notesctl/dev/runbook-token")
+            && lost.stderr.contains("NOTESCTL_DEV_DATA_DIR"),
+        "{}",
+        lost.stderr
     );
 }

@@ -633,6 +633,27 @@ async fn migrate_public_feed_moves_the_unsharded_feed_into_its_shards() {
     );
 
     moto::fake_stack_with(&stage, "notes", &[], &[("PublicFeedShards", "4")]).await;
+    // A count other than the stack's is refused, naming both, before anything moves.
+    let mismatch = cli(&stage)
+        .await
+        .args(["migrate", "public-feed", "--shards", "8"])
+        .run()
+        .await;
+    assert_eq!(mismatch.code, 2, "{mismatch:?}");
+    assert!(
+        mismatch.stderr.contains("--shards 8")
+            && mismatch.stderr.contains("PublicFeedShards 4")
+            && mismatch.stderr.contains("--ignore-stack-shards"),
+        "{}",
+        mismatch.stderr
+    );
+    assert_eq!(
+        mismatch.stderr.trim().lines().count(),
+        1,
+        "one line: {}",
+        mismatch.stderr
+    );
+    assert_eq!(count("PUBLIC#NOTES".into()).await, total as usize);
     let run = cli(&stage)
         .await
         .args([
@@ -677,6 +698,22 @@ async fn migrate_public_feed_moves_the_unsharded_feed_into_its_shards() {
         .await;
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("nothing to move"), "{}", again.stdout);
+    // The override: 8 shards hold what 4 do, so nothing moves, but the count is taken as given.
+    let overridden = cli(&stage)
+        .await
+        .args([
+            "migrate",
+            "public-feed",
+            "--shards",
+            "8",
+            "--ignore-stack-shards",
+            "--output",
+            "json",
+        ])
+        .run()
+        .await;
+    assert_eq!(overridden.code, 0, "{overridden:?}");
+    assert_eq!(overridden.json::<MigrateReport>().shards, 8);
 }
 
 /// `doctor` on a deployed stage (moto): the queues and the save function's logs are read as on AWS;

@@ -464,22 +464,7 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     let mut report = DeployReport::default();
     for &short in &order {
         let r = deploy.deploy_stack(short).await?;
-        let failed = matches!(r.action, StackAction::Failed | StackAction::StillRunning);
-        let advice = r
-            .failures
-            .iter()
-            .find(|f| f.status.is_advice())
-            .map(|f| f.reason.clone());
-        report.stacks.push(r);
-        if failed {
-            let stopped = format!(
-                "deploy stopped at {}: the stacks after it were not touched",
-                stacks::stack_name(ctx.stage(), short)
-            );
-            report.problem = Some(match advice {
-                Some(w) => format!("{w}\n{stopped}"),
-                None => stopped,
-            });
+        if add_stack(&mut report, ctx.stage(), short, r) {
             return Ok(report);
         }
     }
@@ -531,6 +516,29 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
         }
     }
     Ok(report)
+}
+
+/// Adds a stack's outcome to the report; a stack that failed, or that CloudFormation was still working
+/// on at `--timeout`, stops the deploy (true) with the problem, so the run exits 1.
+fn add_stack(report: &mut DeployReport, stage: &str, short: &str, r: StackReport) -> bool {
+    let failed = matches!(r.action, StackAction::Failed | StackAction::StillRunning);
+    let advice = r
+        .failures
+        .iter()
+        .find(|f| f.status.is_advice())
+        .map(|f| f.reason.clone());
+    report.stacks.push(r);
+    if failed {
+        let stopped = format!(
+            "deploy stopped at {}: the stacks after it were not touched",
+            stacks::stack_name(stage, short)
+        );
+        report.problem = Some(match advice {
+            Some(w) => format!("{w}\n{stopped}"),
+            None => stopped,
+        });
+    }
+    failed
 }
 
 /// The names (for `stage`) of the functions the templates of `stacks` define.
@@ -666,6 +674,14 @@ mod recorded {
 
     /// Deploys the event stack (a one-queue template) against CloudFormation answering by `rules`.
     async fn deploy_event(rules: &[&aws_smithy_mocks::Rule]) -> StackReport {
+        deploy_event_within(rules, None).await
+    }
+
+    /// As [`deploy_event`], with `--timeout` (its default when `None`).
+    async fn deploy_event_within(
+        rules: &[&aws_smithy_mocks::Rule],
+        timeout: Option<Duration>,
+    ) -> StackReport {
         let cfn = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, rules);
         let dir = tempfile::tempdir().unwrap();
         let (ctx, args) = setup(dir.path());
@@ -675,7 +691,7 @@ mod recorded {
             cfn,
             args: &args,
             values: BTreeMap::from([("Stage", "p".to_owned())]),
-            deadline: Deadline::after(args.timeout),
+            deadline: Deadline::after(timeout.unwrap_or(args.timeout)),
             templates,
         };
         let report = deploy.deploy_stack("event").await.unwrap();
@@ -847,6 +863,80 @@ mod recorded {
         assert_eq!(
             report.failures[0].reason,
             "Invalid value for the parameter VisibilityTimeout"
+        );
+    }
+
+    /// `--timeout` reached while CloudFormation still works on the stack (UPDATE_IN_PROGRESS after the
+    /// change set was executed, as long as the deploy waits): deploy stops waiting soon after the
+    /// limit, the stack is `still-running` with what to do next, and the run exits 1.
+    #[tokio::test]
+    async fn a_stack_still_in_progress_at_the_timeout_exits_1() {
+        let describe = mock!(Client::describe_stacks)
+            .sequence()
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::UpdateComplete))
+                    .build()
+            })
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::UpdateInProgress))
+                    .build()
+            })
+            .repeatedly()
+            .build();
+        let template = mock!(Client::get_template).then_output(|| {
+            GetTemplateOutput::builder()
+                .template_body("Resources: {}")
+                .build()
+        });
+        let create = mock!(Client::create_change_set)
+            .then_output(|| CreateChangeSetOutput::builder().id(SET_ARN).build());
+        let set = mock!(Client::describe_change_set).then_output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .execution_status(ExecutionStatus::ExecuteInProgress)
+                .build()
+        });
+        let execute = mock!(Client::execute_change_set)
+            .then_output(|| ExecuteChangeSetOutput::builder().build());
+        let events = mock!(Client::describe_stack_events)
+            .then_output(|| DescribeStackEventsOutput::builder().build());
+        let started = std::time::Instant::now();
+        let report = deploy_event_within(
+            &[&describe, &template, &create, &set, &execute, &events],
+            Some(Duration::from_secs(1)),
+        )
+        .await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(6),
+            "waited {took:?} past a 1s --timeout"
+        );
+        assert_eq!(
+            (report.action, report.status.as_str()),
+            (StackAction::StillRunning, "UPDATE_IN_PROGRESS")
+        );
+        assert!(describe.num_calls() >= 2, "it polled the stack");
+        let reason = &report.failures[0].reason;
+        assert!(
+            reason.contains("p-event-stack is still UPDATE_IN_PROGRESS after --timeout 1s")
+                && reason.contains("notesctl status"),
+            "{reason}"
+        );
+
+        let mut whole = DeployReport::default();
+        assert!(
+            add_stack(&mut whole, "p", "event", report),
+            "the deploy stops"
+        );
+        use crate::output::{Exit, Report};
+        assert_eq!(whole.exit(), Exit::Problem);
+        let problem = whole.problem.as_deref().unwrap_or_default();
+        assert!(
+            problem.contains("after --timeout 1s")
+                && problem.contains("deploy stopped at p-event-stack"),
+            "{problem}"
         );
     }
 }

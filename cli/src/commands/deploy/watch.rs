@@ -195,13 +195,21 @@ pub async fn run(ctx: &Context, mut args: DeployArgs) -> anyhow::Result<Streamed
     let lines = ctx.lines();
     let mut seen = snapshot(&args.watch_dir);
     let mut changed = Vec::new();
+    // One listener for the whole watch: once SIGINT is handled, one that comes while nobody listens
+    // is lost — a Ctrl-C during a round (a build takes a while) went unheard, and the watch went on.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| anyhow::anyhow!("listening for Ctrl-C: {e}"))?;
     loop {
-        if !lines.write(&round(ctx, &args, changed).await) {
+        let done = tokio::select! {
+            done = round(ctx, &args, changed) => done,
+            _ = interrupt.recv() => return Ok(Streamed(Exit::Ok)),
+        };
+        if !lines.write(&done) {
             return Ok(Streamed(Exit::Ok));
         }
         changed = tokio::select! {
             c = next_change(&args.watch_dir, &mut seen, POLL, QUIET) => c,
-            _ = tokio::signal::ctrl_c() => return Ok(Streamed(Exit::Ok)),
+            _ = interrupt.recv() => return Ok(Streamed(Exit::Ok)),
         };
     }
 }

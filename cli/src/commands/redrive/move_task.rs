@@ -363,6 +363,15 @@ mod tests {
         ctx: &crate::context::Context,
         rules: &[&Rule],
     ) -> (anyhow::Result<Outcome>, RedriveReport) {
+        run_move_task_within(ctx, rules, Duration::from_secs(20)).await
+    }
+
+    /// As [`run_move_task_with`], waiting at most `timeout` (`--timeout`).
+    async fn run_move_task_within(
+        ctx: &crate::context::Context,
+        rules: &[&Rule],
+        timeout: Duration,
+    ) -> (anyhow::Result<Outcome>, RedriveReport) {
         let arns = arns();
         let all: Vec<&Rule> = std::iter::once(&arns)
             .chain(rules.iter().copied())
@@ -370,7 +379,7 @@ mod tests {
         let q = queues(&all);
         let mut r = report(Method::MoveTask, 10);
         let tasks = MoveTasks::new(&q.sqs, &q).await.unwrap();
-        let deadline = Deadline::after(Duration::from_secs(20));
+        let deadline = Deadline::after(timeout);
         let outcome = tasks.run(ctx, &args(), &deadline, &mut r).await;
         (outcome, r)
     }
@@ -517,5 +526,31 @@ mod tests {
             e.contains("starting the move task failed") && e.contains("AccessDenied"),
             "{e}"
         );
+    }
+
+    /// A task still RUNNING at `--timeout 1s`: the wait ends soon after the limit, the report says
+    /// the task goes on in SQS and how far it got, and the run exits 1.
+    #[tokio::test]
+    async fn a_task_still_running_at_the_timeout_exits_1() {
+        use crate::output::{Exit, Report};
+        let (list, start) = (listed(&[&[], &[("RUNNING", 4)]]), starts("h1"));
+        let started = std::time::Instant::now();
+        let (outcome, r) =
+            run_move_task_within(&ctx(), &[&list, &start], Duration::from_secs(1)).await;
+        let took = started.elapsed();
+        assert!(matches!(outcome.unwrap(), Outcome::Done));
+        assert!(
+            took < Duration::from_secs(6),
+            "waited {took:?} past a 1s --timeout"
+        );
+        assert!(list.num_calls() >= 2, "it followed the task");
+        assert_eq!(start.num_calls(), 1);
+        assert_eq!(r.moved, 4);
+        let problem = r.problem.clone().unwrap_or_default();
+        assert!(
+            problem.contains("still running after --timeout 1s") && problem.contains("queue-depth"),
+            "{problem}"
+        );
+        assert_eq!(r.exit(), Exit::Problem);
     }
 }
