@@ -1740,3 +1740,70 @@ fn a_log_retention_from_a_mapping() {
         "RetentionInDays 8 is not one CloudWatch Logs accepts",
     );
 }
+
+/// Every name limit in `limits::names::NAMES` can fail: for each, a resource of its type is added
+/// with a name one character over the limit with the longest stage, and (where the service
+/// restricts characters) another with a character it refuses. validate must name both.
+#[test]
+fn every_name_limit_can_be_broken() {
+    use notesctl::commands::validate::limits::names::{Chars, NAMES};
+    let mut resources = String::new();
+    let mut expected = Vec::new();
+    for (i, limit) in NAMES.iter().enumerate() {
+        // The longest stage is 30 characters; the name is one over the limit.
+        let long = format!("${{Stage}}{}", "x".repeat(limit.max - 30 + 1));
+        let nested = |value: &str| -> String {
+            let mut parts: Vec<&str> = limit.property.split('/').collect();
+            let last = parts.pop().unwrap();
+            let mut yaml = String::new();
+            let mut indent = 6;
+            for p in &parts {
+                yaml.push_str(&format!("{}{p}:\n", " ".repeat(indent)));
+                indent += 2;
+                if p.ends_with("Indexes") {
+                    yaml.push_str(&format!(
+                        "{}- {last}: !Sub \"{value}\"\n",
+                        " ".repeat(indent)
+                    ));
+                    return yaml;
+                }
+            }
+            yaml.push_str(&format!("{}{last}: !Sub \"{value}\"\n", " ".repeat(indent)));
+            yaml
+        };
+        let id = format!("LongName{i}");
+        resources.push_str(&format!(
+            "  {id}:\n    Type: {}\n    Properties:\n{}",
+            limit.ty,
+            nested(&long)
+        ));
+        expected.push((Rule::NameLength, id));
+        if !matches!(limit.chars, Chars::Any) {
+            let id = format!("BadChars{i}");
+            resources.push_str(&format!(
+                "  {id}:\n    Type: {}\n    Properties:\n{}",
+                limit.ty,
+                nested("${Stage}!x")
+            ));
+            expected.push((Rule::NameCharacters, id));
+        }
+    }
+    let f = findings_after(&[(
+        "data.yaml",
+        "Resources:\n",
+        &format!("Resources:\n{resources}"),
+    )]);
+    for (rule, id) in &expected {
+        assert!(
+            f.iter()
+                .any(|x| x.rule == *rule && x.file == "data.yaml" && &x.resource == id),
+            "expected {rule:?} at data.yaml {id}; got:\n{}",
+            f.iter()
+                .filter(|x| x.file == "data.yaml")
+                .map(|x| format!("  {:?} {}: {}", x.rule, x.resource, x.problem))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    assert!(expected.len() >= NAMES.len(), "one per name limit at least");
+}
