@@ -219,3 +219,45 @@ async fn the_x86_64_zip_is_the_same_when_built_in_a_fresh_target_directory() {
         dist.display()
     );
 }
+
+/// The newcomer's next step after `scripts/test.sh`: `package --arch arm64` with zig and
+/// cargo-zigbuild only in the project's `.venv` (where test.sh put them) and not on `PATH`. It finds
+/// them there and builds (from test.sh's release build, so quickly): the zip holds an aarch64
+/// `bootstrap` (that such a zip starts under qemu is `packaged_zips_start_on_their_architecture`'s).
+#[tokio::test]
+async fn package_for_arm64_finds_zig_in_the_projects_venv() {
+    let root = notesctl_tests::workspace_root();
+    let venv = root.join(".venv/bin");
+    assert!(
+        venv.join("cargo-zigbuild").is_file(),
+        "scripts/test.sh installs cargo-zigbuild into .venv"
+    );
+    // PATH as a newcomer's shell has it: no .venv, no zig.
+    let path: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .filter(|d| {
+            !d.starts_with(&venv) && !d.join("zig").is_file() && !d.join("cargo-zigbuild").is_file()
+        })
+        .collect();
+    let path = std::env::join_paths(path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let run = Cli::new()
+        .args([
+            "package",
+            "--arch",
+            "arm64",
+            "--out",
+            out.path().to_str().unwrap(),
+        ])
+        .args(["--workspace", root.to_str().unwrap()])
+        .env("PATH", path.to_str().unwrap())
+        .env_remove("CARGO_ZIGBUILD_ZIG_PATH")
+        .run()
+        .await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let zip = out.path().join("notes-lambda-arm64.zip");
+    let bootstrap = out.path().join("bootstrap");
+    unzip_bootstrap(&zip, &bootstrap);
+    let elf = std::fs::read(&bootstrap).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 183, "EM_AARCH64");
+}

@@ -243,68 +243,114 @@ fn which(program: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
-/// Where cargo-zigbuild finds zig: `CARGO_ZIGBUILD_ZIG_PATH`, `zig` on PATH, or Python's `ziglang`.
-async fn zig_found() -> bool {
+/// The project's own tool folder: `scripts/test.sh` installs zig (`ziglang`) and cargo-zigbuild into
+/// `{workspace}/.venv`, so a newcomer who ran the tests can package for arm64 without installing them
+/// again or changing `PATH`.
+fn venv_bin(workspace: &Path) -> PathBuf {
+    workspace.join(".venv").join("bin")
+}
+
+/// `PATH` with the project's `.venv/bin` first, when it holds cargo-zigbuild.
+fn path_with_venv(workspace: &Path) -> Option<std::ffi::OsString> {
+    let venv = venv_bin(workspace);
+    if !venv.join("cargo-zigbuild").is_file() {
+        return None;
+    }
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(venv).chain(std::env::split_paths(&rest))).ok()
+}
+
+/// Whether `python` can import `ziglang` (cargo-zigbuild's zig from PyPI).
+async fn imports_ziglang(python: &Path) -> bool {
+    tokio::process::Command::new(python)
+        .args(["-c", "import ziglang"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// Where cargo-zigbuild finds zig: `CARGO_ZIGBUILD_ZIG_PATH`, `zig` on PATH, Python's `ziglang` —
+/// the project's `.venv` first.
+async fn zig_found(workspace: &Path) -> bool {
     if std::env::var_os("CARGO_ZIGBUILD_ZIG_PATH").is_some_and(|p| !p.is_empty()) || which("zig") {
         return true;
     }
+    let venv_python = venv_bin(workspace).join("python3");
+    if venv_python.is_file() && imports_ziglang(&venv_python).await {
+        return true;
+    }
     for python in ["python3", "python"] {
-        if !which(python) {
-            continue;
-        }
-        let found = tokio::process::Command::new(python)
-            .args(["-c", "import ziglang"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-        if found.is_ok_and(|s| s.success()) {
+        if which(python) && imports_ziglang(Path::new(python)).await {
             return true;
         }
     }
     false
 }
 
-/// What building for `arch` needs that this machine lacks, said before anything is built.
-async fn preflight(arch: Arch) -> anyhow::Result<()> {
+/// What building for one architecture needs, as found on this machine.
+#[derive(Debug, Clone, Copy)]
+struct Tools {
+    target_installed: bool,
+    zigbuild: bool,
+    zig: bool,
+}
+
+/// Every missing piece for `arch`, each with the step that brings it: all of them, so one message
+/// says everything (not the Rust target first and zig on the next try).
+fn missing(arch: Arch, tools: Tools) -> Vec<String> {
+    let target = arch.rust_target();
+    let mut out = Vec::new();
+    if !tools.target_installed {
+        out.push(format!(
+            "the Rust target {target} (`rustup target add {target}`)"
+        ));
+    }
+    if arch == Arch::Arm64 {
+        if !tools.zigbuild {
+            out.push("cargo-zigbuild (`pip install cargo-zigbuild`, a prebuilt wheel; or `cargo install cargo-zigbuild --locked`)".to_owned());
+        }
+        if !tools.zig {
+            out.push("zig (`pip install ziglang`, or zig on PATH)".to_owned());
+        }
+    }
+    out
+}
+
+/// What building for `arch` needs that this machine lacks, said before anything is built. Tools in
+/// the project's `.venv` (where `scripts/test.sh` puts them) count.
+async fn preflight(workspace: &Path, arch: Arch) -> anyhow::Result<()> {
     let target = arch.rust_target();
     let installed = tokio::process::Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
         .await;
-    if let Ok(out) = installed
-        && out.status.success()
-        && !String::from_utf8_lossy(&out.stdout)
+    let target_installed = match installed {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
             .lines()
-            .any(|l| l.trim() == target)
-    {
-        anyhow::bail!(
-            "the Rust target {target} is not installed: run `rustup target add {target}`"
-        );
+            .any(|l| l.trim() == target),
+        // No rustup (a distribution's Rust): cargo says it if the target is missing.
+        _ => true,
+    };
+    let arm = arch == Arch::Arm64;
+    let tools = Tools {
+        target_installed,
+        zigbuild: !arm
+            || which("cargo-zigbuild")
+            || venv_bin(workspace).join("cargo-zigbuild").is_file(),
+        zig: !arm || zig_found(workspace).await,
+    };
+    let missing = missing(arch, tools);
+    if missing.is_empty() {
+        return Ok(());
     }
-    if arch == Arch::Arm64 {
-        let zigbuild = which("cargo-zigbuild");
-        let zig = zig_found().await;
-        let missing = match (zigbuild, zig) {
-            (true, true) => return Ok(()),
-            (false, false) => "cargo-zigbuild and zig are",
-            (false, true) => "cargo-zigbuild is",
-            (true, false) => "zig is",
-        };
-        let mut steps = Vec::new();
-        if !zigbuild {
-            steps.push("`pip install cargo-zigbuild` (a prebuilt wheel; or `cargo install cargo-zigbuild --locked`)");
-        }
-        if !zig {
-            steps.push("`pip install ziglang` (or put zig on PATH)");
-        }
-        anyhow::bail!(
-            "arm64 builds link against glibc 2.34 with zig, and {missing} missing: run {} — or build elsewhere and pass --binary",
-            steps.join(" and ")
-        );
-    }
-    Ok(())
+    anyhow::bail!(
+        "building for {} needs {} — or build elsewhere and pass --binary",
+        arch.as_str(),
+        missing.join(", and ")
+    )
 }
 
 /// Builds `notes-lambda` for `arch` in release; the binary's path. On a terminal, cargo's lines
@@ -334,6 +380,13 @@ async fn build(ctx: &Context, workspace: &Path, arch: Arch) -> anyhow::Result<Pa
             cmd.arg("zigbuild")
                 .args(release)
                 .args(["--target", &format!("{target}.2.34")]);
+            // cargo finds `cargo-zigbuild`, and it finds zig (`python3 -m ziglang`), on PATH: the
+            // project's .venv first, where scripts/test.sh installed both.
+            if !which("cargo-zigbuild")
+                && let Some(path) = path_with_venv(workspace)
+            {
+                cmd.env("PATH", path);
+            }
         }
     }
     let spinner = ctx.spinner();
@@ -434,7 +487,7 @@ pub async fn run(ctx: &Context, args: PackageArgs) -> anyhow::Result<PackageRepo
         // Every architecture's tools before any build: a missing zig should not wait for the
         // x86_64 build to finish.
         for &arch in &args.arches {
-            preflight(arch).await?;
+            preflight(&args.workspace, arch).await?;
         }
     }
     let mut artifacts = Vec::new();
@@ -724,5 +777,39 @@ mod tests {
         let mut inflated = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut inflated).unwrap();
         assert_eq!(inflated, bin);
+    }
+
+    /// Everything missing for an architecture is said at once, each with its step.
+    #[test]
+    fn every_missing_piece_is_named_at_once() {
+        let none = Tools {
+            target_installed: false,
+            zigbuild: false,
+            zig: false,
+        };
+        let all = missing(Arch::Arm64, none);
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert!(all[0].contains("rustup target add aarch64-unknown-linux-gnu"));
+        assert!(all[1].contains("pip install cargo-zigbuild"));
+        assert!(all[2].contains("pip install ziglang"));
+        assert_eq!(missing(Arch::X86_64, none).len(), 1, "x86_64 needs no zig");
+        let ready = Tools {
+            target_installed: true,
+            zigbuild: true,
+            zig: true,
+        };
+        assert!(missing(Arch::Arm64, ready).is_empty());
+    }
+
+    /// The project's .venv (where scripts/test.sh installs cargo-zigbuild) goes first on PATH.
+    #[test]
+    fn the_projects_venv_goes_first_on_path() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(path_with_venv(dir.path()), None, "no .venv: PATH unchanged");
+        let bin = dir.path().join(".venv/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("cargo-zigbuild"), "").unwrap();
+        let path = path_with_venv(dir.path()).expect("a PATH");
+        assert_eq!(std::env::split_paths(&path).next(), Some(bin));
     }
 }
