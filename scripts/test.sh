@@ -54,7 +54,7 @@ if ! command -v chromium >/dev/null 2>&1 && [[ -z "${CHROMIUM:-}" ]]; then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing chromium (Debian package)" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq chromium >/dev/null
   else
     echo "test.sh: the browser test needs Chromium: run 'sudo apt-get install chromium' (or set CHROMIUM=/path)" >&2
     exit 2
@@ -77,7 +77,7 @@ if ! command -v qemu-aarch64-static >/dev/null 2>&1 || ! command -v musl-gcc >/d
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing qemu-user-static, libc6-arm64-cross, musl-tools, zsh and fish (Debian packages)" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static libc6-arm64-cross musl-tools zsh fish >/dev/null
+    DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes apt-get install -y -qq qemu-user-static libc6-arm64-cross musl-tools zsh fish >/dev/null
   else
     echo "test.sh: packaging needs musl-gcc; the arm64 test qemu-aarch64-static and an arm64 glibc; the completion test zsh and fish: run 'sudo apt-get install musl-tools qemu-user-static libc6-arm64-cross zsh fish'" >&2
     exit 2
