@@ -159,7 +159,8 @@ fn package_names_missing_arm64_tools_before_building() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("cargo-zigbuild and zig are missing")
+        err.contains("building for arm64 needs cargo-zigbuild")
+            && err.contains("and zig")
             && err.contains("pip install cargo-zigbuild")
             && err.contains("cargo install cargo-zigbuild")
             && err.contains("pip install ziglang"),
@@ -177,7 +178,7 @@ fn package_names_missing_arm64_tools_before_building() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("zig is missing")
+        err.contains("building for arm64 needs zig")
             && err.contains("pip install ziglang")
             && !err.contains("cargo install"),
         "{err}"
