@@ -497,11 +497,33 @@ async fn frontend_dir_is_served_live_and_config_json_stays_the_servers() {
     assert_eq!(s, 200);
     assert_eq!(config["apiUrl"], dev.api_url.as_str(), "{config}");
     assert_eq!(get("/js/missing.js").await.0, 404);
+    // A browser asking for a page gets the app's own routes from its page; a call that names no
+    // file (a mistyped API path from curl or fetch) gets the API's JSON 404, as a POST does.
+    let page = http
+        .get(format!(
+            "{}/dashboard",
+            dev.frontend_url.trim_end_matches('/')
+        ))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
     assert_eq!(
-        get("/dashboard").await.2,
+        page.text().await.unwrap(),
         "<p>my page</p>",
         "the app's own routes fall back to its page"
     );
+    for mistyped in ["/note", "/dashboard", "/notes-public"] {
+        let (s, ty, body) = get(mistyped).await;
+        assert_eq!(s, 404, "{mistyped}: {body}");
+        assert!(ty.starts_with("application/json"), "{mistyped}: {ty}");
+        let said: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            said["message"].as_str().unwrap().contains("No route"),
+            "{mistyped}: {said}"
+        );
+    }
 
     let empty = tempfile::tempdir().unwrap();
     let refused = tokio::process::Command::new(notesctl_tests::dev::notesctl_binary())

@@ -66,6 +66,16 @@ impl Frontend {
     /// The file for a URL path: `/` is `index.html`; a path without an extension that names no file
     /// falls back to `index.html` (the single-page app's own routes). `None`: not the frontend's.
     pub async fn get(&self, path: &str) -> Option<Response> {
+        self.serve(path, true).await
+    }
+
+    /// The file a URL path names, without the single-page app's fallback: what a request that does
+    /// not ask for a page gets (`curl /note` is a mistyped API call, not a route of the app).
+    pub async fn file(&self, path: &str) -> Option<Response> {
+        self.serve(path, false).await
+    }
+
+    async fn serve(&self, path: &str, spa_fallback: bool) -> Option<Response> {
         let rel = path.trim_start_matches('/');
         let rel = if rel.is_empty() { "index.html" } else { rel };
         if rel == "config.json"
@@ -76,7 +86,7 @@ impl Frontend {
         }
         let (name, bytes) = match self.read(rel).await {
             Some(b) => (rel, b),
-            None if !rel.rsplit('/').next().unwrap_or_default().contains('.') => {
+            None if spa_fallback && !rel.rsplit('/').next().unwrap_or_default().contains('.') => {
                 ("index.html", self.read("index.html").await?)
             }
             None => return None,
@@ -186,6 +196,11 @@ mod tests {
         assert!(f.get("/").await.is_some());
         assert!(f.get("/app.js").await.is_some());
         assert!(f.get("/dashboard").await.is_some(), "SPA fallback");
+        assert!(
+            f.file("/dashboard").await.is_none(),
+            "no fallback for what is not a page"
+        );
+        assert!(f.file("/app.js").await.is_some());
         assert!(f.get("/missing.js").await.is_none());
         let icon = f.get("/favicon.ico").await.expect("a favicon, not a 404");
         assert_eq!(icon.headers()[header::CONTENT_TYPE], "image/x-icon");

@@ -544,10 +544,26 @@ pub async fn fallback(
     if is_api || !matches!(*req.method(), Method::GET | Method::HEAD) {
         return api(state, peer, req).await;
     }
-    match state.frontend.get(path).await {
+    // The single-page app's routes are for a browser asking for a page; anything else that names
+    // no file (`curl /note`, a fetch with a mistyped path) gets the API's JSON 404.
+    let found = if accepts_html(req.headers()) {
+        state.frontend.get(path).await
+    } else {
+        state.frontend.file(path).await
+    };
+    match found {
         Some(resp) => resp,
         None => api(state, peer, req).await,
     }
+}
+
+/// A browser's navigation: its Accept names `text/html` (fetch, curl and SDKs send `*/*` or JSON).
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with("text/html")))
 }
 
 #[cfg(test)]
