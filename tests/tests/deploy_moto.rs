@@ -907,6 +907,45 @@ async fn diff_names_what_a_deploy_would_change() {
         same.stacks[0].deployed && !same.stacks[0].differs,
         "{same:?}"
     );
+    assert_eq!(same.code, None, "the zip was compared");
+
+    // No zip packaged: the templates are compared all the same, with the code the stack has, and
+    // the report says the code was not; `--change-set` needs the zip.
+    let zip = notesctl::lambda::zip_path(cs.artifacts.path(), notesctl::lambda::Arch::X86_64);
+    let aside = cs.artifacts.path().join("aside.zip");
+    std::fs::rename(&zip, &aside).unwrap();
+    let (code, templates_only) = diff(&[]).await;
+    assert_eq!(code, 0, "{templates_only:?}");
+    assert!(!templates_only.stacks[0].differs, "{templates_only:?}");
+    let said = templates_only.code.clone().unwrap_or_default();
+    assert!(
+        said.starts_with(&format!("not compared: no zip at {}", zip.display()))
+            && said.contains("notesctl package --arch x86_64"),
+        "{said}"
+    );
+    cs.edit_template(&CODE_STACK.replace(
+        "${Stage}-auth-signup\"",
+        "${Stage}-auth-signup\"\n      MemorySize: 512",
+    ));
+    let (code, edited) = diff(&[]).await;
+    assert_eq!(code, 1, "{edited:?}");
+    let s = &edited.stacks[0];
+    assert!(s.parameters.is_empty(), "CodeKey is the stack's own: {s:?}");
+    assert_eq!(s.resources.len(), 1, "{s:?}");
+    let refused = cli(&stage)
+        .await
+        .args(["diff", "--change-set"])
+        .args(cs.flags())
+        .run()
+        .await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("--change-set needs the code's zip"),
+        "{}",
+        refused.stderr
+    );
+    cs.edit_template(CODE_STACK);
+    std::fs::rename(&aside, &zip).unwrap();
 
     // A new zip: only CodeKey, and the function that uses it.
     let v2 = cs.ship(2);
@@ -1160,16 +1199,19 @@ async fn hotswap_updates_code_alone_and_the_next_deploy_reconciles() {
     );
     assert!(problem.contains(&function), "{problem}");
 
-    let refused = deploy("production", &["--hotswap"]).await;
-    assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(
-        refused
-            .stderr
-            .contains("refusing to hotswap the production stage")
-            && refused.stderr.contains("--force"),
-        "{}",
-        refused.stderr
-    );
+    // Protected stages — the default and the help examples' own "prod" among them — refuse before
+    // any call; `--force` lets the hotswap through (here to the same failure as above).
+    for protected in ["production", "prod", "prod-eu"] {
+        let refused = deploy(protected, &["--hotswap"]).await;
+        assert_eq!(refused.code, 2, "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains(&format!(
+                "refusing to hotswap \"{protected}\", a protected stage"
+            )) && refused.stderr.contains("--force"),
+            "{}",
+            refused.stderr
+        );
+    }
 }
 
 /// Every deploy records a release in the artifacts bucket; `history` lists them newest first;

@@ -59,17 +59,8 @@ pub async fn parameter_values(
     config: &aws_config::SdkConfig,
     order: &[&str],
 ) -> anyhow::Result<(BTreeMap<&'static str, String>, Option<(Code, Artifacts)>)> {
-    let mut values = BTreeMap::from([
-        ("Stage", ctx.stage().to_owned()),
-        ("Architecture", inputs.arch.as_str().to_owned()),
-        ("AllowedOrigin", inputs.allowed_origin.clone()),
-        ("SaveFunctionTimeout", inputs.save_timeout.to_string()),
-        ("PublicFeedShards", inputs.public_feed_shards.to_string()),
-    ]);
-    if !order
-        .iter()
-        .any(|s| matches!(*s, "auth" | "websocket" | "notes"))
-    {
+    let mut values = values_without_code(ctx, inputs);
+    if !carries_code(order) {
         return Ok((values, None));
     }
     let code = artifacts::read(ctx, inputs).await?;
@@ -78,6 +69,24 @@ pub async fn parameter_values(
     values.insert("CodeBucket", store.bucket.clone());
     values.insert("CodeKey", code.key.clone());
     Ok((values, Some((code, store))))
+}
+
+/// Every parameter but the code's (`CodeBucket`, `CodeKey`), from the flags alone.
+pub fn values_without_code(ctx: &Context, inputs: &Inputs) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("Stage", ctx.stage().to_owned()),
+        ("Architecture", inputs.arch.as_str().to_owned()),
+        ("AllowedOrigin", inputs.allowed_origin.clone()),
+        ("SaveFunctionTimeout", inputs.save_timeout.to_string()),
+        ("PublicFeedShards", inputs.public_feed_shards.to_string()),
+    ])
+}
+
+/// Whether any of the stacks runs the Lambda code (and so takes `CodeBucket` and `CodeKey`).
+pub fn carries_code(order: &[&str]) -> bool {
+    order
+        .iter()
+        .any(|s| matches!(*s, "auth" | "websocket" | "notes"))
 }
 
 /// The artifacts bucket a deploy of `inputs` uses: the one the code's upload located, or the given

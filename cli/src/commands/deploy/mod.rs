@@ -40,7 +40,10 @@ pub use change_set::Template;
 use change_set::Worked;
 use events::Settled;
 pub use hotswap::HotswapReport;
-pub use inputs::{Inputs, artifact_store, load_template, parameter_values, region_of, stack_diff};
+pub use inputs::{
+    Inputs, artifact_store, carries_code, load_template, parameter_values, region_of, stack_diff,
+    values_without_code,
+};
 use plan::{NextAction, dependency_hint, next_action};
 pub use report::{
     Change, ChangeAction, DeployReport, Failure, FailureStatus, FrontendReport, StackAction,
@@ -65,8 +68,8 @@ pub struct DeployArgs {
     /// else changed → a normal deploy, saying why.
     #[arg(long)]
     pub hotswap: bool,
-    /// Let --hotswap touch the production stage (it leaves CloudFormation's CodeKey behind the
-    /// running code until the next full deploy).
+    /// Let --hotswap touch a protected stage — prod, production, prd or live between its hyphens
+    /// (it leaves CloudFormation's CodeKey behind the running code until the next full deploy).
     #[arg(long, requires = "hotswap")]
     pub force: bool,
     /// With --hotswap: package and hotswap once, then again whenever a file under --watch-dir
@@ -395,6 +398,12 @@ impl Deploy<'_> {
 
 pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport> {
     let order = stacks::selected(&args.inputs.stacks)?;
+    if args.hotswap && crate::context::protected(ctx.stage()) && !args.force {
+        anyhow::bail!(
+            "refusing to hotswap {:?}, a protected stage (its name has prod, production, prd or live between hyphens): a hotswap leaves CloudFormation's CodeKey behind the code the functions run until the next full deploy. Pass --force to do it anyway, or deploy without --hotswap",
+            ctx.stage()
+        );
+    }
     if !args.yes && !args.preview && !interactive() {
         anyhow::bail!(
             "refusing to deploy without confirmation: pass --yes (no terminal to ask on), or --preview to only look"
@@ -421,11 +430,6 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
                 ..DeployReport::default()
             });
         }
-    }
-    if args.hotswap && ctx.stage() == "production" && !args.force {
-        anyhow::bail!(
-            "refusing to hotswap the production stage: a hotswap leaves CloudFormation's CodeKey behind the code the functions run until the next full deploy. Pass --force to do it anyway, or deploy without --hotswap"
-        );
     }
     let config = ctx.aws().await?;
     let (values, code) = parameter_values(ctx, &args.inputs, &config, &order).await?;

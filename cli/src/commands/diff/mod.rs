@@ -17,7 +17,8 @@ use serde_json::Value;
 use super::deploy::change_set::{self, Worked};
 use super::deploy::compare::{Action, Replacement, StackDiff, show};
 use super::deploy::{
-    Change, Inputs, Templates, artifact_store, parameter_values, region_of, stack_diff,
+    Change, Inputs, Templates, artifact_store, carries_code, parameter_values, region_of,
+    stack_diff, values_without_code,
 };
 use crate::aws::stacks;
 use crate::context::{Context, Deadline};
@@ -36,6 +37,10 @@ pub struct DiffArgs {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DiffReport {
     pub stacks: Vec<StackDiff>,
+    /// Why the Lambda code was not compared (no zip packaged yet): the templates were, with the
+    /// deployed stacks' own `CodeBucket` and `CodeKey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl Report for DiffReport {
@@ -161,6 +166,9 @@ impl fmt::Display for DiffReport {
                 }
             }
         }
+        if let Some(code) = &self.code {
+            writeln!(f, "code: {code}")?;
+        }
         let differ = self.stacks.iter().filter(|s| s.differs).count();
         if differ == 0 {
             write!(f, "nothing to deploy: every stack matches the templates")
@@ -206,19 +214,57 @@ async fn ask_cloudformation(
     }
 }
 
+/// Without a zip the templates are still compared: each code-carrying stack keeps the code it has
+/// (its deployed `CodeBucket` and `CodeKey`), and the report says the code was not compared.
+fn no_zip(args: &DiffArgs, order: &[&str]) -> anyhow::Result<Option<String>> {
+    let zip = crate::lambda::zip_path(&args.inputs.artifacts, args.inputs.arch);
+    if !carries_code(order) || zip.exists() {
+        return Ok(None);
+    }
+    let arch = args.inputs.arch.as_str();
+    anyhow::ensure!(
+        !args.change_set,
+        "--change-set needs the code's zip, and {} does not exist: run `notesctl package --arch {arch}` first, or diff without --change-set",
+        zip.display()
+    );
+    Ok(Some(format!(
+        "not compared: no zip at {} (`notesctl package --arch {arch}` builds it); the templates were compared with the code each stack has",
+        zip.display()
+    )))
+}
+
 pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<DiffReport> {
     let order = stacks::selected(&args.inputs.stacks)?;
+    let not_compared = no_zip(&args, &order)?;
     let config = ctx.aws().await?;
-    let (values, code) = parameter_values(ctx, &args.inputs, &config, &order).await?;
     let cfn = Client::new(&config);
+    let (values, code) = match &not_compared {
+        Some(_) => (values_without_code(ctx, &args.inputs), None),
+        None => parameter_values(ctx, &args.inputs, &config, &order).await?,
+    };
     let templates = if args.change_set {
         let store = artifact_store(ctx, &args.inputs, &config, &code).await?;
         Some(Templates::ready(ctx, store, &region_of(&config)?).await?)
     } else {
         None
     };
-    let mut report = DiffReport { stacks: Vec::new() };
+    let mut report = DiffReport {
+        stacks: Vec::new(),
+        code: not_compared.clone(),
+    };
     for short in order {
+        let mut values = values.clone();
+        if not_compared.is_some() {
+            let name = stacks::stack_name(ctx.stage(), short);
+            if let Some(stack) = stacks::describe(&cfn, &name).await? {
+                let deployed = stacks::parameters_of(&stack);
+                for key in ["CodeBucket", "CodeKey"] {
+                    if let Some(v) = deployed.get(key) {
+                        values.insert(key, v.clone());
+                    }
+                }
+            }
+        }
         let (mut diff, template, _) = stack_diff(ctx, &cfn, &args.inputs, &values, short).await?;
         if let (Some(templates), true) = (&templates, diff.differs) {
             let name = diff.name.clone();
@@ -273,6 +319,7 @@ mod tests {
     fn the_exit_code_is_1_when_anything_differs() {
         let mut r = DiffReport {
             stacks: vec![stack()],
+            code: None,
         };
         assert_eq!(r.exit(), Exit::Problem);
         r.stacks[0].differs = false;
