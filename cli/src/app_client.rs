@@ -276,6 +276,14 @@ pub fn dev_signature(
         .collect())
 }
 
+/// `notesctl dev`'s connection cap and what it refused past it.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DevConnections {
+    pub max: u64,
+    pub refused: u64,
+}
+
 impl Api {
     /// `notesctl dev`'s counters (what each port did since it started), read through its runbook
     /// API with the run's token.
@@ -289,6 +297,15 @@ impl Api {
             .dev_api(token, GET_COUNTERS, json!({}), "Counts")
             .await?;
         Ok(serde_json::from_value(answer["Counts"].clone())?)
+    }
+
+    /// dev's connection cap (`--max-connections`) and how many connections it refused past it since
+    /// it started; `None` from a dev that does not say (older than this one).
+    pub async fn dev_connections(&self, token: &str) -> anyhow::Result<Option<DevConnections>> {
+        let answer = self
+            .dev_api(token, GET_COUNTERS, json!({}), "Counts")
+            .await?;
+        Ok(serde_json::from_value(answer["Connections"].clone()).ok())
     }
 
     /// dev's counters as sampled every ten seconds since `since` (epoch seconds), and now.

@@ -355,3 +355,45 @@ async fn an_interrupted_load_deletes_its_notes() {
         "the interrupted load's notes are gone"
     );
 }
+
+/// Near `notesctl dev`'s `--max-connections` a run warns up front with the flag that raises the
+/// cap; past it, the sockets dev refused are named as dev's cap (exit 2), not as the app failing.
+#[tokio::test]
+async fn a_run_past_devs_connection_cap_names_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &["--max-connections", "64"]).await;
+    let (code, report) = dev
+        .cli()
+        .args(["load", "--local", &dev.api_url])
+        .args(["--rate", "20", "--total", "10", "--users", "8"])
+        .args(["--sockets", "48"])
+        .json::<LoadReport>()
+        .await;
+    assert_eq!(code, 0, "{report:#?}");
+    assert_eq!(report.notes.len(), 1, "{report:#?}");
+    assert!(
+        report.notes[0].contains("at least 56 connections")
+            && report.notes[0].contains("dev serves 64 at once")
+            && report.notes[0].contains("`notesctl dev --max-connections 128`"),
+        "{}",
+        report.notes[0]
+    );
+    assert_eq!(report.steps[0].saved, 10, "under the cap nothing fails");
+
+    let run = dev
+        .cli()
+        .args(["load", "--local", &dev.api_url])
+        .args(["--rate", "20", "--total", "10", "--users", "8"])
+        .args(["--sockets", "100"])
+        .run()
+        .await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let last = run.stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: dev refused ")
+            && last.contains("connections past its --max-connections (64)")
+            && last.contains("`notesctl dev --max-connections 256`"),
+        "{}",
+        run.stderr
+    );
+}

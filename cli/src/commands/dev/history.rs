@@ -8,7 +8,8 @@ use std::time::Duration;
 use notes_handlers::metering::{Counts, Meter};
 
 /// The operation that reads dev's counters (`notesctl load --cost`): JSON in, `{"Counts": {name:
-/// {calls, items, bytes}}}` out, signed like the runbook API's other operations.
+/// {calls, items, bytes}}, "Connections": {"Max": --max-connections, "Refused": since the start}}`
+/// out, signed like the runbook API's other operations.
 pub const GET_COUNTERS: &str = "NotesctlDev.GetCounters";
 /// The counters over time (`notesctl metrics --local`): `{"Since": epoch seconds}` in,
 /// `{"Snapshots": [{"Time": epoch seconds, "Counts": {…}}, …]}` out, the last one taken now.
@@ -23,7 +24,11 @@ pub fn serve(
     use serde_json::json;
     match target {
         GET_COUNTERS => Ok(json!({
-            "Counts": counters.map(|c| c.meter.snapshot()).unwrap_or_default()
+            "Counts": counters.map(|c| c.meter.snapshot()).unwrap_or_default(),
+            "Connections": counters.map(|c| json!({
+                "Max": c.max_connections,
+                "Refused": c.refused.load(std::sync::atomic::Ordering::Relaxed),
+            })),
         })),
         GET_COUNTER_HISTORY => {
             let since = input["Since"].as_i64().unwrap_or(0);
@@ -49,6 +54,9 @@ const KEEP: usize = 3 * 3600 / 10;
 
 pub struct DevCounters {
     pub meter: Arc<Meter>,
+    /// `--max-connections`, and the connections refused past it since the start.
+    pub max_connections: usize,
+    pub refused: Arc<std::sync::atomic::AtomicU64>,
     history: Mutex<VecDeque<(i64, Counts)>>,
 }
 
@@ -57,9 +65,11 @@ fn now_secs() -> i64 {
 }
 
 impl DevCounters {
-    pub fn new(meter: Arc<Meter>) -> Arc<DevCounters> {
+    pub fn new(meter: Arc<Meter>, max_connections: usize) -> Arc<DevCounters> {
         let counters = Arc::new(DevCounters {
             meter,
+            max_connections,
+            refused: Arc::default(),
             history: Mutex::default(),
         });
         counters.sample();

@@ -236,7 +236,10 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
             )
         })?;
 
-    let counters = history::DevCounters::new(meter.clone());
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(server::default_max_connections);
+    let counters = history::DevCounters::new(meter.clone(), max_connections);
     counters.spawn_sampler();
     let local = listener.local_addr()?;
     if !local.ip().is_loopback() {
@@ -261,12 +264,8 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         counters: counters.clone(),
         sockets: Arc::new(gateway::Sockets::new(
             args.ws_idle_timeout,
-            args.max_sockets_per_user.unwrap_or_else(|| {
-                gateway::default_sockets_per_user(
-                    args.max_connections
-                        .unwrap_or_else(server::default_max_connections),
-                )
-            }),
+            args.max_sockets_per_user
+                .unwrap_or_else(|| gateway::default_sockets_per_user(max_connections)),
         )),
     };
     let app = Router::new()
@@ -322,10 +321,9 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
     tokio::spawn(workers::function_dispatcher(deps.clone(), functions_rx));
 
     let limits = server::Limits {
-        max_connections: args
-            .max_connections
-            .unwrap_or_else(server::default_max_connections),
+        max_connections,
         header_timeout: args.header_timeout,
+        refused: counters.refused.clone(),
     };
     let server = tokio::spawn(server::serve(
         listener,

@@ -18,10 +18,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
+    /// Connections refused past `max_connections` since the start (read by `load`, through the
+    /// runbook API, to tell dev's cap from the app's limits).
+    pub refused: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A connection's place under the cap, held by whatever serves it: its requests, and the WebSocket
@@ -241,6 +244,9 @@ pub async fn serve(
             }
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
+            limits
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             refused_since_log += 1;
             if refused_since_log == 1 || refused_since_log.is_multiple_of(1000) {
                 tracing::warn!(

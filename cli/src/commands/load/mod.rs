@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::app_client::{Api, Endpoints, connect, endpoints, tls_config};
+use crate::app_client::{Api, DevConnections, Endpoints, connect, endpoints, tls_config};
 use crate::context::{Context, LocalArg, dev_token, parse_duration};
 pub use cost::{Cost, PerNote, PhaseCost, counts_time};
 pub use stats::{Bucket, Cleanup, Knee, Latency, LoadReport, Step};
@@ -84,6 +84,10 @@ pub struct LoadArgs {
     /// Run against a deployed stage (it costs requests and creates the load users).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// With --yes, offer load to a protected stage too (prod, production, prd or live between its
+    /// hyphens): its users share the app with yours.
+    #[arg(long, requires = "yes")]
+    pub force: bool,
     /// Count what each note makes the app do — store reads and writes, events, queue operations,
     /// WebSocket posts, invocations — from `notesctl dev`'s counters (needs --local). The private
     /// notes are sent first, then the public ones, each counted on its own.
@@ -93,6 +97,42 @@ pub struct LoadArgs {
 
 /// The load users' name prefix: `--user-prefix`, else derived from the stage and the password, or on
 /// `dev` without one from its runbook token (read only then).
+/// The connections a run opens at least (each user's HTTP connection, and the sockets) against dev's
+/// cap: a warning from 80% of it, naming the flag that raises it.
+fn near_cap(max: u64, wanted: usize) -> Option<String> {
+    let wanted = wanted as u64;
+    (wanted * 10 >= max * 8).then(|| {
+        format!(
+            "this run opens at least {wanted} connections (users and sockets) and dev serves {max} at once (--max-connections): past it dev answers 503 and notes fail. Restart it with `notesctl dev --max-connections {}`",
+            higher_cap(max, wanted)
+        )
+    })
+}
+
+/// The connections dev refused past its cap since `before` was read (0 when it cannot say).
+async fn refused_since(api: &Api, before: Option<DevConnections>) -> u64 {
+    let (Some(before), Ok(token)) = (before, dev_token()) else {
+        return 0;
+    };
+    match api.dev_connections(&token).await {
+        Ok(Some(after)) => after.refused.saturating_sub(before.refused),
+        _ => 0,
+    }
+}
+
+/// What dev refusing connections during the run means, as one sentence.
+fn refused_past_cap(refused: u64, max: u64, wanted: usize) -> String {
+    format!(
+        "dev refused {refused} connections past its --max-connections ({max}), so the figures are dev's cap, not the app's: start it with a higher cap (`notesctl dev --max-connections {}`)",
+        higher_cap(max, wanted as u64)
+    )
+}
+
+/// A cap with room: the next power of two at least twice what the run opens, and above today's.
+fn higher_cap(max: u64, wanted: u64) -> u64 {
+    (wanted * 2).max(max + 1).next_power_of_two()
+}
+
 fn user_prefix(
     args: &LoadArgs,
     stage: &str,
@@ -144,6 +184,11 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
             "load on the deployed stage {stage} sends real requests (they cost money) and creates {users} users: pass --yes"
         );
     }
+    if args.local.local.is_none() && crate::context::protected(stage) && !args.force {
+        anyhow::bail!(
+            "refusing to load {stage:?}, a protected stage (its name has prod, production, prd or live between hyphens): its users would share the app with {users} load users. Load a staging stage, or pass --force beside --yes"
+        );
+    }
     let prefix = user_prefix(&args, stage, dev_token)?;
     let target = endpoints(ctx, &args.local).await?;
     let tls = tls_config(target.secure())?;
@@ -151,6 +196,21 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
     if args.cost {
         // Before anything is sent: the counters must be readable.
         api.dev_counters().await?;
+    }
+    // dev's connection cap, when it says: a run near it measures the cap, not the app.
+    let cap_before = match &args.local.local {
+        Some(_) => match dev_token() {
+            Ok(token) => api.dev_connections(&token).await.ok().flatten(),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let mut notes = Vec::new();
+    if let Some(cap) = cap_before
+        && let Some(warning) = near_cap(cap.max, users + args.sockets)
+    {
+        ctx.say(format!("warning: {warning}"));
+        notes.push(warning);
     }
 
     ctx.say(format!("signing in {users} load users"));
@@ -175,7 +235,23 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
 
     ctx.say(format!("opening {} WebSockets", args.sockets));
     let seen: Seen = Arc::default();
-    let sockets = open_sockets(&target, &tls, &names, &signed, args.sockets, &seen).await?;
+    let sockets = match open_sockets(&target, &tls, &names, &signed, args.sockets, &seen).await {
+        Ok(sockets) => sockets,
+        // A socket dev refused past its cap is dev's limit, not the app's: say which flag.
+        Err(e) => match (cap_before, refused_since(&api, cap_before).await) {
+            (Some(cap), refused) if refused > 0 => {
+                anyhow::bail!(
+                    "{}",
+                    refused_past_cap(refused, cap.max, users + args.sockets)
+                )
+            }
+            (Some(_), _) if format!("{e:#}").contains("429") => anyhow::bail!(
+                "{e:#}: dev refused a socket past its --max-sockets-per-user (a quarter of --max-connections, at most 50, by default): pass more --users for {} sockets, or restart dev with a higher --max-sockets-per-user",
+                args.sockets
+            ),
+            _ => return Err(e),
+        },
+    };
 
     let slo = args.slo.or(args.ramp.then_some(Duration::from_millis(20)));
     let mut report = LoadReport {
@@ -189,6 +265,7 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
         ramp: args.ramp,
         cleanup: Cleanup::default(),
         cost: None,
+        notes,
         problem: None,
     };
     let ledger: Arc<Ledger> = Arc::default();
@@ -227,7 +304,11 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
         .iter()
         .map(|s| s.saved_latency.p99)
         .fold(0.0, f64::max);
-    report.problem = if interrupted {
+    let refused = refused_since(&api, cap_before).await;
+    report.problem = if let (Some(cap), true) = (cap_before, refused > 0) {
+        // Whatever else went wrong, the run measured dev's cap rather than the app.
+        Some(refused_past_cap(refused, cap.max, users + args.sockets))
+    } else if interrupted {
         Some(format!(
             "interrupted (Ctrl-C) after {} notes; {} deleted, {} left",
             accepted.len(),
@@ -359,6 +440,32 @@ fn ramp_on(
 }
 
 #[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    /// The warning starts at 80% of dev's cap and names a cap with room for the run.
+    #[test]
+    fn a_run_near_devs_cap_is_warned_with_the_flag_that_raises_it() {
+        assert_eq!(near_cap(1024, 800), None);
+        let near = near_cap(1024, 2000).unwrap();
+        assert!(
+            near.contains("at least 2000 connections")
+                && near.contains("dev serves 1024")
+                && near.ends_with("`notesctl dev --max-connections 4096`"),
+            "{near}"
+        );
+        assert!(near_cap(1024, 820).is_some());
+        assert_eq!(higher_cap(1024, 100), 2048, "always above today's cap");
+        let refused = refused_past_cap(1818, 1024, 2000);
+        assert!(
+            refused.starts_with("dev refused 1818 connections past its --max-connections (1024)")
+                && refused.contains("--max-connections 4096"),
+            "{refused}"
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -421,6 +528,7 @@ mod tests {
             ramp: true,
             cleanup: Cleanup::default(),
             cost: None,
+            notes: Vec::new(),
             problem: None,
         }
     }

@@ -184,6 +184,9 @@ pub struct LoadReport {
     /// With --cost: what each note made the app do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<super::Cost>,
+    /// What the run noticed about itself: e.g. that it came near `notesctl dev`'s connection cap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Why the run counts as failed, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -269,6 +272,9 @@ impl fmt::Display for LoadReport {
         )?;
         for (why, n) in &self.cleanup.failures {
             write!(f, "\n  {n} not deleted: {why}")?;
+        }
+        for n in &self.notes {
+            write!(f, "\nnote: {n}")?;
         }
         if let Some(p) = &self.problem {
             write!(f, "\nproblem: {p}")?;
