@@ -53,6 +53,51 @@ pub fn parse_stage(s: &str) -> Result<String, String> {
 /// The stage when neither `--stage` nor NOTESCTL_STAGE names one.
 pub const DEFAULT_STAGE: &str = "production";
 
+/// The stage `notesctl dev` is, and the one commands with `--local` name when none is given.
+pub const LOCAL_STAGE: &str = "dev";
+
+/// The words that make a stage protected wherever they stand between its hyphens.
+pub const PROTECTED_WORDS: [&str; 4] = ["prod", "production", "prd", "live"];
+
+/// A protected stage is one people use: `prod`, `production`, `prd` or `live`, alone or as a word
+/// between hyphens (`prod-eu`, `eu-prod`, `live-2`). On it `deploy --hotswap` and a code-only
+/// `rollback` go through CloudFormation unless `--force`, `load` needs `--force` beside `--yes`, and
+/// `destroy` needs `--confirm-stage` naming it. The rule is a pattern so it holds before the first
+/// deploy and needs no call to AWS.
+pub fn protected(stage: &str) -> bool {
+    stage.split('-').any(|word| PROTECTED_WORDS.contains(&word))
+}
+
+/// Fails with one line when nothing accepts connections at `url` (a `--local` whose `notesctl
+/// dev` is not running), instead of each command's own transport error.
+pub async fn dev_answers(url: &str) -> anyhow::Result<()> {
+    let uri: http::Uri = url.parse().map_err(|e| {
+        anyhow::anyhow!("--local {url:?} is not a URL ({e}): pass e.g. http://127.0.0.1:3000")
+    })?;
+    let host = uri.host().ok_or_else(|| {
+        anyhow::anyhow!("--local {url:?} has no host: pass e.g. http://127.0.0.1:3000")
+    })?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let connect = tokio::net::TcpStream::connect((host, port));
+    match tokio::time::timeout(Duration::from_secs(3), connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => anyhow::bail!(
+            "nothing answers at {url} ({}): start `notesctl dev` in another terminal, or pass --local URL where it runs",
+            e.kind()
+        ),
+        Err(_) => anyhow::bail!(
+            "nothing answers at {url} (no connection in 3 s): start `notesctl dev` in another terminal, or pass --local URL where it runs"
+        ),
+    }
+}
+
 /// The heading the global options are listed under in every command's `--help`.
 pub const GLOBAL: &str = "Global options";
 
@@ -561,6 +606,57 @@ mod tests {
         );
         let production = parsed(&["--stage", "production", "status"]);
         assert_eq!(production.explicit_stage().unwrap(), "production");
+    }
+
+    /// The protected-stage rule on the stage names of the help examples and the README, and on names
+    /// that only look like them.
+    #[test]
+    fn protected_stages_are_the_ones_people_use() {
+        for stage in [
+            "prod",
+            "production",
+            "prd",
+            "live",
+            "prod-eu",
+            "eu-west-prod",
+            "production-2",
+            "live-a",
+        ] {
+            assert!(protected(stage), "{stage} is protected");
+        }
+        for stage in [
+            "dev",
+            "staging",
+            "test",
+            "pr-42",
+            "product",
+            "products-dev",
+            "delivery",
+            "prodx",
+            "liver",
+            "a0-a0",
+        ] {
+            assert!(!protected(stage), "{stage} is not");
+        }
+        assert!(protected(DEFAULT_STAGE), "the default stage is protected");
+        assert!(!protected(LOCAL_STAGE));
+    }
+
+    /// A `--local` that nothing answers at fails in one line that says to start dev.
+    #[tokio::test]
+    async fn a_local_url_nothing_answers_at_says_to_start_dev() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        assert!(dev_answers(&url).await.is_ok(), "a listener answers");
+        drop(listener);
+        let refused = dev_answers(&url).await.unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            format!(
+                "nothing answers at {url} (connection refused): start `notesctl dev` in another terminal, or pass --local URL where it runs"
+            )
+        );
+        assert!(dev_answers("not a url").await.is_err());
     }
 
     #[test]

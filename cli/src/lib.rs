@@ -85,7 +85,7 @@ pub enum Command {
     WsUrl,
     /// Summarise stacks, queue depths and alarm states.
     #[command(after_help = examples::STATUS)]
-    Status,
+    Status(commands::status::StatusArgs),
     /// How the app is doing: the design document's watch list and the app's own metrics, each with
     /// its current value and a sparkline over --since (exit 1 when a row is past its threshold).
     #[command(after_help = examples::METRICS)]
@@ -183,7 +183,8 @@ mod examples {
   notesctl outputs --stage dev
   notesctl outputs --stage dev --stack auth --output json";
     pub const STATUS: &str = "Examples:
-  notesctl status --stage dev                   # exit 1 when an alarm fires";
+  notesctl status --stage dev                   # exit 1 when an alarm fires
+  notesctl status --local                       # notesctl dev: its queues and counters";
     pub const METRICS: &str = "Examples:
   notesctl metrics --stage prod                 # the last 3 hours, one point per 5 minutes
   notesctl metrics --since 30m --watch          # redrawn in place every minute
@@ -239,8 +240,54 @@ fn report<R: Report>(ctx: &Context, result: anyhow::Result<R>) -> Ended {
     Ended::Report(result.map(|r| output::print(ctx.output(), &r)))
 }
 
+impl Command {
+    /// The `--local` of a command that can talk to `notesctl dev` instead of AWS, when given.
+    fn local(&self) -> Option<&str> {
+        let arg = match self {
+            Command::Smoke(a) => &a.local,
+            Command::Load(a) => &a.local,
+            Command::Status(a) => &a.local,
+            Command::Metrics(a) => &a.local,
+            Command::Doctor(a) => &a.local,
+            Command::QueueDepth(a) => &a.local,
+            Command::RedriveDlq(a) => &a.local,
+            Command::Tail(a) => &a.local,
+            _ => return None,
+        };
+        arg.local.as_deref()
+    }
+
+    /// Whether the command writes to a deployed stage, so it needs `--stage` (or NOTESCTL_STAGE)
+    /// rather than the default: a forgotten flag must not write to production.
+    fn writes_to_stage(&self) -> bool {
+        match self {
+            Command::Deploy(_)
+            | Command::Rollback(_)
+            | Command::Destroy(_)
+            | Command::Migrate(_)
+            | Command::Alarms(_)
+            | Command::SyncFrontend(_)
+            | Command::Invalidate(_) => true,
+            Command::Smoke(_) | Command::Load(_) | Command::RedriveDlq(_) => self.local().is_none(),
+            _ => false,
+        }
+    }
+}
+
 async fn dispatch(ctx: &Context, command: Command) -> Ended {
     use commands::*;
+    let checked = async {
+        if command.writes_to_stage() {
+            ctx.explicit_stage()?;
+        }
+        if let Some(url) = command.local() {
+            context::dev_answers(url).await?;
+        }
+        anyhow::Ok(())
+    };
+    if let Err(e) = checked.await {
+        return Ended::Report(Err(e));
+    }
     match command {
         Command::Package(args) => report(ctx, package::run(ctx, args).await),
         Command::Validate(args) => report(ctx, validate::run(ctx, args).await),
@@ -253,7 +300,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Ended {
         Command::Load(args) => report(ctx, load::run(ctx, args).await),
         Command::Outputs(args) => report(ctx, outputs::run(ctx, args).await),
         Command::WsUrl => report(ctx, outputs::ws_url(ctx).await),
-        Command::Status => report(ctx, status::run(ctx).await),
+        Command::Status(args) => report(ctx, status::run(ctx, args).await),
         Command::Metrics(args) if args.watch => Ended::Stream(metrics::watch(ctx, args).await),
         Command::Metrics(args) => report(ctx, metrics::run(ctx, args).await),
         Command::Doctor(args) => report(ctx, doctor::run(ctx, args).await),
@@ -295,6 +342,15 @@ fn help(command: Option<&str>) -> anyhow::Result<Streamed> {
     Ok(Streamed(Exit::Ok))
 }
 
+/// `notesctl dev` is a stage of its own, "dev": `dev` and every `--local` command name it unless a
+/// stage is given (its queues are `dev-note-processing-queue`, not production's).
+fn local_stage(mut global: Global, command: &Command) -> Global {
+    if global.stage.is_none() && (command.local().is_some() || matches!(command, Command::Dev(_))) {
+        global.stage = Some(context::LOCAL_STAGE.to_owned());
+    }
+    global
+}
+
 /// Runs a parsed command line to its exit code.
 pub fn run(cli: Cli) -> ExitCode {
     context::init_logs(&cli.global);
@@ -305,7 +361,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return output::fail(&anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
-    let ctx = Context::new(cli.global);
+    let ctx = Context::new(local_stage(cli.global, &cli.command));
     let ended = runtime.block_on(dispatch(&ctx, cli.command));
     let result = match ended {
         Ended::Report(r) => r,
@@ -314,5 +370,115 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(exit) => exit.code(),
         Err(e) => output::fail(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(args: &[&str]) -> (Context, Command) {
+        let mut argv = vec!["notesctl"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        (Context::new(cli.global), cli.command)
+    }
+
+    fn refusal(ended: Ended) -> String {
+        match ended {
+            Ended::Report(Err(e)) | Ended::Stream(Err(e)) => e.to_string(),
+            _ => panic!("the command ran"),
+        }
+    }
+
+    /// Every command that writes to a deployed stage refuses without `--stage`, before it reads a
+    /// file or calls AWS; the ones that only read, and `--local`, do not need it.
+    #[tokio::test]
+    async fn commands_that_write_to_a_stage_need_it_named() {
+        let writers: [&[&str]; 11] = [
+            &["deploy", "--yes"],
+            &["deploy", "--preview"],
+            &["rollback", "--yes"],
+            &["destroy", "--yes"],
+            &["migrate", "public-feed"],
+            &["alarms"],
+            &["sync-frontend", "frontend"],
+            &["invalidate"],
+            &["redrive-dlq", "--yes"],
+            &["smoke"],
+            &["load", "--yes"],
+        ];
+        for args in writers {
+            let (ctx, command) = parsed(args);
+            assert!(command.writes_to_stage(), "{args:?}");
+            assert_eq!(
+                refusal(dispatch(&ctx, command).await),
+                "pass --stage (this writes to a deployed stage)",
+                "{args:?}"
+            );
+        }
+        for args in [
+            &["status"][..],
+            &["outputs"],
+            &["queue-depth"],
+            &["diff"],
+            &["history"],
+            &["smoke", "--local"],
+            &["load", "--local"],
+            &["redrive-dlq", "--local", "--yes"],
+        ] {
+            assert!(!parsed(args).1.writes_to_stage(), "{args:?}");
+        }
+    }
+
+    /// `--local` is the stage "dev" unless a stage is given; `dev` itself too.
+    #[test]
+    fn local_commands_speak_of_the_dev_stage() {
+        let stage_of = |args: &[&str]| {
+            let mut argv = vec!["notesctl"];
+            argv.extend_from_slice(args);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            Context::new(local_stage(cli.global, &cli.command))
+                .stage()
+                .to_owned()
+        };
+        assert_eq!(stage_of(&["queue-depth", "--local"]), "dev");
+        assert_eq!(stage_of(&["dev"]), "dev");
+        assert_eq!(stage_of(&["status", "--local"]), "dev");
+        assert_eq!(stage_of(&["--stage", "mine", "dev"]), "mine");
+        assert_eq!(stage_of(&["queue-depth"]), "production");
+    }
+
+    /// Each command with `--local` checks that something answers there first: one line, exit 2.
+    #[tokio::test]
+    async fn local_commands_without_dev_say_to_start_it() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", l.local_addr().unwrap())
+        };
+        for command in [
+            "smoke",
+            "load",
+            "status",
+            "metrics",
+            "doctor",
+            "queue-depth",
+            "redrive-dlq",
+            "tail",
+        ] {
+            let mut args = vec![command, "--local", &closed];
+            if command == "tail" {
+                args.push("save");
+            }
+            let (ctx, parsed) = parsed(&args);
+            assert_eq!(parsed.local(), Some(closed.as_str()), "{command}");
+            let said = refusal(dispatch(&ctx, parsed).await);
+            assert!(
+                said.starts_with(&format!(
+                    "nothing answers at {closed} (connection refused): start `notesctl dev`"
+                )),
+                "{command}: {said}"
+            );
+        }
     }
 }

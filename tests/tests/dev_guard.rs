@@ -77,10 +77,7 @@ async fn the_runbook_api_answers_only_this_runs_token() {
     let dir = root.path().join("dev");
     let dev = DevServer::start(&dir, &[]).await;
     let token = dev.runbook_token();
-    let queue_url = format!(
-        "{}/000000000000/production-note-processing-queue",
-        dev.api_url
-    );
+    let queue_url = format!("{}/000000000000/dev-note-processing-queue", dev.api_url);
 
     // What any local process or page could do before: forge a note-created for another user.
     let forged = r#"{"detail-type":"note-created","detail":{"noteId":"x","username":"bob","content":"forged","isPublic":true}}"#;
@@ -114,7 +111,7 @@ async fn the_runbook_api_answers_only_this_runs_token() {
         .post(&dev.api_url)
         .header("x-amz-target", "Logs_20140328.FilterLogEvents")
         .header("content-type", "application/x-amz-json-1.1")
-        .body(r#"{"logGroupName":"/aws/lambda/production-auth-signup"}"#)
+        .body(r#"{"logGroupName":"/aws/lambda/dev-auth-signup"}"#)
         .send()
         .await
         .unwrap();
@@ -163,10 +160,7 @@ async fn sqs_parameters_are_held_to_sqs_limits() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &[]).await;
     let q = sqs(&dev, &dev.runbook_token()).await;
-    let url = format!(
-        "{}/000000000000/production-note-processing-queue",
-        dev.api_url
-    );
+    let url = format!("{}/000000000000/dev-note-processing-queue", dev.api_url);
     let code = |e: &dyn ProvideErrorMetadata| e.code().unwrap_or_default().to_owned();
 
     let hide = q

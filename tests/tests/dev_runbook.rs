@@ -72,8 +72,8 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &["--visibility-timeout", "1"]).await;
     let sqs = sqs(&dev).await;
-    let queue = queue_url(&sqs, "production-note-processing-queue").await;
-    let dlq = queue_url(&sqs, "production-note-processing-dlq").await;
+    let queue = queue_url(&sqs, "dev-note-processing-queue").await;
+    let dlq = queue_url(&sqs, "dev-note-processing-dlq").await;
 
     // A poison message: save fails on it every time; after three receives it is dead-lettered.
     send_poison(&sqs, &queue).await;
@@ -95,7 +95,7 @@ async fn a_failing_message_lands_in_the_dlq_and_is_redriven() {
     assert!(
         v.problem
             .as_deref()
-            .is_some_and(|p| p.contains("production-note-processing-dlq"))
+            .is_some_and(|p| p.contains("dev-note-processing-dlq"))
     );
 
     let (code, v) = dev
@@ -222,7 +222,7 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
             .await;
         assert_eq!(run.code, 0, "{}", run.stderr);
         let lines: Vec<Line> = run.json_lines();
-        if lines.iter().any(|l| l.function == "production-notes-save") {
+        if lines.iter().any(|l| l.function == "dev-notes-save") {
             break lines;
         }
         assert!(Instant::now() < deadline, "no save logs: {}", run.stdout);
@@ -230,11 +230,11 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
     };
     let publish = lines
         .iter()
-        .position(|l| l.function == "production-notes-publish" && l.message.contains(&first))
+        .position(|l| l.function == "dev-notes-publish" && l.message.contains(&first))
         .expect("publish logged the note");
     let save = lines
         .iter()
-        .position(|l| l.function == "production-notes-save")
+        .position(|l| l.function == "dev-notes-save")
         .unwrap();
     assert!(publish < save, "interleaved by time: publish before save");
 
@@ -290,7 +290,7 @@ async fn tail_local_shows_and_follows_the_functions_logs() {
     let second = post("second").await;
     let line = until_line_with(&second).await;
     let v: Line = serde_json::from_str(&line).unwrap();
-    assert_eq!(v.function, "production-notes-publish");
+    assert_eq!(v.function, "dev-notes-publish");
     let _ = follow.kill().await;
 }
 
@@ -301,7 +301,7 @@ async fn redrive_progress_is_drawn_only_for_a_person() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &[]).await;
     let sqs = sqs(&dev).await;
-    let dlq = queue_url(&sqs, "production-note-processing-dlq").await;
+    let dlq = queue_url(&sqs, "dev-note-processing-dlq").await;
     let fill = |n: usize| {
         let (sqs, dlq) = (sqs.clone(), dlq.clone());
         async move {
@@ -375,7 +375,7 @@ async fn queue_depth_watch_redraws_in_place_on_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevServer::start(dir.path(), &[]).await;
     let sqs = sqs(&dev).await;
-    let dlq = queue_url(&sqs, "production-note-processing-dlq").await;
+    let dlq = queue_url(&sqs, "dev-note-processing-dlq").await;
     let bin = notesctl_tests::dev::notesctl_binary();
     let watch = format!(
         "{} queue-depth --local {} --watch --interval 0.3 --fail-above 0",
@@ -423,7 +423,7 @@ async fn queue_depth_watch_redraws_in_place_on_a_terminal() {
         "each refresh after the first clears the table before it: {shown:?}"
     );
     assert!(
-        shown.contains("production-note-processing-dlq") && shown.contains("fail-above"),
+        shown.contains("dev-note-processing-dlq") && shown.contains("fail-above"),
         "{shown}"
     );
 
@@ -446,7 +446,7 @@ async fn max_receive_count_sets_when_a_failing_message_is_dead_lettered() {
     )
     .await;
     let sqs = sqs(&dev).await;
-    let queue = queue_url(&sqs, "production-note-processing-queue").await;
+    let queue = queue_url(&sqs, "dev-note-processing-queue").await;
     send_poison(&sqs, &queue).await;
     wait_for_dlq(&dev, 1).await;
     // Given up on once, on its last delivery: the metric a dashboard alarms on.
@@ -498,4 +498,51 @@ async fn local_finds_the_runbook_token_when_run_from_devs_folder() {
         "{}",
         lost.stderr
     );
+}
+
+/// `status --local`: dev as one screen — itself as the one stack, its queues under the "dev"
+/// stage's names, its counters of the last 15 minutes, and where to look instead of alarms.
+#[tokio::test]
+async fn status_local_shows_devs_queues_and_counters() {
+    use notesctl::commands::status::StatusReport;
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let token = dev.sign_up("ada", "correct horse battery").await;
+    dev.post_note(&token, json!({"content": "hello", "isPublic": false}))
+        .await;
+    let (code, report) = dev
+        .cli()
+        .args(["status", "--local", &dev.api_url])
+        .json::<StatusReport>()
+        .await;
+    assert_eq!(code, 0, "{report:#?}");
+    assert!(report.local);
+    assert_eq!(report.stacks.len(), 1);
+    assert_eq!(report.stacks[0].status, "RUNNING");
+    let queues = report.queues.as_ref().expect("dev's queues");
+    assert_eq!(queues.queue.name, "dev-note-processing-queue");
+    assert_eq!(queues.dlq.name, "dev-note-processing-dlq");
+    assert!(
+        report.metrics.iter().any(|l| l.starts_with("app:")),
+        "{:?}",
+        report.metrics
+    );
+    assert!(report.alarms.is_empty());
+    assert!(
+        report.notes.iter().any(|n| n.contains("doctor --local")),
+        "{:?}",
+        report.notes
+    );
+    let text = dev
+        .cli()
+        .args(["status", "--local", &dev.api_url])
+        .run()
+        .await;
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(
+        text.stdout.contains("dev-note-processing-queue"),
+        "{}",
+        text.stdout
+    );
+    assert!(!text.stdout.contains("ALARMS"), "{}", text.stdout);
 }

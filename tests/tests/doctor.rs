@@ -36,7 +36,7 @@ async fn a_healthy_app_passes_every_check_it_can_tell() {
         .await;
     let (code, report) = doctor(&dev).await;
     assert_eq!(code, 0, "{report:#?}");
-    let own = notesctl::names::check_user("doctor", "production", &dev.runbook_token());
+    let own = notesctl::names::check_user("doctor", "dev", &dev.runbook_token());
     assert_eq!(
         find(&report, "a connect with a fresh token").evidence,
         format!("connected as {own}")
@@ -109,7 +109,7 @@ async fn a_poison_message_in_the_dlq_is_shown_with_a_sample() {
     let sqs = dev.sqs(&dev.runbook_token()).await;
     let queue = sqs
         .get_queue_url()
-        .queue_name("production-note-processing-queue")
+        .queue_name("dev-note-processing-queue")
         .send()
         .await
         .unwrap()

@@ -438,3 +438,95 @@ async fn status_shows_the_last_15_minutes_per_area() {
     let shown = format!("LAST 15 MINUTES\n  {}\n", lines.join("\n  "));
     assert!(screen.contains(&shown), "{screen}");
 }
+
+/// The protected-stage rule with the stage names of the help examples and the README: `load --yes`
+/// and `destroy --yes` refuse `prod` and `production` in one line before any call (the server here
+/// counts every request), `--force` / `--confirm-stage` let them through to the server, and a stage
+/// that is not protected goes through as before; `smoke` is never refused. Commands that write
+/// refuse without `--stage`.
+#[tokio::test]
+async fn protected_stages_are_refused_before_any_call() {
+    let stub = Stub::start(|_| Answer::html_404()).await;
+    let run = async |stage: Option<&str>, args: &[&str]| {
+        let mut cli = Cli::new().args(["--quiet", "--region", "us-east-1"]);
+        if let Some(stage) = stage {
+            cli = cli.args(["--stage", stage]);
+        }
+        cli.args(["--endpoint-url", &stub.endpoint])
+            .args(args.iter().copied())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("NOTESCTL_LOAD_PASSWORD", "a long enough password")
+            .env("NOTESCTL_SMOKE_PASSWORD", "a long enough password")
+            .run()
+            .await
+    };
+    let calls = || stub.heads().len();
+    for stage in ["prod", "production", "prod-eu"] {
+        for (args, said) in [
+            (&["load", "--yes"][..], "pass --force beside --yes"),
+            (
+                &["destroy", "--yes"],
+                &*format!("pass --confirm-stage {stage}"),
+            ),
+            (
+                &["destroy", "--yes", "--confirm-stage", "staging"],
+                "is not the stage being destroyed",
+            ),
+        ] {
+            let before = calls();
+            let refused = run(Some(stage), args).await;
+            assert_eq!(refused.code, 2, "{stage} {args:?}: {refused:?}");
+            assert!(
+                refused.stderr.contains(&format!("{stage:?}")) && refused.stderr.contains(said),
+                "{stage} {args:?}: {}",
+                refused.stderr
+            );
+            assert_eq!(
+                refused.stderr.trim().lines().count(),
+                1,
+                "{}",
+                refused.stderr
+            );
+            assert_eq!(calls(), before, "{stage} {args:?}: refused before any call");
+        }
+        // smoke is the check a protected stage gets after every deploy: never refused for it.
+        for args in [
+            &["load", "--yes", "--force"][..],
+            &["destroy", "--yes", "--confirm-stage", stage],
+            &["smoke"],
+        ] {
+            let before = calls();
+            let through = run(Some(stage), args).await;
+            assert_eq!(through.code, 2, "{through:?}");
+            assert!(calls() > before, "{stage} {args:?} reached the server");
+        }
+    }
+    for args in [&["load", "--yes"][..], &["destroy", "--yes"]] {
+        let before = calls();
+        run(Some("staging"), args).await;
+        assert!(calls() > before, "staging {args:?} reached the server");
+    }
+    for args in [
+        &["deploy", "--yes"][..],
+        &["destroy", "--yes"],
+        &["rollback", "--yes"],
+        &["alarms"],
+        &["invalidate"],
+        &["redrive-dlq", "--yes"],
+        &["migrate", "public-feed"],
+        &["smoke"],
+        &["load", "--yes"],
+    ] {
+        let before = calls();
+        let refused = run(None, args).await;
+        assert_eq!(refused.code, 2, "{args:?}: {refused:?}");
+        assert_eq!(
+            refused.stderr.trim(),
+            "error: pass --stage (this writes to a deployed stage)",
+            "{args:?}"
+        );
+        assert_eq!(calls(), before, "{args:?}");
+    }
+}

@@ -43,7 +43,7 @@ async fn smoke_passes_against_dev_and_names_the_step_that_fails_when_the_queue_i
     assert_eq!(code, 0, "{again:?}");
     // The stage's own smoke user, named from dev's runbook token: not the plain prefix anyone could
     // sign up first.
-    let own = notesctl::names::check_user("smoke", "production", &dev.runbook_token());
+    let own = notesctl::names::check_user("smoke", "dev", &dev.runbook_token());
     assert_eq!(again.steps[0].detail, format!("logged in as {own}"));
     assert_eq!(again.user, own);
     // Both notes were deleted: nothing of the check stays in the feed.

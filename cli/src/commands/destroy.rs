@@ -28,6 +28,10 @@ pub struct DestroyArgs {
     /// be read (they are lost with them).
     #[arg(long)]
     pub force: bool,
+    /// The stage's name again, which destroying a protected stage (prod, production, prd or live
+    /// between its hyphens) requires, with or without --yes.
+    #[arg(long, value_name = "STAGE")]
+    pub confirm_stage: Option<String>,
     /// The code artifacts bucket, if not the default (`notesctl-artifacts-{account}-{region}`); this
     /// stage's zips, templates and releases are deleted from it once every stack is gone (kept when
     /// one cannot be deleted).
@@ -156,6 +160,7 @@ struct Clients {
 }
 
 pub async fn run(ctx: &Context, args: DestroyArgs) -> anyhow::Result<DestroyReport> {
+    protected_confirmed(ctx.stage(), args.confirm_stage.as_deref())?;
     let config = ctx.aws().await?;
     let s3 = s3_client(&config, ctx.custom_endpoint());
     let clients = Clients {
@@ -165,6 +170,22 @@ pub async fn run(ctx: &Context, args: DestroyArgs) -> anyhow::Result<DestroyRepo
     };
     let store = Artifacts::locate(&config, s3, args.artifacts_bucket.as_deref()).await?;
     destroy(ctx, &args, &clients, &store).await
+}
+
+/// A protected stage goes only when its name is typed again: `--yes` alone is what a script passes
+/// for every stage.
+fn protected_confirmed(stage: &str, confirmed: Option<&str>) -> anyhow::Result<()> {
+    if !crate::context::protected(stage) || confirmed == Some(stage) {
+        return Ok(());
+    }
+    match confirmed {
+        None => anyhow::bail!(
+            "refusing to destroy {stage:?}, a protected stage (its name has prod, production, prd or live between hyphens): pass --confirm-stage {stage} to delete its stacks and what they hold"
+        ),
+        Some(other) => anyhow::bail!(
+            "--confirm-stage {other:?} is not the stage being destroyed ({stage:?}): nothing was deleted"
+        ),
+    }
 }
 
 async fn destroy(

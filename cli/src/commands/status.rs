@@ -1,6 +1,7 @@
 //! `notesctl status`: one screen — stacks, queue depths, a line per area of the last 15 minutes'
 //! metrics (as `notesctl metrics` reads them) and alarm states. Exit 1 if a stack failed
-//! or an alarm fires.
+//! or an alarm fires. `--local`: the same screen for `notesctl dev` — one stack, "dev", its queues
+//! and its counters (it has no alarms).
 
 use std::fmt;
 
@@ -10,12 +11,21 @@ use serde::{Deserialize, Serialize};
 use crate::aws::alarms::{AlarmState, alarm_specs, states};
 use crate::aws::queues::{QueueDepth, Queues};
 use crate::aws::stacks;
-use crate::context::Context;
+use crate::context::{Context, LocalArg};
 use crate::names;
 use crate::output::{Exit, Report};
 
 /// What `status` shows for a stack that does not exist.
 pub const NOT_DEPLOYED: &str = "NOT_DEPLOYED";
+
+/// What `status --local` shows for `notesctl dev`, its one "stack".
+pub const RUNNING: &str = "RUNNING";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub local: LocalArg,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StackState {
@@ -32,6 +42,9 @@ impl StackState {
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusReport {
+    /// `notesctl dev` rather than a deployed stage (`--local`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local: bool,
     pub stacks: Vec<StackState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queues: Option<QueueDepth>,
@@ -70,9 +83,13 @@ impl fmt::Display for StatusReport {
                 writeln!(f, "  {line}")?;
             }
         }
-        writeln!(f, "ALARMS")?;
-        if self.alarms.is_empty() {
+        if self.local {
+            // dev has no alarms; a note says where to look instead.
+        } else if self.alarms.is_empty() {
+            writeln!(f, "ALARMS")?;
             writeln!(f, "  none (create them with `notesctl alarms`)")?;
+        } else {
+            writeln!(f, "ALARMS")?;
         }
         for a in &self.alarms {
             writeln!(f, "  {:<45} {}", a.name, a.state)?;
@@ -84,10 +101,67 @@ impl fmt::Display for StatusReport {
     }
 }
 
-pub async fn run(ctx: &Context) -> anyhow::Result<StatusReport> {
+/// The last 15 minutes, one point per 5 minutes: the window of the screen's metric lines.
+fn metrics_window() -> crate::commands::metrics::MetricsArgs {
+    crate::commands::metrics::MetricsArgs {
+        local: LocalArg::default(),
+        since: std::time::Duration::from_secs(15 * 60),
+        period: "5m".into(),
+        watch: false,
+    }
+}
+
+pub async fn run(ctx: &Context, args: StatusArgs) -> anyhow::Result<StatusReport> {
+    match args.local.local {
+        Some(_) => local(ctx, args.local).await,
+        None => deployed(ctx).await,
+    }
+}
+
+/// `notesctl dev`: one stack, "dev", running; its queues over its SQS API; its counters.
+async fn local(ctx: &Context, local: LocalArg) -> anyhow::Result<StatusReport> {
+    let config = ctx.aws_or_local(&local).await?;
+    let mut report = StatusReport {
+        local: true,
+        stacks: vec![StackState {
+            name: format!(
+                "notesctl dev at {}",
+                local.local.as_deref().unwrap_or_default()
+            ),
+            status: RUNNING.into(),
+        }],
+        queues: None,
+        alarms: Vec::new(),
+        metrics: Vec::new(),
+        notes: Vec::new(),
+    };
+    match Queues::find(&config, ctx.stage(), true).await {
+        Ok(q) => match q.measure().await {
+            Ok(m) => report.queues = Some(m),
+            Err(e) => report.notes.push(format!("queues: {e:#}")),
+        },
+        Err(e) => report.notes.push(format!("queues: {e:#}")),
+    }
+    let window = crate::commands::metrics::MetricsArgs {
+        local,
+        ..metrics_window()
+    };
+    match crate::commands::metrics::run(ctx, window).await {
+        Ok(m) => report.metrics = crate::commands::metrics::summary(&m),
+        Err(e) => report.notes.push(format!("metrics: {e:#}")),
+    }
+    report
+        .notes
+        .push("notesctl dev has no alarms: `notesctl doctor --local` checks the runbooks".into());
+    dead_letters(ctx, &mut report, true);
+    Ok(report)
+}
+
+async fn deployed(ctx: &Context) -> anyhow::Result<StatusReport> {
     let config = ctx.aws().await?;
     let cfn = Client::new(&config);
     let mut report = StatusReport {
+        local: false,
         stacks: Vec::new(),
         queues: None,
         alarms: Vec::new(),
@@ -110,9 +184,10 @@ pub async fn run(ctx: &Context) -> anyhow::Result<StatusReport> {
         Err(e) => report.notes.push(format!("queues: {e:#}")),
     }
     let cw = aws_sdk_cloudwatch::Client::new(&config);
-    let window = std::time::Duration::from_secs(15 * 60);
+    let window = metrics_window();
     let period = std::time::Duration::from_secs(300);
-    match crate::commands::metrics::aws::collect(&cw, &cfn, ctx.stage(), window, period).await {
+    match crate::commands::metrics::aws::collect(&cw, &cfn, ctx.stage(), window.since, period).await
+    {
         Ok(m) => report.metrics = crate::commands::metrics::summary(&m),
         Err(e) => report.notes.push(format!("metrics: {e:#}")),
     }
@@ -124,13 +199,18 @@ pub async fn run(ctx: &Context) -> anyhow::Result<StatusReport> {
         Ok(found) => report.alarms = found,
         Err(e) => report.notes.push(format!("alarms: {e:#}")),
     }
+    dead_letters(ctx, &mut report, false);
+    Ok(report)
+}
+
+fn dead_letters(ctx: &Context, report: &mut StatusReport, local: bool) {
     if report.queues.as_ref().is_some_and(|q| q.dlq.visible > 0) {
+        let local = if local { " --local" } else { "" };
         report.notes.push(format!(
-            "{} holds dead letters: `notesctl redrive-dlq --dry-run`",
+            "{} holds dead letters: `notesctl redrive-dlq{local} --dry-run`",
             names::dlq(ctx.stage())
         ));
     }
-    Ok(report)
 }
 
 #[cfg(test)]
@@ -150,6 +230,7 @@ mod tests {
 
     fn report(dlq_alarm: &str) -> StatusReport {
         StatusReport {
+            local: false,
             stacks: vec![
                 StackState {
                     name: "notes-prod-data".into(),

@@ -232,7 +232,7 @@ fn arn(name: &str) -> String {
     format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name}")
 }
 
-/// The stage prefix a caller used (`production-note-processing-queue` → `production`).
+/// The stage prefix a caller used (`dev-note-processing-queue` → `dev`).
 fn stage_of(name_or_url: &str) -> String {
     let name = name_or_url.rsplit(['/', ':']).next().unwrap_or_default();
     name.trim_end_matches("note-processing-queue")
@@ -396,9 +396,9 @@ async fn sqs(
     let url = |name: &str| format!("http://{host}/{ACCOUNT}/{name}");
     match op {
         "ListQueues" => {
-            let prefix = input["QueueNamePrefix"].as_str().unwrap_or("production");
+            let prefix = input["QueueNamePrefix"].as_str().unwrap_or_default();
             let stage = if prefix.is_empty() {
-                "production"
+                crate::context::LOCAL_STAGE
             } else {
                 prefix.trim_end_matches('-')
             };

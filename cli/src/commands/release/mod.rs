@@ -126,8 +126,8 @@ pub struct RollbackArgs {
     /// Apply without asking (required when not on a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Let a code-only rollback of the production stage hotswap (otherwise production goes back
-    /// through CloudFormation).
+    /// Let a code-only rollback of a protected stage (prod, production, prd or live between its
+    /// hyphens) hotswap; otherwise it goes back through CloudFormation.
     #[arg(long)]
     pub force: bool,
     /// How long to wait for CloudFormation in all.
@@ -273,9 +273,7 @@ pub async fn rollback(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Rollb
         preview: false,
         yes: args.yes,
         frontend: None,
-        // Only code differs → a hotswap; anything else goes through change sets. Production
-        // hotswaps only when asked to.
-        hotswap: ctx.stage() != "production" || args.force,
+        hotswap: hotswaps(ctx.stage(), args.force),
         force: args.force,
         watch: false,
         watch_dir: std::path::PathBuf::from("handlers"),
@@ -290,6 +288,13 @@ pub async fn rollback(ctx: &Context, args: RollbackArgs) -> anyhow::Result<Rollb
         to: target.id.clone(),
         deploy,
     })
+}
+
+/// Whether a rollback may hotswap when only the code differs (anything else goes through change
+/// sets): on a protected stage only when asked to with `--force`, so that CloudFormation's CodeKey
+/// keeps naming the code the functions run.
+fn hotswaps(stage: &str, force: bool) -> bool {
+    !crate::context::protected(stage) || force
 }
 
 /// Refuses a release that names a stack notesctl does not deploy (its name becomes a file name) or
@@ -419,6 +424,19 @@ async fn refuse_invalid(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    /// The help examples roll back `--stage prod`: a protected stage, so a code-only rollback goes
+    /// through CloudFormation unless `--force`; a staging stage hotswaps (tested on moto).
+    #[test]
+    fn a_protected_stage_rolls_code_back_through_cloudformation() {
+        for stage in ["prod", "production", "eu-prod"] {
+            assert!(!super::hotswaps(stage, false), "{stage}");
+            assert!(super::hotswaps(stage, true), "{stage} --force");
+        }
+        for stage in ["dev", "staging", "product"] {
+            assert!(super::hotswaps(stage, false), "{stage}");
+        }
+    }
 
     use super::*;
 
