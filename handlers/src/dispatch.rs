@@ -96,7 +96,7 @@ handlers! {
     NotesPublish: "notes-publish" as "publish" => notes::publish::handle, env [EventBusName, SecretArn, AllowedOrigin], http("POST", "/notes"), calls [EventBus(PutEvents), JwtSecret(GetSecretValue)];
     NotesSave: "notes-save" as "save" => notes::save::handle, env [TableName, EventBusName, MaxReceiveCount, PublicFeedShards], Trigger::ProcessingQueue, calls [DataTable(ConditionCheckItem, PutItem, UpdateItem), EventBus(PutEvents)];
     NotesGet: "notes-get" as "get" => notes::get::handle, env [TableName, SecretArn, AllowedOrigin], http("GET", "/notes"), calls [DataTable(Query), JwtSecret(GetSecretValue)];
-    NotesGetPublic: "notes-get-public" as "get-public" => notes::get_public::handle, env [TableName, AllowedOrigin, PublicFeedShards], http("GET", "/notes/public"), calls [DataTable(Query)];
+    NotesGetPublic: "notes-get-public" as "get-public" => notes::get_public::handle, env [TableName, AllowedOrigin, PublicFeedShards], http("GET", "/notes/public"), calls [DataTable(Query, GetItem)];
     NotesUpdate: "notes-update" as "update" => notes::update::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("PUT", "/notes/{noteId}"), calls [DataTable(GetItem, UpdateItem), EventBus(PutEvents), JwtSecret(GetSecretValue)];
     NotesDelete: "notes-delete" as "delete" => notes::delete::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("DELETE", "/notes/{noteId}"), calls [DataTable(GetItem, DeleteItem, PutItem), EventBus(PutEvents), JwtSecret(GetSecretValue)];
     WebsocketConnect: "websocket-connect" as "connect" => websocket::connect::handle, env [ConnectionsTableName, SecretArn], websocket("$connect"), calls [ConnectionsTable(PutItem), JwtSecret(GetSecretValue)];

@@ -173,6 +173,18 @@ async fn create_unchanged_update_outputs_destroy() {
     assert_eq!(actions(&v), [StackAction::Created, StackAction::Created]);
     assert_eq!(v.stacks[0].status, "CREATE_COMPLETE");
     let sdk = moto::shared().await.sdk_config().await;
+    // A table created now never held the unsharded feed: the deploy marks it so, and the app's
+    // readers query the feed's shards alone.
+    let (pk, sk) = notes_handlers::domain::feed::LEGACY_EMPTIED;
+    let mark = aws_sdk_dynamodb::Client::new(&sdk)
+        .get_item()
+        .table_name(notesctl::names::data_table(&stage))
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(mark.item.is_some(), "the new table is marked");
     for short in ["event", "data"] {
         every_resource_exists(&sdk, &stage, short).await;
     }

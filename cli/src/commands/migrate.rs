@@ -1,6 +1,6 @@
 //! `notesctl migrate public-feed`: moves public notes into the feed's shards — those stored under the
 //! single key `PUBLIC#NOTES` before the feed had shards, and those left in shards past the count by
-//! a deploy that lowered it. Online: the app keeps reading the old key until it is empty, and each
+//! a deploy that lowered it. Online: the app keeps reading the old key until this marks it emptied (when nothing is left), and each
 //! note moves in one transaction (feed copy, old copy, owner's copy), so an interrupted run loses
 //! nothing and the next run goes on from what is left. `dev` does the same for its store at start.
 

@@ -5,6 +5,10 @@
 //! is then). Notes stored before sharding sit under the legacy key `PUBLIC#NOTES`, which is read as
 //! one more partition until `notesctl migrate public-feed` has emptied it.
 //!
+//! `migrate public-feed` marks the legacy partition emptied for good once nothing is left in it (and a
+//! stage created with shards is marked from the start, by the deploy that creates its table); a
+//! reader that has seen the mark stops querying it ([`FeedRequest::without_legacy`]).
+//!
 //! Reading a page asks every partition for one page after its own position and merges them newest
 //! first. The cursor carries each partition's position (the oldest note taken from it, or "done"),
 //! so a page neither repeats a note nor skips one that was stored before the first page was read —
@@ -26,6 +30,9 @@ pub const DEFAULT_SHARDS: u32 = 8;
 pub const MAX_SHARDS: u32 = 64;
 /// Where every public note lived before sharding.
 pub const LEGACY_PK: &str = "PUBLIC#NOTES";
+/// The key (`pk`, `sk`) of the item that says the legacy partition holds no note and never will
+/// again: an item of its own, so that nothing reading a partition of the feed meets it.
+pub const LEGACY_EMPTIED: (&str, &str) = ("FEED#LEGACY", "EMPTIED");
 
 /// One partition of the feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -233,6 +240,8 @@ impl FeedCursor {
 pub struct FeedRequest {
     pub after: Option<FeedCursor>,
     pub limit: usize,
+    /// Whether the legacy partition may still hold notes (false once it is marked emptied).
+    legacy: bool,
 }
 
 /// One partition read that a page needs: notes older than `before` (a sort key; `None`: the
@@ -257,14 +266,28 @@ impl FeedRequest {
         Self {
             after,
             limit: limit.clamp(1, MAX_PAGE_SIZE),
+            legacy: true,
         }
     }
 
+    /// The same page, without the legacy partition: it is marked emptied for good, so it is not
+    /// read (and the cursor records it done).
+    pub fn without_legacy(mut self) -> Self {
+        self.legacy = false;
+        self
+    }
+
     fn positions(&self, shards: ShardCount) -> Vec<Option<Position>> {
-        match &self.after {
+        let mut positions: Vec<Option<Position>> = match &self.after {
             None => vec![None; shards.get() as usize + 1],
             Some(c) => c.positions_for(shards).into_iter().map(Some).collect(),
+        };
+        if !self.legacy
+            && let Some(last) = positions.last_mut()
+        {
+            *last = Some(Position::Done);
         }
+        positions
     }
 
     /// The reads this page needs, one per partition not yet done. Each asks for one note more than

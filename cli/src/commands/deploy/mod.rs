@@ -14,6 +14,7 @@
 pub mod artifacts;
 pub mod change_set;
 pub mod compare;
+mod data;
 pub mod events;
 pub mod hotswap;
 pub mod inputs;
@@ -468,6 +469,9 @@ pub async fn run(ctx: &Context, args: DeployArgs) -> anyhow::Result<DeployReport
     let mut report = DeployReport::default();
     for &short in &order {
         let r = deploy.deploy_stack(short).await?;
+        if short == "data" {
+            data::mark_new_table(ctx, &config, &r).await;
+        }
         if add_stack(&mut report, ctx.stage(), short, r) {
             return Ok(report);
         }

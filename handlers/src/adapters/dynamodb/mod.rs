@@ -4,7 +4,10 @@
 //! - `pk CONNECTIONS#{0..7}`, `sk CONNECTION#{id}`: the registry's index of live connections, in
 //!   eight partitions, so a public broadcast is eight Queries, never a Scan (required fix 6);
 //! - `sk DELETED#{noteId}` under the owner: a deleted note's tombstone (TTL `ttl`), so a late
-//!   redelivery of its `note-created` does not bring it back.
+//!   redelivery of its `note-created` does not bring it back;
+//! - `pk FEED#LEGACY`, `sk EMPTIED`: the unsharded feed partition holds no note and never will
+//!   (written by `migrate public-feed` when done, and by the deploy that creates a table), so
+//!   readers that have seen it query the shards alone.
 //!
 //! Item layout and the shared calls are here; each port's operations in its own file.
 
@@ -23,7 +26,9 @@ use aws_sdk_dynamodb::types::{
 
 use super::store_error;
 use crate::domain::cursor::{Page, PageRequest};
-use crate::domain::feed::{FeedRequest, Fetch, Fetched, Partition, ShardCount, fnv1a, shard_of};
+use crate::domain::feed::{
+    FeedRequest, Fetch, Fetched, LEGACY_EMPTIED, Partition, ShardCount, fnv1a, shard_of,
+};
 use crate::domain::note::{Note, NoteId};
 use crate::domain::user::{UserRecord, username_key};
 use crate::ports::{
@@ -50,7 +55,20 @@ pub struct DynamoStore {
     table: String,
     connections_table: String,
     shards: ShardCount,
+    legacy: std::sync::Arc<LegacyMark>,
 }
+
+/// What a store has seen of the unsharded feed partition's mark: once seen, the partition is
+/// never read again; until then it is read, and the mark looked for again every
+/// [`LOOK_AGAIN`] (one eventually consistent GetItem, half a read unit).
+#[derive(Debug, Default)]
+struct LegacyMark {
+    emptied: std::sync::atomic::AtomicBool,
+    looked: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How long a store that found no mark goes on reading the legacy partition before it looks again.
+const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -198,6 +216,62 @@ impl DynamoStore {
             table: table.into(),
             connections_table: connections_table.into(),
             shards: ShardCount::default(),
+            legacy: Default::default(),
+        }
+    }
+
+    /// Marks the unsharded feed partition emptied for good: readers stop querying it. For a table
+    /// whose legacy partition holds no note — after `migrate public-feed`, or a new one.
+    pub async fn mark_legacy_feed_emptied(&self) -> Result<(), StoreError> {
+        const OP: &str = "marking the unsharded public feed emptied";
+        let mut item = key(LEGACY_EMPTIED.0, LEGACY_EMPTIED.1);
+        item.insert(
+            "emptiedAt".into(),
+            AttributeValue::N(crate::domain::clock::now_millis().to_string()),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error(OP, e))?;
+        Ok(())
+    }
+
+    /// Whether the unsharded feed partition is marked emptied: known for good once seen, looked
+    /// up at most every [`LOOK_AGAIN`] until then. A failed look is no mark (the partition is
+    /// read, which is always correct) and is said in the log.
+    async fn legacy_emptied(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.legacy.emptied.load(Ordering::Relaxed) {
+            return true;
+        }
+        {
+            let mut looked = self.legacy.looked.lock().unwrap_or_else(|p| p.into_inner());
+            if looked.is_some_and(|at| at.elapsed() < LOOK_AGAIN) {
+                return false;
+            }
+            *looked = Some(std::time::Instant::now());
+        }
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(LEGACY_EMPTIED.0, LEGACY_EMPTIED.1)))
+            .projection_expression("pk")
+            .send()
+            .await;
+        match found {
+            Ok(out) if out.item.is_some() => {
+                self.legacy.emptied.store(true, Ordering::Relaxed);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %store_error("looking for the unsharded feed's mark", e), "reading the unsharded feed partition");
+                false
+            }
         }
     }
 

@@ -218,6 +218,11 @@ impl NoteStore for DynamoStore {
 
     async fn list_public_notes(&self, page: &FeedRequest) -> Result<Page<Note>, StoreError> {
         const OP: &str = "listing public notes";
+        let page = if self.legacy_emptied().await {
+            page.clone().without_legacy()
+        } else {
+            page.clone()
+        };
         // The partitions are read side by side: a page costs the slowest Query, not their sum.
         let fetches = page.fetches(self.shards);
         let fetched =
@@ -250,6 +255,10 @@ impl NoteStore for DynamoStore {
                 done.remaining = true;
                 break;
             }
+        }
+        if !done.remaining {
+            // Nothing is left under the legacy key, and nothing writes there any more.
+            self.mark_legacy_feed_emptied().await?;
         }
         Ok(done)
     }
