@@ -86,7 +86,7 @@ pub enum Command {
     /// Summarise stacks, queue depths and alarm states.
     #[command(after_help = examples::STATUS)]
     Status(commands::status::StatusArgs),
-    /// How the app is doing: the design document's watch list and the app's own metrics, each with
+    /// How the app is doing: the watch list (docs/EVENT_FLOW.md) and the app's own metrics, each with
     /// its current value and a sparkline over --since (exit 1 when a row is past its threshold).
     #[command(after_help = examples::METRICS)]
     Metrics(commands::metrics::MetricsArgs),
@@ -151,7 +151,7 @@ mod examples {
     pub const LOAD: &str = "Examples:
   notesctl load --local --rate 500 --duration 20s          # dev on this machine, 500 notes/s
   notesctl load --local --ramp --sockets 1000 --slo 20ms   # step the rate up to the knee
-  notesctl load --stage dev --rate 50 --users 10 --yes --output json
+  notesctl load --stage staging --rate 50 --users 10 --yes --output json
   notesctl load --local --total 10000 --public-ratio 0.5 --keep";
     pub const MIGRATE: &str = "Examples:
   notesctl migrate public-feed --stage production       # into the notes stack's PublicFeedShards
@@ -166,7 +166,7 @@ mod examples {
   notesctl deploy --stage prod --frontend frontend/ --yes   # stacks, then site and CDN
   notesctl deploy --stage dev --hotswap --watch --yes       # rebuild and hotswap on every save";
     pub const DIFF: &str = "Examples:
-  notesctl diff --stage dev                     # every stack against templates/ and dist/
+  notesctl diff --stage dev                     # every stack against templates/ and dist/ (no zip: templates alone)
   notesctl diff --stage prod --stack data --change-set   # CloudFormation's word on replacements
   notesctl diff --stage prod --output json || echo 'the deploy would change something'";
     pub const HISTORY: &str = "Examples:
@@ -195,7 +195,8 @@ mod examples {
   NOTESCTL_DOCTOR_PASSWORD=… notesctl doctor --stage prod --since 1h";
     pub const DESTROY: &str = "Examples:
   notesctl destroy --stage dev                  # asks first; refuses while notes are queued
-  notesctl destroy --stage dev --yes --force    # also when queued notes would be lost";
+  notesctl destroy --stage dev --yes --force    # also when queued notes would be lost
+  notesctl destroy --stage prod --confirm-stage prod   # a protected stage: its name again";
     pub const DEV: &str = "Examples:
   notesctl dev                                  # http://127.0.0.1:3000, data in .notesctl/dev
   notesctl dev --port 0 --output json           # a free port, its URLs as one JSON line

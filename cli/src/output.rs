@@ -25,7 +25,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         2,
-        "The command could not do its job: a bad flag, no or expired credentials (`aws sso login`), access denied, an endpoint that is not AWS, a resource that is not there, `destroy` refusing queues that hold messages without `--force`, a port in use, a locked data directory, a missing build tool. One line on stderr names the call, the cause and the next step.",
+        "The command could not do its job: a bad flag, a command that writes without `--stage`, a protected stage refused (`--force` or `--confirm-stage` missing), `--local` where no `notesctl dev` answers, no or expired credentials (`aws sso login`), access denied, an endpoint that is not AWS, a resource that is not there, `destroy` refusing queues that hold messages without `--force`, a port in use, a locked data directory, a missing build tool. One line on stderr names the call, the cause and the next step.",
     ),
     (
         3,

@@ -125,8 +125,11 @@ fn usage_errors_exit_2_on_stderr() {
 #[test]
 fn local_without_the_runbook_token_says_where_it_looked() {
     let empty = tempfile::tempdir().unwrap();
+    // Something answers there (a dev that is not this folder's): the token is what is missing.
+    let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listening.local_addr().unwrap());
     let out = Command::new(env!("CARGO_BIN_EXE_notesctl"))
-        .args(["queue-depth", "--local", "http://127.0.0.1:9"])
+        .args(["queue-depth", "--local", &url])
         .env_remove("NOTESCTL_OUTPUT")
         .env_remove("NOTESCTL_DEV_TOKEN")
         .env("NOTESCTL_DEV_DATA_DIR", empty.path())
@@ -306,7 +309,10 @@ fn missing_credentials_are_named_as_such() {
 #[test]
 fn sync_frontend_looks_at_the_folder_first() {
     let home = tempfile::tempdir().unwrap();
-    let out = bare(&["sync-frontend", "/nonexistent/site"], home.path());
+    let out = bare(
+        &["sync-frontend", "/nonexistent/site", "--stage", "dev"],
+        home.path(),
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -32,7 +32,7 @@ pub struct TailArgs {
     #[arg(required = true, num_args = 1..)]
     pub functions: Vec<String>,
     /// How far back to start: 30s, 10m, 2h, 1d, or an ISO-8601 time.
-    #[arg(long, default_value = "10m")]
+    #[arg(long, default_value = "10m", value_parser = since_value)]
     pub since: String,
     /// Keep printing new events until interrupted.
     #[arg(long, short = 'f')]
@@ -77,6 +77,14 @@ impl fmt::Display for Line {
             ),
         }
     }
+}
+
+/// `--since` as clap checks it, before anything runs: its form (the time it names depends on when
+/// the command starts).
+fn since_value(text: &str) -> Result<String, String> {
+    parse_since(text, 0)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string().trim_start_matches("--since ").to_owned())
 }
 
 /// `--since`: a duration back from `now_ms` (`90s`, `10m`, `2h`, `1d`, `1w`; a bare number is

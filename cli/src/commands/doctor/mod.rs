@@ -1,4 +1,4 @@
-//! `notesctl doctor [--local]`: the design document's three troubleshooting runbooks — "Notes not
+//! `notesctl doctor [--local]`: the three troubleshooting runbooks of docs/EVENT_FLOW.md — "Notes not
 //! saving", "WebSocket not connecting", "Real-time updates not working" — run as checks, in order,
 //! each ✓, ✗ or – (could not tell) with its evidence, and for ✗ the next step. It reads what
 //! `metrics` reads, the queues as `queue-depth` does, the functions' logs as `tail` does, and meets the

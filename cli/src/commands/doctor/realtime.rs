@@ -17,7 +17,7 @@ pub(super) async fn notify_dlq(config: &aws_config::SdkConfig, stage: &str, loca
         return check(
             name,
             Verdict::Unknown,
-            "notesctl dev has no notify DLQ: it retries notify four times, then logs the event",
+            "notesctl dev has no notify DLQ: it tries notify four times (three retries), then logs the event",
             None,
         );
     }

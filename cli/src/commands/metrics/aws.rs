@@ -178,7 +178,7 @@ fn rows(
         .into_iter()
 }
 
-/// The design document's watch list for `stage`, and the app's own metrics. Errors, throttles,
+/// The watch list (docs/EVENT_FLOW.md) for `stage`, and the app's own metrics. Errors, throttles,
 /// failed deliveries and failed notes are marked above 0; the queues as `notesctl alarms` sets them
 /// (the processing queue above `queue_depth`, the DLQ at 1 or more).
 pub fn specs(stage: &str, websocket_api: Option<&str>, queue_depth: f64) -> Vec<RowSpec> {

@@ -1,4 +1,4 @@
-//! `notesctl metrics [--local]`: how the app is doing, as the design document's watch list — per
+//! `notesctl metrics [--local]`: how the app is doing, as the watch list of docs/EVENT_FLOW.md — per
 //! function invocations, errors, throttles and duration; the processing queue and its DLQ; the bus's
 //! rules; the WebSocket API; and the app's own metrics — each a row with its current value and a
 //! sparkline over `--since`, rows past their threshold marked. On a stage the series come from
