@@ -266,9 +266,11 @@ impl Command {
             | Command::Rollback(_)
             | Command::Destroy(_)
             | Command::Migrate(_)
-            | Command::Alarms(_)
-            | Command::SyncFrontend(_)
-            | Command::Invalidate(_) => true,
+            | Command::Alarms(_) => true,
+            // With its bucket named and no config.json from the stacks, sync touches no stage.
+            Command::SyncFrontend(a) => a.bucket.is_none() || !a.no_config,
+            // With its distribution named, invalidate looks up no stack.
+            Command::Invalidate(a) => a.distribution_id.is_none(),
             Command::Smoke(_) | Command::Load(_) | Command::RedriveDlq(_) => self.local().is_none(),
             _ => false,
         }
@@ -420,6 +422,8 @@ mod tests {
         }
         for args in [
             &["status"][..],
+            &["sync-frontend", "site", "--bucket", "b", "--no-config"],
+            &["invalidate", "--distribution-id", "E2EXAMPLE"],
             &["outputs"],
             &["queue-depth"],
             &["diff"],

@@ -199,8 +199,14 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
     }
     // dev's connection cap, when it says: a run near it measures the cap, not the app.
     let cap_before = match &args.local.local {
+        // Without the runbook token, or from a dev that refuses it, the run goes on unwarned; a dev
+        // that does not answer at all ends it here, as the sign-ins would.
         Some(_) => match dev_token() {
-            Ok(token) => api.dev_connections(&token).await.ok().flatten(),
+            Ok(token) => match api.dev_connections(&token).await {
+                Ok(cap) => cap,
+                Err(e) if e.downcast_ref::<crate::patience::NoAnswer>().is_some() => return Err(e),
+                Err(_) => None,
+            },
             Err(_) => None,
         },
         None => None,
