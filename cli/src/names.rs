@@ -20,6 +20,11 @@ pub fn dlq(stage: &str) -> String {
     format!("{stage}-note-processing-dlq")
 }
 
+/// Where the notify rule's undeliverable events and websocket-notify's failed invocations wait.
+pub fn notify_dlq(stage: &str) -> String {
+    format!("{stage}-websocket-notify-dlq")
+}
+
 /// The full function name for a short name (`save`), a handler name (`notes-save`) or a full name.
 pub fn function(stage: &str, given: &str) -> String {
     match HandlerName::find(given) {

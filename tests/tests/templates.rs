@@ -356,6 +356,19 @@ fn the_dashboard_watches_every_function_queue_rule_and_app_metric_by_their_real_
             );
         }
     }
+    // Every dead-letter queue of the websocket stack (the notify DLQ) shows what waits in it.
+    for (_, q) in resources(&template("websocket"), "AWS::SQS::Queue") {
+        let name = sub_name(&q["QueueName"]);
+        assert!(
+            has(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "QueueName",
+                &name
+            ),
+            "ApproximateNumberOfMessagesVisible of {name}"
+        );
+    }
     for metric in [
         "NumberOfMessagesSent",
         "NumberOfMessagesReceived",

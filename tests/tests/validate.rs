@@ -433,6 +433,88 @@ fn an_event_rule_without_a_dead_letter_queue() {
     );
 }
 
+/// websocket-notify is invoked asynchronously by its rule, so what still fails after Lambda's
+/// retries must be kept: its EventInvokeConfig (retries and event age chosen, the notify DLQ as its
+/// on-failure destination) and its role's sqs:SendMessage there, and nothing more. Each broken.
+#[test]
+fn an_asynchronous_function_keeps_what_fails() {
+    let ws = "websocket.yaml";
+    let clean_templates = findings_after(&[]);
+    for at in ["NotifyFunction", "NotifyEventInvokeConfig"] {
+        clean(&clean_templates, Rule::FailureDestination, ws, at);
+    }
+    clean(&clean_templates, Rule::Permissions, ws, "NotifyRole");
+    let config = "    Type: AWS::Lambda::EventInvokeConfig\n";
+    let destination = "      DestinationConfig:\n        OnFailure:\n          Destination: !GetAtt NotifyDeadLetterQueue.Arn\n";
+    let grant = "              - Sid: FailedInvocationsToDeadLetters\n                # Lambda sends an event whose invocation failed past its retries here, as the\n                # function (NotifyEventInvokeConfig's on-failure destination).\n                Effect: Allow\n                Action:\n                  - sqs:SendMessage\n                Resource: !GetAtt NotifyDeadLetterQueue.Arn\n";
+    type Edits<'a> = &'a [(&'a str, &'a str, &'a str)];
+    let cases: [(Edits, Rule, &str, &str); 8] = [
+        (
+            &[(ws, config, "    Type: AWS::SQS::Queue\n")],
+            Rule::FailureDestination,
+            "NotifyFunction",
+            "nothing catches an invocation that still fails",
+        ),
+        (
+            &[(ws, destination, "")],
+            Rule::FailureDestination,
+            "NotifyEventInvokeConfig",
+            "failed invocations go nowhere",
+        ),
+        (
+            &[(ws, "      MaximumRetryAttempts: 2\n", "")],
+            Rule::FailureDestination,
+            "NotifyEventInvokeConfig",
+            "MaximumRetryAttempts is not set",
+        ),
+        (
+            &[(
+                ws,
+                "      MaximumRetryAttempts: 2\n      MaximumEventAgeInSeconds: 3600\n",
+                "      MaximumRetryAttempts: 2\n      MaximumEventAgeInSeconds: 30\n",
+            )],
+            Rule::FailureDestination,
+            "NotifyEventInvokeConfig",
+            "Lambda takes 60 to 21600",
+        ),
+        (
+            &[(
+                ws,
+                "      MaximumRetryAttempts: 2\n      MaximumEventAgeInSeconds: 3600\n",
+                "      MaximumRetryAttempts: 2\n",
+            )],
+            Rule::FailureDestination,
+            "NotifyEventInvokeConfig",
+            "MaximumEventAgeInSeconds is not set",
+        ),
+        (
+            &[(ws, "      Qualifier: $LATEST\n", "      Qualifier: live\n")],
+            Rule::FailureDestination,
+            "NotifyEventInvokeConfig",
+            "Qualifier is",
+        ),
+        (
+            &[(ws, grant, "")],
+            Rule::Permissions,
+            "NotifyRole",
+            "does not grant sqs:SendMessage on NotifyDeadLetterQueue",
+        ),
+        (
+            &[(
+                ws,
+                "                  - sqs:SendMessage\n                Resource: !GetAtt NotifyDeadLetterQueue.Arn\n",
+                "                  - sqs:SendMessage\n                  - sqs:ReceiveMessage\n                Resource: !GetAtt NotifyDeadLetterQueue.Arn\n",
+            )],
+            Rule::Permissions,
+            "NotifyRole",
+            "where Lambda needs only sqs:SendMessage",
+        ),
+    ];
+    for (edits, rule, resource, says) in cases {
+        names(&findings_after(edits), rule, ws, resource, says);
+    }
+}
+
 #[test]
 fn an_event_rule_without_permission_to_invoke() {
     let f = findings_after(&[(

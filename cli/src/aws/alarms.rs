@@ -1,5 +1,6 @@
-//! The stage's alarms: what they watch (the two the seed recommended, each with its `QueueName`
-//! dimension — required fix 10) and their states.
+//! The stage's alarms: what they watch (the two the original system recommended, each with its
+//! `QueueName` dimension — required fix 10 — and the notify DLQ, where real-time updates that could
+//! not be delivered wait) and their states.
 
 use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
 use serde::{Deserialize, Serialize};
@@ -21,11 +22,11 @@ pub struct AlarmSpec {
     pub comparison: ComparisonOperator,
 }
 
-/// The alarms for a stage: queue depth (Average > threshold over 2 × 5 min) and dead letters
-/// (Sum ≥ 1 over 1 min), each on its own queue by `QueueName`.
 /// `notesctl alarms --queue-depth-threshold`'s default.
 pub const DEFAULT_QUEUE_DEPTH: f64 = 100.0;
 
+/// The alarms for a stage: queue depth (Average > threshold over 2 × 5 min), dead-lettered notes
+/// and dropped real-time updates (Sum ≥ 1 over 1 min), each on its own queue by `QueueName`.
 pub fn alarm_specs(stage: &str, queue_depth_threshold: f64) -> Vec<AlarmSpec> {
     vec![
         AlarmSpec {
@@ -50,6 +51,20 @@ pub fn alarm_specs(stage: &str, queue_depth_threshold: f64) -> Vec<AlarmSpec> {
             ),
             metric: "ApproximateNumberOfMessagesVisible",
             queue: names::dlq(stage),
+            statistic: Statistic::Sum,
+            period: 60,
+            evaluation_periods: 1,
+            threshold: 1.0,
+            comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
+        },
+        AlarmSpec {
+            name: format!("{stage}-notify-dlq-messages"),
+            description: format!(
+                "Real-time updates could not be delivered and wait in {}: the notify rule or websocket-notify failed past their retries. Check `notesctl doctor` and `notesctl tail notify`.",
+                names::notify_dlq(stage)
+            ),
+            metric: "ApproximateNumberOfMessagesVisible",
+            queue: names::notify_dlq(stage),
             statistic: Statistic::Sum,
             period: 60,
             evaluation_periods: 1,
@@ -112,7 +127,16 @@ mod tests {
     #[test]
     fn fix10_each_alarm_watches_its_own_queue() {
         let specs = alarm_specs("production", 100.0);
-        assert_eq!(specs.len(), 2);
+        assert_eq!(specs.len(), 3);
+        let notify = &specs[2];
+        assert_eq!(
+            (notify.name.as_str(), notify.queue.as_str()),
+            (
+                "production-notify-dlq-messages",
+                "production-websocket-notify-dlq"
+            )
+        );
+        assert_eq!((notify.threshold, notify.period), (1.0, 60));
         let depth = &specs[0];
         assert_eq!(depth.name, "production-notes-queue-depth-high");
         assert_eq!(depth.queue, "production-note-processing-queue");

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::alarms::{AlarmState, alarm_specs, states};
 use crate::aws::{explain, queues};
 use crate::context::Context;
+use crate::names;
 use crate::output::{Exit, Report};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +32,9 @@ pub struct AlarmsReport {
     pub alarms: Vec<AlarmState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic_arn: Option<String>,
+    /// Alarms not made, and why (the notify DLQ's before the websocket stack is deployed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 impl Report for AlarmsReport {
@@ -44,6 +48,9 @@ impl fmt::Display for AlarmsReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for a in &self.alarms {
             writeln!(f, "{:<45} {}", a.name, a.state)?;
+        }
+        for s in &self.skipped {
+            writeln!(f, "not made: {s}")?;
         }
         match &self.topic_arn {
             Some(t) => write!(f, "actions: {t}"),
@@ -78,10 +85,21 @@ pub async fn apply(
     stage: &str,
     args: &AlarmsArgs,
 ) -> anyhow::Result<AlarmsReport> {
-    let specs = alarm_specs(stage, args.queue_depth_threshold);
-    // An alarm on a queue that does not exist watches nothing: check first.
-    for spec in &specs {
-        queues::lookup(&clients.sqs, &spec.queue).await?;
+    // An alarm on a queue that does not exist watches nothing: check first. The notes' queues
+    // must be there; the notify DLQ comes with the websocket stack, which a stage may not have yet.
+    let mut specs = Vec::new();
+    let mut skipped = Vec::new();
+    for spec in alarm_specs(stage, args.queue_depth_threshold) {
+        match queues::lookup(&clients.sqs, &spec.queue).await {
+            Ok(_) => specs.push(spec),
+            Err(e) if spec.queue == names::notify_dlq(stage) && queues::missing(&e) => {
+                skipped.push(format!(
+                    "{}: {} does not exist (the websocket stack is not deployed); run `notesctl alarms` again after it is",
+                    spec.name, spec.queue
+                ));
+            }
+            Err(e) => return Err(e),
+        }
     }
     let topic_arn = match (&args.sns_topic_arn, &args.email) {
         (Some(arn), _) => Some(arn.clone()),
@@ -151,7 +169,11 @@ pub async fn apply(
                 })
         })
         .collect();
-    Ok(AlarmsReport { alarms, topic_arn })
+    Ok(AlarmsReport {
+        alarms,
+        topic_arn,
+        skipped,
+    })
 }
 
 #[cfg(test)]
@@ -252,6 +274,10 @@ mod tests {
                     "prod-notes-queue-depth-high".into(),
                     "INSUFFICIENT_DATA".into()
                 ),
+                (
+                    "prod-notify-dlq-messages".into(),
+                    "INSUFFICIENT_DATA".into()
+                ),
             ])
         );
         assert_eq!(first.exit(), Exit::Ok, "nothing fires yet");
@@ -269,6 +295,10 @@ mod tests {
                     "prod-notes-queue-depth-high".into(),
                     "INSUFFICIENT_DATA".into()
                 ),
+                (
+                    "prod-notify-dlq-messages".into(),
+                    "INSUFFICIENT_DATA".into()
+                ),
             ]),
             "the state read back after the update, per alarm"
         );
@@ -281,10 +311,11 @@ mod tests {
             );
         }
         let all = alarms.lock().unwrap();
-        assert_eq!(all.len(), 2, "updated in place, not duplicated");
+        assert_eq!(all.len(), 3, "updated in place, not duplicated");
         for (name, queue) in [
             ("prod-notes-queue-depth-high", "prod-note-processing-queue"),
             ("prod-notes-dlq-messages", "prod-note-processing-dlq"),
+            ("prod-notify-dlq-messages", "prod-websocket-notify-dlq"),
         ] {
             let a = &all[name];
             assert_eq!(a.namespace(), Some("AWS/SQS"));
@@ -304,6 +335,70 @@ mod tests {
             subscribe.num_calls(),
             2,
             "Subscribe is idempotent on SNS's side"
+        );
+    }
+}
+
+#[cfg(test)]
+mod notify_dlq {
+    use super::*;
+    use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
+    use aws_sdk_cloudwatch::operation::put_metric_alarm::PutMetricAlarmOutput;
+    use aws_sdk_sqs::operation::get_queue_url::{GetQueueUrlError, GetQueueUrlOutput};
+    use aws_sdk_sqs::types::error::QueueDoesNotExist;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    /// A stage without its websocket stack has no notify DLQ yet: the notes' alarms are made, the
+    /// notify DLQ's is not (an alarm on a missing queue watches nothing), and the report says so.
+    #[tokio::test]
+    async fn the_notify_dlq_alarm_waits_for_its_queue() {
+        let notify = names::notify_dlq("prod");
+        let (for_found, for_missing) = (notify.clone(), notify.clone());
+        let found = mock!(aws_sdk_sqs::Client::get_queue_url)
+            .match_requests(move |r| r.queue_name() != Some(for_found.as_str()))
+            .then_compute_output(|r| {
+                GetQueueUrlOutput::builder()
+                    .queue_url(format!("https://sqs/1/{}", r.queue_name().unwrap()))
+                    .build()
+            });
+        let missing = mock!(aws_sdk_sqs::Client::get_queue_url)
+            .match_requests(move |r| r.queue_name() == Some(for_missing.as_str()))
+            .then_error(|| {
+                GetQueueUrlError::QueueDoesNotExist(QueueDoesNotExist::builder().build())
+            });
+        let put = mock!(aws_sdk_cloudwatch::Client::put_metric_alarm)
+            .match_requests(|r| r.alarm_name() != Some("prod-notify-dlq-messages"))
+            .then_output(|| PutMetricAlarmOutput::builder().build());
+        let describe = mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+            .then_output(|| DescribeAlarmsOutput::builder().build());
+        let clients = Clients {
+            sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&found, &missing]),
+            sns: mock_client!(aws_sdk_sns, RuleMode::MatchAny, []),
+            cw: mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, [&put, &describe]),
+        };
+        let args = AlarmsArgs {
+            sns_topic_arn: None,
+            email: None,
+            queue_depth_threshold: 100.0,
+        };
+        let report = apply(&clients, "prod", &args).await.unwrap();
+        let made: Vec<&str> = report.alarms.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            made,
+            ["prod-notes-queue-depth-high", "prod-notes-dlq-messages"]
+        );
+        assert_eq!(put.num_calls(), 2);
+        assert_eq!(report.skipped.len(), 1);
+        assert!(
+            report.skipped[0]
+                .starts_with("prod-notify-dlq-messages: prod-websocket-notify-dlq does not exist"),
+            "{:?}",
+            report.skipped
+        );
+        assert!(
+            report
+                .to_string()
+                .contains("not made: prod-notify-dlq-messages")
         );
     }
 }

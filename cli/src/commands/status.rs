@@ -48,6 +48,11 @@ pub struct StatusReport {
     pub stacks: Vec<StackState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queues: Option<QueueDepth>,
+    /// `{stage}-websocket-notify-dlq`: real-time updates the notify rule could not deliver, or
+    /// notify's invocations that failed past their retries (none where the websocket stack is not
+    /// deployed, and on `dev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_dlq: Option<crate::aws::queues::Depth>,
     pub alarms: Vec<AlarmState>,
     /// One line per area from the last 15 minutes of CloudWatch metrics (`notesctl metrics`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -75,6 +80,9 @@ impl fmt::Display for StatusReport {
             writeln!(f, "QUEUES")?;
             for line in q.to_string().lines() {
                 writeln!(f, "  {line}")?;
+            }
+            if let Some(n) = &self.notify_dlq {
+                writeln!(f, "  {n}")?;
             }
         }
         if !self.metrics.is_empty() {
@@ -131,6 +139,7 @@ async fn local(ctx: &Context, local: LocalArg) -> anyhow::Result<StatusReport> {
             status: RUNNING.into(),
         }],
         queues: None,
+        notify_dlq: None,
         alarms: Vec::new(),
         metrics: Vec::new(),
         notes: Vec::new(),
@@ -164,6 +173,7 @@ async fn deployed(ctx: &Context) -> anyhow::Result<StatusReport> {
         local: false,
         stacks: Vec::new(),
         queues: None,
+        notify_dlq: None,
         alarms: Vec::new(),
         metrics: Vec::new(),
         notes: Vec::new(),
@@ -182,6 +192,15 @@ async fn deployed(ctx: &Context) -> anyhow::Result<StatusReport> {
             Err(e) => report.notes.push(format!("queues: {e:#}")),
         },
         Err(e) => report.notes.push(format!("queues: {e:#}")),
+    }
+    match crate::aws::queues::depth_of(
+        &aws_sdk_sqs::Client::new(&config),
+        &names::notify_dlq(ctx.stage()),
+    )
+    .await
+    {
+        Ok(d) => report.notify_dlq = d,
+        Err(e) => report.notes.push(format!("notify DLQ: {e:#}")),
     }
     let cw = aws_sdk_cloudwatch::Client::new(&config);
     let window = metrics_window();
@@ -204,6 +223,12 @@ async fn deployed(ctx: &Context) -> anyhow::Result<StatusReport> {
 }
 
 fn dead_letters(ctx: &Context, report: &mut StatusReport, local: bool) {
+    if let Some(n) = report.notify_dlq.as_ref().filter(|n| n.visible > 0) {
+        report.notes.push(format!(
+            "{} holds {} real-time updates that were not delivered: `notesctl doctor` says why",
+            n.name, n.visible
+        ));
+    }
     if report.queues.as_ref().is_some_and(|q| q.dlq.visible > 0) {
         let local = if local { " --local" } else { "" };
         report.notes.push(format!(
@@ -241,6 +266,7 @@ mod tests {
                     status: NOT_DEPLOYED.into(),
                 },
             ],
+            notify_dlq: Some(depth("prod-websocket-notify-dlq", 1, 0, None)),
             queues: Some(QueueDepth {
                 queue: depth("prod-note-processing-queue", 12, 3, Some(41)),
                 dlq: depth("prod-note-processing-dlq", 2, 0, Some(3600)),
@@ -281,6 +307,7 @@ QUEUES
   QUEUE                                      VISIBLE IN FLIGHT   DELAYED    OLDEST
   prod-note-processing-queue                      12         3         0       41s
   prod-note-processing-dlq                         2         0         0     3600s
+  prod-websocket-notify-dlq                        1         0         0         -
 LAST 15 MINUTES
   functions: 40 invocations, 0 errors, 0 throttles
   app: 12 notes published, 12 saved, 0 failed

@@ -224,6 +224,10 @@ const REPLACED_BY: &[(&str, &[&str])] = &[
     ),
     ("AWS::Lambda::Function", &["FunctionName", "PackageType"]),
     (
+        "AWS::Lambda::EventInvokeConfig",
+        &["FunctionName", "Qualifier"],
+    ),
+    (
         "AWS::Lambda::Permission",
         &[
             "Action",

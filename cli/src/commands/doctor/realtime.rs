@@ -21,7 +21,7 @@ pub(super) async fn notify_dlq(config: &aws_config::SdkConfig, stage: &str, loca
             None,
         );
     }
-    let queue = format!("{stage}-websocket-notify-dlq");
+    let queue = crate::names::notify_dlq(stage);
     let sqs = aws_sdk_sqs::Client::new(config);
     let visible = async {
         let url = sqs

@@ -180,7 +180,7 @@ fn rows(
 
 /// The watch list (docs/EVENT_FLOW.md) for `stage`, and the app's own metrics. Errors, throttles,
 /// failed deliveries and failed notes are marked above 0; the queues as `notesctl alarms` sets them
-/// (the processing queue above `queue_depth`, the DLQ at 1 or more).
+/// (the processing queue above `queue_depth`, the DLQ and the notify DLQ at 1 or more).
 pub fn specs(stage: &str, websocket_api: Option<&str>, queue_depth: f64) -> Vec<RowSpec> {
     let mut out = Vec::new();
     for &h in HandlerName::ALL {
@@ -204,6 +204,21 @@ pub fn specs(stage: &str, websocket_api: Option<&str>, queue_depth: f64) -> Vec<
     );
     let dlq = [("QueueName", names::dlq(stage))];
     out.extend(rows("queue", "AWS/SQS", &DLQ_ROWS, "", &dlq));
+    // Real-time updates the notify rule could not deliver, or notify's failed invocations.
+    let notify_dlq = [("QueueName", names::notify_dlq(stage))];
+    out.extend(rows(
+        "queue",
+        "AWS/SQS",
+        &[(
+            "notify DLQ visible",
+            "ApproximateNumberOfMessagesVisible",
+            "Maximum",
+            "Count",
+            Some(0.0),
+        )],
+        "",
+        &notify_dlq,
+    ));
     let bus = format!("{stage}-notes-event-bus");
     for rule in [
         format!("{stage}-note-created-to-queue"),
@@ -393,6 +408,15 @@ mod tests {
             [("QueueName", "prod-note-processing-dlq".to_owned())]
         );
         assert_eq!(dlq.threshold, Some(0.0));
+        let notify = all
+            .iter()
+            .find(|s| s.label == "notify DLQ visible")
+            .unwrap();
+        assert_eq!((notify.area, notify.threshold), ("queue", Some(0.0)));
+        assert_eq!(
+            notify.dimensions,
+            [("QueueName", "prod-websocket-notify-dlq".to_owned())]
+        );
         assert!(
             all.iter()
                 .any(|s| s.namespace == "AWS/ApiGateway" && s.metric == "ConnectCount")

@@ -370,6 +370,9 @@ fn role(app: &App, f: Res, spec: &Spec, out: &mut Vec<Finding>) {
         ));
     }
     let own_log_group = names::log_group(&spec.function_name(STAGE));
+    // Lambda sends a failed asynchronous invocation to the function's destination as the function.
+    let destination = super::destinations::on_failure_queue(app, f);
+    let mut destination_granted = false;
     let mut granted: BTreeSet<Action> = BTreeSet::new();
     let mut trace_grants: BTreeSet<&str> = BTreeSet::new();
     for st in allowed_statements(app, role) {
@@ -419,6 +422,26 @@ fn role(app: &App, f: Res, spec: &Spec, out: &mut Vec<Finding>) {
                 ));
                 continue;
             }
+            if let Some(queue) = destination
+                && app.resource_of(role.stack, resource) == Some(queue)
+            {
+                if actions.iter().all(|a| *a == "sqs:SendMessage") {
+                    destination_granted = true;
+                } else {
+                    out.push(Finding::new(
+                        Rule::Permissions,
+                        app,
+                        role,
+                        format!(
+                            "grants {} on {}, the function's on-failure destination, where Lambda needs only sqs:SendMessage",
+                            actions.join(", "),
+                            queue.id
+                        ),
+                        "grant sqs:SendMessage alone on the destination queue",
+                    ));
+                }
+                continue;
+            }
             let found = kinds(app, role.stack, resource);
             let Some((kind, target)) = found.first().copied() else {
                 out.push(Finding::new(
@@ -454,6 +477,20 @@ fn role(app: &App, f: Res, spec: &Spec, out: &mut Vec<Finding>) {
         }
     }
     tracing(app, f, role, &trace_grants, out);
+    if let Some(queue) = destination
+        && !destination_granted
+    {
+        out.push(Finding::new(
+            Rule::Permissions,
+            app,
+            role,
+            format!(
+                "does not grant sqs:SendMessage on {}, the function's on-failure destination: a failed invocation could not be kept there and is dropped",
+                queue.id
+            ),
+            format!("add sqs:SendMessage on !GetAtt {}.Arn to the role's policy", queue.id),
+        ));
+    }
     let needed: BTreeSet<Action> = spec.role_actions().into_iter().collect();
     for missing in needed.difference(&granted) {
         out.push(Finding::new(

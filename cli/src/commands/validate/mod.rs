@@ -9,6 +9,7 @@
 //! AWS limit a template can break — limits no emulator here enforces, so a first real deploy would be
 //! the first to meet them. Each finding names the file, the resource, what is wrong and how to fix it.
 
+mod destinations;
 pub mod functions;
 pub mod limits;
 pub mod model;
@@ -63,6 +64,11 @@ pub enum Rule {
     Route,
     /// Every event rule sends the declared detail-types to the declared target, allowed, with a DLQ.
     EventRule,
+    /// Every function an event rule invokes (asynchronously) has an EventInvokeConfig with its
+    /// retries and maximum event age set on purpose and an on-failure destination (a queue) its role
+    /// may send to. Source: Lambda's asynchronous invocation,
+    /// <https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html>.
+    FailureDestination,
     /// The processing queue feeds save through a mapping that reports partial failures.
     QueueTrigger,
     /// The queue's visibility timeout is at least six times save's timeout.
@@ -287,6 +293,7 @@ pub fn check(dir: &Path) -> anyhow::Result<ValidateReport> {
     let mut findings = Vec::new();
     functions::check(&app, &mut findings);
     triggers::check(&app, &mut findings);
+    destinations::check(&app, &mut findings);
     stacks::check(&app, &mut findings);
     limits::check(&app, &mut findings);
     findings.sort_by(|a, b| (&a.file, &a.resource, a.rule).cmp(&(&b.file, &b.resource, b.rule)));
