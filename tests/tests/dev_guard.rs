@@ -454,3 +454,84 @@ async fn an_existing_data_dir_keeps_its_mode_and_is_refused_if_others_may_write(
     assert_eq!(mode(&new), 0o700, "a directory dev creates is its owner's");
     dev.terminate().await;
 }
+
+/// CORS as dev answers it: a page of dev's own origin or of any local port may call the API from a
+/// browser, another site may not (no `Access-Control-Allow-Origin`, so the browser refuses the
+/// answer), a preflight likewise; `--allowed-origin` names others instead of the local ports, and
+/// `'*'` allows every site with a warning. `dev` answered `*` to everyone before.
+#[tokio::test]
+async fn the_api_answers_the_origins_it_allows_and_no_others() {
+    let allow_origin = async |dev: &DevServer, method: reqwest::Method, origin: Option<&str>| {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}/notes/public", dev.api_url))
+            .header("access-control-request-method", "GET");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let resp = req.send().await.unwrap();
+        resp.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(dir.path(), &[]).await;
+    let own = dev.api_url.trim_end_matches('/').to_owned();
+    for method in [reqwest::Method::GET, reqwest::Method::OPTIONS] {
+        for allowed in [
+            own.as_str(),
+            "http://localhost:5173",
+            "http://127.0.0.1:8080",
+        ] {
+            assert_eq!(
+                allow_origin(&dev, method.clone(), Some(allowed))
+                    .await
+                    .as_deref(),
+                Some(allowed),
+                "{method} from {allowed}"
+            );
+        }
+        assert_eq!(
+            allow_origin(&dev, method.clone(), Some("https://evil.example")).await,
+            None,
+            "{method} from another site"
+        );
+    }
+    assert_eq!(
+        allow_origin(&dev, reqwest::Method::GET, None)
+            .await
+            .as_deref(),
+        Some(own.as_str()),
+        "no Origin: dev's own"
+    );
+    drop(dev);
+
+    let dir = tempfile::tempdir().unwrap();
+    let named = DevServer::start(dir.path(), &["--allowed-origin", "http://localhost:8080"]).await;
+    assert_eq!(
+        allow_origin(&named, reqwest::Method::GET, Some("http://localhost:8080"))
+            .await
+            .as_deref(),
+        Some("http://localhost:8080"),
+        "the original web client, served from another local port"
+    );
+    assert_eq!(
+        allow_origin(&named, reqwest::Method::GET, Some("http://localhost:5173")).await,
+        None,
+        "the flag replaces the local ports"
+    );
+    drop(named);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (any, log) = DevServer::start_with_log(dir.path(), &["--allowed-origin", "*"]).await;
+    assert_eq!(
+        allow_origin(&any, reqwest::Method::GET, Some("https://evil.example"))
+            .await
+            .as_deref(),
+        Some("*")
+    );
+    assert!(
+        log.lock().unwrap().contains("--allowed-origin '*'"),
+        "{}",
+        log.lock().unwrap()
+    );
+}

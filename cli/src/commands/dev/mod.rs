@@ -4,6 +4,7 @@
 
 pub mod aws_api;
 pub mod bus;
+pub mod cors;
 pub mod data;
 pub mod frontend;
 pub mod gateway;
@@ -50,6 +51,11 @@ pub struct DevArgs {
     /// are always answered; other names are refused (403), which stops DNS-rebinding pages.
     #[arg(long = "allowed-host", value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
+    /// A web page's origin that may call the API from a browser (CORS), besides dev's own: exact
+    /// (`http://localhost:8080`), any port of a host (`http://localhost:*`), or `*` for any site
+    /// (with a warning). Repeatable. Default: `http://localhost:*` and `http://127.0.0.1:*`.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
     /// Where users, notes, the queue and the JWT secret are kept across restarts.
     #[arg(long, default_value = crate::context::DEV_DATA_DIR, env = "NOTESCTL_DEV_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -254,6 +260,19 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         )
     })?;
     let guard = Arc::new(guard::Guard::new(local.ip(), &args.allowed_hosts, token));
+    let shown_host = if local.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        local.ip().to_string()
+    };
+    let base = format!("http://{shown_host}:{}", local.port());
+    let origins =
+        cors::AllowedOrigins::new(&base, &args.allowed_origins).map_err(|e| anyhow::anyhow!(e))?;
+    if origins.any() {
+        tracing::warn!(
+            "--allowed-origin '*': any web page the browser opens may call this API with its user's token (CORS allows every site); name the origins instead"
+        );
+    }
     let gw = Gateway {
         deps: deps.clone(),
         notifier,
@@ -280,6 +299,10 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
         .fallback(gateway::fallback)
         .with_state(gw)
         .layer(axum::middleware::from_fn_with_state(
+            Arc::new(origins),
+            cors::answer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             // A body has as long as headers, and then some: it may be 256 KiB on a slow link.
             server::BodyLimits::new(args.header_timeout * 2),
             server::read_body_first,
@@ -290,12 +313,6 @@ pub async fn run(ctx: &Context, args: DevArgs) -> anyhow::Result<Streamed> {
             guard::check_host,
         ));
 
-    let shown_host = if local.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else {
-        local.ip().to_string()
-    };
-    let base = format!("http://{shown_host}:{}", local.port());
     ctx.lines().write(&Listening {
         api_url: base.clone(),
         ws_url: format!("ws://{shown_host}:{}/ws", local.port()),
