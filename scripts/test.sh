@@ -103,4 +103,4 @@ phase "notesctl package --arch x86_64 --arch arm64 (two release builds: the long
 PATH="$PWD/.venv/bin:$PATH" target/debug/notesctl package --arch x86_64 --arch arm64 --out target/dist
 export NOTESCTL_DIST="$PWD/target/dist"
 phase "cargo test --workspace"
-cargo test --workspace "${lint[@]}" "$@"
+cargo test --workspace --no-fail-fast "${lint[@]}" "$@"

@@ -244,11 +244,19 @@ fn for_moto(handler: HandlerName, granted: &BTreeSet<String>) -> BTreeSet<String
 
 /// What Lambda itself does with the role: not the code's to prove.
 fn lambdas_own(handler: HandlerName, action: &str) -> bool {
-    // Lambda itself writes the logs and, with active tracing, the X-Ray segments.
+    // Lambda itself writes the logs and, with active tracing, the X-Ray segments; it polls the
+    // processing queue for save; and it sends an event-invoked function's failed invocations to its
+    // on-failure destination (notify's EventInvokeConfig), as the function. validate holds that
+    // grant to exactly the destination queue.
     action.starts_with("logs:")
         || action.starts_with("xray:")
         || (action.starts_with("sqs:")
             && handler.spec().trigger == notes_handlers::spec::Trigger::ProcessingQueue)
+        || (action == "sqs:SendMessage"
+            && matches!(
+                handler.spec().trigger,
+                notes_handlers::spec::Trigger::Events { .. }
+            ))
 }
 
 /// The names moto refuses when `action` is missing.
