@@ -120,10 +120,22 @@ pub async fn stack_diff(
     values: &BTreeMap<&'static str, String>,
     short: &str,
 ) -> anyhow::Result<(compare::StackDiff, Template, Option<Stack>)> {
+    let stack = stacks::describe(cfn, &stacks::stack_name(ctx.stage(), short)).await?;
+    stack_diff_of(ctx, cfn, inputs, values, short, stack).await
+}
+
+/// [`stack_diff`] for a stack already described (`None`: it does not exist).
+pub async fn stack_diff_of(
+    ctx: &Context,
+    cfn: &Client,
+    inputs: &Inputs,
+    values: &BTreeMap<&'static str, String>,
+    short: &str,
+    stack: Option<Stack>,
+) -> anyhow::Result<(compare::StackDiff, Template, Option<Stack>)> {
     let name = stacks::stack_name(ctx.stage(), short);
     let template = load_template(&inputs.templates, short, values).await?;
     let ours = crate::template::parse(&template.body)?;
-    let stack = stacks::describe(cfn, &name).await?;
     let before = change_set::deployed(cfn, &name, &stack).await?;
     let diff = compare::stack(&name, before, &ours, &template.expected);
     Ok((diff, template, stack))

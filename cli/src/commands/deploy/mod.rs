@@ -43,7 +43,7 @@ use events::Settled;
 pub use hotswap::HotswapReport;
 pub use inputs::{
     Inputs, artifact_store, carries_code, load_template, parameter_values, region_of, stack_diff,
-    values_without_code,
+    stack_diff_of, values_without_code,
 };
 use plan::{NextAction, dependency_hint, next_action};
 pub use report::{

@@ -18,7 +18,7 @@ use super::deploy::change_set::{self, Worked};
 use super::deploy::compare::{Action, Replacement, StackDiff, show};
 use super::deploy::{
     Change, Inputs, Templates, artifact_store, carries_code, parameter_values, region_of,
-    stack_diff, values_without_code,
+    stack_diff_of, values_without_code,
 };
 use crate::aws::stacks;
 use crate::context::{Context, Deadline};
@@ -253,19 +253,18 @@ pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<DiffReport> {
         code: not_compared.clone(),
     };
     for short in order {
+        let stack = stacks::describe(&cfn, &stacks::stack_name(ctx.stage(), short)).await?;
         let mut values = values.clone();
-        if not_compared.is_some() {
-            let name = stacks::stack_name(ctx.stage(), short);
-            if let Some(stack) = stacks::describe(&cfn, &name).await? {
-                let deployed = stacks::parameters_of(&stack);
-                for key in ["CodeBucket", "CodeKey"] {
-                    if let Some(v) = deployed.get(key) {
-                        values.insert(key, v.clone());
-                    }
+        if let (Some(_), Some(stack)) = (&not_compared, &stack) {
+            let deployed = stacks::parameters_of(stack);
+            for key in ["CodeBucket", "CodeKey"] {
+                if let Some(v) = deployed.get(key) {
+                    values.insert(key, v.clone());
                 }
             }
         }
-        let (mut diff, template, _) = stack_diff(ctx, &cfn, &args.inputs, &values, short).await?;
+        let (mut diff, template, _) =
+            stack_diff_of(ctx, &cfn, &args.inputs, &values, short, stack).await?;
         if let (Some(templates), true) = (&templates, diff.differs) {
             let name = diff.name.clone();
             ctx.say(format!("{name}: asking CloudFormation for a change set"));
