@@ -20,6 +20,9 @@ pub struct AlarmSpec {
     pub evaluation_periods: i32,
     pub threshold: f64,
     pub comparison: ComparisonOperator,
+    /// The stack that holds its queue, when a stage may not have it yet (the websocket stack's
+    /// notify DLQ): the alarm is left out until the queue exists. `None`: the queue must exist.
+    pub comes_with: Option<&'static str>,
 }
 
 /// `notesctl alarms --queue-depth-threshold`'s default.
@@ -42,6 +45,7 @@ pub fn alarm_specs(stage: &str, queue_depth_threshold: f64) -> Vec<AlarmSpec> {
             evaluation_periods: 2,
             threshold: queue_depth_threshold,
             comparison: ComparisonOperator::GreaterThanThreshold,
+            comes_with: None,
         },
         AlarmSpec {
             name: format!("{stage}-notes-dlq-messages"),
@@ -56,6 +60,7 @@ pub fn alarm_specs(stage: &str, queue_depth_threshold: f64) -> Vec<AlarmSpec> {
             evaluation_periods: 1,
             threshold: 1.0,
             comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
+            comes_with: None,
         },
         AlarmSpec {
             name: format!("{stage}-notify-dlq-messages"),
@@ -70,6 +75,7 @@ pub fn alarm_specs(stage: &str, queue_depth_threshold: f64) -> Vec<AlarmSpec> {
             evaluation_periods: 1,
             threshold: 1.0,
             comparison: ComparisonOperator::GreaterThanOrEqualToThreshold,
+            comes_with: Some("websocket"),
         },
     ]
 }
@@ -137,6 +143,8 @@ mod tests {
             )
         );
         assert_eq!((notify.threshold, notify.period), (1.0, 60));
+        assert_eq!(notify.comes_with, Some("websocket"));
+        assert!(specs[..2].iter().all(|s| s.comes_with.is_none()));
         let depth = &specs[0];
         assert_eq!(depth.name, "production-notes-queue-depth-high");
         assert_eq!(depth.queue, "production-note-processing-queue");

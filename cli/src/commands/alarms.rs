@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::aws::alarms::{AlarmState, alarm_specs, states};
 use crate::aws::{explain, queues};
 use crate::context::Context;
-use crate::names;
 use crate::output::{Exit, Report};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -85,20 +84,18 @@ pub async fn apply(
     stage: &str,
     args: &AlarmsArgs,
 ) -> anyhow::Result<AlarmsReport> {
-    // An alarm on a queue that does not exist watches nothing: check first. The notes' queues
-    // must be there; the notify DLQ comes with the websocket stack, which a stage may not have yet.
+    // An alarm on a queue that does not exist watches nothing: check first. A queue that comes
+    // with a stack a stage may not have yet leaves its alarm out, said; any other must be there.
     let mut specs = Vec::new();
     let mut skipped = Vec::new();
     for spec in alarm_specs(stage, args.queue_depth_threshold) {
-        match queues::lookup(&clients.sqs, &spec.queue).await {
-            Ok(_) => specs.push(spec),
-            Err(e) if spec.queue == names::notify_dlq(stage) && queues::missing(&e) => {
-                skipped.push(format!(
-                    "{}: {} does not exist (the websocket stack is not deployed); run `notesctl alarms` again after it is",
-                    spec.name, spec.queue
-                ));
-            }
-            Err(e) => return Err(e),
+        match (queues::lookup(&clients.sqs, &spec.queue).await, spec.comes_with) {
+            (Ok(_), _) => specs.push(spec),
+            (Err(e), Some(stack)) if queues::missing(&e) => skipped.push(format!(
+                "{}: {} does not exist (the {stack} stack is not deployed); run `notesctl alarms` again after it is",
+                spec.name, spec.queue
+            )),
+            (Err(e), _) => return Err(e),
         }
     }
     let topic_arn = match (&args.sns_topic_arn, &args.email) {
@@ -342,6 +339,7 @@ mod tests {
 #[cfg(test)]
 mod notify_dlq {
     use super::*;
+    use crate::names;
     use aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput;
     use aws_sdk_cloudwatch::operation::put_metric_alarm::PutMetricAlarmOutput;
     use aws_sdk_sqs::operation::get_queue_url::{GetQueueUrlError, GetQueueUrlOutput};
