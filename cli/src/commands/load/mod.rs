@@ -95,8 +95,6 @@ pub struct LoadArgs {
     pub cost: bool,
 }
 
-/// The load users' name prefix: `--user-prefix`, else derived from the stage and the password, or on
-/// `dev` without one from its runbook token (read only then).
 /// The connections a run opens at least (each user's HTTP connection, and the sockets) against dev's
 /// cap: a warning from 80% of it, naming the flag that raises it.
 fn near_cap(max: u64, wanted: usize) -> Option<String> {
@@ -109,12 +107,13 @@ fn near_cap(max: u64, wanted: usize) -> Option<String> {
     })
 }
 
-/// The connections dev refused past its cap since `before` was read (0 when it cannot say).
-async fn refused_since(api: &Api, before: Option<DevConnections>) -> u64 {
-    let (Some(before), Ok(token)) = (before, dev_token()) else {
+/// The connections dev refused past its cap since `before` was read with the runbook token (0 when
+/// it cannot say).
+async fn refused_since(api: &Api, before: &Option<(String, DevConnections)>) -> u64 {
+    let Some((token, before)) = before else {
         return 0;
     };
-    match api.dev_connections(&token).await {
+    match api.dev_connections(token).await {
         Ok(Some(after)) => after.refused.saturating_sub(before.refused),
         _ => 0,
     }
@@ -133,6 +132,8 @@ fn higher_cap(max: u64, wanted: u64) -> u64 {
     (wanted * 2).max(max + 1).next_power_of_two()
 }
 
+/// The load users' name prefix: `--user-prefix`, else derived from the stage and the password, or on
+/// `dev` without one from its runbook token (read only then).
 fn user_prefix(
     args: &LoadArgs,
     stage: &str,
@@ -203,7 +204,7 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
         // that does not answer at all ends it here, as the sign-ins would.
         Some(_) => match dev_token() {
             Ok(token) => match api.dev_connections(&token).await {
-                Ok(cap) => cap,
+                Ok(cap) => cap.map(|cap| (token, cap)),
                 Err(e) if e.downcast_ref::<crate::patience::NoAnswer>().is_some() => return Err(e),
                 Err(_) => None,
             },
@@ -212,7 +213,7 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
         None => None,
     };
     let mut notes = Vec::new();
-    if let Some(cap) = cap_before
+    if let Some((_, cap)) = &cap_before
         && let Some(warning) = near_cap(cap.max, users + args.sockets)
     {
         ctx.say(format!("warning: {warning}"));
@@ -244,8 +245,8 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
     let sockets = match open_sockets(&target, &tls, &names, &signed, args.sockets, &seen).await {
         Ok(sockets) => sockets,
         // A socket dev refused past its cap is dev's limit, not the app's: say which flag.
-        Err(e) => match (cap_before, refused_since(&api, cap_before).await) {
-            (Some(cap), refused) if refused > 0 => {
+        Err(e) => match (&cap_before, refused_since(&api, &cap_before).await) {
+            (Some((_, cap)), refused) if refused > 0 => {
                 anyhow::bail!(
                     "{}",
                     refused_past_cap(refused, cap.max, users + args.sockets)
@@ -310,8 +311,8 @@ pub async fn run(ctx: &Context, args: LoadArgs) -> anyhow::Result<LoadReport> {
         .iter()
         .map(|s| s.saved_latency.p99)
         .fold(0.0, f64::max);
-    let refused = refused_since(&api, cap_before).await;
-    report.problem = if let (Some(cap), true) = (cap_before, refused > 0) {
+    let refused = refused_since(&api, &cap_before).await;
+    report.problem = if let (Some((_, cap)), true) = (&cap_before, refused > 0) {
         // Whatever else went wrong, the run measured dev's cap rather than the app.
         Some(refused_past_cap(refused, cap.max, users + args.sockets))
     } else if interrupted {
