@@ -91,13 +91,12 @@ impl fmt::Display for StatusReport {
                 writeln!(f, "  {line}")?;
             }
         }
-        if self.local {
-            // dev has no alarms; a note says where to look instead.
-        } else if self.alarms.is_empty() {
+        // dev has no alarms; a note says where to look instead.
+        if !self.local {
             writeln!(f, "ALARMS")?;
-            writeln!(f, "  none (create them with `notesctl alarms`)")?;
-        } else {
-            writeln!(f, "ALARMS")?;
+            if self.alarms.is_empty() {
+                writeln!(f, "  none (create them with `notesctl alarms`)")?;
+            }
         }
         for a in &self.alarms {
             writeln!(f, "  {:<45} {}", a.name, a.state)?;
@@ -106,6 +105,32 @@ impl fmt::Display for StatusReport {
             writeln!(f, "note: {n}")?;
         }
         Ok(())
+    }
+}
+
+impl StatusReport {
+    fn empty(local: bool) -> StatusReport {
+        StatusReport {
+            local,
+            stacks: Vec::new(),
+            queues: None,
+            notify_dlq: None,
+            alarms: Vec::new(),
+            metrics: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The processing queue and its DLQ (a note instead when they cannot be read).
+    async fn measure_queues(&mut self, config: &aws_config::SdkConfig, stage: &str, local: bool) {
+        let measured = match Queues::find(config, stage, local).await {
+            Ok(q) => q.measure().await,
+            Err(e) => Err(e),
+        };
+        match measured {
+            Ok(m) => self.queues = Some(m),
+            Err(e) => self.notes.push(format!("queues: {e:#}")),
+        }
     }
 }
 
@@ -129,28 +154,15 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> anyhow::Result<StatusReport
 /// `notesctl dev`: one stack, "dev", running; its queues over its SQS API; its counters.
 async fn local(ctx: &Context, local: LocalArg) -> anyhow::Result<StatusReport> {
     let config = ctx.aws_or_local(&local).await?;
-    let mut report = StatusReport {
-        local: true,
-        stacks: vec![StackState {
-            name: format!(
-                "notesctl dev at {}",
-                local.local.as_deref().unwrap_or_default()
-            ),
-            status: RUNNING.into(),
-        }],
-        queues: None,
-        notify_dlq: None,
-        alarms: Vec::new(),
-        metrics: Vec::new(),
-        notes: Vec::new(),
-    };
-    match Queues::find(&config, ctx.stage(), true).await {
-        Ok(q) => match q.measure().await {
-            Ok(m) => report.queues = Some(m),
-            Err(e) => report.notes.push(format!("queues: {e:#}")),
-        },
-        Err(e) => report.notes.push(format!("queues: {e:#}")),
-    }
+    let mut report = StatusReport::empty(true);
+    report.stacks.push(StackState {
+        name: format!(
+            "notesctl dev at {}",
+            local.local.as_deref().unwrap_or_default()
+        ),
+        status: RUNNING.into(),
+    });
+    report.measure_queues(&config, ctx.stage(), true).await;
     let window = crate::commands::metrics::MetricsArgs {
         local,
         ..metrics_window()
@@ -169,15 +181,7 @@ async fn local(ctx: &Context, local: LocalArg) -> anyhow::Result<StatusReport> {
 async fn deployed(ctx: &Context) -> anyhow::Result<StatusReport> {
     let config = ctx.aws().await?;
     let cfn = Client::new(&config);
-    let mut report = StatusReport {
-        local: false,
-        stacks: Vec::new(),
-        queues: None,
-        notify_dlq: None,
-        alarms: Vec::new(),
-        metrics: Vec::new(),
-        notes: Vec::new(),
-    };
+    let mut report = StatusReport::empty(false);
     for short in stacks::STACKS {
         let name = stacks::stack_name(ctx.stage(), short);
         let status = stacks::describe(&cfn, &name)
@@ -186,13 +190,7 @@ async fn deployed(ctx: &Context) -> anyhow::Result<StatusReport> {
             .unwrap_or_else(|| NOT_DEPLOYED.into());
         report.stacks.push(StackState { name, status });
     }
-    match Queues::find(&config, ctx.stage(), false).await {
-        Ok(q) => match q.measure().await {
-            Ok(m) => report.queues = Some(m),
-            Err(e) => report.notes.push(format!("queues: {e:#}")),
-        },
-        Err(e) => report.notes.push(format!("queues: {e:#}")),
-    }
+    report.measure_queues(&config, ctx.stage(), false).await;
     match crate::aws::queues::depth_of(
         &aws_sdk_sqs::Client::new(&config),
         &names::notify_dlq(ctx.stage()),
