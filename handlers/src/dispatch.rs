@@ -94,7 +94,7 @@ handlers! {
     AuthLogin: "auth-login" as "login" => auth::login::handle, env [TableName, SecretArn, AllowedOrigin], http("POST", "/auth/login"), calls [DataTable(GetItem), JwtSecret(GetSecretValue)];
     AuthGetUser: "auth-get-user" as "get-user" => auth::get_user::handle, env [TableName, SecretArn, AllowedOrigin], http("GET", "/auth/user"), calls [DataTable(GetItem), JwtSecret(GetSecretValue)];
     NotesPublish: "notes-publish" as "publish" => notes::publish::handle, env [EventBusName, SecretArn, AllowedOrigin], http("POST", "/notes"), calls [EventBus(PutEvents), JwtSecret(GetSecretValue)];
-    NotesSave: "notes-save" as "save" => notes::save::handle, env [TableName, EventBusName, MaxReceiveCount, PublicFeedShards], Trigger::ProcessingQueue, calls [DataTable(ConditionCheckItem, PutItem, UpdateItem), EventBus(PutEvents)];
+    NotesSave: "notes-save" as "save" => notes::save::handle, env [TableName, EventBusName, MaxReceiveCount, PublicFeedShards], Trigger::ProcessingQueue, calls [DataTable(GetItem, PutItem, UpdateItem), EventBus(PutEvents)];
     NotesGet: "notes-get" as "get" => notes::get::handle, env [TableName, SecretArn, AllowedOrigin], http("GET", "/notes"), calls [DataTable(Query), JwtSecret(GetSecretValue)];
     NotesGetPublic: "notes-get-public" as "get-public" => notes::get_public::handle, env [TableName, AllowedOrigin, PublicFeedShards], http("GET", "/notes/public"), calls [DataTable(Query, GetItem)];
     NotesUpdate: "notes-update" as "update" => notes::update::handle, env [TableName, EventBusName, SecretArn, AllowedOrigin], http("PUT", "/notes/{noteId}"), calls [DataTable(GetItem, UpdateItem), EventBus(PutEvents), JwtSecret(GetSecretValue)];

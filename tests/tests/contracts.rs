@@ -354,6 +354,328 @@ async fn note_store_dynamodb() {
     paging_contract(&moto_store().await.0).await;
 }
 
+// ---- The save path, through notes-save ----
+
+/// A bus that can be taken down, and keeps what it accepted.
+#[derive(Default)]
+struct SwitchBus {
+    down: std::sync::atomic::AtomicBool,
+    accepted: std::sync::Mutex<Vec<NoteEvent>>,
+}
+
+#[async_trait::async_trait]
+impl EventBus for SwitchBus {
+    async fn publish(&self, events: &[NoteEvent]) -> Result<PublishReport, StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::new("publishing", "the bus is down"));
+        }
+        self.accepted.lock().unwrap().extend_from_slice(events);
+        Ok(PublishReport::default())
+    }
+}
+
+impl SwitchBus {
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many `note-saved` went out for this note.
+    fn saved(&self, id: &NoteId) -> usize {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, NoteEvent::Saved { note_id, .. } if note_id == id))
+            .count()
+    }
+}
+
+/// One delivery of the note's `note-created` to notes-save, as the event source mapping makes it:
+/// whether it was left on the queue (a batch item failure).
+async fn deliver(deps: &notes_handlers::Deps, note: &Note) -> bool {
+    let created = NoteEvent::Created {
+        note_id: note.note_id.clone(),
+        username: note.username.clone(),
+        content: note.content.clone(),
+        is_public: note.is_public,
+        timestamp: "2024-03-12T14:22:10.000Z".into(),
+    };
+    let body = serde_json::json!({ "detail-type": "note-created", "detail": created }).to_string();
+    let event = notesctl_tests::lambda::sqs_event(&[("m-1", body)]);
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = "r".into();
+    let out = notes_handlers::dispatch::invoke_json(
+        notes_handlers::HandlerName::NotesSave,
+        deps,
+        event,
+        context,
+    )
+    .await
+    .unwrap();
+    !out["batchItemFailures"].as_array().unwrap().is_empty()
+}
+
+/// notes-save on the store: triple delivery stores once and announces once; a redelivery after
+/// the owner deleted the note stores nothing; a crash between the store and the announcement is
+/// announced by the redelivery once the lease has run out; a note deleted before it was announced
+/// is never announced. Private and public notes alike, and the tombstones a delete leaves are
+/// invisible to every read.
+async fn save_path_contract(store: std::sync::Arc<dyn NoteStore>) {
+    let bus = std::sync::Arc::new(SwitchBus::default());
+    let local = std::sync::Arc::new(EmbeddedStore::in_memory());
+    let settings = notes_handlers::deps::Settings {
+        announce_lease_ms: 200,
+        ..Default::default()
+    };
+    let deps = notes_handlers::Deps::new(
+        local.clone(),
+        store.clone(),
+        bus.clone(),
+        local,
+        std::sync::Arc::new(LocalNotifier::new()),
+        std::sync::Arc::new(StaticSecret::new(b"s".to_vec())),
+        settings,
+    );
+    for (i, public) in [false, true].into_iter().enumerate() {
+        let what = if public { "public" } else { "private" };
+        let base = 1_720_000_000_000 + 100 * i as i64;
+        let feed_has = async |id: &NoteId| {
+            store
+                .list_public_notes(&feed(None, 50))
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|n| &n.note_id == id)
+                .count()
+        };
+
+        // Triple delivery.
+        let triple = note("grace", base + 1, public);
+        for _ in 0..3 {
+            assert!(!deliver(&deps, &triple).await, "{what}");
+        }
+        assert_eq!(bus.saved(&triple.note_id), 1, "{what}: announced once");
+        assert_eq!(
+            store
+                .get_note("grace", &triple.note_id)
+                .await
+                .unwrap()
+                .map(|n| n.content),
+            Some(triple.content.clone())
+        );
+        assert_eq!(
+            feed_has(&triple.note_id).await,
+            usize::from(public),
+            "{what}"
+        );
+
+        // Redelivery after delete.
+        assert!(
+            store
+                .delete_note("grace", &triple.note_id, FOREVER)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(!deliver(&deps, &triple).await, "{what}: nothing to retry");
+        assert_eq!(
+            store.get_note("grace", &triple.note_id).await.unwrap(),
+            None
+        );
+        assert_eq!(feed_has(&triple.note_id).await, 0, "{what}");
+        assert_eq!(bus.saved(&triple.note_id), 1, "{what}: not announced again");
+
+        // A crash between store and announce: the bus fails, the message stays; redelivered
+        // within the lease it is left again, after the lease it is announced — once.
+        let crashed = note("grace", base + 2, public);
+        bus.set_down(true);
+        assert!(
+            deliver(&deps, &crashed).await,
+            "{what}: left for redelivery"
+        );
+        bus.set_down(false);
+        assert_eq!(bus.saved(&crashed.note_id), 0);
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert!(!deliver(&deps, &crashed).await, "{what}");
+        assert_eq!(
+            bus.saved(&crashed.note_id),
+            1,
+            "{what}: the redelivery announced it"
+        );
+        assert!(!deliver(&deps, &crashed).await);
+        assert_eq!(bus.saved(&crashed.note_id), 1, "{what}: and only it");
+        assert_eq!(
+            feed_has(&crashed.note_id).await,
+            usize::from(public),
+            "{what}"
+        );
+
+        // Deleted between store and announce: the redelivery neither stores nor announces it.
+        let unsaid = note("grace", base + 3, public);
+        bus.set_down(true);
+        assert!(deliver(&deps, &unsaid).await);
+        bus.set_down(false);
+        store
+            .delete_note("grace", &unsaid.note_id, FOREVER)
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert!(!deliver(&deps, &unsaid).await);
+        assert_eq!(
+            bus.saved(&unsaid.note_id),
+            0,
+            "{what}: a deleted note is not announced"
+        );
+        assert_eq!(
+            store.get_note("grace", &unsaid.note_id).await.unwrap(),
+            None
+        );
+    }
+    // Tombstones are no notes: lists skip them, pages stay full, and update, delete and claim
+    // find nothing.
+    let mut kept = Vec::new();
+    for i in 0..9 {
+        let n = note("hopper", 1_730_000_000_000 + i, i % 3 == 0);
+        assert!(!deliver(&deps, &n).await);
+        if i % 2 == 0 {
+            kept.push(n.note_id.clone());
+        } else {
+            store
+                .delete_note("hopper", &n.note_id, FOREVER)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                store
+                    .update_content("hopper", &n.note_id, "back", "t")
+                    .await
+                    .unwrap(),
+                None
+            );
+            assert_eq!(
+                store
+                    .claim_announcement("hopper", &n.note_id, i64::MAX - 1, i64::MAX)
+                    .await
+                    .unwrap(),
+                None
+            );
+            store.mark_notified("hopper", &n.note_id).await.unwrap();
+        }
+    }
+    kept.reverse();
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let p = store
+            .list_user_notes("hopper", &page(after, 2))
+            .await
+            .unwrap();
+        assert!(p.items.len() == 2 || p.next.is_none(), "a full page: {p:?}");
+        listed.extend(p.items.into_iter().map(|n| n.note_id));
+        match p.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(listed, kept);
+}
+
+#[tokio::test]
+async fn save_path_embedded() {
+    save_path_contract(std::sync::Arc::new(EmbeddedStore::in_memory())).await;
+}
+
+#[tokio::test]
+async fn save_path_dynamodb() {
+    save_path_contract(std::sync::Arc::new(moto_store().await.0)).await;
+}
+
+/// Tables from before tombstones moved into the note's own item keep theirs under `DELETED#` keys:
+/// a save honours an unexpired one until the last could have expired (recorded on the table by the
+/// first save to run, a tombstone lifetime and a day ahead), and a table the deploy created looks
+/// for none.
+#[tokio::test]
+async fn tombstones_under_their_old_key_count_until_the_last_has_expired() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let (store, res, sdk) = moto_store().await;
+    let raw = aws_sdk_dynamodb::Client::new(&sdk);
+    let now_s = notes_handlers::domain::clock::now_millis() / 1000;
+    let old_tombstone = |n: &Note, ttl: i64| {
+        raw.put_item()
+            .table_name(&res.table)
+            .item("pk", A::S(format!("USER#{}", n.username)))
+            .item("sk", A::S(format!("DELETED#{}", n.note_id.as_str())))
+            .item("ttl", A::N(ttl.to_string()))
+            .send()
+    };
+    let deleted = note("ada", 1_710_000_000_101, true);
+    let expired = note("ada", 1_710_000_000_102, false);
+    old_tombstone(&deleted, now_s + 3600).await.unwrap();
+    old_tombstone(&expired, now_s - 60).await.unwrap();
+    assert_eq!(
+        store.save_if_absent(&deleted, 0).await.unwrap(),
+        Saved::Deleted,
+        "an old-key tombstone keeps its note out"
+    );
+    assert_eq!(
+        store.save_if_absent(&expired, 0).await.unwrap(),
+        Saved::Created,
+        "an expired one does not"
+    );
+    let until = raw
+        .get_item()
+        .table_name(&res.table)
+        .key("pk", A::S("TOMBSTONES#DELETED".into()))
+        .key("sk", A::S("UNTIL".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the first save recorded until when old tombstones count");
+    let until: i64 = until["until"].as_n().unwrap().parse().unwrap();
+    let lifetime = notes_handlers::domain::note::TOMBSTONE_MS + 24 * 3600 * 1000;
+    assert!((until - now_s * 1000 - lifetime).abs() < 60_000, "{until}");
+
+    // A table the deploy created: no look for old tombstones (one GetItem a store, for the record).
+    let fresh = Resources::create(&sdk).await;
+    let counter = notesctl_tests::aws_cost::Counter::default();
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(counter.clone())
+        .build();
+    let new_table = DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(conf),
+        &fresh.table,
+        &fresh.connections_table,
+    );
+    new_table.mark_new_table().await.unwrap();
+    let planted = note("ada", 1_710_000_000_103, false);
+    let raw_fresh = raw
+        .put_item()
+        .table_name(&fresh.table)
+        .item("pk", A::S("USER#ada".into()))
+        .item("sk", A::S(format!("DELETED#{}", planted.note_id.as_str())))
+        .item("ttl", A::N((now_s + 3600).to_string()));
+    raw_fresh.send().await.unwrap();
+    let before = counter.snapshot();
+    for i in 0..3 {
+        let n = note("ada", 1_710_000_000_110 + i, false);
+        assert_eq!(
+            new_table.save_if_absent(&n, 0).await.unwrap(),
+            Saved::Created
+        );
+    }
+    assert_eq!(
+        new_table.save_if_absent(&planted, 0).await.unwrap(),
+        Saved::Created,
+        "a new table's saves never look under the old key"
+    );
+    let cost = counter.snapshot().since(&before);
+    assert_eq!(cost.succeeded("DynamoDB.GetItem"), 1, "{cost:#?}");
+    assert_eq!(cost.succeeded("DynamoDB.PutItem"), 4, "{cost:#?}");
+}
+
 // ---- The public feed's shards ----
 
 /// What a feed test needs to see below the port: where feed copies are, and notes stored the way

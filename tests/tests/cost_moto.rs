@@ -20,15 +20,20 @@ async fn a_private_note_and_a_public_note_ask_aws_for_what_they_should() {
         let what = if public { "public" } else { "private" };
         // publish: one PutEvents (note-created); save: one PutEvents (note-saved) per batch entry.
         assert_eq!(m.aws.event_entries as usize, 2 * notes, "{what}: {m:#?}");
-        // save: one transaction (tombstone check, owner's copy, feed copy when public), then
-        // mark_notified, one update; notify: the owner's connections (one Query) or every
-        // partition of the connection index (one Query each).
+        // save: one conditional PutItem of the owner's copy (a transaction of it and the feed
+        // copy when public), then mark_notified, one update; notify: the owner's connections (one
+        // Query) or every partition of the connection index (one Query each).
+        let (puts, transactions) = if public { (0.0, 1.0) } else { (1.0, 0.0) };
+        assert_eq!(per_note(&m, "DynamoDB.PutItem"), puts, "{what}: {m:#?}");
         assert_eq!(
             per_note(&m, "DynamoDB.TransactWriteItems"),
-            1.0,
+            transactions,
             "{what}: {m:#?}"
         );
         assert_eq!(per_note(&m, "DynamoDB.UpdateItem"), 1.0, "{what}: {m:#?}");
+        // One GetItem per container, not per note: the table says it holds no tombstone under the
+        // key earlier versions kept them at.
+        assert_eq!(m.aws.succeeded("DynamoDB.GetItem"), 1, "{what}: {m:#?}");
         let queries = if public { INDEX_SHARDS as f64 } else { 1.0 };
         assert_eq!(per_note(&m, "DynamoDB.Query"), queries, "{what}: {m:#?}");
         assert_eq!(per_note(&m, "EventBridge.PutEvents"), 2.0, "{what}: {m:#?}");
@@ -48,18 +53,19 @@ async fn a_private_note_and_a_public_note_ask_aws_for_what_they_should() {
         assert!(m.invocations["notes-save"] as usize <= notes);
         // Every item of a short note fits in one write unit (1 KB); a transaction costs two per item.
         assert!(m.aws.largest_item < 1024, "{m:#?}");
-        // Transactions cost two units per item: the check and the owner's copy (4), the feed copy
-        // when public (2), and mark_notified's update (1).
+        // A private note: its conditional Put (1) and mark_notified's update (1). A public one:
+        // the transaction's two Puts at two units each (4) and the update (1).
         let writes_per_note = m.aws.write_units / notes as f64;
         assert_eq!(
             writes_per_note,
-            if public { 7.0 } else { 5.0 },
+            if public { 5.0 } else { 2.0 },
             "{what}: {m:#?}"
         );
-        // notify's Queries read connection rows, eventually consistent: half a unit per 4 KB each.
+        // notify's Queries read connection rows, eventually consistent: half a unit per 4 KB each;
+        // and the container's one strongly consistent read of the table's tombstone record.
         assert_eq!(
-            m.aws.read_units / notes as f64,
-            queries / 2.0,
+            m.aws.read_units,
+            notes as f64 * queries / 2.0 + 1.0,
             "{what}: {m:#?}"
         );
     }

@@ -3,8 +3,12 @@
 //! - `notified` on a note item: its `note-saved` went out (idempotent save, required fix 4);
 //! - `pk CONNECTIONS#{0..7}`, `sk CONNECTION#{id}`: the registry's index of live connections, in
 //!   eight partitions, so a public broadcast is eight Queries, never a Scan (required fix 6);
-//! - `sk DELETED#{noteId}` under the owner: a deleted note's tombstone (TTL `ttl`), so a late
-//!   redelivery of its `note-created` does not bring it back;
+//! - a deleted note's tombstone is its owner's item itself, `deleted` set and the note's fields
+//!   gone (TTL `ttl`), so the one conditional write that stores a note also refuses a deleted id and
+//!   a late redelivery of its `note-created` cannot bring it back;
+//! - `sk DELETED#{noteId}` under the owner: where tombstones were kept before (a separate item the
+//!   save had to check in a transaction). Nothing writes them now; saves look for one only until
+//!   the last could have expired, as `pk TOMBSTONES#DELETED`, `sk UNTIL` says (0 for a new table);
 //! - `pk FEED#LEGACY`, `sk EMPTIED`: the unsharded feed partition holds no note and never will
 //!   (written by `migrate public-feed` when done, and by the deploy that creates a table), so
 //!   readers that have seen it query the shards alone.
@@ -19,9 +23,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 
 use super::store_error;
@@ -38,6 +44,14 @@ use crate::ports::{
 type Item = HashMap<String, AttributeValue>;
 
 pub const CONNECTIONS_INDEX_PK: &str = "CONNECTIONS";
+
+/// One item's condition in a cancelled transaction.
+#[derive(Debug, Clone, PartialEq)]
+enum Check {
+    Passed,
+    /// It failed; the item as it was, when asked for.
+    Failed(Option<Item>),
+}
 
 /// A Query on one partition: `pk = :pk AND begins_with(sk, :prefix)`.
 struct Query<'a> {
@@ -56,7 +70,15 @@ pub struct DynamoStore {
     connections_table: String,
     shards: ShardCount,
     legacy: std::sync::Arc<LegacyMark>,
+    /// Until when (epoch ms) a tombstone under its own `DELETED#` key may still count, once read.
+    keyed_tombstones: std::sync::Arc<tokio::sync::OnceCell<i64>>,
 }
+
+/// Until when a table may hold tombstones under their own `DELETED#` keys: `until` (epoch ms).
+const KEYED_TOMBSTONES: (&str, &str) = ("TOMBSTONES#DELETED", "UNTIL");
+
+/// A condition that holds for a stored note and fails for a tombstone or nothing.
+const LIVE: &str = "attribute_exists(pk) AND attribute_not_exists(deleted)";
 
 /// What a store has seen of the unsharded feed partition's mark: once seen, the partition is
 /// never read again; until then it is read, and the mark looked for again every
@@ -125,9 +147,32 @@ fn note_item(pk: String, note: &Note, lease_until_ms: i64, shard: Option<u32>) -
     item
 }
 
-/// `DELETED#{noteId}` under the owner: a deleted note's tombstone, expired by the table's TTL.
-fn tombstone_key(username: &str, note_id: &NoteId) -> Item {
+/// `DELETED#{noteId}` under the owner: where a deleted note's tombstone was kept before it became
+/// the state of the note's own item (see [`KEYED_TOMBSTONES`]).
+fn keyed_tombstone_key(username: &str, note_id: &NoteId) -> Item {
     key(user_pk(username), format!("DELETED#{}", note_id.as_str()))
+}
+
+/// A deleted note's owner item: its key, `deleted`, and the `ttl` (seconds) at which DynamoDB
+/// removes it. Nothing of the note is kept.
+fn tombstone_item(username: &str, note_id: &NoteId, until_ms: i64) -> Item {
+    let mut item = key(user_pk(username), note_id.sort_key());
+    item.insert("deleted".into(), AttributeValue::Bool(true));
+    item.insert(
+        "ttl".into(),
+        AttributeValue::N((until_ms / 1000).to_string()),
+    );
+    item
+}
+
+fn is_tombstone(item: &Item) -> bool {
+    item.contains_key("deleted")
+}
+
+/// The ttl condition's value: now, in epoch seconds. TTL deletes expired items days late; until
+/// then they are still read, and an expired tombstone counts for nothing.
+fn now_seconds() -> AttributeValue {
+    AttributeValue::N((crate::domain::clock::now_millis() / 1000).to_string())
 }
 
 fn note_from_item(operation: &'static str, item: &Item) -> Result<Note, StoreError> {
@@ -217,7 +262,107 @@ impl DynamoStore {
             connections_table: connections_table.into(),
             shards: ShardCount::default(),
             legacy: Default::default(),
+            keyed_tombstones: Default::default(),
         }
+    }
+
+    /// Marks a table the deploy has just created: its feed has no unsharded partition to read, and
+    /// it holds no tombstone under a `DELETED#` key.
+    pub async fn mark_new_table(&self) -> Result<(), StoreError> {
+        self.mark_legacy_feed_emptied().await?;
+        self.put_keyed_tombstones_until(0, false).await?;
+        Ok(())
+    }
+
+    /// Records until when tombstones under `DELETED#` keys may count (`only_if_absent`: unless a
+    /// record exists); `false` when one did.
+    async fn put_keyed_tombstones_until(
+        &self,
+        until_ms: i64,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "recording until when keyed tombstones count";
+        let mut item = key(KEYED_TOMBSTONES.0, KEYED_TOMBSTONES.1);
+        item.insert("until".into(), AttributeValue::N(until_ms.to_string()));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let put = if only_if_absent {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(OP, e)),
+        }
+    }
+
+    /// Until when a tombstone under its own `DELETED#` key may still count: read once per store.
+    /// A table without the record was deployed before tombstones moved into the note's item, and
+    /// its old tombstones were written until this code first ran: they count for one tombstone
+    /// lifetime more (and a day, for deletes of the old code still finishing), recorded here by
+    /// the first store to find no record.
+    async fn keyed_tombstones_until(&self) -> Result<i64, StoreError> {
+        const OP: &str = "reading until when keyed tombstones count";
+        const FINISHING: i64 = 24 * 3600 * 1000;
+        let until = |item: Option<Item>| {
+            item.and_then(|i| i.get("until").and_then(|v| v.as_n().ok()?.parse().ok()))
+        };
+        let read = async {
+            let mark = key(KEYED_TOMBSTONES.0, KEYED_TOMBSTONES.1);
+            if let Some(at) = until(self.get_item(OP, &self.table, mark.clone()).await?) {
+                return Ok(at);
+            }
+            let at =
+                crate::domain::clock::now_millis() + crate::domain::note::TOMBSTONE_MS + FINISHING;
+            if self.put_keyed_tombstones_until(at, true).await? {
+                return Ok(at);
+            }
+            // Another container recorded it first: its time is the one.
+            until(self.get_item(OP, &self.table, mark).await?).ok_or_else(|| malformed(OP, "until"))
+        };
+        self.keyed_tombstones
+            .get_or_try_init(|| read)
+            .await
+            .copied()
+    }
+
+    /// Whether an unexpired tombstone of this note is kept under its own `DELETED#` key: looked
+    /// for only while such tombstones may count.
+    async fn keyed_tombstone_counts(
+        &self,
+        operation: &'static str,
+        username: &str,
+        note_id: &NoteId,
+    ) -> Result<bool, StoreError> {
+        let now = crate::domain::clock::now_millis();
+        if self.keyed_tombstones_until().await? < now {
+            return Ok(false);
+        }
+        let found = self
+            .get_item(
+                operation,
+                &self.table,
+                keyed_tombstone_key(username, note_id),
+            )
+            .await?;
+        let expires = found
+            .as_ref()
+            .and_then(|i| i.get("ttl")?.as_n().ok()?.parse::<i64>().ok());
+        Ok(match (found, expires) {
+            (None, _) => false,
+            (Some(_), Some(ttl)) => ttl * 1000 >= now,
+            (Some(_), None) => true,
+        })
     }
 
     /// Marks the unsharded feed partition emptied for good: readers stop querying it. For a table
@@ -312,13 +457,14 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// A transaction; `Ok(None)` when it committed, `Ok(Some(failed))` when conditions cancelled it
-    /// (`failed[i]`: item i's condition failed). Conflicts and throttling are retryable errors.
+    /// A transaction; `Ok(None)` when it committed, `Ok(Some(checks))` when conditions cancelled it
+    /// (`checks[i]`: item i's condition, with the item as it was when its Put or Update asked for
+    /// it with `ReturnValuesOnConditionCheckFailure`). Conflicts and throttling are retryable errors.
     async fn transact(
         &self,
         operation: &'static str,
         items: Vec<TransactWriteItem>,
-    ) -> Result<Option<Vec<bool>>, StoreError> {
+    ) -> Result<Option<Vec<Check>>, StoreError> {
         let e = match self
             .client
             .transact_write_items()
@@ -350,9 +496,12 @@ impl DynamoStore {
             }
             if codes.contains(&"ConditionalCheckFailed") {
                 return Ok(Some(
-                    codes
+                    reasons
                         .iter()
-                        .map(|c| *c == "ConditionalCheckFailed")
+                        .map(|r| match r.code() {
+                            Some("ConditionalCheckFailed") => Check::Failed(r.item.clone()),
+                            _ => Check::Passed,
+                        })
                         .collect(),
                 ));
             }
@@ -390,32 +539,45 @@ impl DynamoStore {
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
-    /// One page, newest first. Asks for one item more than the page so the cursor is given only
-    /// when more notes exist; when DynamoDB stops early (its 1 MB page), its own last key is the cursor.
+    /// One page of a user's notes, newest first, tombstones skipped. Asks for one item more than
+    /// the page so the cursor is given only when more notes exist. Where tombstones took places in
+    /// what it asked for, it asks again for as many; where DynamoDB stopped early (its 1 MB page)
+    /// with notes found, its own last key is the cursor (read on only when none were).
     async fn list_notes(
         &self,
         operation: &'static str,
         pk: String,
         page: &PageRequest,
     ) -> Result<Page<Note>, StoreError> {
-        let (mut items, last) = self
-            .query_page(
-                operation,
-                Query {
-                    table: &self.table,
-                    pk,
-                    sk_prefix: "NOTE#",
-                    start_after: page.after.clone(),
-                    limit: Some(page.limit + 1),
-                    newest_first: true,
-                },
-            )
-            .await?;
-        let next = if items.len() > page.limit {
-            items.truncate(page.limit);
-            items.last().and_then(|i| get_s(i, "sk"))
-        } else {
-            last.and_then(|k| get_s(&k, "sk"))
+        let mut items = Vec::new();
+        let mut start = page.after.clone();
+        let next = loop {
+            let wanted = page.limit + 1 - items.len();
+            let (read, last) = self
+                .query_page(
+                    operation,
+                    Query {
+                        table: &self.table,
+                        pk: pk.clone(),
+                        sk_prefix: "NOTE#",
+                        start_after: start,
+                        limit: Some(wanted),
+                        newest_first: true,
+                    },
+                )
+                .await?;
+            let stopped_early = read.len() < wanted;
+            items.extend(read.into_iter().filter(|i| !is_tombstone(i)));
+            if items.len() > page.limit {
+                items.truncate(page.limit);
+                break items.last().and_then(|i| get_s(i, "sk"));
+            }
+            let last = last.and_then(|k| get_s(&k, "sk"));
+            match last {
+                Some(sk) if stopped_early && !items.is_empty() => break Some(sk),
+                Some(sk) => start = Some(sk),
+                None => break None,
+            }
         };
         let items = items
             .iter()

@@ -6,45 +6,84 @@ use super::*;
 impl NoteStore for DynamoStore {
     async fn save_if_absent(&self, note: &Note, lease_until_ms: i64) -> Result<Saved, StoreError> {
         const OP: &str = "saving a note";
-        let tombstone_check = build(
-            OP,
-            ConditionCheck::builder()
+        if self
+            .keyed_tombstone_counts(OP, &note.username, &note.note_id)
+            .await?
+        {
+            return Ok(Saved::Deleted);
+        }
+        // One conditional write both deduplicates and refuses a deleted id: the owner's item is
+        // absent, or a tombstone that has expired. A failed condition returns the item, which says
+        // which. A public note's feed copy is written with it, in one transaction.
+        let shard = note.is_public.then(|| shard_of(&note.note_id, self.shards));
+        let owner = note_item(user_pk(&note.username), note, lease_until_ms, shard);
+        const ABSENT_OR_EXPIRED: &str =
+            "attribute_not_exists(pk) OR (attribute_exists(deleted) AND #ttl < :now)";
+        let refused = |old: Option<&Item>| match old {
+            Some(item) if is_tombstone(item) => Saved::Deleted,
+            _ => Saved::AlreadyExists,
+        };
+        let Some(shard) = shard else {
+            let result = self
+                .client
+                .put_item()
                 .table_name(&self.table)
-                .set_key(Some(tombstone_key(&note.username, &note.note_id)))
-                // TTL deletes expired items days late; until then they are still read.
-                .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
+                .set_item(Some(owner))
+                .condition_expression(ABSENT_OR_EXPIRED)
                 .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(
-                    ":now",
-                    AttributeValue::N((crate::domain::clock::now_millis() / 1000).to_string()),
+                .expression_attribute_values(":now", now_seconds())
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(Saved::Created),
+                Err(e) => match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                        Ok(refused(failed.item.as_ref()))
+                    }
+                    _ => Err(store_error(OP, e)),
+                },
+            };
+        };
+        let owner = build(
+            OP,
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(owner))
+                .condition_expression(ABSENT_OR_EXPIRED)
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":now", now_seconds())
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
                 )
                 .build(),
         )?;
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .condition_check(tombstone_check)
+        let feed = build(
+            OP,
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(note_item(
+                    Partition::Shard(shard).pk(),
+                    note,
+                    lease_until_ms,
+                    Some(shard),
+                )))
+                .condition_expression("attribute_not_exists(pk)")
                 .build(),
+        )?;
+        let items = vec![
+            TransactWriteItem::builder().put(owner).build(),
+            TransactWriteItem::builder().put(feed).build(),
         ];
-        let shard = note.is_public.then(|| shard_of(&note.note_id, self.shards));
-        let mut pks = vec![user_pk(&note.username)];
-        if let Some(shard) = shard {
-            pks.push(Partition::Shard(shard).pk());
-        }
-        for pk in pks {
-            let put = build(
-                OP,
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(note_item(pk, note, lease_until_ms, shard)))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build(),
-            )?;
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
         Ok(match self.transact(OP, items).await? {
             None => Saved::Created,
-            Some(failed) if failed.first() == Some(&true) => Saved::Deleted,
-            Some(_) => Saved::AlreadyExists,
+            Some(checks) => match checks.first() {
+                Some(Check::Failed(old)) => refused(old.as_ref()),
+                // The owner's item was new and the feed copy there: a copy no delete removed.
+                _ => Saved::AlreadyExists,
+            },
         })
     }
 
@@ -63,7 +102,7 @@ impl NoteStore for DynamoStore {
             .set_key(Some(key(user_pk(username), note_id.sort_key())))
             .update_expression("SET leaseUntil = :lease")
             .condition_expression(
-                "attribute_exists(pk) AND notified = :f AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)",
+                "attribute_exists(pk) AND attribute_not_exists(deleted) AND notified = :f AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)",
             )
             .expression_attribute_values(":lease", AttributeValue::N(lease_until_ms.to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
@@ -91,7 +130,7 @@ impl NoteStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key(user_pk(username), note_id.sort_key())))
             .update_expression("SET notified = :t")
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(LIVE)
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
             .await;
@@ -112,6 +151,7 @@ impl NoteStore for DynamoStore {
         const OP: &str = "reading a note";
         self.get_item(OP, &self.table, key(user_pk(username), note_id.sort_key()))
             .await?
+            .filter(|i| !is_tombstone(i))
             .map(|i| note_from_item(OP, &i))
             .transpose()
     }
@@ -170,35 +210,52 @@ impl NoteStore for DynamoStore {
             let Some((note, feed)) = self.read_note_and_feed(OP, username, note_id).await? else {
                 return Ok(None);
             };
-            let delete = |pk: String, condition: Option<(&str, Item)>| {
-                let mut d = Delete::builder()
+            // The owner's item becomes the tombstone, if it still is the note as read.
+            let (condition, values) = feed_unmoved(feed);
+            let tombstone = tombstone_item(username, note_id, tombstone_until_ms);
+            let Some(feed) = feed else {
+                let result = self
+                    .client
+                    .put_item()
                     .table_name(&self.table)
-                    .set_key(Some(key(pk, note_id.sort_key())));
-                if let Some((expression, values)) = condition {
-                    d = d
-                        .condition_expression(expression)
-                        .set_expression_attribute_values((!values.is_empty()).then_some(values));
+                    .set_item(Some(tombstone))
+                    .condition_expression(condition)
+                    .set_expression_attribute_values((!values.is_empty()).then_some(values))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => return Ok(Some(note)),
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => return Err(store_error(OP, e)),
                 }
-                build(OP, d.build()).map(|d| TransactWriteItem::builder().delete(d).build())
             };
-            let mut items = vec![delete(user_pk(username), Some(feed_unmoved(feed)))?];
-            if let Some(feed) = feed {
-                items.push(delete(feed.pk(), None)?);
-            }
-            let mut tombstone = tombstone_key(username, note_id);
-            let expires = tombstone_until_ms / 1000;
-            tombstone.insert("ttl".into(), AttributeValue::N(expires.to_string()));
-            items.push(
+            let items = vec![
                 TransactWriteItem::builder()
                     .put(build(
                         OP,
                         Put::builder()
                             .table_name(&self.table)
                             .set_item(Some(tombstone))
+                            .condition_expression(condition)
+                            .set_expression_attribute_values((!values.is_empty()).then_some(values))
                             .build(),
                     )?)
                     .build(),
-            );
+                TransactWriteItem::builder()
+                    .delete(build(
+                        OP,
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(key(feed.pk(), note_id.sort_key())))
+                            .build(),
+                    )?)
+                    .build(),
+            ];
             if self.transact(OP, items).await?.is_some() {
                 continue;
             }
@@ -267,24 +324,25 @@ impl NoteStore for DynamoStore {
 /// How often update and delete read a note again when its feed copy moved under them.
 const MOVED_RETRIES: usize = 3;
 
-/// The owner's copy exists and still records the feed copy where it was read (a migration moving
-/// it in between cancels the write, which then reads again).
+/// The owner's copy exists, is no tombstone, and still records the feed copy where it was read (a
+/// migration moving it in between cancels the write, which then reads again).
 fn feed_unmoved(feed: Option<Partition>) -> (&'static str, Item) {
     match feed {
         Some(Partition::Shard(n)) => (
-            "attribute_exists(pk) AND feedShard = :shard",
+            "attribute_exists(pk) AND attribute_not_exists(deleted) AND feedShard = :shard",
             HashMap::from([(":shard".to_owned(), AttributeValue::N(n.to_string()))]),
         ),
         Some(Partition::Legacy) => (
-            "attribute_exists(pk) AND attribute_not_exists(feedShard)",
+            "attribute_exists(pk) AND attribute_not_exists(deleted) AND attribute_not_exists(feedShard)",
             Item::new(),
         ),
-        None => ("attribute_exists(pk)", Item::new()),
+        None => (LIVE, Item::new()),
     }
 }
 
 impl DynamoStore {
-    /// The owner's note and where its feed copy is (`None` for a private note).
+    /// The owner's note and where its feed copy is (`None` for a private note); `None` for no note
+    /// or its tombstone.
     async fn read_note_and_feed(
         &self,
         operation: &'static str,
@@ -301,6 +359,9 @@ impl DynamoStore {
         else {
             return Ok(None);
         };
+        if is_tombstone(&item) {
+            return Ok(None);
+        }
         let note = note_from_item(operation, &item)?;
         let feed = note
             .is_public
@@ -361,10 +422,31 @@ impl DynamoStore {
         copy.insert("pk".into(), s(Partition::Shard(shard).pk()));
         copy.insert("feedShard".into(), shard_n.clone());
         let owner_key = key(user_pk(&note.username), sort_key.clone());
-        let owner_exists = self
+        let owner_item = self
             .get_item(operation, &self.table, owner_key.clone())
-            .await?
-            .is_some();
+            .await?;
+        let source_key = key(source.pk(), sort_key);
+        let delete_source = build(
+            operation,
+            Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(source_key.clone()))
+                .condition_expression("attribute_exists(pk) AND content = :c")
+                .expression_attribute_values(":c", s(&note.content))
+                .build(),
+        )?;
+        if owner_item.as_ref().is_some_and(is_tombstone) {
+            // Its owner deleted it and the copy outlived the delete: nothing to move.
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(source_key))
+                .send()
+                .await
+                .map_err(|e| store_error(operation, e))?;
+            return Ok(());
+        }
+        let owner_exists = owner_item.is_some();
         let owner = if owner_exists {
             TransactWriteItem::builder()
                 .update(build(
@@ -373,7 +455,7 @@ impl DynamoStore {
                         .table_name(&self.table)
                         .set_key(Some(owner_key))
                         .update_expression("SET feedShard = :n")
-                        .condition_expression("attribute_exists(pk)")
+                        .condition_expression(LIVE)
                         .expression_attribute_values(":n", shard_n)
                         .build(),
                 )?)
@@ -405,17 +487,7 @@ impl DynamoStore {
                         .build(),
                 )?)
                 .build(),
-            TransactWriteItem::builder()
-                .delete(build(
-                    operation,
-                    Delete::builder()
-                        .table_name(&self.table)
-                        .set_key(Some(key(source.pk(), sort_key)))
-                        .condition_expression("attribute_exists(pk) AND content = :c")
-                        .expression_attribute_values(":c", s(&note.content))
-                        .build(),
-                )?)
-                .build(),
+            TransactWriteItem::builder().delete(delete_source).build(),
             owner,
         ];
         if self.transact(operation, items).await?.is_none() {
