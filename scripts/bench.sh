@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark runners; each writes its figures to BENCHMARKS.md.
-# Usage: scripts/bench.sh [cold-start|dev-load|feed-scale|cost|fanout|ops|sync|inner-loop|faults|validate|all]
+# Each section names the commit it measured (and whether the tree was dirty), the date, the CPU and
+# the host's steal during the run; `scripts/bench.sh stale` lists sections whose measured files
+# changed since (and prints nothing when all are current). Commit the code, then measure.
+# Usage: scripts/bench.sh [cold-start|dev-load|feed-scale|cost|fanout|ops|sync|inner-loop|faults|validate|all|stale]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
+if [[ $what == stale ]]; then
+  exec scripts/lib/stale.sh
+fi
 
 # The AWS CLI is pinned: its version is recorded with the figures it is compared in.
 AWSCLI_VERSION=1.46.3
@@ -15,10 +21,17 @@ fi
 export MOTO_SERVER="$PWD/.venv/bin/moto_server"
 
 if [[ $what == cold-start || $what == all ]]; then
-  # The artifact Lambda would run: a release build of the one binary.
-  cargo build --release --locked -p notes-handlers --bin notes-lambda
-  cargo build --locked --workspace --examples
-  NOTES_LAMBDA_BIN="$PWD/target/release/notes-lambda" target/debug/examples/cold_start
+  # What users deploy: the bootstraps of the zips `notesctl package` builds (x86_64 static musl; arm64
+  # glibc, run under qemu with the arm64 glibc of libc6-arm64-cross).
+  cargo build --locked --workspace --examples --bins
+  dist="$PWD/target/bench/cold-start"
+  for arch in x86_64 arm64; do
+    target/debug/notesctl package --arch "$arch" --out "$dist"
+    mkdir -p "$dist/$arch"
+    unzip -q -o "$dist/notes-lambda-$arch.zip" bootstrap -d "$dist/$arch"
+  done
+  NOTES_LAMBDA_BIN="$dist/x86_64/bootstrap" NOTES_LAMBDA_ARM64_BIN="$dist/arm64/bootstrap" \
+    target/debug/examples/cold_start
 fi
 if [[ $what == dev-load || $what == all ]]; then
   # The server as users run it (release), and `notesctl load` from the same binary as the generator
@@ -44,8 +57,9 @@ fi
 if [[ $what == fanout || $what == all ]]; then
   # One websocket-notify invocation's reach: the handler's notify on the real SDK adapter, optimised
   # as Lambda runs it, against a loopback endpoint of a given post latency.
-  cargo run --release --locked -p notes-handlers --example fanout | tee /dev/stderr |
-    NOTESCTL_SECTION=fanout scripts/lib/section.sh
+  NOTESCTL_STAT_BEFORE="$(head -1 /proc/stat)" &&
+    cargo run --release --locked -p notes-handlers --example fanout | tee /dev/stderr |
+    NOTESCTL_STAT_BEFORE="$NOTESCTL_STAT_BEFORE" NOTESCTL_SECTION=fanout scripts/lib/section.sh
 fi
 if [[ $what == ops || $what == all ]]; then
   # notesctl as users run it (release) against the AWS CLI, on one moto server.

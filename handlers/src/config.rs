@@ -8,6 +8,7 @@ use crate::adapters::apigw_management::{ApiGatewayNotifier, management_endpoint}
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::emf::EmfSink;
 use crate::adapters::eventbridge::EventBridgeBus;
+use crate::adapters::lazy::{LazyClient, LazyConfig};
 use crate::adapters::secrets_manager::SecretsManagerSecret;
 use crate::deps::{Deps, Settings};
 use crate::dispatch::HandlerName;
@@ -39,9 +40,43 @@ pub enum ConfigError {
 /// The most posts notify makes at once (one connection each to API Gateway).
 pub const MAX_NOTIFY_CONCURRENCY: usize = 1000;
 
-/// Checks the handler's variables, then builds AWS clients once for the container's lifetime. Only
-/// the variables the handler declares are read.
-pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, ConfigError> {
+/// How long each step of a container's init took, in microseconds: logged once as the `init`
+/// event, so a slow cold start says where its time went (and `scripts/bench.sh cold-start` reads it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InitPhases {
+    /// When `main` began, in microseconds since the epoch: the time before it (exec, loading, the
+    /// async runtime) is the process's own.
+    pub main_at_us: u128,
+    /// The JSON log subscriber.
+    pub logs_us: u128,
+    /// Reading and checking the handler's variables.
+    pub env_us: u128,
+    /// The JWT secret's fetch (handlers that check tokens), with what it needs first: aws-config
+    /// (provider chains, the HTTPS client) and the Secrets Manager client. Other handlers make
+    /// these on their first AWS call, not at init.
+    pub secret_us: u128,
+}
+
+impl InitPhases {
+    pub fn log(&self, handler: HandlerName) {
+        tracing::info!(
+            handler = handler.as_str(),
+            main_at_us = self.main_at_us as u64,
+            logs_us = self.logs_us as u64,
+            env_us = self.env_us as u64,
+            secret_us = self.secret_us as u64,
+            "init"
+        );
+    }
+}
+
+/// Checks the handler's variables and wires the AWS adapters, whose clients are made on first use
+/// and kept for the container's lifetime. Only the variables the handler declares are read.
+pub async fn deps_from_env(
+    handler: HandlerName,
+    phases: &mut InitPhases,
+) -> Result<Deps, ConfigError> {
+    let step = std::time::Instant::now();
     let spec = handler.spec();
     let var = |env: Env| {
         if spec.reads(env) {
@@ -97,31 +132,38 @@ pub async fn deps_from_env(handler: HandlerName) -> Result<Deps, ConfigError> {
             expected: "a whole number from 1 to 64 (the notes stack's PublicFeedShards)",
         })?
     };
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    phases.env_us = step.elapsed().as_micros();
+    // Nothing of AWS is made yet: aws-config loads, and each client is built, when a request first
+    // needs it (see `adapters::lazy`).
+    let aws = LazyConfig::default();
     let store = Arc::new(
         DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
+            LazyClient::on_first_use(&aws, aws_sdk_dynamodb::Client::new),
             var(Env::TableName),
             var(Env::ConnectionsTableName),
         )
         .with_feed_shards(shards),
     );
     let bus = Arc::new(EventBridgeBus::new(
-        aws_sdk_eventbridge::Client::new(&sdk),
+        LazyClient::on_first_use(&aws, aws_sdk_eventbridge::Client::new),
         var(Env::EventBusName),
     ));
     let secrets = Arc::new(SecretsManagerSecret::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
+        LazyClient::on_first_use(&aws, aws_sdk_secretsmanager::Client::new),
         var(Env::SecretArn),
     ));
     let ws_endpoint = var(Env::WebsocketApiEndpoint);
-    let mut mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk);
-    if !ws_endpoint.is_empty() {
-        mgmt = mgmt.endpoint_url(management_endpoint(&ws_endpoint, &var(Env::WebsocketStage)));
-    }
-    let notifier = Arc::new(ApiGatewayNotifier::new(
-        aws_sdk_apigatewaymanagement::Client::from_conf(mgmt.build()),
-    ));
+    let ws_stage = var(Env::WebsocketStage);
+    let notifier = Arc::new(ApiGatewayNotifier::new(LazyClient::on_first_use(
+        &aws,
+        move |sdk| {
+            let mut mgmt = aws_sdk_apigatewaymanagement::config::Builder::from(sdk);
+            if !ws_endpoint.is_empty() {
+                mgmt = mgmt.endpoint_url(management_endpoint(&ws_endpoint, &ws_stage));
+            }
+            aws_sdk_apigatewaymanagement::Client::from_conf(mgmt.build())
+        },
+    )));
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
     Ok(Deps::new(
         store.clone(),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use notesctl::commands::load::{LoadReport, PhaseCost};
 use notesctl_tests::aws_cost::{Measured, measure};
-use notesctl_tests::bench::{machine, write_section};
+
 use notesctl_tests::dev::DevServer;
 
 /// On-demand prices in US dollars (us-east-1), per unit as named, as AWS publishes them on each
@@ -233,6 +233,7 @@ fn dev_table(private: &PhaseCost, public: &PhaseCost) -> String {
 
 #[tokio::main]
 async fn main() {
+    let run = notesctl_tests::bench::Run::start();
     notesctl_tests::bench::prefer_release_binary();
     let notes = env("NOTES", 200);
     let sockets = env("SOCKETS", 10);
@@ -258,7 +259,7 @@ async fn main() {
     let prices: BTreeMap<&str, &str> = PRICES.iter().map(|(n, _, s)| (*n, *s)).collect();
     let body = format!(
         "## What one note costs (issue: per-note counts for private and public notes)\n\n\
-Measured {date} on {machine}, `dev` and `load` from `{bin}`. Repeat: `scripts/bench.sh cost` (`NOTES=`, `SOCKETS=` override).\n\n\
+`dev` and `load` from `{bin}`. Repeat: `scripts/bench.sh cost` (`NOTES=`, `SOCKETS=` override).\n\n\
 ### Through the ports, in `dev`: `notesctl load --local --cost --total {notes} --users {users} --sockets {sockets} --public-ratio 0.5`\n\n\
 {sockets} sockets over {users} users: a private note reaches its author's {own} sockets, a public one all {sockets}.\n\n\
 {dev}\n\
@@ -270,8 +271,6 @@ on loopback (AWS's in-region round trips come on top).\n\n\
 ### Priced (on-demand, us-east-1)\n\n\
 {bill}\n\
 Prices: {prices}.\n",
-        date = notes_handlers::domain::clock::now_iso(),
-        machine = machine(),
         bin = notesctl_tests::dev::notesctl_binary().display(),
         dev = dev_table(&dev_private, &dev_public),
         half = notes / 2,
@@ -280,5 +279,5 @@ Prices: {prices}.\n",
         prices = prices.values().copied().collect::<Vec<_>>().join("; "),
     );
     print!("{body}");
-    write_section("cost", &body);
+    run.write_section("cost", &body);
 }

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use notesctl::commands::load::LoadReport;
-use notesctl_tests::bench::{machine, ms, percentile, write_section};
+use notesctl_tests::bench::{ms, percentile};
 use notesctl_tests::dev::DevServer;
 use tokio::io::AsyncBufReadExt;
 
@@ -17,6 +17,7 @@ const EXTRA_SOCKETS: usize = 200;
 
 #[tokio::main]
 async fn main() {
+    let run = notesctl_tests::bench::Run::start();
     let env = |name: &str, default: u64| -> u64 {
         std::env::var(name)
             .ok()
@@ -39,7 +40,7 @@ async fn main() {
     }
     let body = format!(
         "## `notesctl dev` under load (issue: targets p99 ≤ 20 ms at 500 notes/s; 10,000 requests with zero errors)\n\n\
-Measured {date} on {machine}. `{bin}` (`notesctl dev`, default settings, fresh data dir) and a load generator in a second\n\
+`{bin}` (`notesctl dev`, default settings, fresh data dir) and a load generator in a second\n\
 process (`notesctl load` from the same binary, started by `tests/examples/dev_load.rs`): {USERS} users, {sockets} WebSocket clients\n\
 ({USERS} authors' sockets + {EXTRA_SOCKETS} more), {total} private notes POSTed open-loop at {rate} notes/s, round-robin over the users:\n\
 `notesctl load --local URL --rate {rate} --total {total} --users {USERS} --sockets {sockets} --public-ratio 0 --keep`. Latency is POST sent → `note-saved`\n\
@@ -56,14 +57,12 @@ fdatasync is a probe beside the server: 4 KiB written and made durable every 10 
 commit of the store and the queue does (`FsyncMeter`): what the disk made every durable commit wait during the run.\n\n\
 | notes | offered rate | sustained | p50 | p99 | max | errors | CPU busy / steal | machine stalls: longest; over 5 ms | fdatasync p50 / p99 / max |\n|---|---|---|---|---|---|---|---|---|---|\n\
 {rows}",
-        date = notes_handlers::domain::clock::now_iso(),
-        machine = machine(),
         bin = binary
             .strip_prefix(notesctl_tests::workspace_root())
             .unwrap_or(&binary)
             .display(),
     );
-    write_section("dev-load", &body);
+    run.write_section("dev-load", &body);
 }
 
 /// One run against a fresh server: its table row, and how many sockets it held.

@@ -15,7 +15,7 @@ use notes_handlers::domain::feed::{FeedCursor, FeedRequest, ShardCount};
 use notes_handlers::domain::note::{Note, NoteId};
 use notes_handlers::ports::NoteStore;
 use notesctl::commands::load::LoadReport;
-use notesctl_tests::bench::{machine, ms, percentile, write_section};
+use notesctl_tests::bench::{ms, percentile};
 use notesctl_tests::dev::DevServer;
 use serde_json::Value;
 
@@ -31,6 +31,7 @@ fn env(name: &str, default: u64) -> u64 {
 
 #[tokio::main]
 async fn main() {
+    let run = notesctl_tests::bench::Run::start();
     notesctl_tests::bench::prefer_release_binary();
     let sockets = env("SOCKETS", 1000);
     // The builds just before wrote gigabytes: let the disk finish them first, or the ramp's
@@ -58,7 +59,7 @@ async fn main() {
     let binary = notesctl_tests::dev::notesctl_binary();
     let body = format!(
         "## How far `notesctl dev` goes, and what the feed's shards cost a reader (issue: knee ≥ 2,000 notes/s at p99 ≤ 20 ms with 1,000 sockets; 8 shards' pages within 2× of 1)\n\n\
-Measured {date} on {machine}, with `{bin}` (release) and `notesctl load` from the same binary as the load generator, in a\n\
+with `{bin}` (release) and `notesctl load` from the same binary as the load generator, in a\n\
 second process on the same two cores. `dev` runs with `--max-connections 4096`: 1,000 sockets and the load's HTTP\n\
 connections pass its default of 1,024 (past it, `dev` answers 503). Repeat: `scripts/bench.sh feed-scale`\n\
 (`SOCKETS=`, `FEED_NOTES=` override).\n\n\
@@ -80,15 +81,13 @@ shards side by side — but moto answers one request at a time, in a time that g
 Queries add up instead of overlapping as they do on DynamoDB. What holds on AWS too: a page reads up to 51 notes from\n\
 each shard, so about eight times the read capacity of one partition's page.\n\n\
 | store | shards | notes | first page p50 | first page p99 | a page while paging, p50 | p99 | whole feed |\n|---|---|---|---|---|---|---|---|\n{dev_pages}{moto_pages}",
-        date = notes_handlers::domain::clock::now_iso(),
-        machine = machine(),
         bin = binary
             .strip_prefix(notesctl_tests::workspace_root())
             .unwrap_or(&binary)
             .display(),
         moto_notes = MOTO_NOTES,
     );
-    write_section("feed-scale", &body);
+    run.write_section("feed-scale", &body);
 }
 
 async fn load(dev: &DevServer, args: &[&str]) -> LoadReport {

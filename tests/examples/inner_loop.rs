@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use notesctl_tests::bench::{machine, ms, percentile, write_section};
+use notesctl_tests::bench::{ms, percentile};
 use notesctl_tests::moto;
 
 const RUNS: usize = 5;
@@ -34,6 +34,7 @@ async fn timed(m: &moto::Moto, stage: &str, args: &[&str], expect: i32) -> Durat
 
 #[tokio::main]
 async fn main() {
+    let run = notesctl_tests::bench::Run::start();
     notesctl_tests::bench::prefer_release_binary();
     let m = moto::shared().await;
     let stage = notesctl_tests::unique("loop");
@@ -120,7 +121,7 @@ async fn main() {
 
     let body = format!(
         "## The inner loop on moto: `deploy --hotswap` and `diff` (targets: hotswap ≥ 10× faster than a full deploy of the same change; `diff` of six stacks ≤ 1 s)\n\n\
-Measured {date} on {machine}, moto 5.2.5 on loopback, `notesctl` release build; median of {RUNS}, alternating.\n\
+moto 5.2.5 on loopback, `notesctl` release build; median of {RUNS}, alternating.\n\
 The code stack has auth.yaml's three functions and role; each run ships a new zip. A full deploy uploads it and\n\
 goes through a change set (create, describe, execute, wait for the stack, check every function's `CodeSha256`);\n\
 the hotswap compares the stack with the templates, uploads, calls `UpdateFunctionCode` on the three functions in\n\
@@ -134,8 +135,6 @@ are not, so they show as added). Repeat: `scripts/bench.sh inner-loop`.\n\n\
 | `deploy --hotswap` of a code change | {h} | {hot_all} |\n\
 | hotswap speed-up | {ratio:.1}× | |\n\
 | `diff` of the six stacks | {d} | {diff_all} |\n",
-        date = &notes_handlers::domain::clock::now_iso()[..10],
-        machine = machine(),
         f = ms(f),
         h = ms(h),
         d = ms(d),
@@ -145,5 +144,5 @@ are not, so they show as added). Repeat: `scripts/bench.sh inner-loop`.\n\n\
         diff_all = diffs.iter().map(|t| ms(*t)).collect::<Vec<_>>().join(", "),
     );
     eprintln!("{body}");
-    write_section("inner-loop", &body);
+    run.write_section("inner-loop", &body);
 }

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use notesctl_tests::bench::{machine, ms, percentile, write_section};
+use notesctl_tests::bench::{ms, percentile};
 use notesctl_tests::moto;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -52,6 +52,7 @@ async fn fill(sqs: &aws_sdk_sqs::Client, url: &str, n: usize) {
 
 #[tokio::main]
 async fn main() {
+    let bench_run = notesctl_tests::bench::Run::start();
     notesctl_tests::bench::prefer_release_binary();
     let m = moto::shared().await;
     let stage = notesctl_tests::unique("bench");
@@ -272,17 +273,15 @@ done"#,
 
     let body = format!(
         "## Runbook commands vs the AWS CLI (issue targets: queue-depth ≥ 10× faster; tail prints a new event within 2 s)\n\n\
-Measured {date} on {machine}, in one run against the same moto 5.2.5 server on 127.0.0.1\n\
+in one run against the same moto 5.2.5 server on 127.0.0.1\n\
 (`tests/examples/ops_vs_awscli.rs`; `notesctl` release build, `awscli` from PyPI in `.venv`). End to end,\n\
 process start included. moto's own speed caps both tools. `tail --follow` on moto falls back from live\n\
 tail (its host prefix does not resolve there) to sub-second `FilterLogEvents` polling. Repeat:\n\
 `scripts/bench.sh ops`.\n\n\
 | what | notesctl | AWS CLI | speed-up |\n|---|---|---|---|\n{rows}\n",
-        date = notes_handlers::domain::clock::now_iso(),
-        machine = machine(),
         rows = rows.join("\n"),
     );
     if only.is_empty() {
-        write_section("ops-vs-awscli", &body);
+        bench_run.write_section("ops-vs-awscli", &body);
     }
 }

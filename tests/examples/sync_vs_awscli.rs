@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use notesctl_tests::bench::{machine, ms, write_section};
+use notesctl_tests::bench::ms;
 use notesctl_tests::moto;
 use serde_json::Value;
 use tokio::process::Command;
@@ -54,6 +54,7 @@ async fn timed(cmd: &mut Command) -> (Duration, Vec<u8>) {
 
 #[tokio::main]
 async fn main() {
+    let run = notesctl_tests::bench::Run::start();
     notesctl_tests::bench::prefer_release_binary();
     // Another S3-compatible server: S3_ENDPOINT, S3_SERVER (its name and version), and its
     // credentials in S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (default: moto's dummy ones).
@@ -188,14 +189,12 @@ async fn main() {
         .to_ascii_lowercase();
     let body = format!(
         "## `sync-frontend` vs `aws s3 sync` on {server} (issue targets: ≥ 5× on the first sync, ≥ 10× on the no-op re-sync)\n\n\
-Measured {date} on {machine}, median of {RUNS} runs, both tools against the same {server} on 127.0.0.1\n\
+median of {RUNS} runs, both tools against the same {server} on 127.0.0.1\n\
 (`tests/examples/sync_vs_awscli.rs`; `notesctl` release build and `awscli` v1 from PyPI, both with their\n\
 defaults). The no-op re-sync row times a run over an unchanged folder already synced; the last column is the\n\
 S3 requests notesctl made (from its JSON report). Repeat: `scripts/bench.sh sync`.\n\n\
 | what | notesctl | AWS CLI | speed-up | notesctl requests |\n|---|---|---|---|---|\n{rows}\n",
-        date = notes_handlers::domain::clock::now_iso(),
-        machine = machine(),
         rows = rows.join("\n"),
     );
-    write_section(&format!("sync-vs-awscli-{slug}"), &body);
+    run.write_section(&format!("sync-vs-awscli-{slug}"), &body);
 }

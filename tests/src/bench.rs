@@ -14,9 +14,77 @@ pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// One runner's run: what its figures were measured on. Started before the measuring, it writes
+/// the section with a line naming the commit (and whether the tree differed from it), the date, the
+/// CPU and the host's steal during the run — which `scripts/bench.sh stale` reads to list sections
+/// whose measured files changed since.
+pub struct Run {
+    commit: String,
+    dirty: bool,
+    started: String,
+    cpu: Option<CpuTimes>,
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(crate::workspace_root())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+impl Run {
+    pub fn start() -> Run {
+        Run {
+            commit: git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+            // The measured code differs from the commit (the figures themselves aside).
+            dirty: git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!BENCHMARKS.md",
+            ])
+            .is_none_or(|s| !s.is_empty()),
+            started: notes_handlers::domain::clock::now_iso(),
+            cpu: CpuTimes::now(),
+        }
+    }
+
+    /// The provenance line: "Measured at commit `…` (clean tree), 2026-…Z, on 2 cores, …; steal …".
+    pub fn provenance(&self) -> String {
+        let steal = match (self.cpu, CpuTimes::now()) {
+            (Some(a), Some(b)) => format!("{:.2} %", a.steal_percent(b)),
+            _ => "unknown".to_owned(),
+        };
+        format!(
+            "Measured at commit `{}` ({}), started {}, on {}; CPU time stolen by the host during the run: {steal}.",
+            self.commit,
+            if self.dirty {
+                "tree dirty: the figures may not be this commit's"
+            } else {
+                "clean tree"
+            },
+            self.started,
+            machine(),
+        )
+    }
+
+    /// Writes `body` (its first line the section's heading) as section `name`, the provenance line
+    /// under the heading.
+    pub fn write_section(&self, name: &str, body: &str) {
+        let (heading, rest) = body.split_once('\n').unwrap_or((body, ""));
+        write_section(name, &format!("{heading}\n\n{}\n{rest}", self.provenance()));
+    }
+}
+
 /// Replaces the text between `<!-- {name}:begin -->` and `<!-- {name}:end -->` in BENCHMARKS.md,
 /// appending the section if it is not there yet.
-pub fn write_section(name: &str, body: &str) {
+fn write_section(name: &str, body: &str) {
     let path = crate::workspace_root().join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
         "# Benchmarks\n\nFigures written by the runners in `tests/examples/` (see each section for how to repeat them).\n".to_owned()

@@ -187,8 +187,18 @@ impl LambdaProcess {
         runtime: &RuntimeApi,
         env: &[(String, String)],
     ) -> LambdaProcess {
+        Self::spawn_command(tokio::process::Command::new(binary), handler, runtime, env)
+    }
+
+    /// [`spawn_binary`](Self::spawn_binary) with a command of one's own: the binary under an
+    /// emulator (`qemu-aarch64-static -L … bootstrap`), say.
+    pub fn spawn_command(
+        mut cmd: tokio::process::Command,
+        handler: &str,
+        runtime: &RuntimeApi,
+        env: &[(String, String)],
+    ) -> LambdaProcess {
         let function = format!("local-{handler}");
-        let mut cmd = tokio::process::Command::new(binary);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("_HANDLER", handler)

@@ -863,6 +863,7 @@ fn table(cells: &[Cell]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_command_survives_every_fault_kind() {
     let started = Instant::now();
+    let run = notesctl_tests::bench::Run::start();
     // FAULT_KIND=reset-after (or a list) runs only those columns.
     let only = std::env::var("FAULT_KIND").ok();
     let kinds: Vec<Fault> = Fault::ALL
@@ -888,7 +889,7 @@ async fn every_command_survives_every_fault_kind() {
     let target = notesctl_tests::workspace_root().join("target/fault-matrix.md");
     let _ = std::fs::write(&target, &text);
     if std::env::var_os("BENCHMARKS").is_some() && only.is_none() {
-        notesctl_tests::bench::write_section("faults", &text);
+        run.write_section("faults", &text);
     }
 
     let applicable = kinds

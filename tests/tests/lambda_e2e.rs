@@ -174,6 +174,15 @@ async fn signup_login_publish_save_through_real_processes() {
             })
             .collect();
         assert!(!lines.is_empty(), "the function logged nothing");
+        // One `init` line per container says where its cold start went.
+        let init: Vec<&Value> = lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == "init")
+            .collect();
+        assert_eq!(init.len(), 1, "one init line:\n{logs}");
+        for field in ["main_at_us", "logs_us", "env_us", "secret_us"] {
+            assert!(init[0]["fields"][field].is_u64(), "{field}: {}", init[0]);
+        }
         assert!(
             lines
                 .iter()

@@ -11,7 +11,7 @@ use crate::ports::{Notifier, NotifyError, Posted};
 
 #[derive(Clone, Debug)]
 pub struct ApiGatewayNotifier {
-    client: Client,
+    client: std::sync::Arc<super::lazy::LazyClient<Client>>,
 }
 
 /// The management endpoint for a WebSocket API: `https://{host}/{stage}` from the API endpoint
@@ -33,8 +33,10 @@ pub fn management_endpoint(api_endpoint: &str, stage: &str) -> String {
 }
 
 impl ApiGatewayNotifier {
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    pub fn new(client: impl Into<super::lazy::LazyClient<Client>>) -> Self {
+        Self {
+            client: std::sync::Arc::new(client.into()),
+        }
     }
 }
 
@@ -43,6 +45,8 @@ impl Notifier for ApiGatewayNotifier {
     async fn post(&self, connection_id: &str, message: &[u8]) -> Result<Posted, NotifyError> {
         let result = self
             .client
+            .get()
+            .await
             .post_to_connection()
             .connection_id(connection_id)
             .data(Blob::new(message))

@@ -14,14 +14,17 @@ const MAX_ENTRIES: usize = 10;
 
 #[derive(Clone, Debug)]
 pub struct EventBridgeBus {
-    client: Client,
+    client: std::sync::Arc<super::lazy::LazyClient<Client>>,
     bus_name: String,
 }
 
 impl EventBridgeBus {
-    pub fn new(client: Client, bus_name: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<super::lazy::LazyClient<Client>>,
+        bus_name: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: std::sync::Arc::new(client.into()),
             bus_name: bus_name.into(),
         }
     }
@@ -48,6 +51,8 @@ impl EventBus for EventBridgeBus {
                 .collect();
             let out = self
                 .client
+                .get()
+                .await
                 .put_events()
                 .set_entries(Some(entries))
                 .send()

@@ -4,6 +4,7 @@ pub mod apigw_management;
 pub mod dynamodb;
 pub mod emf;
 pub mod eventbridge;
+pub mod lazy;
 pub mod secrets_manager;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;

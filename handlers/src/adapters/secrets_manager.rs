@@ -8,14 +8,17 @@ use crate::ports::{SecretError, SecretSource};
 
 #[derive(Clone, Debug)]
 pub struct SecretsManagerSecret {
-    client: Client,
+    client: std::sync::Arc<super::lazy::LazyClient<Client>>,
     secret_id: String,
 }
 
 impl SecretsManagerSecret {
-    pub fn new(client: Client, secret_id: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<super::lazy::LazyClient<Client>>,
+        secret_id: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: std::sync::Arc::new(client.into()),
             secret_id: secret_id.into(),
         }
     }
@@ -37,6 +40,8 @@ impl SecretSource for SecretsManagerSecret {
     async fn jwt_secret(&self) -> Result<Vec<u8>, SecretError> {
         let out = self
             .client
+            .get()
+            .await
             .get_secret_value()
             .secret_id(&self.secret_id)
             .send()

@@ -65,7 +65,7 @@ struct Query<'a> {
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
-    client: Client,
+    client: std::sync::Arc<crate::adapters::lazy::LazyClient<Client>>,
     table: String,
     connections_table: String,
     shards: ShardCount,
@@ -252,12 +252,12 @@ fn build<T, E: std::error::Error + Send + Sync + 'static>(
 
 impl DynamoStore {
     pub fn new(
-        client: Client,
+        client: impl Into<crate::adapters::lazy::LazyClient<Client>>,
         table: impl Into<String>,
         connections_table: impl Into<String>,
     ) -> Self {
         Self {
-            client,
+            client: std::sync::Arc::new(client.into()),
             table: table.into(),
             connections_table: connections_table.into(),
             shards: ShardCount::default(),
@@ -286,6 +286,8 @@ impl DynamoStore {
         item.insert("until".into(), AttributeValue::N(until_ms.to_string()));
         let put = self
             .client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item));
@@ -375,6 +377,8 @@ impl DynamoStore {
             AttributeValue::N(crate::domain::clock::now_millis().to_string()),
         );
         self.client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -401,6 +405,8 @@ impl DynamoStore {
         }
         let found = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key(LEGACY_EMPTIED.0, LEGACY_EMPTIED.1)))
@@ -447,6 +453,8 @@ impl DynamoStore {
     ) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(table)
             .set_key(Some(key))
@@ -467,6 +475,8 @@ impl DynamoStore {
     ) -> Result<Option<Vec<Check>>, StoreError> {
         let e = match self
             .client
+            .get()
+            .await
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()
@@ -525,6 +535,8 @@ impl DynamoStore {
         let start = q.start_after.map(|sk| key(q.pk.clone(), sk));
         let out = self
             .client
+            .get()
+            .await
             .query()
             .table_name(q.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")

@@ -26,6 +26,8 @@ impl NoteStore for DynamoStore {
         let Some(shard) = shard else {
             let result = self
                 .client
+                .get()
+                .await
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(owner))
@@ -96,7 +98,7 @@ impl NoteStore for DynamoStore {
     ) -> Result<Option<Note>, StoreError> {
         const OP: &str = "claiming a note's announcement";
         let result = self
-            .client
+            .client.get().await
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(user_pk(username), note_id.sort_key())))
@@ -126,6 +128,8 @@ impl NoteStore for DynamoStore {
         const OP: &str = "marking a note notified";
         let result = self
             .client
+            .get()
+            .await
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(user_pk(username), note_id.sort_key())))
@@ -216,6 +220,8 @@ impl NoteStore for DynamoStore {
             let Some(feed) = feed else {
                 let result = self
                     .client
+                    .get()
+                    .await
                     .put_item()
                     .table_name(&self.table)
                     .set_item(Some(tombstone))
@@ -438,6 +444,8 @@ impl DynamoStore {
         if owner_item.as_ref().is_some_and(is_tombstone) {
             // Its owner deleted it and the copy outlived the delete: nothing to move.
             self.client
+                .get()
+                .await
                 .delete_item()
                 .table_name(&self.table)
                 .set_key(Some(source_key))

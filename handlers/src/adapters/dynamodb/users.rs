@@ -12,6 +12,8 @@ impl UserStore for DynamoStore {
         item.insert("createdAt".into(), s(&user.created_at));
         match self
             .client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
