@@ -59,3 +59,102 @@ fn test_sh_uses_the_phases() {
         assert!(script.contains(phase), "{phase}");
     }
 }
+
+/// `scripts/bench.sh stale`, run on a repository of its own: a section is listed when the files
+/// its runner measures changed after the commit it records, when it was measured on a dirty tree,
+/// or when it records no commit; a current section is not, and all current prints nothing.
+#[test]
+fn stale_lists_the_sections_whose_measured_files_changed() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    std::fs::create_dir_all(root.join("scripts/lib")).unwrap();
+    std::fs::copy(
+        notesctl_tests::workspace_root().join("scripts/lib/stale.sh"),
+        root.join("scripts/lib/stale.sh"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("cli/src/commands/validate")).unwrap();
+    std::fs::create_dir_all(root.join("handlers/src")).unwrap();
+    std::fs::write(root.join("cli/src/commands/validate/mod.rs"), "// v1").unwrap();
+    std::fs::write(root.join("handlers/src/lib.rs"), "// v1").unwrap();
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "code"]);
+    let measured = git(&["rev-parse", "--short=12", "HEAD"]);
+    let section = |name: &str, line: &str| {
+        format!("<!-- {name}:begin -->\n## {name}\n\n{line}\n\n| a |\n<!-- {name}:end -->\n")
+    };
+    let write = |sections: &[String]| {
+        std::fs::write(
+            root.join("BENCHMARKS.md"),
+            format!("# Benchmarks\n\n{}", sections.join("\n")),
+        )
+        .unwrap();
+    };
+    let at = |commit: &str, tree: &str| {
+        format!("Measured at commit `{commit}` ({tree}), started 2026-12-07.")
+    };
+    let stale = || {
+        let out = Command::new("bash")
+            .arg(root.join("scripts/lib/stale.sh"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+        )
+    };
+
+    write(&[
+        section("validate", &at(&measured, "clean tree")),
+        section("cold-start", &at(&measured, "clean tree")),
+    ]);
+    assert_eq!(stale(), (0, String::new()), "all current: nothing printed");
+
+    // The validator changes: validate's figures are stale, cold-start's (handlers/) are not.
+    std::fs::write(root.join("cli/src/commands/validate/mod.rs"), "// v2").unwrap();
+    git(&["commit", "-qam", "a faster validate"]);
+    let (code, out) = stale();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("validate: measured at") && out.contains("a faster validate"),
+        "{out}"
+    );
+    assert!(!out.contains("cold-start"), "{out}");
+
+    write(&[
+        section(
+            "cold-start",
+            &at(
+                &measured,
+                "tree dirty: the figures may not be this commit's",
+            ),
+        ),
+        section("dev-load", "Measured 2026-12-01 on 2 cores."),
+    ]);
+    let (code, out) = stale();
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("cold-start: measured on a tree that differed"),
+        "{out}"
+    );
+    assert!(out.contains("dev-load: records no commit"), "{out}");
+}
