@@ -49,10 +49,10 @@ for _ in range(runs):
 total1, steal1 = cpu_times()
 steal = 100 * (steal1 - steal0) / max(1, total1 - total0)
 commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-# Dirty: the measured code differs from the commit (the figures and the runners themselves aside).
+# Dirty: the measured code differs from the commit (documents aside: no figure depends on them).
 dirty = (
     " (tree dirty)"
-    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md", ":!scripts")
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md")
     else ""
 )
 

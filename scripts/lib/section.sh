@@ -21,7 +21,8 @@ def cpu_line(line):
     return sum(n), n[7]
 
 commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md")
+# Documents aside: no figure depends on them.
+dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!*.md")
 steal = "unknown"
 before = os.environ.get("NOTESCTL_STAT_BEFORE")
 if before:
