@@ -149,6 +149,8 @@ async fn main() {
                 batch.send().await.unwrap();
             }
         };
+        // What the queue-depth rows left in the queue (one purge: the next rounds drain instead).
+        sqs.purge_queue().queue_url(&queue).send().await.unwrap();
         // The AWS CLI equivalent, batch by batch: receive 10, send them as a batch, delete them as a
         // batch. `--query` picks the fields, so no other process is started for JSON; the bodies
         // here are `{"n":i}` (no tab or newline), which the text output keeps on one line.
